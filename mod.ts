@@ -1,0 +1,40 @@
+/**
+ * A user-space virtio-net driver for Deno: binds a virtio-net PCI function to vfio-pci,
+ * drives it through VFIO (or a vfio-user socket) with Deno FFI, and moves packets in
+ * bursts of buffer indices over typed arrays. `--allow-ffi` is the only permission needed.
+ *
+ * @example
+ * ```ts ignore
+ * import { VirtioNetPort } from "./mod.ts";
+ * const port = VirtioNetPort.open("0000:00:04.0", { bind: true });
+ * const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+ * const n = port.rx().rxBurst(bufs, lens, 32);
+ * port.tx().txBurst(bufs, lens, n); // echo them back
+ * port.close();
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/errors.ts";
+export * from "./src/pci/address.ts";
+export * from "./src/pci/pci_device.ts";
+export * from "./src/pci/capabilities.ts";
+export * from "./src/pci/sysfs.ts";
+export * from "./src/vfio/container.ts";
+export * from "./src/vfio/group.ts";
+export * from "./src/vfio/vfio_pci_device.ts";
+export * from "./src/dma/memory.ts";
+export * from "./src/dma/iova.ts";
+export * from "./src/dma/buffer_pool.ts";
+export * from "./src/virtio/features.ts";
+export * from "./src/virtio/status.ts";
+export * from "./src/virtio/ring_math.ts";
+export * from "./src/virtio/split_queue.ts";
+export * from "./src/virtio/pci_transport.ts";
+export * from "./src/net/features.ts";
+export * from "./src/net/header.ts";
+export * from "./src/net/config.ts";
+export * from "./src/net/rx_queue.ts";
+export * from "./src/net/tx_queue.ts";
+export * from "./src/net/port.ts";

@@ -1,0 +1,51 @@
+/**
+ * struct virtio_net_hdr (virtio 1.x §5.1.6), which precedes every packet on the rings.
+ *
+ * With VIRTIO_F_VERSION_1 the header always has num_buffers: 12 bytes; with
+ * VIRTIO_NET_F_HASH_REPORT it grows by hash_value, hash_report and padding to 20 bytes.
+ *
+ * @module
+ */
+
+/** Offset of flags (u8). */
+export const HDR_FLAGS = 0;
+/** Offset of gso_type (u8). */
+export const HDR_GSO_TYPE = 1;
+/** Offset of hdr_len (le16). */
+export const HDR_HDR_LEN = 2;
+/** Offset of gso_size (le16). */
+export const HDR_GSO_SIZE = 4;
+/** Offset of csum_start (le16). */
+export const HDR_CSUM_START = 6;
+/** Offset of csum_offset (le16). */
+export const HDR_CSUM_OFFSET = 8;
+/** Offset of num_buffers (le16). */
+export const HDR_NUM_BUFFERS = 10;
+/** Offset of hash_value (le32, HASH_REPORT only). */
+export const HDR_HASH_VALUE = 12;
+/** Offset of hash_report (le16, HASH_REPORT only). */
+export const HDR_HASH_REPORT = 16;
+
+/** Header size with VERSION_1. */
+export const VIRTIO_NET_HDR_SIZE = 12;
+/** Header size with VERSION_1 and HASH_REPORT. */
+export const VIRTIO_NET_HDR_HASH_SIZE = 20;
+/** flags: the checksum at csum_start + csum_offset is partial. */
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+/** flags: the checksum is valid. */
+export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+/** gso_type: not a GSO frame. */
+export const VIRTIO_NET_HDR_GSO_NONE = 0;
+
+/**
+ * The header size for the negotiated features.
+ *
+ * @example
+ * ```ts
+ * import { netHeaderSize } from "./header.ts";
+ * netHeaderSize(false); // 12
+ * ```
+ */
+export function netHeaderSize(hashReport: boolean): number {
+  return hashReport ? VIRTIO_NET_HDR_HASH_SIZE : VIRTIO_NET_HDR_SIZE;
+}

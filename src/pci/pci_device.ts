@@ -1,0 +1,170 @@
+/**
+ * The transport-neutral view of a PCI function that every layer above uses: config space,
+ * BAR regions, DMA mapping, reset. Kernel VFIO (`src/vfio/`) and vfio-user
+ * (`src/vfio_user/`) each implement it, so virtio and virtio-net code never knows which
+ * one it runs on.
+ *
+ * @module
+ */
+
+/**
+ * Register access to one region (a BAR or config space). Offsets are bytes from the
+ * region's start; accesses are naturally aligned and of exactly the width asked for,
+ * as MMIO registers require.
+ */
+export interface RegionIo {
+  /** Region size in bytes. */
+  readonly size: number;
+  /** True when the region is mmap'd: accesses are plain loads and stores. */
+  readonly mapped: boolean;
+  /** Reads one byte. */
+  read8(offset: number): number;
+  /** Reads a little-endian u16. */
+  read16(offset: number): number;
+  /** Reads a little-endian u32. */
+  read32(offset: number): number;
+  /** Writes one byte. */
+  write8(offset: number, value: number): void;
+  /** Writes a little-endian u16. */
+  write16(offset: number, value: number): void;
+  /** Writes a little-endian u32. */
+  write32(offset: number, value: number): void;
+}
+
+/** A piece of process memory to make visible to the device at an IOVA. */
+export interface DmaSegment {
+  /** Process virtual address of the memory. */
+  vaddr: bigint;
+  /** Size in bytes (a multiple of the page size). */
+  size: number;
+  /** memfd that backs the memory (vfio-user passes it to the server). */
+  fd: number;
+  /** Offset of the memory within `fd`. */
+  fdOffset: number;
+}
+
+/** A PCI function opened for user-space driving. */
+export interface PciDevice {
+  /** How users name the port: a PCI address or `vfio-user:/path`. */
+  readonly name: string;
+  /** PCI configuration space. */
+  readonly config: RegionIo;
+  /** Access to BAR `index` (0–5); throws when the BAR is absent. */
+  bar(index: number): RegionIo;
+  /** The usable IOVA ranges [start, end] the IOMMU accepts. */
+  iovaRanges(): { start: bigint; end: bigint }[];
+  /** Maps a segment of memory for device DMA at `iova`. */
+  dmaMap(segment: DmaSegment, iova: bigint): void;
+  /** Removes a mapping made with {@linkcode PciDevice.dmaMap}. */
+  dmaUnmap(iova: bigint, size: number): void;
+  /** Resets the function (VFIO_DEVICE_RESET or the vfio-user equivalent), if supported. */
+  reset(): void;
+  /** Releases everything the transport holds, in reverse order. Idempotent. */
+  close(): void;
+}
+
+/**
+ * Register access over a mapping: exact-width typed-array loads and stores (never
+ * DataView, whose accesses are not guaranteed to be single loads in every V8 tier).
+ *
+ * @example
+ * ```ts
+ * import { MappedRegionIo } from "./pci_device.ts";
+ * const io = new MappedRegionIo(new ArrayBuffer(64));
+ * io.write32(4, 0xdeadbeef);
+ * io.read16(4); // 0xbeef (x86-64 is little-endian)
+ * ```
+ */
+export class MappedRegionIo implements RegionIo {
+  readonly size: number;
+  readonly mapped = true;
+  readonly #u8: Uint8Array;
+  readonly #u16: Uint16Array;
+  readonly #u32: Uint32Array;
+
+  /** Wraps `buffer` (a mapping of the region). */
+  constructor(buffer: ArrayBuffer) {
+    this.size = buffer.byteLength;
+    this.#u8 = new Uint8Array(buffer);
+    this.#u16 = new Uint16Array(buffer, 0, buffer.byteLength >> 1);
+    this.#u32 = new Uint32Array(buffer, 0, buffer.byteLength >> 2);
+  }
+
+  /** Reads one byte. */
+  read8(offset: number): number {
+    return this.#u8[offset];
+  }
+  /** Reads a u16 at an even offset. */
+  read16(offset: number): number {
+    return this.#u16[offset >> 1];
+  }
+  /** Reads a u32 at a multiple of 4. */
+  read32(offset: number): number {
+    return this.#u32[offset >> 2];
+  }
+  /** Writes one byte. */
+  write8(offset: number, value: number): void {
+    this.#u8[offset] = value;
+  }
+  /** Writes a u16 at an even offset. */
+  write16(offset: number, value: number): void {
+    this.#u16[offset >> 1] = value;
+  }
+  /** Writes a u32 at a multiple of 4. */
+  write32(offset: number, value: number): void {
+    this.#u32[offset >> 2] = value;
+  }
+}
+
+/**
+ * A view of part of a region, for a virtio structure that lives at `offset` in a BAR.
+ *
+ * @example
+ * ```ts
+ * import { MappedRegionIo, SubRegionIo } from "./pci_device.ts";
+ * const bar = new MappedRegionIo(new ArrayBuffer(4096));
+ * const common = new SubRegionIo(bar, 0x100, 0x38);
+ * common.write8(0x14, 1); // writes bar offset 0x114
+ * ```
+ */
+export class SubRegionIo implements RegionIo {
+  readonly size: number;
+  readonly mapped: boolean;
+  readonly #io: RegionIo;
+  readonly #base: number;
+
+  /** Views `length` bytes of `io` from `base`; throws when they do not fit. */
+  constructor(io: RegionIo, base: number, length: number) {
+    if (base < 0 || length < 0 || base + length > io.size) {
+      throw new RangeError(`window ${base}+${length} lies outside a region of ${io.size} bytes`);
+    }
+    this.#io = io;
+    this.#base = base;
+    this.size = length;
+    this.mapped = io.mapped;
+  }
+  /** Reads one byte. */
+  read8(offset: number): number {
+    return this.#io.read8(this.#base + offset);
+  }
+  /** Reads a u16. */
+  read16(offset: number): number {
+    return this.#io.read16(this.#base + offset);
+  }
+  /** Reads a u32. */
+  read32(offset: number): number {
+    return this.#io.read32(this.#base + offset);
+  }
+  /** Writes one byte. */
+  write8(offset: number, value: number): void {
+    this.#io.write8(this.#base + offset, value);
+  }
+  /** Writes a u16. */
+  write16(offset: number, value: number): void {
+    this.#io.write16(this.#base + offset, value);
+  }
+  /** Writes a u32. */
+  write32(offset: number, value: number): void {
+    this.#io.write32(this.#base + offset, value);
+  }
+}

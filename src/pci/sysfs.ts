@@ -1,0 +1,193 @@
+/**
+ * PCI functions as sysfs shows them: identity, current driver, IOMMU group, and binding a
+ * function to vfio-pci (driver_override + drivers_probe) and back.
+ *
+ * Linux documents the procedure in Documentation/driver-api/vfio.rst and
+ * Documentation/ABI/testing/sysfs-bus-pci (driver_override).
+ *
+ * @module
+ */
+
+import { basename, exists, listDir, readLink, readText, writeText } from "../../ffi/fs.ts";
+import { EACCES, EPERM, SysError } from "../../ffi/libc.ts";
+import { DriverError } from "../errors.ts";
+
+const SYS_PCI = "/sys/bus/pci";
+
+/** Identity of a PCI function as sysfs reports it. */
+export interface PciIdentity {
+  /** Vendor id. */
+  vendor: number;
+  /** Device id. */
+  device: number;
+  /** Subsystem device id. */
+  subsystemDevice: number;
+  /** 24-bit class code. */
+  classCode: number;
+}
+
+/** virtio's PCI vendor id (virtio 1.x §4.1.2). */
+export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
+/** Modern virtio-net device id: 0x1040 + device type 1 (§4.1.2.1). */
+export const VIRTIO_NET_MODERN_DEVICE_ID = 0x1041;
+/** Transitional virtio-net device id (§4.1.2.3); subsystem device id 1 says "network". */
+export const VIRTIO_NET_TRANSITIONAL_DEVICE_ID = 0x1000;
+
+/**
+ * True when the identity is a virtio-net function, modern or transitional (§4.1.2).
+ *
+ * @example
+ * ```ts
+ * import { isVirtioNet } from "./sysfs.ts";
+ * isVirtioNet({ vendor: 0x1af4, device: 0x1041, subsystemDevice: 0x1100, classCode: 0x20000 }); // true
+ * ```
+ */
+export function isVirtioNet(id: PciIdentity): boolean {
+  return id.vendor === VIRTIO_PCI_VENDOR_ID &&
+    (id.device === VIRTIO_NET_MODERN_DEVICE_ID ||
+      (id.device === VIRTIO_NET_TRANSITIONAL_DEVICE_ID && id.subsystemDevice === 1));
+}
+
+/**
+ * The sentence users get when a function is not virtio-net.
+ *
+ * @example
+ * ```ts
+ * import { notVirtioNetMessage } from "./sysfs.ts";
+ * notVirtioNetMessage("0000:00:00.0", { vendor: 0x8086, device: 0x29c0, subsystemDevice: 0, classCode: 0x60000 });
+ * ```
+ */
+export function notVirtioNetMessage(name: string, id: PciIdentity): string {
+  const h = (n: number) => n.toString(16).padStart(4, "0");
+  return `${name} is not a virtio-net device (vendor ${h(id.vendor)}, device ${
+    h(id.device)
+  }): give the address of a virtio-net function (vendor 1af4, device 1041 or 1000).`;
+}
+
+function sysError(e: unknown, what: string): never {
+  if (e instanceof SysError && (e.errno === EACCES || e.errno === EPERM)) {
+    throw new DriverError(
+      "PERMISSION",
+      `${what} was refused (${e.message}): run as root, or bind the device to vfio-pci beforehand and give your user access to /dev/vfio.`,
+      { cause: e },
+    );
+  }
+  throw e;
+}
+
+/** A PCI function in sysfs, by canonical address. */
+export class SysfsPciFunction {
+  /** Canonical address, e.g. 0000:00:04.0. */
+  readonly address: string;
+  /** Directory of the function in sysfs. */
+  readonly path: string;
+
+  /**
+   * Looks the function up; throws NO_DEVICE when sysfs has no such function.
+   *
+   * @example
+   * ```ts ignore
+   * import { SysfsPciFunction } from "./sysfs.ts";
+   * const fn = new SysfsPciFunction("0000:00:04.0");
+   * console.log(fn.driver()); // "virtio-pci"
+   * ```
+   */
+  constructor(address: string) {
+    this.address = address;
+    this.path = `${SYS_PCI}/devices/${address}`;
+    if (!exists(this.path)) {
+      throw new DriverError(
+        "NO_DEVICE",
+        `There is no PCI device at ${address}: check the address with 'lspci -D'.`,
+      );
+    }
+  }
+
+  /** Vendor, device, subsystem and class ids. */
+  identity(): PciIdentity {
+    const num = (attr: string) => parseInt(readText(`${this.path}/${attr}`).trim(), 16);
+    return {
+      vendor: num("vendor"),
+      device: num("device"),
+      subsystemDevice: num("subsystem_device"),
+      classCode: num("class"),
+    };
+  }
+
+  /** Name of the bound driver, or null when none is bound. */
+  driver(): string | null {
+    const target = readLink(`${this.path}/driver`);
+    return target === null ? null : basename(target);
+  }
+
+  /** The IOMMU group number, or null when the function has no group (IOMMU off). */
+  iommuGroup(): number | null {
+    const target = readLink(`${this.path}/iommu_group`);
+    return target === null ? null : Number(basename(target));
+  }
+
+  /** Addresses of every function in the same IOMMU group (this one included). */
+  groupMembers(): string[] {
+    const group = this.iommuGroup();
+    return group === null ? [this.address] : listDir(`/sys/kernel/iommu_groups/${group}/devices`);
+  }
+
+  /**
+   * Binds the function to vfio-pci: driver_override, unbind from the current driver,
+   * drivers_probe. Returns the driver it had before (null if none).
+   */
+  bindVfioPci(): string | null {
+    const previous = this.driver();
+    if (previous === "vfio-pci") return previous;
+    requireVfioPciDriver();
+    try {
+      writeText(`${this.path}/driver_override`, "vfio-pci");
+      if (previous !== null) writeText(`${this.path}/driver/unbind`, this.address);
+      writeText(`${SYS_PCI}/drivers_probe`, this.address);
+    } catch (e) {
+      sysError(e, `Binding ${this.address} to vfio-pci`);
+    }
+    const now = this.driver();
+    if (now !== "vfio-pci") {
+      throw new DriverError(
+        "VFIO",
+        `${this.address} did not bind to vfio-pci (driver now: ${
+          now ?? "none"
+        }): check 'dmesg' for the reason.`,
+      );
+    }
+    return previous;
+  }
+
+  /**
+   * Hands the function back: clears driver_override, unbinds from vfio-pci and lets the
+   * kernel probe its own driver again (`previous` is informational).
+   */
+  restoreDriver(previous: string | null): void {
+    try {
+      writeText(`${this.path}/driver_override`, "\n");
+      if (this.driver() === "vfio-pci") writeText(`${this.path}/driver/unbind`, this.address);
+      if (previous !== null) writeText(`${SYS_PCI}/drivers_probe`, this.address);
+    } catch (e) {
+      sysError(e, `Returning ${this.address} to ${previous ?? "no driver"}`);
+    }
+  }
+}
+
+/**
+ * Throws NO_VFIO_PCI unless the vfio-pci driver is registered (module loaded or built in).
+ *
+ * @example
+ * ```ts ignore
+ * import { requireVfioPciDriver } from "./sysfs.ts";
+ * requireVfioPciDriver();
+ * ```
+ */
+export function requireVfioPciDriver(): void {
+  if (!exists(`${SYS_PCI}/drivers/vfio-pci`)) {
+    throw new DriverError(
+      "NO_VFIO_PCI",
+      "The vfio-pci driver is not loaded: run 'modprobe vfio-pci' as root (and make sure the IOMMU is on: intel_iommu=on or amd_iommu=on).",
+    );
+  }
+}

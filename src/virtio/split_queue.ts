@@ -1,0 +1,221 @@
+/**
+ * A split virtqueue (virtio 1.x §2.7) driven from typed arrays over DMA memory.
+ *
+ * Each buffer is one descriptor (virtio-net header and frame contiguous, which VERSION_1
+ * allows: §5.1.6.2 "any layout"). The driver side keeps, per descriptor, the caller's
+ * token (a buffer index) and the length it posted, so that every used-ring entry the
+ * device returns can be validated before it is trusted.
+ *
+ * Memory ordering. This relies on x86-64 TSO: stores become visible in program order and
+ * loads are not reordered with older loads. Plain typed-array stores fill descriptors and
+ * ring slots; the publication point is the avail->idx store, done with Atomics.store so
+ * that V8 neither reorders it before those stores nor sinks it after later loads (on x86
+ * it is an XCHG: a full barrier, which also gives the store→load order §2.7.13.4 needs
+ * before reading avail_event / used->flags). used->idx is read with Atomics.load, and the
+ * used entries only after it (the virtio_rmb() of Linux's virtqueue_get_buf).
+ *
+ * @module
+ */
+
+import { DriverError } from "../errors.ts";
+import {
+  ringDistance,
+  splitRingLayout,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_USED_F_NO_NOTIFY,
+  vringNeedEvent,
+} from "./ring_math.ts";
+
+/** Options of a {@linkcode SplitQueue}. */
+export interface SplitQueueOptions {
+  /** Queue index on the device (for messages). */
+  index: number;
+  /** Queue size (a power of two). */
+  size: number;
+  /** VIRTIO_F_EVENT_IDX was negotiated. */
+  eventIdx: boolean;
+  /** Writes the queue's notification register. */
+  notify: () => void;
+  /** Name of the queue for error messages, e.g. "receiveq1 of 0000:00:04.0". */
+  name: string;
+}
+
+/**
+ * The driver side of one split virtqueue.
+ *
+ * @example
+ * ```ts
+ * import { SplitQueue, splitRingLayout } from "../../mod.ts";
+ * const mem = new ArrayBuffer(splitRingLayout(8).totalBytes);
+ * const q = new SplitQueue(mem, 0, { index: 0, size: 8, eventIdx: false, notify: () => {}, name: "q" });
+ * q.add(42, 0x1000, 0, 2048, true); // post a device-writable buffer with token 42
+ * q.publish();
+ * ```
+ */
+export class SplitQueue {
+  /** Queue index on the device. */
+  readonly index: number;
+  /** Number of descriptors. */
+  readonly size: number;
+  /** Name for messages. */
+  readonly name: string;
+  readonly #mask: number;
+  readonly #d32: Uint32Array;
+  readonly #d16: Uint16Array;
+  readonly #avail: Uint16Array;
+  readonly #used16: Uint16Array;
+  readonly #used32: Uint32Array;
+  readonly #availEventAt: number;
+  readonly #token: Int32Array;
+  readonly #postedLen: Uint32Array;
+  readonly #freeDesc: Uint16Array;
+  readonly #eventIdx: boolean;
+  readonly #notify: () => void;
+  #numFree: number;
+  #availIdx = 0;
+  #kickedAt = 0;
+  #lastUsed = 0;
+  /** Notifications sent to the device. */
+  kicks = 0;
+  /** Publications that needed no notification (suppressed by the device). */
+  kicksSuppressed = 0;
+
+  /** Builds the views over `memory` at `offset` (laid out by splitRingLayout). */
+  constructor(memory: ArrayBuffer, offset: number, opts: SplitQueueOptions) {
+    const layout = splitRingLayout(opts.size);
+    this.index = opts.index;
+    this.size = opts.size;
+    this.name = opts.name;
+    this.#mask = opts.size - 1;
+    this.#d32 = new Uint32Array(memory, offset + layout.descOffset, 4 * opts.size);
+    this.#d16 = new Uint16Array(memory, offset + layout.descOffset, 8 * opts.size);
+    this.#avail = new Uint16Array(memory, offset + layout.availOffset, 3 + opts.size);
+    this.#used16 = new Uint16Array(memory, offset + layout.usedOffset, 3 + 4 * opts.size);
+    this.#used32 = new Uint32Array(memory, offset + layout.usedOffset, 1 + 2 * opts.size);
+    this.#availEventAt = 2 + 4 * opts.size;
+    this.#token = new Int32Array(opts.size).fill(-1);
+    this.#postedLen = new Uint32Array(opts.size);
+    this.#freeDesc = new Uint16Array(opts.size);
+    for (let i = 0; i < opts.size; i++) this.#freeDesc[i] = opts.size - 1 - i;
+    this.#numFree = opts.size;
+    this.#eventIdx = opts.eventIdx;
+    this.#notify = opts.notify;
+    new Uint8Array(memory, offset, layout.totalBytes).fill(0);
+    // This driver polls: ask for no used-buffer notifications (§2.7.7). With EVENT_IDX
+    // the flag is ignored by the device, and no MSI-X vector is assigned either.
+    this.#avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
+  }
+
+  /** Descriptors free for new buffers. */
+  get freeCount(): number {
+    return this.#numFree;
+  }
+
+  /** Buffers the device holds (made available, not yet returned used). */
+  get inFlight(): number {
+    return this.size - this.#numFree;
+  }
+
+  /**
+   * Makes one buffer available (not yet visible to the device: see
+   * {@linkcode SplitQueue.publish}). `token` is returned with the buffer when it is used.
+   * Returns false when the ring is full.
+   */
+  add(
+    token: number,
+    iovaLo: number,
+    iovaHi: number,
+    len: number,
+    deviceWritable: boolean,
+  ): boolean {
+    if (this.#numFree === 0) return false;
+    const d = this.#freeDesc[--this.#numFree];
+    const d32 = this.#d32;
+    d32[4 * d] = iovaLo;
+    d32[4 * d + 1] = iovaHi;
+    d32[4 * d + 2] = len;
+    this.#d16[8 * d + 6] = deviceWritable ? VIRTQ_DESC_F_WRITE : 0;
+    this.#d16[8 * d + 7] = 0;
+    this.#token[d] = token;
+    this.#postedLen[d] = len;
+    this.#avail[2 + (this.#availIdx & this.#mask)] = d;
+    this.#availIdx = (this.#availIdx + 1) & 0xffff;
+    return true;
+  }
+
+  /**
+   * Publishes every buffer added since the last call (one avail->idx store) and notifies
+   * the device unless it suppressed notifications (§2.7.10 with EVENT_IDX, §2.7.9 without).
+   * One notification covers a whole burst.
+   */
+  publish(): void {
+    const newIdx = this.#availIdx;
+    const oldIdx = this.#kickedAt;
+    if (newIdx === oldIdx) return;
+    // Publication point: descriptor and ring-slot stores above are ordered before this
+    // (x86 TSO + Atomics.store); the XCHG also orders it before the loads below.
+    Atomics.store(this.#avail, 1, newIdx);
+    this.#kickedAt = newIdx;
+    const wanted = this.#eventIdx
+      ? vringNeedEvent(Atomics.load(this.#used16, this.#availEventAt), newIdx, oldIdx)
+      : (Atomics.load(this.#used16, 0) & VIRTQ_USED_F_NO_NOTIFY) === 0;
+    if (wanted) {
+      this.kicks++;
+      this.#notify();
+    } else {
+      this.kicksSuppressed++;
+    }
+  }
+
+  /**
+   * Takes up to `max` used buffers, in used-ring order: their tokens go to `tokens` and the
+   * lengths the device wrote to `lens`, from index `at`. Returns how many were taken.
+   * Every entry is validated (descriptor in range and in flight, length within what was
+   * posted); a bad entry throws DEVICE_MISBEHAVED before anything of it is used.
+   */
+  takeUsed(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
+    const usedIdx = Atomics.load(this.#used16, 1); // acquire: entries are read after this
+    let pending = ringDistance(this.#lastUsed, usedIdx);
+    if (pending === 0) return 0;
+    if (pending > this.size - this.#numFree) {
+      this.#misbehaved(
+        `used->idx ${usedIdx} runs ${pending} entries ahead with only ${
+          this.size - this.#numFree
+        } buffers in flight`,
+      );
+    }
+    if (pending > max) pending = max;
+    const used32 = this.#used32;
+    let last = this.#lastUsed;
+    for (let i = 0; i < pending; i++) {
+      const slot = last & this.#mask;
+      const id = used32[1 + 2 * slot];
+      const len = used32[2 + 2 * slot];
+      if (id >= this.size || this.#token[id] < 0) {
+        this.#misbehaved(`used entry ${last} names descriptor ${id}, which is not in flight`);
+      }
+      if (len > this.#postedLen[id]) {
+        this.#misbehaved(
+          `used entry ${last} reports ${len} bytes written into a ${
+            this.#postedLen[id]
+          }-byte buffer`,
+        );
+      }
+      tokens[at + i] = this.#token[id];
+      lens[at + i] = len;
+      this.#token[id] = -1;
+      this.#freeDesc[this.#numFree++] = id;
+      last = (last + 1) & 0xffff;
+    }
+    this.#lastUsed = last;
+    return pending;
+  }
+
+  #misbehaved(what: string): never {
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `The device corrupted ${this.name}: ${what}; no buffer was reused: restart the port to reset the device.`,
+    );
+  }
+}
