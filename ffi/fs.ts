@@ -5,7 +5,18 @@
  * @module
  */
 
-import { check, cstr, libc, O_CLOEXEC, O_RDONLY, O_WRONLY, readCString, SysError } from "./libc.ts";
+import {
+  check,
+  cstr,
+  libc,
+  O_CLOEXEC,
+  O_CREAT,
+  O_RDONLY,
+  O_TRUNC,
+  O_WRONLY,
+  readCString,
+  SysError,
+} from "./libc.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -132,4 +143,68 @@ export function listDir(path: string): string[] {
 export function basename(path: string): string {
   const parts = path.split("/").filter((p) => p.length > 0);
   return parts.length ? parts[parts.length - 1] : "";
+}
+
+/**
+ * Reads a whole file as bytes.
+ *
+ * @example
+ * ```ts
+ * import { readBytes } from "./fs.ts";
+ * readBytes("/proc/self/stat").length > 0; // true
+ * ```
+ */
+export function readBytes(path: string): Uint8Array<ArrayBuffer> {
+  const fd = check(libc.open(cstr(path), O_RDONLY | O_CLOEXEC, 0), "open", path);
+  try {
+    let buf = new Uint8Array(1 << 16);
+    let total = 0;
+    for (;;) {
+      if (total === buf.length) {
+        const bigger = new Uint8Array(buf.length * 2);
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const n = check(
+        libc.read(fd, buf.subarray(total), BigInt(buf.length - total)),
+        "read",
+        path,
+      );
+      if (n === 0) break;
+      total += n;
+    }
+    return buf.slice(0, total);
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/**
+ * Creates (or truncates) a file and writes `data` to it.
+ *
+ * @example
+ * ```ts ignore
+ * import { writeBytes } from "./fs.ts";
+ * writeBytes("/tmp/x.bin", new Uint8Array([1, 2, 3]));
+ * ```
+ */
+export function writeBytes(path: string, data: Uint8Array, mode = 0o644): void {
+  const fd = check(
+    libc.open(cstr(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode),
+    "open",
+    path,
+  );
+  try {
+    let off = 0;
+    while (off < data.length) {
+      const n = check(
+        libc.write(fd, data.subarray(off), BigInt(data.length - off)),
+        "write",
+        path,
+      );
+      off += n;
+    }
+  } finally {
+    libc.close(fd);
+  }
 }

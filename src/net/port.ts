@@ -144,6 +144,7 @@ export class VirtioNetPort {
   static open(spec: string | PortSpec, options: PortOptions = {}): VirtioNetPort {
     const ps = typeof spec === "string" ? parsePortSpec(spec) : spec;
     const release = new ReleaseStack();
+    let failed = false;
     try {
       let pci: PciDevice;
       if (ps.kind === "pci") {
@@ -156,12 +157,15 @@ export class VirtioNetPort {
       } else {
         throw new DriverError(
           "UNSUPPORTED",
-          `${ps.name}: no vfio-user transport was given to open it: import it from mod.ts (openPort does).`,
+          `${ps.name}: no vfio-user transport was given to open it: use openPort() from mod.ts, which knows it.`,
         );
       }
-      release.push(`close ${ps.name}`, () => pci.close());
+      const opened = pci;
+      // When opening fails half-way, the function goes back to its kernel driver too.
+      release.push(`close ${ps.name}`, () => opened.close({ restoreDriver: failed }));
       return VirtioNetPort.#start(ps.name, pci, options, release);
     } catch (e) {
+      failed = true;
       release.releaseAll();
       throw e;
     }

@@ -59,8 +59,12 @@ export interface PciDevice {
   dmaUnmap(iova: bigint, size: number): void;
   /** Resets the function (VFIO_DEVICE_RESET or the vfio-user equivalent), if supported. */
   reset(): void;
-  /** Releases everything the transport holds, in reverse order. Idempotent. */
-  close(): void;
+  /**
+   * Releases everything the transport holds, in reverse order. Idempotent. With
+   * `restoreDriver`, a function this process took from its kernel driver is handed back
+   * (used when opening a port fails half-way).
+   */
+  close(options?: { restoreDriver?: boolean }): void;
 }
 
 /**

@@ -116,13 +116,16 @@ export class VfioPciDevice implements PciDevice {
   readonly #container: VfioContainer;
   readonly #release: ReleaseStack;
   readonly #bars = new Map<number, RegionIo>();
+  readonly #restore: { onClose: boolean };
 
   private constructor(
     name: string,
     fd: number,
     container: VfioContainer,
     release: ReleaseStack,
+    restore: { onClose: boolean },
   ) {
+    this.#restore = restore;
     this.name = name;
     this.#fd = fd;
     this.#container = container;
@@ -150,6 +153,7 @@ export class VfioPciDevice implements PciDevice {
   static open(address: PciAddress, options: OpenVfioOptions = {}): VfioPciDevice {
     const name = formatPciAddress(address);
     const release = new ReleaseStack();
+    const restore = { onClose: options.restoreDriver ?? false };
     try {
       const fn = new SysfsPciFunction(name);
       const id = fn.identity();
@@ -165,9 +169,11 @@ export class VfioPciDevice implements PciDevice {
       }
       if (driver !== "vfio-pci") {
         const previous = fn.bindVfioPci();
-        if (options.restoreDriver) {
-          release.push(`return ${name} to ${previous}`, () => fn.restoreDriver(previous));
-        }
+        // A failed open gives the function back to the driver it had; a successful one
+        // keeps it on vfio-pci after close unless restoreDriver asks otherwise.
+        release.push(`return ${name} to ${previous ?? "no driver"}`, () => {
+          if (restore.onClose) fn.restoreDriver(previous);
+        });
       }
       const groupNo = fn.iommuGroup();
       if (groupNo === null) {
@@ -185,8 +191,9 @@ export class VfioPciDevice implements PciDevice {
       container.setIommu();
       const fd = group.deviceFd(name);
       release.push(`close device fd of ${name}`, () => libc.close(fd));
-      return new VfioPciDevice(name, fd, container, release);
+      return new VfioPciDevice(name, fd, container, release, restore);
     } catch (e) {
+      restore.onClose = true;
       release.releaseAll();
       throw e;
     }
@@ -257,7 +264,8 @@ export class VfioPciDevice implements PciDevice {
     }
   }
 
-  close(): void {
+  close(options: { restoreDriver?: boolean } = {}): void {
+    if (options.restoreDriver) this.#restore.onClose = true;
     const failures = this.#release.releaseAll();
     if (failures.length) {
       throw new DriverError("VFIO", `Releasing ${this.name}: ${failures.join("; ")}.`);

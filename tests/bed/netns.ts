@@ -1,0 +1,240 @@
+/**
+ * A private network namespace holding the taps of one test bed.
+ *
+ * - The namespace is named `PREFIX-PID-SEQ`, so beds of one process and of concurrent
+ *   processes do not collide, and leftovers of a crashed run (its PID is gone) can be found
+ *   and removed ({@linkcode cleanupStaleNetns}, run by {@linkcode Netns.create}).
+ * - IPv6 is disabled in the namespace before the taps exist and the taps get no IPv4
+ *   address, so the host kernel sends nothing on them on its own (no router/neighbour
+ *   solicitations, no MLD): every frame on a tap comes from the test or from the guest.
+ * - Receive processing of the taps (frames from the guest) is steered to CPU 0 by default, so
+ *   that the host sees each NIC's frames in order (QEMU writes them from several threads).
+ * - Taps are named `vb-PID36-SEQ36-I` (base 36, at most 15 characters), have txqueuelen
+ *   20000 (the tun ring size: a burst of 10,000 frames to a slow TCG guest is queued, not
+ *   dropped) and are up. A tap is created `multi_queue` only when it gets more than one queue:
+ *   the kernel refuses a single-queue open of a multi-queue tap (TUNSETIFF: EINVAL).
+ *
+ * @module
+ */
+
+/** Default name prefix of bed namespaces. */
+export const NETNS_PREFIX = "vdbed";
+
+/** Result of a command run to completion. */
+export interface CmdResult {
+  /** Exit code. */
+  code: number;
+  /** Standard output. */
+  stdout: string;
+  /** Standard error. */
+  stderr: string;
+}
+
+const dec = new TextDecoder();
+
+/** Runs a command to completion (no shell), collecting its output. */
+export async function runCmd(cmd: string, args: string[]): Promise<CmdResult> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Like {@linkcode runCmd}, but throws when the exit code is not 0. */
+export async function mustRun(cmd: string, args: string[]): Promise<string> {
+  const r = await runCmd(cmd, args);
+  if (r.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.code}): ${r.stderr.trim()}`);
+  }
+  return r.stdout;
+}
+
+function runSync(cmd: string, args: string[]): CmdResult {
+  try {
+    const out = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).outputSync();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  } catch (e) {
+    return { code: -1, stdout: "", stderr: String(e) };
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Lists the network namespaces known to `ip netns`. */
+export function listNetns(): string[] {
+  const r = runSync("ip", ["netns", "list"]);
+  return r.stdout.split("\n").map((l) => l.split(" ")[0]).filter((n) => n.length > 0);
+}
+
+/**
+ * Deletes a namespace for good: kills the processes inside it (e.g. a leftover QEMU holding
+ * the taps), then `ip netns del`. Idempotent and synchronous, so it also works from unload
+ * and signal handlers.
+ */
+export function destroyNetnsSync(name: string): void {
+  if (!listNetns().includes(name)) return;
+  const pids = runSync("ip", ["netns", "pids", name]).stdout.split(/\s+/).filter(Boolean);
+  for (const p of pids) {
+    try {
+      Deno.kill(Number(p), "SIGKILL");
+    } catch { /* already gone */ }
+  }
+  runSync("ip", ["netns", "del", name]);
+}
+
+/**
+ * Removes namespaces named `PREFIX-PID-…` whose PID is no longer running (leftovers of a
+ * crashed run). Returns their names.
+ */
+export function cleanupStaleNetns(prefix = NETNS_PREFIX): string[] {
+  const removed: string[] = [];
+  for (const name of listNetns()) {
+    const m = new RegExp(`^${prefix}-(\\d+)-\\d+$`).exec(name);
+    if (!m || Number(m[1]) === Deno.pid || pidAlive(Number(m[1]))) continue;
+    destroyNetnsSync(name);
+    removed.push(name);
+  }
+  return removed;
+}
+
+let seq = 0;
+
+/** Options of {@linkcode Netns.create}. */
+export interface NetnsOptions {
+  /** Queues per tap (one entry per tap). */
+  tapQueues: number[];
+  /** Name prefix (default {@linkcode NETNS_PREFIX}). */
+  prefix?: string;
+  /** txqueuelen of each tap (default 20000). */
+  txqueuelen?: number;
+  /**
+   * Steer receive processing of every tap queue to CPU 0 from the start, through the
+   * namespace's `net.core.rps_default_mask` (Linux 6.2+; silently skipped before). Unlike
+   * {@linkcode Netns.steerRxToOneCpu}, this also covers queues QEMU attaches later (when
+   * the guest driver enables more queue pairs). Default true.
+   */
+  steerRxToCpu0?: boolean;
+}
+
+/**
+ * A network namespace with taps.
+ *
+ * @example
+ * ```ts
+ * import { Netns } from "./netns.ts";
+ * await using ns = await Netns.create({ tapQueues: [2] });
+ * ns.exec(["ip", "link", "show", ns.taps[0]]);
+ * ```
+ */
+export class Netns {
+  /** Namespace name. */
+  readonly name: string;
+  /** Tap names, in the order of {@linkcode NetnsOptions.tapQueues}. */
+  readonly taps: readonly string[];
+  #closed = false;
+
+  private constructor(name: string, taps: string[]) {
+    this.name = name;
+    this.taps = taps;
+  }
+
+  /** Creates the namespace and its taps (and first removes stale ones of dead runs). */
+  static async create(opts: NetnsOptions): Promise<Netns> {
+    const prefix = opts.prefix ?? NETNS_PREFIX;
+    cleanupStaleNetns(prefix);
+    const n = seq++;
+    const name = `${prefix}-${Deno.pid}-${n}`;
+    const tag = `vb-${Deno.pid.toString(36)}-${n.toString(36)}`;
+    const taps = opts.tapQueues.map((_, i) => `${tag}-${i}`);
+    if (taps.some((t) => t.length > 15)) throw new Error(`tap name too long: ${taps.at(-1)}`);
+    const ns = new Netns(name, taps);
+    try {
+      destroyNetnsSync(name);
+      await mustRun("ip", ["netns", "add", name]);
+      await ns.exec([
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; " +
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6" +
+        (opts.steerRxToCpu0 === false ? "" : `; f=/proc/sys/net/core/rps_default_mask; ` +
+          `if [ -w $f ]; then echo 1 > $f; fi`),
+      ]);
+      await mustRun("ip", ["-n", name, "link", "set", "lo", "up"]);
+      for (const [i, tap] of taps.entries()) {
+        const mq = opts.tapQueues[i] > 1 ? ["multi_queue"] : [];
+        await mustRun("ip", ["-n", name, "tuntap", "add", "dev", tap, "mode", "tap", ...mq]);
+        await mustRun("ip", [
+          "-n",
+          name,
+          "link",
+          "set",
+          tap,
+          "txqueuelen",
+          String(opts.txqueuelen ?? 20000),
+          "up",
+        ]);
+      }
+    } catch (e) {
+      ns.closeSync();
+      throw e;
+    }
+    return ns;
+  }
+
+  /** Runs a command inside the namespace (`ip netns exec`), throwing on failure. */
+  exec(args: string[]): Promise<string> {
+    return mustRun("ip", ["netns", "exec", this.name, ...args]);
+  }
+
+  /** The argument vector that runs `args` inside the namespace. */
+  wrap(args: string[]): string[] {
+    return ["ip", "netns", "exec", this.name, ...args];
+  }
+
+  /**
+   * Steers the tap's receive processing (frames coming from the guest) to CPU 0 by writing 1
+   * to every `queues/rx-N/rps_cpus`, so the host sees one NIC's frames in order. Only the
+   * queues attached right now exist: QEMU attaches a multi-queue tap's queue N only while
+   * the guest driver has queue pair N enabled (just the first one until the driver sets the
+   * number of queue pairs), and a re-attached queue starts with the default mask. Call it
+   * after the guest driver set up its queues; on Linux 6.2+ the namespace's default mask
+   * (see {@linkcode NetnsOptions.steerRxToCpu0}) already covers every queue.
+   */
+  async steerRxToOneCpu(tap: string): Promise<void> {
+    if (!this.taps.includes(tap)) throw new Error(`${tap} is not a tap of ${this.name}`);
+    await this.exec([
+      "sh",
+      "-c",
+      `for f in /sys/class/net/${tap}/queues/rx-*/rps_cpus; do echo 1 > "$f" || exit 1; done`,
+    ]);
+  }
+
+  /** A tap's statistics counter, e.g. "tx_dropped" or "rx_packets". */
+  async stat(tap: string, counter: string): Promise<number> {
+    const out = await this.exec(["cat", `/sys/class/net/${tap}/statistics/${counter}`]);
+    return Number(out.trim());
+  }
+
+  /** Deletes the namespace, its taps and any process left inside it. Idempotent. */
+  closeSync(): void {
+    if (this.#closed) return;
+    destroyNetnsSync(this.name);
+    this.#closed = true;
+  }
+
+  /** Same as {@linkcode Netns.closeSync}. */
+  close(): Promise<void> {
+    this.closeSync();
+    return Promise.resolve();
+  }
+
+  /** Deletes the namespace (for `await using`). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
