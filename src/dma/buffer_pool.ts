@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { DmaRegion } from "./memory.ts";
+import { DmaRegion } from "./memory.ts";
 
 /** Returned by {@linkcode BufferPool.alloc} when the pool is empty. */
 export const NO_BUFFER = 0xffff_ffff;
@@ -29,6 +29,8 @@ export const NO_BUFFER = 0xffff_ffff;
  * ```
  */
 export class BufferPool {
+  /** The DMA region the buffers live in. */
+  readonly region: DmaRegion;
   /** Number of buffers. */
   readonly count: number;
   /** Size of each buffer in bytes. */
@@ -48,12 +50,12 @@ export class BufferPool {
 
   /**
    * Carves `count` buffers of `bufferSize` bytes from `region` starting at byte `base`.
-   * The region must already be mapped for the device (its `iova` set).
    */
   constructor(region: DmaRegion, base: number, count: number, bufferSize: number) {
     if (base + count * bufferSize > region.size) {
       throw new RangeError(`pool of ${count}×${bufferSize} bytes does not fit the DMA region`);
     }
+    this.region = region;
     this.count = count;
     this.bufferSize = bufferSize;
     this.data = new Uint8Array(region.buffer);
@@ -102,5 +104,32 @@ export class BufferPool {
     }
     this.#owned[i] = 0;
     this.#free[this.#top++] = i;
+  }
+}
+
+/**
+ * Allocates DMA memory for `count` buffers of `bufferSize` bytes and makes a pool of it,
+ * not yet mapped for any device: pass it as `pool` to several ports to forward between
+ * them without copying. Free it with `pool.region.free()` after the ports are closed.
+ *
+ * @example
+ * ```ts
+ * import { createSharedPool } from "./buffer_pool.ts";
+ * const pool = createSharedPool(1024, 2048, { hugePages: false });
+ * pool.available; // 1024
+ * pool.region.free();
+ * ```
+ */
+export function createSharedPool(
+  count: number,
+  bufferSize = 2048,
+  options: { hugePages?: boolean } = {},
+): BufferPool {
+  const region = DmaRegion.allocate(count * bufferSize, options);
+  try {
+    return new BufferPool(region, 0, count, bufferSize);
+  } catch (e) {
+    region.free();
+    throw e;
   }
 }

@@ -58,3 +58,18 @@ export class IovaAllocator {
     );
   }
 }
+
+/**
+ * The process-wide IOVA allocator every DmaRegion draws from: 4 GiB up to
+ * 512 GiB, inside the 39-bit address width of the smallest Intel IOMMUs (and QEMU's
+ * intel-iommu default). Each mapping is still checked against the device's own ranges.
+ *
+ * @example
+ * ```ts
+ * import { processIovas } from "./iova.ts";
+ * typeof processIovas.allocate; // "function"
+ * ```
+ */
+export const processIovas: IovaAllocator = new IovaAllocator([
+  { start: IOVA_FLOOR, end: (1n << 39n) - 1n },
+]);

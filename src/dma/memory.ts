@@ -1,6 +1,10 @@
 /**
  * DMA memory: memfd-backed, mmap'd shared memory (2 MiB huge pages when the system has
- * free ones, 4 KiB pages otherwise), mapped for the device at an IOVA.
+ * free ones, 4 KiB pages otherwise), mapped for one or more devices at an IOVA.
+ *
+ * Every region gets its IOVA from one process-wide allocator, so regions never overlap in
+ * any device's IOMMU and a region can be mapped for several devices at the same address:
+ * a packet buffer received on one port can be transmitted on another without a copy.
  *
  * Memory comes from a memfd so that both transports can use it: kernel VFIO maps the
  * process address, vfio-user passes the fd to the server. The bytes are reached through
@@ -26,7 +30,7 @@ import {
 } from "../../ffi/libc.ts";
 import { DriverError } from "../errors.ts";
 import type { PciDevice } from "../pci/pci_device.ts";
-import type { IovaAllocator } from "./iova.ts";
+import { processIovas } from "./iova.ts";
 
 /** 2 MiB, the huge page size used when available. */
 export const HUGE_PAGE_SIZE = 2 * 1024 * 1024;
@@ -74,10 +78,10 @@ export class DmaRegion {
   readonly fd: number;
   /** True when backed by 2 MiB huge pages. */
   readonly hugePages: boolean;
-  /** Device (IO virtual) address of the first byte, 0 until mapped. */
-  iova = 0;
+  /** Device (IO virtual) address of the first byte, the same for every device. */
+  readonly iova: number;
   #ptr: Deno.PointerObject;
-  #unmap: (() => void) | null = null;
+  readonly #mappedFor = new Set<PciDevice>();
 
   private constructor(ptr: Deno.PointerObject, size: number, fd: number, huge: boolean) {
     this.#ptr = ptr;
@@ -85,6 +89,7 @@ export class DmaRegion {
     this.size = size;
     this.fd = fd;
     this.hugePages = huge;
+    this.iova = Number(processIovas.allocate(size, huge ? HUGE_PAGE_SIZE : PAGE_SIZE));
     this.buffer = Deno.UnsafePointerView.getArrayBuffer(ptr, size);
   }
 
@@ -146,23 +151,40 @@ export class DmaRegion {
   }
 
   /**
-   * Maps the region for `device` at an IOVA from `iovas`; {@linkcode DmaRegion.free}
-   * unmaps it again.
+   * Maps the region for `device` at its IOVA. A region may be mapped for several devices
+   * (a buffer pool shared by ports); it has the same IOVA in each. Throws DMA when the IOVA
+   * lies outside what the device's IOMMU accepts.
    */
-  mapFor(device: PciDevice, iovas: IovaAllocator): void {
-    if (this.#unmap) throw new Error("DMA region is already mapped");
-    const iova = iovas.allocate(this.size, this.hugePages ? HUGE_PAGE_SIZE : PAGE_SIZE);
+  mapFor(device: PciDevice): void {
+    if (this.#mappedFor.has(device)) return;
+    const iova = BigInt(this.iova), end = iova + BigInt(this.size) - 1n;
+    if (!device.iovaRanges().some((r) => r.start <= iova && end <= r.end)) {
+      throw new DriverError(
+        "DMA",
+        `${device.name}'s IOMMU cannot map IOVA 0x${iova.toString(16)}–0x${
+          end.toString(16)
+        }: its usable ranges are ${
+          device.iovaRanges().map((r) => `0x${r.start.toString(16)}–0x${r.end.toString(16)}`)
+            .join(", ")
+        }; use less DMA memory (fewer or smaller queues and pools).`,
+      );
+    }
     device.dmaMap({ vaddr: this.vaddr, size: this.size, fd: this.fd, fdOffset: 0 }, iova);
-    this.iova = Number(iova);
-    this.#unmap = () => device.dmaUnmap(iova, this.size);
+    this.#mappedFor.add(device);
   }
 
-  /** Unmaps from the device (if mapped), unmaps the memory and closes the memfd. */
+  /** Removes the mapping for `device` (no-op when not mapped for it). */
+  unmapFrom(device: PciDevice): void {
+    if (!this.#mappedFor.delete(device)) return;
+    device.dmaUnmap(BigInt(this.iova), this.size);
+  }
+
+  /** Unmaps from every device it is mapped for, unmaps the memory, closes the memfd. */
   free(): void {
     try {
-      this.#unmap?.();
+      for (const d of [...this.#mappedFor]) this.unmapFrom(d);
     } finally {
-      this.#unmap = null;
+      this.#mappedFor.clear();
       libc.munmap(this.#ptr, BigInt(this.size));
       libc.close(this.fd);
     }

@@ -7,7 +7,6 @@
  */
 
 import { BufferPool } from "../dma/buffer_pool.ts";
-import { IovaAllocator } from "../dma/iova.ts";
 import { alignUp, DmaRegion } from "../dma/memory.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { parsePortSpec, type PortSpec } from "../pci/address.ts";
@@ -56,6 +55,12 @@ export interface PortOptions {
   poolSize?: number;
   /** Bytes per packet buffer, header included (default 2048). */
   bufferSize?: number;
+  /**
+   * A buffer pool to use instead of the port's own, e.g. one shared by several ports so
+   * that a frame received on one is transmitted on another without a copy (see
+   * {@linkcode createSharedPool}). It must outlive the port.
+   */
+  pool?: BufferPool;
   /** Use 2 MiB huge pages when free ones exist (default true). */
   hugePages?: boolean;
   /** Opens transports other than kernel VFIO (set by the vfio-user module). */
@@ -243,14 +248,31 @@ export class VirtioNetPort {
       return size;
     });
     const ringBytes = qsizes.map((s) => alignUp(splitRingLayout(s).totalBytes, 4096));
-    const poolSize = options.poolSize ?? 4096;
     const ringsTotal = ringBytes.reduce((a, b) => a + b, 0);
-    const region = DmaRegion.allocate(ringsTotal + poolSize * bufferSize, {
+    const ownPool = options.pool === undefined;
+    const poolSize = options.poolSize ?? 4096;
+    const region = DmaRegion.allocate(ringsTotal + (ownPool ? poolSize * bufferSize : 0), {
       hugePages: options.hugePages,
     });
     release.push("free DMA memory", () => region.free());
-    region.mapFor(pci, new IovaAllocator(pci.iovaRanges()));
-    const pool = new BufferPool(region, ringsTotal, poolSize, bufferSize);
+    region.mapFor(pci);
+    let pool: BufferPool;
+    if (options.pool === undefined) {
+      pool = new BufferPool(region, ringsTotal, poolSize, bufferSize);
+    } else {
+      pool = options.pool;
+      if (pool.bufferSize < headerSize + 1514) {
+        throw new DriverError(
+          "BAD_ARGUMENT",
+          `The shared pool's ${pool.bufferSize}-byte buffers cannot hold a 1514-byte frame and its header: use buffers of at least ${
+            headerSize + 1514
+          } bytes.`,
+        );
+      }
+      const shared = pool.region;
+      shared.mapFor(pci);
+      release.push("unmap the shared pool", () => shared.unmapFrom(pci));
+    }
 
     const queues: SplitQueue[] = [];
     let at = 0;
@@ -290,7 +312,7 @@ export class VirtioNetPort {
       config,
       pool,
       headerSize,
-      hugePages: region.hugePages,
+      hugePages: pool.region.hugePages,
       rx: [rx],
       tx: [tx],
       release,
