@@ -38,3 +38,7 @@ export * from "./src/net/config.ts";
 export * from "./src/net/rx_queue.ts";
 export * from "./src/net/tx_queue.ts";
 export * from "./src/net/port.ts";
+export * from "./src/net/control_queue.ts";
+export * from "./src/net/negotiate.ts";
+export * from "./src/net/steering.ts";
+export type { DeviceInfo, IommuInfo, IovaRange, RegionInfo, SparseArea } from "./ffi/vfio_uapi.ts";

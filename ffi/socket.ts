@@ -13,8 +13,8 @@ import { check, cstr, errno, SysError } from "./libc.ts";
 
 export { check, errno, SysError };
 
-/** The raw socket symbols of libc. `size` arguments are `usize`: pass BigInt. */
-export const sock = Deno.dlopen("libc.so.6", {
+/** Signatures of the libc socket calls, see {@linkcode sock}. */
+export const SOCKET_SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
@@ -44,7 +44,11 @@ export const sock = Deno.dlopen("libc.so.6", {
     result: "i32",
     nonblocking: true,
   },
-}).symbols;
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The raw socket symbols of libc. `size` arguments are `usize`: pass BigInt. */
+export const sock: Deno.DynamicLibrary<typeof SOCKET_SYMBOLS>["symbols"] =
+  Deno.dlopen("libc.so.6", SOCKET_SYMBOLS).symbols;
 
 // Address families and socket types (<bits/socket.h>, x86-64).
 /** Unix domain sockets. */

@@ -1,7 +1,11 @@
 /**
  * A virtio-net port: one virtio-net PCI function driven from user space, from opening the
  * transport to the first receive buffers (virtio 1.x §3.1.1 initialization, §5.1.5
- * virtio-net initialization), with its receive and transmit queues.
+ * virtio-net initialization), with its queue pairs, control queue and steering.
+ *
+ * Queue indices follow §5.1.2: receiveqK is 2(K-1), transmitqK is 2(K-1)+1, and the
+ * control queue is 2·max_virtqueue_pairs with VIRTIO_NET_F_MQ (2 without it). This module
+ * speaks of pairs 0…N-1: pair k is receiveq(k+1) and transmitq(k+1).
  *
  * @module
  */
@@ -14,15 +18,7 @@ import { PCI_DEVICE_ID, PCI_SUBSYSTEM_ID, PCI_VENDOR_ID } from "../pci/capabilit
 import type { PciDevice } from "../pci/pci_device.ts";
 import { isVirtioNet, notVirtioNetMessage } from "../pci/sysfs.ts";
 import { VfioPciDevice } from "../vfio/vfio_pci_device.ts";
-import {
-  bit,
-  featureName,
-  featureNames,
-  hasFeature,
-  VIRTIO_F_ACCESS_PLATFORM,
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_VERSION_1,
-} from "../virtio/features.ts";
+import { featureNames, hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
 import { VirtioPciTransport } from "../virtio/pci_transport.ts";
 import { isValidQueueSize, splitRingLayout } from "../virtio/ring_math.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
@@ -33,25 +29,28 @@ import {
   VIRTIO_CONFIG_S_FAILED,
 } from "../virtio/status.ts";
 import { type NetConfig, readNetConfig } from "./config.ts";
-import {
-  VIRTIO_NET_F_HASH_REPORT,
-  VIRTIO_NET_F_MAC,
-  VIRTIO_NET_F_MTU,
-  VIRTIO_NET_F_STATUS,
-} from "./features.ts";
+import { CONTROL_BUFFER_BYTES, ControlQueue } from "./control_queue.ts";
+import { VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_HASH_REPORT, VIRTIO_NET_F_MQ } from "./features.ts";
 import { netHeaderSize } from "./header.ts";
+import { type NegotiationOptions, selectFeatures } from "./negotiate.ts";
 import { RxQueue } from "./rx_queue.ts";
+import { Steering } from "./steering.ts";
 import { TxQueue } from "./tx_queue.ts";
 
 /** Options of {@linkcode VirtioNetPort.open}. */
-export interface PortOptions {
+export interface PortOptions extends NegotiationOptions {
   /** Take a PCI function from its kernel driver (bind it to vfio-pci). */
   bind?: boolean;
   /** Give the function back to its previous kernel driver on close. */
   restoreDriver?: boolean;
+  /**
+   * Queue pairs to set up (default 1). More than one needs VIRTIO_NET_F_MQ; at most
+   * max_virtqueue_pairs. Steering can later use any number from 1 to this.
+   */
+  queuePairs?: number;
   /** Descriptors per queue (a power of two; default: the device's, at most 256). */
   queueSize?: number;
-  /** Packet buffers in the pool (default 4096). */
+  /** Packet buffers in the port's own pool (default: enough for every ring, at least 4096). */
   poolSize?: number;
   /** Bytes per packet buffer, header included (default 2048). */
   bufferSize?: number;
@@ -63,33 +62,33 @@ export interface PortOptions {
   pool?: BufferPool;
   /** Use 2 MiB huge pages when free ones exist (default true). */
   hugePages?: boolean;
-  /** Opens transports other than kernel VFIO (set by the vfio-user module). */
+  /** Opens transports other than kernel VFIO (openPort() sets it for vfio-user). */
   openDevice?: (spec: PortSpec) => PciDevice;
 }
 
-/** Features this driver cannot work without (§6: an IOMMU-mapped, virtio 1.x device). */
-export const REQUIRED_FEATURES = [VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM];
-/** Features this driver uses when offered. */
-export const WANTED_FEATURES = [
-  VIRTIO_NET_F_MAC,
-  VIRTIO_NET_F_MTU,
-  VIRTIO_NET_F_STATUS,
-  VIRTIO_F_EVENT_IDX,
-];
-
-const FIX_FOR: Record<number, string> = {
-  [VIRTIO_F_VERSION_1]: "use a modern device (QEMU: disable-legacy=on)",
-  [VIRTIO_F_ACCESS_PLATFORM]: "give the device iommu_platform=on (QEMU) so it uses the IOMMU",
-};
+interface PortParts {
+  name: string;
+  transport: VirtioPciTransport;
+  deviceFeatures: bigint;
+  features: bigint;
+  config: NetConfig;
+  pool: BufferPool;
+  headerSize: number;
+  rx: RxQueue[];
+  tx: TxQueue[];
+  control: ControlQueue | null;
+  release: ReleaseStack;
+}
 
 /**
- * One virtio-net function, opened, negotiated and running with one queue pair.
+ * One virtio-net function, opened, negotiated and running.
  *
  * @example
  * ```ts ignore
  * import { VirtioNetPort } from "../../mod.ts";
- * const port = VirtioNetPort.open("0000:00:04.0", { bind: true });
+ * const port = VirtioNetPort.open("0000:00:04.0", { bind: true, queuePairs: 4 });
  * console.log(port.negotiatedFeatureNames().join(" "));
+ * port.steering.set({ mode: "auto", pairs: 4 });
  * port.close();
  * ```
  */
@@ -108,38 +107,30 @@ export class VirtioNetPort {
   readonly pool: BufferPool;
   /** Bytes of virtio_net_hdr in front of each frame in a buffer. */
   readonly headerSize: number;
-  /** True when the DMA memory is backed by 2 MiB huge pages. */
+  /** True when the pool's DMA memory is backed by 2 MiB huge pages. */
   readonly hugePages: boolean;
+  /** The control virtqueue, when VIRTIO_NET_F_CTRL_VQ was negotiated. */
+  readonly control: ControlQueue | null;
+  /** Packet steering: the rule in force, capabilities, and switching at run time. */
+  readonly steering: Steering;
   readonly #rx: RxQueue[];
   readonly #tx: TxQueue[];
   readonly #release: ReleaseStack;
 
-  private constructor(
-    init: {
-      name: string;
-      transport: VirtioPciTransport;
-      deviceFeatures: bigint;
-      features: bigint;
-      config: NetConfig;
-      pool: BufferPool;
-      headerSize: number;
-      hugePages: boolean;
-      rx: RxQueue[];
-      tx: TxQueue[];
-      release: ReleaseStack;
-    },
-  ) {
-    this.name = init.name;
-    this.transport = init.transport;
-    this.deviceFeatures = init.deviceFeatures;
-    this.features = init.features;
-    this.config = init.config;
-    this.pool = init.pool;
-    this.headerSize = init.headerSize;
-    this.hugePages = init.hugePages;
-    this.#rx = init.rx;
-    this.#tx = init.tx;
-    this.#release = init.release;
+  private constructor(p: PortParts) {
+    this.name = p.name;
+    this.transport = p.transport;
+    this.deviceFeatures = p.deviceFeatures;
+    this.features = p.features;
+    this.config = p.config;
+    this.pool = p.pool;
+    this.headerSize = p.headerSize;
+    this.hugePages = p.pool.region.hugePages;
+    this.control = p.control;
+    this.#rx = p.rx;
+    this.#tx = p.tx;
+    this.#release = p.release;
+    this.steering = new Steering(p.name, p.features, p.config, p.control, p.rx, p.tx);
   }
 
   /**
@@ -168,7 +159,10 @@ export class VirtioNetPort {
       const opened = pci;
       // When opening fails half-way, the function goes back to its kernel driver too.
       release.push(`close ${ps.name}`, () => opened.close({ restoreDriver: failed }));
-      return VirtioNetPort.#start(ps.name, pci, options, release);
+      const port = VirtioNetPort.#start(ps.name, pci, options, release);
+      const pairs = options.queuePairs ?? 1;
+      if (pairs > 1) port.steering.set({ mode: "auto", pairs });
+      return port;
     } catch (e) {
       failed = true;
       release.releaseAll();
@@ -198,26 +192,17 @@ export class VirtioNetPort {
     t.addStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE);
     t.addStatus(VIRTIO_CONFIG_S_DRIVER);
     const offered = t.deviceFeatures();
-    for (const f of REQUIRED_FEATURES) {
-      if (!hasFeature(offered, f)) {
-        t.addStatus(VIRTIO_CONFIG_S_FAILED);
-        throw new DriverError(
-          "MISSING_FEATURE",
-          `${name} does not offer ${featureName(f)}, which this driver requires: ${FIX_FOR[f]}.`,
-        );
-      }
+    let features: bigint;
+    try {
+      features = selectFeatures(name, offered, options);
+    } catch (e) {
+      t.addStatus(VIRTIO_CONFIG_S_FAILED);
+      throw e;
     }
-    let wanted = 0n;
-    for (const f of [...REQUIRED_FEATURES, ...WANTED_FEATURES]) wanted |= bit(f);
-    const features = offered & wanted;
     t.setDriverFeatures(features);
     const config = readNetConfig(t, features);
-    if (config.mtu < 68) {
-      throw new DriverError(
-        "DEVICE_MISBEHAVED",
-        `${name} reports an MTU of ${config.mtu}, below IPv4's minimum of 68: the device is broken.`,
-      );
-    }
+    validateConfig(name, config);
+    const pairs = checkPairs(name, options.queuePairs ?? 1, features, config);
     const headerSize = netHeaderSize(hasFeature(features, VIRTIO_NET_F_HASH_REPORT));
     const bufferSize = options.bufferSize ?? 2048;
     if (bufferSize < headerSize + 1514 || bufferSize % 64 !== 0) {
@@ -229,36 +214,27 @@ export class VirtioNetPort {
       );
     }
 
-    // Queue layout for one pair: receiveq1 = 0, transmitq1 = 1 (§5.1.2).
-    const qsizes = [0, 1].map((q) => {
-      const max = t.queueMaxSize(q);
-      if (max === 0) {
-        throw new DriverError(
-          "DEVICE_MISBEHAVED",
-          `${name} has no virtqueue ${q}: the device is broken.`,
-        );
-      }
-      const size = options.queueSize ?? Math.min(256, max);
-      if (!isValidQueueSize(size) || size > max) {
-        throw new DriverError(
-          "BAD_ARGUMENT",
-          `A queue size of ${size} is not possible on ${name}: use a power of two up to ${max}.`,
-        );
-      }
-      return size;
-    });
-    const ringBytes = qsizes.map((s) => alignUp(splitRingLayout(s).totalBytes, 4096));
+    // Virtqueue indices (§5.1.2): the data queues of `pairs` pairs, then the control queue.
+    const hasCtrl = hasFeature(features, VIRTIO_NET_F_CTRL_VQ);
+    const ctrlIndex = hasFeature(features, VIRTIO_NET_F_MQ) ? 2 * config.maxVirtqueuePairs : 2;
+    const indices = Array.from({ length: 2 * pairs }, (_, i) => i);
+    if (hasCtrl) indices.push(ctrlIndex);
+    const sizes = indices.map((q) => queueSize(t, name, q, options.queueSize));
+    const ringBytes = sizes.map((s) => alignUp(splitRingLayout(s).totalBytes, 4096));
     const ringsTotal = ringBytes.reduce((a, b) => a + b, 0);
+    const ctrlBytes = hasCtrl ? alignUp(CONTROL_BUFFER_BYTES, 4096) : 0;
     const ownPool = options.pool === undefined;
-    const poolSize = options.poolSize ?? 4096;
-    const region = DmaRegion.allocate(ringsTotal + (ownPool ? poolSize * bufferSize : 0), {
-      hugePages: options.hugePages,
-    });
+    const poolSize = options.poolSize ??
+      Math.max(4096, sizes.slice(0, 2 * pairs).reduce((a, b) => a + b, 0) + 1024);
+    const region = DmaRegion.allocate(
+      ringsTotal + ctrlBytes + (ownPool ? poolSize * bufferSize : 0),
+      { hugePages: options.hugePages },
+    );
     release.push("free DMA memory", () => region.free());
     region.mapFor(pci);
     let pool: BufferPool;
     if (options.pool === undefined) {
-      pool = new BufferPool(region, ringsTotal, poolSize, bufferSize);
+      pool = new BufferPool(region, ringsTotal + ctrlBytes, poolSize, bufferSize);
     } else {
       pool = options.pool;
       if (pool.bufferSize < headerSize + 1514) {
@@ -274,34 +250,42 @@ export class VirtioNetPort {
       release.push("unmap the shared pool", () => shared.unmapFrom(pci));
     }
 
+    const eventIdx = hasFeature(features, VIRTIO_F_EVENT_IDX);
     const queues: SplitQueue[] = [];
     let at = 0;
-    for (let q = 0; q < 2; q++) {
-      const layout = splitRingLayout(qsizes[q]);
+    for (const [i, q] of indices.entries()) {
+      const layout = splitRingLayout(sizes[i]);
       const base = region.iova + at;
       const notify = t.setupQueue(
         q,
-        qsizes[q],
+        sizes[i],
         base + layout.descOffset,
         base + layout.availOffset,
         base + layout.usedOffset,
       );
+      const qname = q === ctrlIndex && hasCtrl
+        ? "controlq"
+        : `${q % 2 ? "transmitq" : "receiveq"}${(q >> 1) + 1}`;
       queues.push(
         new SplitQueue(region.buffer, at, {
           index: q,
-          size: qsizes[q],
-          eventIdx: hasFeature(features, VIRTIO_F_EVENT_IDX),
+          size: sizes[i],
+          eventIdx,
           notify,
-          name: `${q % 2 ? "transmitq" : "receiveq"}${(q >> 1) + 1} of ${name}`,
+          name: `${qname} of ${name}`,
         }),
       );
-      at += ringBytes[q];
+      at += ringBytes[i];
     }
-    const rx = new RxQueue(queues[0], pool, headerSize);
-    const tx = new TxQueue(queues[1], pool, headerSize);
-    // §3.1.1 step 8 lets the driver post receive buffers before DRIVER_OK (§5.1.5: fill
-    // receiveq first), so the device has somewhere to put the first frame.
-    rx.refill();
+    const rx: RxQueue[] = [], tx: TxQueue[] = [];
+    for (let k = 0; k < pairs; k++) {
+      rx.push(new RxQueue(queues[2 * k], pool, headerSize));
+      tx.push(new TxQueue(queues[2 * k + 1], pool, headerSize));
+    }
+    const control = hasCtrl ? new ControlQueue(name, queues[2 * pairs], region, at) : null;
+    // §3.1.1 step 7 lets the driver post receive buffers before DRIVER_OK (§5.1.5: fill
+    // the receive queues first), so the device has somewhere to put the first frame.
+    for (const r of rx) r.refill();
     t.addStatus(VIRTIO_CONFIG_S_DRIVER_OK);
     t.checkHealthy();
     return new VirtioNetPort({
@@ -312,19 +296,24 @@ export class VirtioNetPort {
       config,
       pool,
       headerSize,
-      hugePages: pool.region.hugePages,
-      rx: [rx],
-      tx: [tx],
+      rx,
+      tx,
+      control,
       release,
     });
   }
 
-  /** Receive queue `q` (receiveq(q+1)). */
+  /** Number of queue pairs set up (steering may use fewer). */
+  get queuePairs(): number {
+    return this.#rx.length;
+  }
+
+  /** Receive queue of pair `q` (receiveq(q+1)). */
   rx(q = 0): RxQueue {
     return this.#rx[q];
   }
 
-  /** Transmit queue `q` (transmitq(q+1)). */
+  /** Transmit queue of pair `q` (transmitq(q+1)). */
   tx(q = 0): TxQueue {
     return this.#tx[q];
   }
@@ -354,4 +343,71 @@ export class VirtioNetPort {
       throw new DriverError("VFIO", `Closing ${this.name} left problems: ${failures.join("; ")}.`);
     }
   }
+}
+
+function validateConfig(name: string, config: NetConfig): void {
+  if (config.mtu < 68) {
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `${name} reports an MTU of ${config.mtu}, below IPv4's minimum of 68: the device is broken.`,
+    );
+  }
+  // §5.1.4: max_virtqueue_pairs lies in 1…0x8000 (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN/MAX).
+  if (config.maxVirtqueuePairs < 1 || config.maxVirtqueuePairs > 0x8000) {
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `${name} reports max_virtqueue_pairs = ${config.maxVirtqueuePairs}, outside 1…32768: the device is broken.`,
+    );
+  }
+}
+
+function checkPairs(name: string, pairs: number, features: bigint, config: NetConfig): number {
+  if (!Number.isInteger(pairs) || pairs < 1) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `${pairs} queue pairs is not a positive integer: use 1 or more.`,
+    );
+  }
+  if (pairs > 1 && !hasFeature(features, VIRTIO_NET_F_MQ)) {
+    throw new DriverError(
+      "UNSUPPORTED",
+      `${name} does not offer VIRTIO_NET_F_MQ, so it has one queue pair, not ${pairs}: use --queues 1, or give the device multiqueue (QEMU: mq=on with a multi-queue netdev).`,
+    );
+  }
+  if (pairs > config.maxVirtqueuePairs) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `${pairs} queue pairs is more than ${name}'s max_virtqueue_pairs of ${config.maxVirtqueuePairs}: use at most ${config.maxVirtqueuePairs}.`,
+    );
+  }
+  return pairs;
+}
+
+function queueSize(
+  t: VirtioPciTransport,
+  name: string,
+  q: number,
+  wanted: number | undefined,
+): number {
+  const max = t.queueMaxSize(q);
+  if (max === 0) {
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `${name} has no virtqueue ${q}: the device is broken.`,
+    );
+  }
+  if (!isValidQueueSize(max)) {
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `${name} offers virtqueue ${q} with ${max} entries, not a power of two: the device is broken.`,
+    );
+  }
+  const size = wanted ?? Math.min(256, max);
+  if (!isValidQueueSize(size) || size > max) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `A queue size of ${size} is not possible on ${name}: use a power of two up to ${max}.`,
+    );
+  }
+  return size;
 }

@@ -10,6 +10,7 @@
  */
 
 import { type BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
+import { ringDistance } from "../virtio/ring_math.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
 
 /**
@@ -38,6 +39,9 @@ export class RxQueue {
   /** Times the ring could not be refilled because the pool was empty. */
   refillFailures = 0;
   readonly #len: number;
+  #gate: Int32Array | null = null;
+  #barrier = 0;
+  #arrived = false;
 
   /** Wraps `vq`, posting buffers of `pool` of `pool.bufferSize` bytes. */
   constructor(vq: SplitQueue, pool: BufferPool, headerSize: number) {
@@ -62,11 +66,45 @@ export class RxQueue {
   }
 
   /**
+   * Starts a steering epoch (see `Steering.set`): frames this queue holds up to now were
+   * steered by the old rule and are delivered first; frames after them wait until every
+   * queue sharing `gate` has delivered its old frames. `gate[0]` counts the queues still
+   * delivering old frames (an Int32Array so workers can share it; updated atomically).
+   */
+  beginEpoch(gate: Int32Array): void {
+    this.#barrier = this.vq.deviceUsedIdx();
+    this.#arrived = false;
+    this.#gate = gate;
+  }
+
+  /** True while frames of this queue are held back by a steering switch. */
+  get held(): boolean {
+    return this.#gate !== null && this.#arrived;
+  }
+
+  #gated(max: number): number {
+    const gate = this.#gate!;
+    const room = ringDistance(this.vq.lastUsedIdx, this.#barrier);
+    if (room > 0) return room < max ? room : max;
+    if (!this.#arrived) {
+      this.#arrived = true;
+      Atomics.sub(gate, 0, 1);
+    }
+    if (Atomics.load(gate, 0) > 0) return 0; // other queues still hold old-rule frames
+    this.#gate = null;
+    return max;
+  }
+
+  /**
    * Receives up to `max` frames. For each, `bufs[i]` is the buffer index (its frame starts
    * at `pool.offset(bufs[i]) + headerSize`) and `lens[i]` the frame length. The caller
    * owns the buffers: it frees them to the pool or transmits them.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    if (this.#gate !== null) {
+      max = this.#gated(max);
+      if (max === 0) return 0;
+    }
     const got = this.vq.takeUsed(bufs, lens, 0, max);
     if (got === 0) return 0;
     const hdr = this.headerSize;

@@ -70,7 +70,7 @@ export class TxQueue {
       const b = bufs[n];
       const len = lens[n];
       if (len > room) {
-        this.tooLong += count - n;
+        this.tooLong++;
         break;
       }
       if (vq.freeCount === 0) {

@@ -139,7 +139,10 @@ export class SubRegionIo implements RegionIo {
 
   /** Views `length` bytes of `io` from `base`; throws when they do not fit. */
   constructor(io: RegionIo, base: number, length: number) {
-    if (base < 0 || length < 0 || base + length > io.size) {
+    if (
+      !Number.isInteger(base) || !Number.isInteger(length) || base < 0 || length < 0 ||
+      base + length > io.size
+    ) {
       throw new RangeError(`window ${base}+${length} lies outside a region of ${io.size} bytes`);
     }
     this.#io = io;

@@ -105,6 +105,10 @@ export function findVirtioCaps(config: RegionIo): Map<number, VirtioCapLocation>
     const o = cap.offset;
     const type = config.read8(o + 3);
     if (found.has(type) || type < 1 || type > 5) continue;
+    // struct virtio_pci_cap is 16 bytes, virtio_pci_notify_cap 20: one that does not fit
+    // in config space (or claims a shorter cap_len) is malformed and ignored.
+    const need = type === VIRTIO_PCI_CAP_NOTIFY_CFG ? 20 : 16;
+    if (o + need > config.size || config.read8(o + 2) < need) continue;
     const bar = config.read8(o + 4);
     if (bar > 5) continue; // reserved BAR values must be ignored (§4.1.4)
     const loc: VirtioCapLocation = {
@@ -261,9 +265,9 @@ export class VirtioPciTransport {
     write64(c, COMMON_Q_AVAILLO, availIova);
     write64(c, COMMON_Q_USEDLO, usedIova);
     const notifyOff = c.read16(COMMON_Q_NOFF);
-    c.write16(COMMON_Q_ENABLE, 1);
     // §4.1.4.4: the queue's notification address is
-    // cap.offset + queue_notify_off * notify_off_multiplier.
+    // cap.offset + queue_notify_off * notify_off_multiplier. Checked before the queue is
+    // enabled, so a broken device does not get a live queue.
     const at = notifyOff * this.#notifyMultiplier;
     if (at + 2 > this.#notify.size) {
       throw new DriverError(
@@ -271,6 +275,7 @@ export class VirtioPciTransport {
         `${this.pci.name} put queue ${index}'s notification address outside its notify structure: the device is broken.`,
       );
     }
+    c.write16(COMMON_Q_ENABLE, 1);
     const notify = this.#notify;
     return () => notify.write16(at, index);
   }

@@ -22,6 +22,7 @@ import {
   ringDistance,
   splitRingLayout,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
@@ -70,6 +71,7 @@ export class SplitQueue {
   readonly #token: Int32Array;
   readonly #postedLen: Uint32Array;
   readonly #freeDesc: Uint16Array;
+  readonly #chainNext: Int16Array;
   readonly #eventIdx: boolean;
   readonly #notify: () => void;
   #numFree: number;
@@ -97,6 +99,7 @@ export class SplitQueue {
     this.#token = new Int32Array(opts.size).fill(-1);
     this.#postedLen = new Uint32Array(opts.size);
     this.#freeDesc = new Uint16Array(opts.size);
+    this.#chainNext = new Int16Array(opts.size).fill(-1);
     for (let i = 0; i < opts.size; i++) this.#freeDesc[i] = opts.size - 1 - i;
     this.#numFree = opts.size;
     this.#eventIdx = opts.eventIdx;
@@ -145,6 +148,54 @@ export class SplitQueue {
   }
 
   /**
+   * Makes one two-part buffer available: `len1` bytes the device reads, then `len2` bytes it
+   * writes (a control command and its ack, §5.1.6.5). Returns false when fewer than two
+   * descriptors are free.
+   */
+  addChain(
+    token: number,
+    lo1: number,
+    hi1: number,
+    len1: number,
+    lo2: number,
+    hi2: number,
+    len2: number,
+  ): boolean {
+    if (this.#numFree < 2) return false;
+    const head = this.#freeDesc[--this.#numFree];
+    const tail = this.#freeDesc[--this.#numFree];
+    const d32 = this.#d32, d16 = this.#d16;
+    d32[4 * head] = lo1;
+    d32[4 * head + 1] = hi1;
+    d32[4 * head + 2] = len1;
+    d16[8 * head + 6] = VIRTQ_DESC_F_NEXT;
+    d16[8 * head + 7] = tail;
+    d32[4 * tail] = lo2;
+    d32[4 * tail + 1] = hi2;
+    d32[4 * tail + 2] = len2;
+    d16[8 * tail + 6] = VIRTQ_DESC_F_WRITE;
+    d16[8 * tail + 7] = 0;
+    // The chain is remembered here, not read back from the descriptor table, which the
+    // device could have overwritten.
+    this.#chainNext[head] = tail;
+    this.#token[head] = token;
+    this.#postedLen[head] = len2; // the used length counts the bytes written (§2.7.8)
+    this.#avail[2 + (this.#availIdx & this.#mask)] = head;
+    this.#availIdx = (this.#availIdx + 1) & 0xffff;
+    return true;
+  }
+
+  /** The used ring index the driver has consumed up to (free-running, 16 bits). */
+  get lastUsedIdx(): number {
+    return this.#lastUsed;
+  }
+
+  /** used->idx as the device last published it (free-running, 16 bits). */
+  deviceUsedIdx(): number {
+    return Atomics.load(this.#used16, 1);
+  }
+
+  /**
    * Publishes every buffer added since the last call (one avail->idx store) and notifies
    * the device unless it suppressed notifications (§2.7.10 with EVENT_IDX, §2.7.9 without).
    * One notification covers a whole burst.
@@ -186,30 +237,60 @@ export class SplitQueue {
       );
     }
     if (pending > max) pending = max;
-    const used32 = this.#used32;
+    if (at + pending > tokens.length || at + pending > lens.length) {
+      pending = Math.min(tokens.length, lens.length) - at;
+      if (pending <= 0) return 0;
+    }
+    const used32 = this.#used32, token = this.#token;
+    // Check the whole batch before consuming any of it: a bad entry must leave every
+    // buffer where it was (§2.7.8: the device returns each buffer exactly once). Tokens
+    // are cleared as entries are checked so a descriptor named twice is caught, and put
+    // back if the batch is refused.
     let last = this.#lastUsed;
     for (let i = 0; i < pending; i++) {
       const slot = last & this.#mask;
       const id = used32[1 + 2 * slot];
       const len = used32[2 + 2 * slot];
-      if (id >= this.size || this.#token[id] < 0) {
+      if (id >= this.size || token[id] < 0) {
+        this.#refuse(tokens, at, i);
         this.#misbehaved(`used entry ${last} names descriptor ${id}, which is not in flight`);
       }
       if (len > this.#postedLen[id]) {
+        this.#refuse(tokens, at, i);
         this.#misbehaved(
           `used entry ${last} reports ${len} bytes written into a ${
             this.#postedLen[id]
           }-byte buffer`,
         );
       }
-      tokens[at + i] = this.#token[id];
+      tokens[at + i] = token[id];
       lens[at + i] = len;
-      this.#token[id] = -1;
+      token[id] = -1;
+      last = (last + 1) & 0xffff;
+    }
+    // Commit: free the descriptors (and chain tails) of the whole batch.
+    last = this.#lastUsed;
+    for (let i = 0; i < pending; i++) {
+      const id = used32[1 + 2 * (last & this.#mask)];
       this.#freeDesc[this.#numFree++] = id;
+      const next = this.#chainNext[id];
+      if (next >= 0) {
+        this.#chainNext[id] = -1;
+        this.#freeDesc[this.#numFree++] = next;
+      }
       last = (last + 1) & 0xffff;
     }
     this.#lastUsed = last;
     return pending;
+  }
+
+  /** Puts back the tokens of the first `n` entries checked in a refused batch. */
+  #refuse(tokens: Uint32Array, at: number, n: number): void {
+    let last = this.#lastUsed;
+    for (let i = 0; i < n; i++) {
+      this.#token[this.#used32[1 + 2 * (last & this.#mask)]] = tokens[at + i];
+      last = (last + 1) & 0xffff;
+    }
   }
 
   #misbehaved(what: string): never {

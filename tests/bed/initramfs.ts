@@ -245,6 +245,16 @@ export async function buildInitramfs(opts: InitramfsOptions = {}): Promise<Initr
       `find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet > '${tmp}'`,
     ], root);
     await Deno.rename(tmp, path);
+    // Drop archives of this kernel built from an older init script or module list.
+    for (const e of Deno.readDirSync(cacheDir)) {
+      const old = `${cacheDir}/${e.name}`;
+      if (
+        e.name.startsWith(`initramfs-${kernel.version}-`) && e.name.endsWith(".cpio") &&
+        old !== path
+      ) {
+        await Deno.remove(old).catch(() => {});
+      }
+    }
   } finally {
     await Deno.remove(root, { recursive: true });
   }

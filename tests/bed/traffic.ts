@@ -12,7 +12,8 @@
  * ```
  *
  * `send` prints one JSON line `{"sent":N,"dropped":D,"elapsedMs":T}` (D: the tap's
- * tx_dropped increase, i.e. frames the tun ring had no room for). `capture` prints `READY`
+ * tx_dropped increase, i.e. frames the tun ring had no room for, counted once it has been
+ * stable for 100 ms: the qdisc feeds the ring after `sendto` returned). `capture` prints `READY`
  * once its socket is bound, ignores frames the host itself sent (sll_pkttype
  * PACKET_OUTGOING), writes what it got to FILE, and exits 0 when N frames arrived, 1 with a
  * message saying how many arrived on timeout.
@@ -23,6 +24,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { readText } from "../../ffi/fs.ts";
 import { libc } from "../../ffi/libc.ts";
 import {
   AF_PACKET,
@@ -76,9 +78,13 @@ function sleepMs(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * An interface counter. Read through libc: Deno's own file APIs refuse /sys/devices/… without
+ * --allow-all, even with --allow-read.
+ */
 function readCounter(ifname: string, name: string): number {
   try {
-    return Number(Deno.readTextFileSync(`/sys/class/net/${ifname}/statistics/${name}`).trim());
+    return Number(readText(`/sys/class/net/${ifname}/statistics/${name}`).trim());
   } catch {
     return 0;
   }
@@ -133,7 +139,16 @@ export async function sendOnInterface(
     libc.close(fd);
   }
   const elapsedMs = performance.now() - t0;
-  return { sent, dropped: readCounter(ifname, "tx_dropped") - dropped0, elapsedMs };
+  // The qdisc hands frames to the tun ring (which drops when full) after sendto returned:
+  // wait until the drop counter has been stable for 100 ms (at most 2 s).
+  let dropped = readCounter(ifname, "tx_dropped");
+  for (let stable = 0, waited = 0; stable < 100 && waited < 2000; waited += 20) {
+    await sleepMs(20);
+    const d = readCounter(ifname, "tx_dropped");
+    stable = d === dropped ? stable + 20 : 0;
+    dropped = d;
+  }
+  return { sent, dropped: dropped - dropped0, elapsedMs };
 }
 
 /** Options of {@linkcode captureOnInterface}. */

@@ -322,7 +322,8 @@ export class VmBed {
     await sleep(100);
     const status = this.#exited ? ` (exit ${this.#exited.code})` : "";
     return `VmBed: ${what}${status}\n--- qemu stderr ---\n${this.#qemuLog.join("").trim()}\n` +
-      `--- console tail (${this.dir}/console.log) ---\n${await this.consoleTail()}`;
+      `--- console tail (${this.dir}/console.log; VDBED_KEEP=1 keeps it) ---\n` +
+      (await this.consoleTail());
   }
 
   /** The last `lines` lines of the guest's serial console. */

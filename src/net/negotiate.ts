@@ -1,0 +1,103 @@
+/**
+ * Which features this driver asks a virtio-net device for (virtio 1.x §3.1.1 step 4,
+ * §5.1.3.1 feature dependencies), and the sentence users get when a required one is
+ * missing.
+ *
+ * @module
+ */
+
+import { DriverError } from "../errors.ts";
+import {
+  bit,
+  featureName,
+  hasFeature,
+  VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_VERSION_1,
+} from "../virtio/features.ts";
+import {
+  VIRTIO_NET_F_CTRL_MAC_ADDR,
+  VIRTIO_NET_F_CTRL_RX,
+  VIRTIO_NET_F_CTRL_VQ,
+  VIRTIO_NET_F_GUEST_ANNOUNCE,
+  VIRTIO_NET_F_HASH_REPORT,
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MQ,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_RSS,
+  VIRTIO_NET_F_STATUS,
+} from "./features.ts";
+
+/** Features this driver cannot work without: a virtio 1.x device behind the IOMMU. */
+export const REQUIRED_FEATURES: readonly number[] = [VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM];
+
+/** Features this driver uses when the device offers them. */
+export const WANTED_FEATURES: readonly number[] = [
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_NET_F_CTRL_VQ,
+  VIRTIO_NET_F_CTRL_RX,
+  VIRTIO_NET_F_CTRL_MAC_ADDR,
+  VIRTIO_NET_F_GUEST_ANNOUNCE,
+  VIRTIO_NET_F_MQ,
+  VIRTIO_NET_F_RSS,
+  VIRTIO_NET_F_HASH_REPORT,
+];
+
+/** Features that need the control virtqueue (§5.1.3.1). */
+const NEEDS_CTRL_VQ = [
+  VIRTIO_NET_F_CTRL_RX,
+  VIRTIO_NET_F_CTRL_MAC_ADDR,
+  VIRTIO_NET_F_GUEST_ANNOUNCE,
+  VIRTIO_NET_F_MQ,
+  VIRTIO_NET_F_RSS,
+  VIRTIO_NET_F_HASH_REPORT,
+];
+
+const FIX_FOR: Record<number, string> = {
+  [VIRTIO_F_VERSION_1]: "use a modern device (QEMU: disable-legacy=on)",
+  [VIRTIO_F_ACCESS_PLATFORM]: "give the device iommu_platform=on (QEMU) so it uses the IOMMU",
+};
+
+/** What to ask for beyond the defaults. */
+export interface NegotiationOptions {
+  /** Negotiate VIRTIO_NET_F_HASH_REPORT when offered (default true; adds 8 header bytes). */
+  hashReport?: boolean;
+}
+
+/**
+ * Picks the features to accept from what the device `offered`: all required ones (throws
+ * MISSING_FEATURE naming the first one missing and the fix), and each wanted one that is
+ * offered and whose dependencies are met.
+ *
+ * @example
+ * ```ts
+ * import { selectFeatures } from "./negotiate.ts";
+ * const offered = (1n << 32n) | (1n << 33n) | (1n << 5n) | (1n << 22n); // MQ without CTRL_VQ
+ * selectFeatures("0000:00:04.0", offered); // VERSION_1 | ACCESS_PLATFORM | MAC (MQ dropped)
+ * ```
+ */
+export function selectFeatures(
+  port: string,
+  offered: bigint,
+  options: NegotiationOptions = {},
+): bigint {
+  for (const f of REQUIRED_FEATURES) {
+    if (!hasFeature(offered, f)) {
+      throw new DriverError(
+        "MISSING_FEATURE",
+        `${port} does not offer ${featureName(f)}, which this driver requires: ${FIX_FOR[f]}.`,
+      );
+    }
+  }
+  let features = 0n;
+  for (const f of [...REQUIRED_FEATURES, ...WANTED_FEATURES]) {
+    if (!hasFeature(offered, f)) continue;
+    if (NEEDS_CTRL_VQ.includes(f) && !hasFeature(offered, VIRTIO_NET_F_CTRL_VQ)) continue;
+    if (f === VIRTIO_NET_F_HASH_REPORT && options.hashReport === false) continue;
+    features |= bit(f);
+  }
+  return features;
+}

@@ -1,0 +1,210 @@
+/**
+ * Packet steering as a first-class API: which receive queue the device puts each incoming
+ * packet on, the rule in force read back, and switching at run time without a reset and
+ * without reordering any flow.
+ *
+ * The 2012 draft's modes map onto virtio 1.x (docs/steering.md says more):
+ * - "single": one queue pair — VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 1 (or no VIRTIO_NET_F_MQ);
+ * - "auto": the draft's RX_FOLLOWS_TX, the standard's automatic receive steering
+ *   (§5.1.6.5.6.1): VQ_PAIRS_SET N, and the device delivers a flow's packets on the queue
+ *   pair the driver last transmitted that flow on;
+ * - "rss": the draft's host-driven steering made explicit: VIRTIO_NET_CTRL_MQ_RSS_CONFIG
+ *   with a Toeplitz key, hash types and an indirection table (§5.1.6.5.7).
+ * The standard has no read-back command (the draft's current_steering_rule config field
+ * did not survive), so the driver keeps the last rule the device acknowledged.
+ *
+ * Switching without reordering. When the device acknowledges a new rule, every packet it
+ * steered by the old rule is already on some receive queue: QEMU steers and acknowledges
+ * in one thread under its global lock, and the spec lets a device apply the rule only once
+ * it has answered. Right after the ack, the driver notes each receive queue's used index
+ * (its boundary) and closes a gate: each queue delivers up to its boundary (old-rule
+ * packets), then holds back everything after it until every queue has reached its own
+ * boundary. A flow that moves from queue A to queue B therefore has all its old packets
+ * (on A) delivered before any new one (on B). Transmit queues that a switch takes out of
+ * use are drained before the command is sent. Applications keep polling every queue pair
+ * the port set up, active or not, so that held packets are released.
+ *
+ * @module
+ */
+
+import { DriverError } from "../errors.ts";
+import { hasFeature } from "../virtio/features.ts";
+import type { NetConfig } from "./config.ts";
+import {
+  type ControlQueue,
+  VIRTIO_NET_CTRL_MQ,
+  VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
+} from "./control_queue.ts";
+import { VIRTIO_NET_F_HASH_REPORT, VIRTIO_NET_F_MQ, VIRTIO_NET_F_RSS } from "./features.ts";
+import type { RxQueue } from "./rx_queue.ts";
+import type { TxQueue } from "./tx_queue.ts";
+
+/** All packets on queue pair 0. */
+export interface SingleQueueRule {
+  /** Mode name. */
+  mode: "single";
+}
+
+/** Automatic receive steering: receive follows transmit over `pairs` queue pairs. */
+export interface AutoSteeringRule {
+  /** Mode name. */
+  mode: "auto";
+  /** Queue pairs in use (2 … the port's queuePairs). */
+  pairs: number;
+}
+
+/** A steering rule the device can be given. */
+export type SteeringRule = SingleQueueRule | AutoSteeringRule;
+
+/** What the device can do, from its features and configuration. */
+export interface SteeringCapabilities {
+  /** VIRTIO_NET_F_MQ: several queue pairs and automatic steering. */
+  multiqueue: boolean;
+  /** max_virtqueue_pairs. */
+  maxVirtqueuePairs: number;
+  /** Queue pairs the port set up. */
+  queuePairs: number;
+  /** VIRTIO_NET_F_RSS. */
+  rss: boolean;
+  /** VIRTIO_NET_F_HASH_REPORT. */
+  hashReport: boolean;
+  /** rss_max_key_size. */
+  rssMaxKeySize: number;
+  /** rss_max_indirection_table_length. */
+  rssMaxIndirectionTableLength: number;
+  /** supported_hash_types (VIRTIO_NET_RSS_HASH_TYPE_* bits). */
+  supportedHashTypes: number;
+}
+
+/**
+ * The steering of one port. `set()` switches rules at run time; `current` reads back the
+ * rule in force.
+ *
+ * @example
+ * ```ts ignore
+ * port.steering.set({ mode: "auto", pairs: 4 });
+ * console.log(port.steering.current); // { mode: "auto", pairs: 4 }
+ * ```
+ */
+export class Steering {
+  readonly #port: string;
+  readonly #features: bigint;
+  readonly #config: NetConfig;
+  readonly #control: ControlQueue | null;
+  readonly #rx: RxQueue[];
+  readonly #tx: TxQueue[];
+  #current: SteeringRule = { mode: "single" };
+  /** Rule switches the device acknowledged. */
+  switches = 0;
+
+  /** Used by VirtioNetPort; applications get it as `port.steering`. */
+  constructor(
+    port: string,
+    features: bigint,
+    config: NetConfig,
+    control: ControlQueue | null,
+    rx: RxQueue[],
+    tx: TxQueue[],
+  ) {
+    this.#port = port;
+    this.#features = features;
+    this.#config = config;
+    this.#control = control;
+    this.#rx = rx;
+    this.#tx = tx;
+  }
+
+  /** What the device offers. */
+  get capabilities(): SteeringCapabilities {
+    const f = (n: number) => hasFeature(this.#features, n);
+    return {
+      multiqueue: f(VIRTIO_NET_F_MQ),
+      maxVirtqueuePairs: this.#config.maxVirtqueuePairs,
+      queuePairs: this.#rx.length,
+      rss: f(VIRTIO_NET_F_RSS),
+      hashReport: f(VIRTIO_NET_F_HASH_REPORT),
+      rssMaxKeySize: this.#config.rssMaxKeySize,
+      rssMaxIndirectionTableLength: this.#config.rssMaxIndirectionTableLength,
+      supportedHashTypes: this.#config.supportedHashTypes,
+    };
+  }
+
+  /** The rule the device last acknowledged (a copy). */
+  get current(): SteeringRule {
+    return structuredClone(this.#current);
+  }
+
+  /** Number of queue pairs the current rule spreads packets over. */
+  get activePairs(): number {
+    return this.#current.mode === "single" ? 1 : this.#current.pairs;
+  }
+
+  /**
+   * Switches to `rule` at run time, without a reset: validates it against the device
+   * (throws BAD_ARGUMENT / UNSUPPORTED and changes nothing), drains transmit queues the
+   * rule takes out of use, sends the command, and on the device's ack starts a new epoch
+   * on every receive queue so no flow is reordered (see the module comment).
+   */
+  set(rule: SteeringRule): void {
+    const pairs = this.#validate(rule);
+    if (!this.#control || !hasFeature(this.#features, VIRTIO_NET_F_MQ)) {
+      // One queue pair and no multiqueue: "single" is the only rule and already in force.
+      this.#current = { mode: "single" };
+      return;
+    }
+    this.#drainTx(pairs);
+    const data = new Uint8Array(2);
+    new DataView(data.buffer).setUint16(0, pairs, true);
+    this.#control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, data);
+    this.#newEpoch();
+    this.#current = rule.mode === "single" ? { mode: "single" } : { mode: "auto", pairs };
+  }
+
+  #validate(rule: SteeringRule): number {
+    const caps = this.capabilities;
+    if (rule.mode === "single") return 1;
+    if (rule.mode !== "auto") {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Unknown steering mode '${(rule as { mode: string }).mode}': use single, auto or rss.`,
+      );
+    }
+    if (!caps.multiqueue) {
+      throw new DriverError(
+        "UNSUPPORTED",
+        `${this.#port} does not offer VIRTIO_NET_F_MQ, so automatic steering is not available: give the device multiqueue (QEMU: mq=on with a multi-queue netdev).`,
+      );
+    }
+    if (!Number.isInteger(rule.pairs) || rule.pairs < 1 || rule.pairs > caps.queuePairs) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Steering over ${rule.pairs} queue pairs is not possible on ${this.#port}, which has ${caps.queuePairs} set up (max_virtqueue_pairs ${caps.maxVirtqueuePairs}): use 1 to ${caps.queuePairs}, or open the port with more queuePairs.`,
+      );
+    }
+    return rule.pairs;
+  }
+
+  /** Waits (at most 1 s) until transmit queues at index ≥ `pairs` have nothing in flight. */
+  #drainTx(pairs: number): void {
+    const deadline = performance.now() + 1000;
+    for (let q = pairs; q < this.#tx.length; q++) {
+      const tx = this.#tx[q];
+      while (tx.vq.inFlight > 0) {
+        tx.reclaim();
+        if (performance.now() > deadline) {
+          throw new DriverError(
+            "DEVICE_MISBEHAVED",
+            `${this.#port} did not complete ${tx.vq.inFlight} frames on ${tx.vq.name} within 1 s, so the steering switch was not made: restart the port.`,
+          );
+        }
+      }
+    }
+  }
+
+  #newEpoch(): void {
+    const gate = new Int32Array(1);
+    gate[0] = this.#rx.length;
+    for (const r of this.#rx) r.beginEpoch(gate);
+    this.switches++;
+  }
+}

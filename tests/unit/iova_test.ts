@@ -1,0 +1,108 @@
+/** IOVA allocation (src/dma/iova.ts). */
+
+import assert from "node:assert/strict";
+import { IOVA_CEILING, IOVA_FLOOR, IovaAllocator } from "../../src/dma/iova.ts";
+import { DriverError } from "../../src/errors.ts";
+
+const KiB = 1024, MiB = 1024 * KiB;
+const GiB = 1n << 30n;
+
+function assertNoSpace(fn: () => unknown): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof DriverError, `expected DriverError, got ${e}`);
+    assert.equal(e.code, "DMA");
+    assert.match(e.message, /No IOVA space left/);
+    return true;
+  });
+}
+
+Deno.test("the floor is 4 GiB and the ceiling 2^53", () => {
+  assert.equal(IOVA_FLOOR, 4n * GiB);
+  assert.equal(IOVA_CEILING, 1n << 53n);
+});
+
+Deno.test("allocate() starts at the 4 GiB floor even when the IOMMU accepts address 0", () => {
+  const a = new IovaAllocator([{ start: 0n, end: (1n << 39n) - 1n }]);
+  assert.equal(a.allocate(4096, 2 * MiB), 4n * GiB);
+});
+
+Deno.test("allocate() aligns every range and never overlaps the previous one", () => {
+  const a = new IovaAllocator([{ start: 0n, end: (1n << 39n) - 1n }]);
+  const base = 4n * GiB;
+  assert.equal(a.allocate(4096, 4096), base);
+  assert.equal(a.allocate(8192, 2 * MiB), base + 2n * 1048576n);
+  assert.equal(a.allocate(1, 4096), base + 2n * 1048576n + 8192n);
+  assert.equal(a.allocate(100, 64), base + 2n * 1048576n + 8192n + 64n);
+  const big = a.allocate(3 * MiB, 2 * MiB);
+  assert.equal(big % BigInt(2 * MiB), 0n);
+  assert.ok(big >= base + 2n * 1048576n + 8192n + 164n);
+});
+
+Deno.test("allocate() never hands out the x86 MSI hole 0xfee00000–0xfeefffff", () => {
+  // The usable ranges VFIO reports on Intel: everything but the interrupt window.
+  const a = new IovaAllocator([
+    { start: 0n, end: 0xfedf_ffffn },
+    { start: 0xfef0_0000n, end: (1n << 48n) - 1n },
+  ]);
+  for (let i = 0; i < 16; i++) {
+    const iova = a.allocate(2 * MiB, 2 * MiB);
+    assert.ok(iova >= 4n * GiB, "at or above the floor");
+    assert.ok(iova + BigInt(2 * MiB) - 1n < 0xfee0_0000n || iova > 0xfeef_ffffn);
+  }
+});
+
+Deno.test("allocate() skips a hole above the floor, including a block that would straddle it", () => {
+  const base = 4n * GiB;
+  const a = new IovaAllocator([
+    { start: base, end: base + BigInt(3 * MiB) - 1n },
+    // hole: base + 3 MiB … base + 4 MiB - 1
+    { start: base + BigInt(4 * MiB), end: base + BigInt(64 * MiB) - 1n },
+  ]);
+  assert.equal(a.allocate(2 * MiB, 2 * MiB), base);
+  // The next 2 MiB-aligned block would cover base+2M…base+4M-1, across the hole.
+  assert.equal(a.allocate(2 * MiB, 2 * MiB), base + BigInt(4 * MiB));
+  assert.equal(a.allocate(4096, 4096), base + BigInt(6 * MiB), "no going back into the gap");
+});
+
+Deno.test("allocate() accepts ranges in any order", () => {
+  const base = 4n * GiB;
+  const a = new IovaAllocator([
+    { start: base + 16n * GiB, end: base + 17n * GiB - 1n },
+    { start: base, end: base + BigInt(MiB) - 1n },
+  ]);
+  assert.equal(a.allocate(MiB, 4096), base);
+  assert.equal(a.allocate(MiB, 4096), base + 16n * GiB);
+});
+
+Deno.test("allocate() uses a range exactly up to its inclusive end", () => {
+  const base = 4n * GiB;
+  const a = new IovaAllocator([{ start: base, end: base + 8191n }]);
+  assert.equal(a.allocate(4096, 4096), base);
+  assert.equal(a.allocate(4096, 4096), base + 4096n);
+  assertNoSpace(() => a.allocate(1, 1));
+});
+
+Deno.test("allocate() throws DMA when the ranges are exhausted", () => {
+  const base = 4n * GiB;
+  const a = new IovaAllocator([{ start: base, end: base + BigInt(4 * MiB) - 1n }]);
+  a.allocate(2 * MiB, 2 * MiB);
+  a.allocate(2 * MiB, 2 * MiB);
+  assertNoSpace(() => a.allocate(4096, 4096));
+});
+
+Deno.test("allocate() throws DMA when every usable range lies below the floor", () => {
+  assertNoSpace(() => new IovaAllocator([{ start: 0n, end: 0xfedf_ffffn }]).allocate(4096, 4096));
+  assertNoSpace(() => new IovaAllocator([]).allocate(4096, 4096));
+});
+
+Deno.test("allocate() stays below 2^53 so IOVAs are exact JS numbers", () => {
+  const top = 1n << 53n;
+  const a = new IovaAllocator([{ start: top - BigInt(4 * MiB), end: (1n << 64n) - 1n }]);
+  const x = a.allocate(2 * MiB, 2 * MiB);
+  const y = a.allocate(2 * MiB, 2 * MiB);
+  assert.equal(y, top - BigInt(2 * MiB));
+  assert.ok(y + BigInt(2 * MiB) - 1n < top);
+  assert.equal(BigInt(Number(x)), x);
+  assertNoSpace(() => a.allocate(4096, 4096));
+  assertNoSpace(() => new IovaAllocator([{ start: top, end: top * 2n }]).allocate(1, 1));
+});
