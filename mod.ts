@@ -42,3 +42,14 @@ export * from "./src/net/control_queue.ts";
 export * from "./src/net/negotiate.ts";
 export * from "./src/net/steering.ts";
 export type { DeviceInfo, IommuInfo, IovaRange, RegionInfo, SparseArea } from "./ffi/vfio_uapi.ts";
+export * from "./src/vfio_user/client.ts";
+export * from "./src/vfio_user/vfio_user_device.ts";
+export * from "./src/vfio_user/open_port.ts";
+export type {
+  DeviceInfo as VfioUserDeviceInfo,
+  IrqInfo as VfioUserIrqInfo,
+  MessageHeader as VfioUserMessageHeader,
+  RegionInfo as VfioUserRegionInfo,
+  SparseArea as VfioUserSparseArea,
+  VersionCapabilities as VfioUserVersionCapabilities,
+} from "./src/vfio_user/protocol.ts";

@@ -13,9 +13,10 @@ import {
   createSharedPool,
   DriverError,
   formatMac,
+  openPort,
   type RxQueue,
   type TxQueue,
-  VirtioNetPort,
+  type VirtioNetPort,
 } from "../mod.ts";
 
 const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
@@ -75,7 +76,7 @@ async function main(args: string[]): Promise<number> {
   const ports: VirtioNetPort[] = [];
   try {
     for (const spec of positionals) {
-      ports.push(VirtioNetPort.open(spec, {
+      ports.push(openPort(spec, {
         bind: values.bind,
         restoreDriver: values["restore-driver"],
         pool,

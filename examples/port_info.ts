@@ -10,7 +10,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { DriverError, featureNames, formatMac, VirtioNetPort } from "../mod.ts";
+import { DriverError, featureNames, formatMac, openPort } from "../mod.ts";
 
 const USAGE = `usage: deno run --allow-ffi examples/port_info.ts [--bind] [--restore-driver] PORT
 
@@ -38,7 +38,7 @@ function main(args: string[]): number {
     console.error(USAGE);
     return 2;
   }
-  const port = VirtioNetPort.open(positionals[0], {
+  const port = openPort(positionals[0], {
     bind: values.bind,
     restoreDriver: values["restore-driver"],
   });

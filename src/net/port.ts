@@ -188,7 +188,15 @@ export class VirtioNetPort {
     t.reset();
     // Reset before anything taken below is released: the device must stop using DMA
     // memory before it is unmapped and freed.
-    release.push(`reset ${name}`, () => t.reset());
+    release.push(`reset ${name}`, () => {
+      try {
+        t.reset();
+      } catch (e) {
+        // A vfio-user server that has gone away took the device and its DMA with it:
+        // there is nothing left to reset. Anything else is reported.
+        if (!(e instanceof DriverError && e.code === "TRANSPORT")) throw e;
+      }
+    });
     t.addStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE);
     t.addStatus(VIRTIO_CONFIG_S_DRIVER);
     const offered = t.deviceFeatures();
@@ -340,7 +348,11 @@ export class VirtioNetPort {
   close(): void {
     const failures = this.#release.releaseAll();
     if (failures.length) {
-      throw new DriverError("VFIO", `Closing ${this.name} left problems: ${failures.join("; ")}.`);
+      const what = failures.map((f) => f.replace(/\.+$/, "")).join("; ");
+      throw new DriverError(
+        "DEVICE_MISBEHAVED",
+        `Closing ${this.name} left problems (${what}): check the device and restart the port.`,
+      );
     }
   }
 }

@@ -12,7 +12,7 @@
 
 import { parseArgs } from "node:util";
 import { exists, listDir, readLink, readText } from "../../ffi/fs.ts";
-import { DriverError, VirtioNetPort } from "../../mod.ts";
+import { DriverError, openPort } from "../../mod.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -44,7 +44,7 @@ const driverBefore = driverOf(spec);
 let code: string | null = null;
 let message = "";
 try {
-  VirtioNetPort.open(spec, { bind: values.bind }).close();
+  openPort(spec, { bind: values.bind }).close();
 } catch (e) {
   if (!(e instanceof DriverError)) throw e;
   code = e.code;

@@ -15,7 +15,7 @@
 
 import { parseArgs } from "node:util";
 import { readBytes, writeBytes } from "../../ffi/fs.ts";
-import { DriverError, NO_BUFFER, VirtioNetPort } from "../../mod.ts";
+import { DriverError, NO_BUFFER, openPort } from "../../mod.ts";
 import { encodePcap, readPcapFrames } from "../../src/pcap/pcap.ts";
 
 const { values } = parseArgs({
@@ -38,7 +38,7 @@ function run(): number {
   const ethertype = Number(values.ethertype);
   const burst = Number(values.burst);
   const deadline = Date.now() + Number(values["timeout-ms"]);
-  const port = VirtioNetPort.open(values.port, { bind: values.bind });
+  const port = openPort(values.port, { bind: values.bind });
   try {
     const pool = port.pool, data = pool.data, rxq = port.rx(), txq = port.tx();
     console.log(JSON.stringify({

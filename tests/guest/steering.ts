@@ -1,0 +1,195 @@
+/**
+ * Guest side of the steering tests (`--allow-ffi` only).
+ *
+ *     deno run --allow-ffi tests/guest/steering.ts auto-share --port P --pairs 4 --flows 64 --per-flow 4
+ *     deno run --allow-ffi tests/guest/steering.ts switch --port P --pairs 4 --seconds 6 [--rss]
+ *
+ * auto-share: automatic steering over N pairs. Transmits `per-flow` UDP frames of each flow
+ * f on transmitq (f mod N), prints `{"event":"sent"}`, then receives the host's replies on
+ * every queue and reports the share that arrived on the pair their flow was sent on.
+ *
+ * switch: receives UDP test frames (per-flow sequence numbers) on every queue while
+ * switching the steering every 100 ms: pairs 1 → N → 2 → 1 → …, and with --rss also RSS
+ * with a new indirection table each time. Reports frames received, per-flow reorderings
+ * (a sequence number lower than one already delivered for that flow) and the switches.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  DriverError,
+  formatMac,
+  openPort,
+  type SteeringRule,
+  type VirtioNetPort,
+} from "../../mod.ts";
+import { UDP_TEST_MAGIC, udpFrame } from "../bed/frames.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  options: {
+    port: { type: "string" },
+    pairs: { type: "string", default: "4" },
+    flows: { type: "string", default: "64" },
+    "per-flow": { type: "string", default: "4" },
+    seconds: { type: "string", default: "6" },
+    "timeout-ms": { type: "string", default: "60000" },
+    rss: { type: "boolean", default: false },
+  },
+  allowPositionals: true,
+});
+
+const PAY = 14 + 20 + 8; // Ethernet + IPv4 + UDP: the test payload starts here
+
+function autoShare(port: VirtioNetPort, pairs: number): number {
+  const flows = Number(values.flows), perFlow = Number(values["per-flow"]);
+  const pool = port.pool, data = pool.data;
+  const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+  const mac = formatMac(port.config.mac);
+  let seq = 0;
+  for (let r = 0; r < perFlow; r++) {
+    for (let f = 0; f < flows; f++) {
+      const frame = udpFrame(7, seq++, f, 128, "02:00:00:00:00:02", mac);
+      const b = pool.alloc();
+      data.set(frame, port.frameOffset(b));
+      bufs[0] = b;
+      lens[0] = frame.length;
+      const tx = port.tx(f % pairs);
+      while (tx.txBurst(bufs, lens, 1) === 0) tx.reclaim();
+    }
+  }
+  for (let q = 0; q < pairs; q++) {
+    while (port.tx(q).vq.inFlight > 0) port.tx(q).reclaim();
+  }
+  console.log(JSON.stringify({ event: "sent", frames: seq }));
+  const expected = flows * perFlow;
+  const perQueue = new Array(pairs).fill(0);
+  let matched = 0, got = 0, other = 0;
+  const deadline = Date.now() + Number(values["timeout-ms"]);
+  while (got < expected && Date.now() < deadline) {
+    for (let q = 0; q < pairs; q++) {
+      const n = port.rx(q).rxBurst(bufs, lens, 32);
+      for (let i = 0; i < n; i++) {
+        const off = port.frameOffset(bufs[i]);
+        const v = new DataView(data.buffer, off, lens[i]);
+        if (lens[i] >= PAY + 16 && v.getUint32(PAY) === UDP_TEST_MAGIC) {
+          const flow = v.getUint32(PAY + 12);
+          got++;
+          perQueue[q]++;
+          if (flow % pairs === q) matched++;
+        } else other++;
+        pool.free(bufs[i]);
+      }
+    }
+  }
+  console.log(JSON.stringify({
+    event: "done",
+    expected,
+    received: got,
+    matched,
+    share: got ? matched / got : 0,
+    perQueue,
+    other,
+  }));
+  return got === expected ? 0 : 3;
+}
+
+/** A different indirection table for each switch: rotate the queues by `turn`. */
+function table(length: number, pairs: number, turn: number): number[] {
+  return Array.from({ length }, (_, i) => (i + turn) % pairs);
+}
+
+function switching(port: VirtioNetPort, pairs: number): number {
+  const pool = port.pool, data = pool.data;
+  const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+  const last = new Float64Array(65536).fill(-1);
+  const perQueue = new Array(port.queuePairs).fill(0);
+  const rules: SteeringRule[] = [];
+  const cycle = [1, pairs, 2, 1];
+  console.log(JSON.stringify({ event: "ready", capabilities: port.steering.capabilities }));
+  let received = 0, reorders = 0, other = 0, turn = 0;
+  const end = performance.now() + Number(values.seconds) * 1000;
+  let nextSwitch = performance.now() + 100;
+  const sample: string[] = [];
+  while (performance.now() < end) {
+    for (let q = 0; q < port.queuePairs; q++) {
+      const n = port.rx(q).rxBurst(bufs, lens, 32);
+      for (let i = 0; i < n; i++) {
+        const off = port.frameOffset(bufs[i]);
+        const v = new DataView(data.buffer, off, lens[i]);
+        if (lens[i] >= PAY + 16 && v.getUint32(PAY) === UDP_TEST_MAGIC) {
+          const seq = v.getUint32(PAY + 8), flow = v.getUint32(PAY + 12) & 0xffff;
+          if (seq <= last[flow]) {
+            reorders++;
+            if (sample.length < 5) sample.push(`flow ${flow}: ${seq} after ${last[flow]} (q${q})`);
+          } else last[flow] = seq;
+          received++;
+          perQueue[q]++;
+        } else other++;
+        pool.free(bufs[i]);
+      }
+    }
+    const now = performance.now();
+    if (now >= nextSwitch) {
+      nextSwitch = now + 100;
+      turn++;
+      const k = cycle[turn % cycle.length];
+      let rule: SteeringRule = k === 1 ? { mode: "single" } : { mode: "auto", pairs: k };
+      if (values.rss && turn % 2 === 1) {
+        const caps = port.steering.capabilities;
+        rule = {
+          mode: "rss",
+          pairs,
+          hashTypes: caps.supportedHashTypes,
+          indirectionTable: table(Math.min(128, caps.rssMaxIndirectionTableLength), pairs, turn),
+        };
+      }
+      port.steering.set(rule);
+      rules.push(port.steering.current);
+    }
+  }
+  console.log(JSON.stringify({
+    event: "done",
+    received,
+    reorders,
+    reorderSample: sample,
+    other,
+    perQueue,
+    switches: port.steering.switches,
+    lastRules: rules.slice(-3).map((r) => r.mode),
+    drops: Array.from({ length: port.queuePairs }, (_, q) => ({
+      runt: port.rx(q).dropsRunt,
+      refillFailures: port.rx(q).refillFailures,
+    })),
+  }));
+  return reorders === 0 ? 0 : 3;
+}
+
+try {
+  if (!values.port) throw new Error("--port is required");
+  const pairs = Number(values.pairs);
+  const port = openPort(values.port, { bind: true, queuePairs: pairs });
+  try {
+    console.log(JSON.stringify({
+      event: "ready",
+      negotiated: port.negotiatedFeatureNames(),
+      steering: port.steering.current,
+    }));
+    const mode = positionals[0];
+    const code = mode === "auto-share"
+      ? autoShare(port, pairs)
+      : mode === "switch"
+      ? switching(port, pairs)
+      : (console.error(`unknown mode ${mode}`), 2);
+    Deno.exitCode = code;
+  } finally {
+    port.close();
+  }
+} catch (e) {
+  if (e instanceof DriverError) {
+    console.error(`error: ${e.message}`);
+    Deno.exit(1);
+  }
+  throw e;
+}
