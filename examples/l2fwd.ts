@@ -24,7 +24,8 @@ const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 POR
 Forwards PORT0 -> PORT1 and PORT1 -> PORT0. A PORT is a PCI address (kernel VFIO,
 e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
 
-  --burst N          frames per receive burst (default 32)
+  --burst N          frames per receive and transmit burst (default 32)
+  --tx-drain-us US   send a partial transmit burst after US microseconds (default 100)
   --mac-rewrite      rewrite source MAC to the sending port's, destination to
                      02:00:00:00:00:<port> (as DPDK l2fwd does)
   --stats MODE       table | json | off (default: table on a terminal, json otherwise)
@@ -40,6 +41,8 @@ interface PortStats {
   txPackets: number;
   txBytes: number;
   dropsTxRingFull: number;
+  /** Notifications sent to the device (receive refills and transmits). */
+  kicks: number;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -47,6 +50,7 @@ async function main(args: string[]): Promise<number> {
     args,
     options: {
       burst: { type: "string", default: "32" },
+      "tx-drain-us": { type: "string", default: "100" },
       "mac-rewrite": { type: "boolean", default: false },
       stats: { type: "string" },
       duration: { type: "string" },
@@ -70,6 +74,7 @@ async function main(args: string[]): Promise<number> {
     console.error(`error: --stats must be table, json or off, not '${statsMode}'.`);
     return 2;
   }
+  const drainMs = Number(values["tx-drain-us"]) / 1000;
   const durationMs = values.duration === undefined ? Infinity : Number(values.duration) * 1000;
 
   const pool = createSharedPool(8192);
@@ -100,6 +105,7 @@ async function main(args: string[]): Promise<number> {
       txPackets: 0,
       txBytes: 0,
       dropsTxRingFull: 0,
+      kicks: 0,
     }));
     const bufs = new Uint32Array(burst), lens = new Uint32Array(burst);
     const data = pool.data;
@@ -107,11 +113,28 @@ async function main(args: string[]): Promise<number> {
     const rewrite = values["mac-rewrite"];
     const srcMac = ports.map((p) => p.config.mac);
 
-    const forward = (from: number, rx: RxQueue, to: number, tx: TxQueue): void => {
-      const n = rx.rxBurst(bufs, lens, burst);
+    // Transmit buffering, as DPDK's l2fwd (rte_eth_tx_buffer): frames for a port collect
+    // until a burst is full or --tx-drain-us passed, so one notification covers many.
+    const txBufs = ports.map(() => new Uint32Array(burst));
+    const txLens = ports.map(() => new Uint32Array(burst));
+    const txCount = new Uint32Array(ports.length);
+    const txSince = new Float64Array(ports.length);
+    const flush = (to: number, tx: TxQueue): void => {
+      const n = txCount[to];
       if (n === 0) return;
-      if (rewrite) {
-        for (let i = 0; i < n; i++) {
+      const b = txBufs[to];
+      const sent = tx.txBurst(b, txLens[to], n);
+      // Frames the ring could not take are dropped and counted (DPDK l2fwd does the same).
+      for (let i = sent; i < n; i++) pool.free(b[i]);
+      stats[1 - to].dropsTxRingFull += n - sent;
+      txCount[to] = 0;
+    };
+
+    const forward = (rx: RxQueue, to: number, tx: TxQueue, now: number): void => {
+      const n = rx.rxBurst(bufs, lens, burst);
+      const out = txBufs[to], outLens = txLens[to];
+      for (let i = 0; i < n; i++) {
+        if (rewrite) {
           const off = ports[to].frameOffset(bufs[i]);
           data[off] = 0x02;
           data[off + 1] =
@@ -122,11 +145,12 @@ async function main(args: string[]): Promise<number> {
           data[off + 5] = to;
           data.set(srcMac[to], off + 6);
         }
+        if (txCount[to] === 0) txSince[to] = now;
+        out[txCount[to]] = bufs[i];
+        outLens[txCount[to]] = lens[i];
+        if (++txCount[to] === burst) flush(to, tx);
       }
-      const sent = tx.txBurst(bufs, lens, n);
-      // Frames the ring could not take are dropped and counted (DPDK l2fwd does the same).
-      for (let i = sent; i < n; i++) pool.free(bufs[i]);
-      stats[from].dropsTxRingFull += n - sent;
+      if (txCount[to] > 0 && now - txSince[to] >= drainMs) flush(to, tx);
     };
 
     const rx = ports.map((p) => p.rx()), tx = ports.map((p) => p.tx());
@@ -139,6 +163,7 @@ async function main(args: string[]): Promise<number> {
         s.rxBytes = rx[i].bytes;
         s.txPackets = tx[i].packets;
         s.txBytes = tx[i].bytes;
+        s.kicks = rx[i].vq.kicks + tx[i].vq.kicks;
       }
       const secs = (now - lastReport) / 1000;
       const rows = stats.map((s, i) => ({
@@ -171,9 +196,9 @@ async function main(args: string[]): Promise<number> {
     // once-a-second report are seen.
     let nextYield = t0 + 20;
     for (;;) {
-      forward(0, rx[0], 1, tx[1]);
-      forward(1, rx[1], 0, tx[0]);
       const now = performance.now();
+      forward(rx[0], 1, tx[1], now);
+      forward(rx[1], 0, tx[0], now);
       if (now >= nextYield) {
         if (stop || now - t0 >= durationMs) break;
         if (statsMode !== "off" && now - lastReport >= 1000) report(now, false);
@@ -183,6 +208,8 @@ async function main(args: string[]): Promise<number> {
     }
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
+    flush(0, tx[0]);
+    flush(1, tx[1]);
     // Drain: let the devices finish what was queued (bounded: 500 ms).
     const drainUntil = performance.now() + 500;
     for (const t of tx) while (t.vq.inFlight > 0 && performance.now() < drainUntil) t.reclaim();
