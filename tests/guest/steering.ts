@@ -4,7 +4,8 @@
  *     deno run --allow-ffi tests/guest/steering.ts auto-share --port P --pairs 4 --flows 64 --per-flow 4
  *     deno run --allow-ffi tests/guest/steering.ts switch --port P --pairs 4 --seconds 6 [--rss]
  *
- * auto-share: automatic steering over N pairs. Transmits `per-flow` UDP frames of each flow
+ * auto-share: automatic steering over N pairs. Once a frame of EtherType 0x88b5 arrives
+ * (the host's go), transmits `per-flow` UDP frames of each flow
  * f on transmitq (f mod N), prints `{"event":"sent"}`, then receives the host's replies on
  * every queue and reports the share that arrived on the pair their flow was sent on.
  *
@@ -47,6 +48,20 @@ function autoShare(port: VirtioNetPort, pairs: number): number {
   const pool = port.pool, data = pool.data;
   const bufs = new Uint32Array(32), lens = new Uint32Array(32);
   const mac = formatMac(port.config.mac);
+  // Wait for the host's go (one frame of EtherType 0x88b5: its capture is ready) before
+  // transmitting anything.
+  const until = Date.now() + 60000;
+  let go = false;
+  while (!go && Date.now() < until) {
+    for (let q = 0; q < pairs && !go; q++) {
+      const n = port.rx(q).rxBurst(bufs, lens, 32);
+      for (let i = 0; i < n; i++) {
+        const off = port.frameOffset(bufs[i]);
+        if (data[off + 12] === 0x88 && data[off + 13] === 0xb5) go = true;
+        pool.free(bufs[i]);
+      }
+    }
+  }
   let seq = 0;
   for (let r = 0; r < perFlow; r++) {
     for (let f = 0; f < flows; f++) {
