@@ -53,3 +53,6 @@ export type {
   SparseArea as VfioUserSparseArea,
   VersionCapabilities as VfioUserVersionCapabilities,
 } from "./src/vfio_user/protocol.ts";
+export * from "./src/steering/toeplitz.ts";
+export * from "./src/steering/hash_types.ts";
+export * from "./src/steering/rss_config.ts";

@@ -10,6 +10,7 @@
 import { hasFeature } from "../virtio/features.ts";
 import type { VirtioPciTransport } from "../virtio/pci_transport.ts";
 import {
+  VIRTIO_NET_F_HASH_REPORT,
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_MTU,
@@ -71,15 +72,17 @@ export function readNetConfig(t: VirtioPciTransport, features: bigint): NetConfi
     const mac = new Uint8Array(6);
     if (f(VIRTIO_NET_F_MAC)) { for (let i = 0; i < 6; i++) mac[i] = c.read8(i); }
     const status = f(VIRTIO_NET_F_STATUS) ? c.read16(6) : VIRTIO_NET_S_LINK_UP;
-    const rssOrHash = f(VIRTIO_NET_F_RSS) || f(57);
+    // §5.1.4: max_virtqueue_pairs exists with MQ or RSS; rss_max_key_size and
+    // supported_hash_types with RSS or HASH_REPORT; the table length with RSS.
+    const rss = f(VIRTIO_NET_F_RSS), rssOrHash = rss || f(VIRTIO_NET_F_HASH_REPORT);
     return {
       mac,
       linkUp: (status & VIRTIO_NET_S_LINK_UP) !== 0,
       announce: (status & VIRTIO_NET_S_ANNOUNCE) !== 0,
-      maxVirtqueuePairs: f(VIRTIO_NET_F_MQ) ? c.read16(8) : 1,
+      maxVirtqueuePairs: f(VIRTIO_NET_F_MQ) || rss ? c.read16(8) : 1,
       mtu: f(VIRTIO_NET_F_MTU) ? c.read16(10) : 1500,
-      rssMaxKeySize: f(VIRTIO_NET_F_RSS) ? c.read8(17) : 0,
-      rssMaxIndirectionTableLength: f(VIRTIO_NET_F_RSS) ? c.read16(18) : 0,
+      rssMaxKeySize: rssOrHash ? c.read8(17) : 0,
+      rssMaxIndirectionTableLength: rss ? c.read16(18) : 0,
       supportedHashTypes: rssOrHash ? c.read32(20) : 0,
     };
   });

@@ -30,7 +30,12 @@ import {
 } from "../virtio/status.ts";
 import { type NetConfig, readNetConfig } from "./config.ts";
 import { CONTROL_BUFFER_BYTES, ControlQueue } from "./control_queue.ts";
-import { VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_HASH_REPORT, VIRTIO_NET_F_MQ } from "./features.ts";
+import {
+  VIRTIO_NET_F_CTRL_VQ,
+  VIRTIO_NET_F_HASH_REPORT,
+  VIRTIO_NET_F_MQ,
+  VIRTIO_NET_F_RSS,
+} from "./features.ts";
 import { netHeaderSize } from "./header.ts";
 import { type NegotiationOptions, selectFeatures } from "./negotiate.ts";
 import { RxQueue } from "./rx_queue.ts";
@@ -224,7 +229,8 @@ export class VirtioNetPort {
 
     // Virtqueue indices (§5.1.2): the data queues of `pairs` pairs, then the control queue.
     const hasCtrl = hasFeature(features, VIRTIO_NET_F_CTRL_VQ);
-    const ctrlIndex = hasFeature(features, VIRTIO_NET_F_MQ) ? 2 * config.maxVirtqueuePairs : 2;
+    const multi = hasFeature(features, VIRTIO_NET_F_MQ) || hasFeature(features, VIRTIO_NET_F_RSS);
+    const ctrlIndex = multi ? 2 * config.maxVirtqueuePairs : 2;
     const indices = Array.from({ length: 2 * pairs }, (_, i) => i);
     if (hasCtrl) indices.push(ctrlIndex);
     const sizes = indices.map((q) => queueSize(t, name, q, options.queueSize));
@@ -380,7 +386,9 @@ function checkPairs(name: string, pairs: number, features: bigint, config: NetCo
       `${pairs} queue pairs is not a positive integer: use 1 or more.`,
     );
   }
-  if (pairs > 1 && !hasFeature(features, VIRTIO_NET_F_MQ)) {
+  if (
+    pairs > 1 && !hasFeature(features, VIRTIO_NET_F_MQ) && !hasFeature(features, VIRTIO_NET_F_RSS)
+  ) {
     throw new DriverError(
       "UNSUPPORTED",
       `${name} does not offer VIRTIO_NET_F_MQ, so it has one queue pair, not ${pairs}: use --queues 1, or give the device multiqueue (QEMU: mq=on with a multi-queue netdev).`,

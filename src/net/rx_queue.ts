@@ -10,8 +10,13 @@
  */
 
 import { type BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
+import { DriverError } from "../errors.ts";
+import { HDR_HASH_REPORT, HDR_HASH_VALUE } from "./header.ts";
 import { ringDistance } from "../virtio/ring_math.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
+
+/** Steering switches a receive queue can have pending (not yet delivered) at once. */
+export const MAX_PENDING_EPOCHS = 16;
 
 /**
  * The driver side of one receive queue.
@@ -39,9 +44,26 @@ export class RxQueue {
   /** Times the ring could not be refilled because the pool was empty. */
   refillFailures = 0;
   readonly #len: number;
-  #gate: Int32Array | null = null;
-  #barrier = 0;
+  readonly #view: DataView;
+  // Pending steering epochs, a FIFO: the boundary (used index) and shared gate of each.
+  readonly #barriers = new Uint16Array(MAX_PENDING_EPOCHS);
+  readonly #gates: (Int32Array | null)[] = new Array(MAX_PENDING_EPOCHS).fill(null);
+  #epochHead = 0;
+  #epochs = 0;
   #arrived = false;
+
+  /**
+   * hash_value of a received buffer's header (VIRTIO_NET_F_HASH_REPORT negotiated, i.e.
+   * headerSize 20; 0 when the device computed none).
+   */
+  hashValue(buf: number): number {
+    return this.#view.getUint32(this.pool.offset(buf) + HDR_HASH_VALUE, true);
+  }
+
+  /** hash_report of a received buffer's header: VIRTIO_NET_HASH_REPORT_* (0: none). */
+  hashReport(buf: number): number {
+    return this.#view.getUint16(this.pool.offset(buf) + HDR_HASH_REPORT, true);
+  }
 
   /** Wraps `vq`, posting buffers of `pool` of `pool.bufferSize` bytes. */
   constructor(vq: SplitQueue, pool: BufferPool, headerSize: number) {
@@ -49,6 +71,7 @@ export class RxQueue {
     this.pool = pool;
     this.headerSize = headerSize;
     this.#len = pool.bufferSize;
+    this.#view = new DataView(pool.data.buffer, pool.data.byteOffset, pool.data.byteLength);
   }
 
   /** Fills every free descriptor with an empty buffer and publishes them. */
@@ -67,31 +90,50 @@ export class RxQueue {
 
   /**
    * Starts a steering epoch (see `Steering.set`): frames this queue holds up to now were
-   * steered by the old rule and are delivered first; frames after them wait until every
-   * queue sharing `gate` has delivered its old frames. `gate[0]` counts the queues still
-   * delivering old frames (an Int32Array so workers can share it; updated atomically).
+   * steered by the previous rule and are delivered first; frames after them wait until
+   * every queue sharing `gate` has delivered its own. `gate[0]` counts the queues still
+   * delivering (an Int32Array so workers can share it; updated atomically). Switches made
+   * before an earlier gate opened queue up behind it, each with its own boundary.
    */
   beginEpoch(gate: Int32Array): void {
-    this.#barrier = this.vq.deviceUsedIdx();
-    this.#arrived = false;
-    this.#gate = gate;
+    if (this.#epochs === MAX_PENDING_EPOCHS) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `${this.vq.name} still holds frames of ${MAX_PENDING_EPOCHS} earlier steering switches: poll every queue pair before switching again.`,
+      );
+    }
+    const i = (this.#epochHead + this.#epochs) % MAX_PENDING_EPOCHS;
+    this.#barriers[i] = this.vq.deviceUsedIdx();
+    this.#gates[i] = gate;
+    this.#epochs++;
+  }
+
+  /** Steering switches whose old frames this queue has not finished delivering. */
+  get pendingEpochs(): number {
+    return this.#epochs;
   }
 
   /** True while frames of this queue are held back by a steering switch. */
   get held(): boolean {
-    return this.#gate !== null && this.#arrived;
+    return this.#epochs > 0 && this.#arrived;
   }
 
   #gated(max: number): number {
-    const gate = this.#gate!;
-    const room = ringDistance(this.vq.lastUsedIdx, this.#barrier);
-    if (room > 0) return room < max ? room : max;
-    if (!this.#arrived) {
-      this.#arrived = true;
-      Atomics.sub(gate, 0, 1);
+    while (this.#epochs > 0) {
+      const h = this.#epochHead;
+      const room = ringDistance(this.vq.lastUsedIdx, this.#barriers[h]);
+      if (room > 0) return room < max ? room : max;
+      const gate = this.#gates[h]!;
+      if (!this.#arrived) {
+        this.#arrived = true;
+        Atomics.sub(gate, 0, 1);
+      }
+      if (Atomics.load(gate, 0) > 0) return 0; // other queues still hold older frames
+      this.#gates[h] = null;
+      this.#epochHead = (h + 1) % MAX_PENDING_EPOCHS;
+      this.#epochs--;
+      this.#arrived = false;
     }
-    if (Atomics.load(gate, 0) > 0) return 0; // other queues still hold old-rule frames
-    this.#gate = null;
     return max;
   }
 
@@ -101,7 +143,7 @@ export class RxQueue {
    * owns the buffers: it frees them to the pool or transmits them.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
-    if (this.#gate !== null) {
+    if (this.#epochs > 0) {
       max = this.#gated(max);
       if (max === 0) return 0;
     }

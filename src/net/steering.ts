@@ -30,13 +30,16 @@
 import { DriverError } from "../errors.ts";
 import { hasFeature } from "../virtio/features.ts";
 import type { NetConfig } from "./config.ts";
+import { encodeRssConfig, validateRssConfig } from "../steering/rss_config.ts";
+import { microsoftRssKey } from "../steering/toeplitz.ts";
 import {
   type ControlQueue,
   VIRTIO_NET_CTRL_MQ,
+  VIRTIO_NET_CTRL_MQ_RSS_CONFIG,
   VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
 } from "./control_queue.ts";
 import { VIRTIO_NET_F_HASH_REPORT, VIRTIO_NET_F_MQ, VIRTIO_NET_F_RSS } from "./features.ts";
-import type { RxQueue } from "./rx_queue.ts";
+import { MAX_PENDING_EPOCHS, type RxQueue } from "./rx_queue.ts";
 import type { TxQueue } from "./tx_queue.ts";
 
 /** All packets on queue pair 0. */
@@ -53,8 +56,30 @@ export interface AutoSteeringRule {
   pairs: number;
 }
 
+/**
+ * Receive-side scaling: the device hashes each packet (Toeplitz, over the fields
+ * `hashTypes` selects) and picks its queue from `indirectionTable[hash & (length - 1)]`.
+ */
+export interface RssSteeringRule {
+  /** Mode name. */
+  mode: "rss";
+  /** Queue pairs in use (sent as max_tx_vq; every table entry is below it). */
+  pairs: number;
+  /** VIRTIO_NET_RSS_HASH_TYPE_* bits (default: every type the device supports). */
+  hashTypes?: number;
+  /** Toeplitz key (default: the 40-byte key of Microsoft's RSS verification suite). */
+  key?: Uint8Array;
+  /** Queue per hash bucket, a power-of-two length (default: round robin, 128 entries). */
+  indirectionTable?: number[];
+  /** Queue for packets that get no hash (default 0). */
+  unclassifiedQueue?: number;
+}
+
 /** A steering rule the device can be given. */
-export type SteeringRule = SingleQueueRule | AutoSteeringRule;
+export type SteeringRule = SingleQueueRule | AutoSteeringRule | RssSteeringRule;
+
+/** An RSS rule with every default filled in, as {@linkcode Steering.current} reports it. */
+export type ResolvedRssRule = Required<RssSteeringRule>;
 
 /** What the device can do, from its features and configuration. */
 export interface SteeringCapabilities {
@@ -93,7 +118,7 @@ export class Steering {
   readonly #control: ControlQueue | null;
   readonly #rx: RxQueue[];
   readonly #tx: TxQueue[];
-  #current: SteeringRule = { mode: "single" };
+  #current: SingleQueueRule | AutoSteeringRule | ResolvedRssRule = { mode: "single" };
   /** Rule switches the device acknowledged. */
   switches = 0;
 
@@ -146,33 +171,68 @@ export class Steering {
    * on every receive queue so no flow is reordered (see the module comment).
    */
   set(rule: SteeringRule): void {
-    const pairs = this.#validate(rule);
-    if (!this.#control || !hasFeature(this.#features, VIRTIO_NET_F_MQ)) {
+    const resolved = this.#validate(rule);
+    const pairs = resolved.mode === "single" ? 1 : resolved.pairs;
+    if (!this.#control || !this.capabilities.multiqueue && resolved.mode !== "rss") {
       // One queue pair and no multiqueue: "single" is the only rule and already in force.
       this.#current = { mode: "single" };
       return;
     }
+    for (const r of this.#rx) {
+      if (r.pendingEpochs === MAX_PENDING_EPOCHS) {
+        throw new DriverError(
+          "BAD_ARGUMENT",
+          `${r.vq.name} still holds frames of ${MAX_PENDING_EPOCHS} earlier steering switches, so the steering was not changed: poll every queue pair before switching again.`,
+        );
+      }
+    }
     this.#drainTx(pairs);
-    const data = new Uint8Array(2);
-    new DataView(data.buffer).setUint16(0, pairs, true);
-    this.#control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, data);
+    if (resolved.mode === "rss") {
+      const caps = this.capabilities;
+      const data = encodeRssConfig(
+        {
+          hashTypes: resolved.hashTypes,
+          indirectionTable: resolved.indirectionTable,
+          unclassifiedQueue: resolved.unclassifiedQueue,
+          maxTxVq: pairs,
+          key: resolved.key,
+        },
+        {
+          queuePairs: pairs,
+          maxKeySize: caps.rssMaxKeySize,
+          maxIndirectionTableLength: caps.rssMaxIndirectionTableLength,
+          supportedHashTypes: caps.supportedHashTypes,
+        },
+      );
+      this.#control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_RSS_CONFIG, data);
+    } else {
+      const data = new Uint8Array(2);
+      new DataView(data.buffer).setUint16(0, pairs, true);
+      this.#control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, data);
+    }
     this.#newEpoch();
-    this.#current = rule.mode === "single" ? { mode: "single" } : { mode: "auto", pairs };
+    this.#current = resolved;
   }
 
-  #validate(rule: SteeringRule): number {
+  #validate(rule: SteeringRule): SingleQueueRule | AutoSteeringRule | ResolvedRssRule {
     const caps = this.capabilities;
-    if (rule.mode === "single") return 1;
-    if (rule.mode !== "auto") {
+    if (rule.mode === "single") return { mode: "single" };
+    if (rule.mode !== "auto" && rule.mode !== "rss") {
       throw new DriverError(
         "BAD_ARGUMENT",
         `Unknown steering mode '${(rule as { mode: string }).mode}': use single, auto or rss.`,
       );
     }
-    if (!caps.multiqueue) {
+    if (rule.mode === "auto" && !caps.multiqueue) {
       throw new DriverError(
         "UNSUPPORTED",
         `${this.#port} does not offer VIRTIO_NET_F_MQ, so automatic steering is not available: give the device multiqueue (QEMU: mq=on with a multi-queue netdev).`,
+      );
+    }
+    if (rule.mode === "rss" && !caps.rss) {
+      throw new DriverError(
+        "UNSUPPORTED",
+        `${this.#port} does not offer VIRTIO_NET_F_RSS, so RSS steering is not available: use auto or single, or give the device RSS (QEMU: rss=on on virtio-net-pci).`,
       );
     }
     if (!Number.isInteger(rule.pairs) || rule.pairs < 1 || rule.pairs > caps.queuePairs) {
@@ -181,7 +241,35 @@ export class Steering {
         `Steering over ${rule.pairs} queue pairs is not possible on ${this.#port}, which has ${caps.queuePairs} set up (max_virtqueue_pairs ${caps.maxVirtqueuePairs}): use 1 to ${caps.queuePairs}, or open the port with more queuePairs.`,
       );
     }
-    return rule.pairs;
+    if (rule.mode === "auto") return { mode: "auto", pairs: rule.pairs };
+    const length = Math.min(128, caps.rssMaxIndirectionTableLength);
+    const resolved: ResolvedRssRule = {
+      mode: "rss",
+      pairs: rule.pairs,
+      hashTypes: rule.hashTypes ?? caps.supportedHashTypes,
+      key: rule.key ? rule.key.slice() : microsoftRssKey(),
+      indirectionTable: rule.indirectionTable
+        ? [...rule.indirectionTable]
+        : Array.from({ length }, (_, i) => i % rule.pairs),
+      unclassifiedQueue: rule.unclassifiedQueue ?? 0,
+    };
+    // Throws BAD_ARGUMENT naming what is wrong; nothing has been sent yet.
+    validateRssConfig(
+      {
+        hashTypes: resolved.hashTypes,
+        indirectionTable: resolved.indirectionTable,
+        unclassifiedQueue: resolved.unclassifiedQueue,
+        maxTxVq: resolved.pairs,
+        key: resolved.key,
+      },
+      {
+        queuePairs: resolved.pairs,
+        maxKeySize: caps.rssMaxKeySize,
+        maxIndirectionTableLength: caps.rssMaxIndirectionTableLength,
+        supportedHashTypes: caps.supportedHashTypes,
+      },
+    );
+    return resolved;
   }
 
   /** Waits (at most 1 s) until transmit queues at index ≥ `pairs` have nothing in flight. */

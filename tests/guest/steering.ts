@@ -11,7 +11,8 @@
  *
  * switch: receives UDP test frames (per-flow sequence numbers) on every queue while
  * switching the steering every 100 ms: pairs 1 → N → 2 → 1 → …, and with --rss also RSS
- * with a new indirection table each time. Reports frames received, per-flow reorderings
+ * with a new indirection table every other time; with --rss-only, RSS over N pairs with a
+ * new indirection table each time (no pair-count change). Reports frames received, per-flow reorderings
  * (a sequence number lower than one already delivered for that flow) and the switches.
  *
  * @module
@@ -37,6 +38,7 @@ const { values, positionals } = parseArgs({
     seconds: { type: "string", default: "6" },
     "timeout-ms": { type: "string", default: "60000" },
     rss: { type: "boolean", default: false },
+    "rss-only": { type: "boolean", default: false },
   },
   allowPositionals: true,
 });
@@ -151,7 +153,7 @@ function switching(port: VirtioNetPort, pairs: number): number {
       turn++;
       const k = cycle[turn % cycle.length];
       let rule: SteeringRule = k === 1 ? { mode: "single" } : { mode: "auto", pairs: k };
-      if (values.rss && turn % 2 === 1) {
+      if (values["rss-only"] || (values.rss && turn % 2 === 1)) {
         const caps = port.steering.capabilities;
         rule = {
           mode: "rss",
