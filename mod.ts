@@ -56,3 +56,4 @@ export type {
 export * from "./src/steering/toeplitz.ts";
 export * from "./src/steering/hash_types.ts";
 export * from "./src/steering/rss_config.ts";
+export * from "./src/net/rx_filter.ts";

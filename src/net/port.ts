@@ -10,7 +10,7 @@
  * @module
  */
 
-import { BufferPool } from "../dma/buffer_pool.ts";
+import { BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
 import { alignUp, DmaRegion } from "../dma/memory.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { parsePortSpec, type PortSpec } from "../pci/address.ts";
@@ -32,12 +32,14 @@ import { type NetConfig, readNetConfig } from "./config.ts";
 import { CONTROL_BUFFER_BYTES, ControlQueue } from "./control_queue.ts";
 import {
   VIRTIO_NET_F_CTRL_VQ,
+  VIRTIO_NET_F_GUEST_ANNOUNCE,
   VIRTIO_NET_F_HASH_REPORT,
   VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_RSS,
 } from "./features.ts";
 import { netHeaderSize } from "./header.ts";
 import { type NegotiationOptions, selectFeatures } from "./negotiate.ts";
+import { rarpAnnouncement, RxFilter } from "./rx_filter.ts";
 import { RxQueue } from "./rx_queue.ts";
 import { Steering } from "./steering.ts";
 import { TxQueue } from "./tx_queue.ts";
@@ -118,6 +120,10 @@ export class VirtioNetPort {
   readonly control: ControlQueue | null;
   /** Packet steering: the rule in force, capabilities, and switching at run time. */
   readonly steering: Steering;
+  /** Receive filtering (promiscuous, all-multicast, MAC address) and announcements. */
+  readonly rxFilter: RxFilter;
+  /** Announcements sent because the device asked (VIRTIO_NET_S_ANNOUNCE). */
+  announcements = 0;
   readonly #rx: RxQueue[];
   readonly #tx: TxQueue[];
   readonly #release: ReleaseStack;
@@ -136,6 +142,7 @@ export class VirtioNetPort {
     this.#tx = p.tx;
     this.#release = p.release;
     this.steering = new Steering(p.name, p.features, p.config, p.control, p.rx, p.tx);
+    this.rxFilter = new RxFilter(p.name, p.features, p.control);
   }
 
   /**
@@ -340,6 +347,38 @@ export class VirtioNetPort {
   /** The negotiated features by spec name. */
   negotiatedFeatureNames(): string[] {
     return featureNames(this.features);
+  }
+
+  /**
+   * Answers the device's request to announce the port (§5.1.6.5.4): when it set
+   * VIRTIO_NET_S_ANNOUNCE (after a migration, or QEMU's announce_self), sends a gratuitous
+   * RARP from the port's current MAC on transmitq1 and acknowledges with
+   * VIRTIO_NET_CTRL_ANNOUNCE_ACK. Returns true when it announced. Call it from the control
+   * loop (e.g. once a second), on the thread that owns transmitq1.
+   */
+  pollAnnounce(): boolean {
+    if (!hasFeature(this.features, VIRTIO_NET_F_GUEST_ANNOUNCE)) return false;
+    const cfg = this.readConfig();
+    if (!cfg.announce) return false;
+    const b = this.pool.alloc();
+    if (b === NO_BUFFER) {
+      throw new DriverError(
+        "DMA",
+        `${this.name} has no free buffer to send the announcement the device asked for: return buffers to the pool.`,
+      );
+    }
+    const frame = rarpAnnouncement(cfg.mac);
+    this.pool.data.set(frame, this.frameOffset(b));
+    const bufs = new Uint32Array([b]), lens = new Uint32Array([frame.length]);
+    const tx = this.#tx[0];
+    if (tx.txBurst(bufs, lens, 1) !== 1) {
+      this.pool.free(b);
+      tx.reclaim();
+      return false; // ring full: the device keeps asking, try again next time
+    }
+    this.rxFilter.ackAnnounce();
+    this.announcements++;
+    return true;
   }
 
   /** Reads the configuration again (link status may change at run time). */

@@ -246,6 +246,8 @@ export class VmBed {
       initrd,
       "-append",
       cmdline,
+      "-monitor",
+      `unix:${this.dir}/monitor.sock,server=on,wait=off`,
       "-chardev",
       `file,id=con,path=${this.dir}/console.log`,
       "-serial",
@@ -417,6 +419,35 @@ export class VmBed {
   spawn(cmd: string, opts: ExecOptions = {}): Promise<GuestProcess> {
     this.assertRunning();
     return startJob(this, this.shareDir, () => ++this.#jobs, cmd, opts);
+  }
+
+  /**
+   * Runs one QEMU human-monitor command (e.g. "announce_self", "info network") and
+   * returns what it printed.
+   */
+  async monitor(command: string, timeoutMs = 10000): Promise<string> {
+    const conn = await Deno.connect({ transport: "unix", path: `${this.dir}/monitor.sock` });
+    const dec = new TextDecoder();
+    let text = "";
+    const buf = new Uint8Array(4096);
+    const deadline = Date.now() + timeoutMs;
+    const until = async (prompts: number) => {
+      while ((text.match(/\(qemu\) /g) ?? []).length < prompts) {
+        if (Date.now() > deadline) throw new Error(`monitor: no prompt after ${command}`);
+        const n = await conn.read(buf);
+        if (n === null) break;
+        text += dec.decode(buf.subarray(0, n));
+      }
+    };
+    try {
+      await until(1); // banner and first prompt
+      await conn.write(new TextEncoder().encode(command + "\n"));
+      await until(2);
+      const after = text.slice(text.indexOf("(qemu) ") + 7);
+      return after.slice(0, after.lastIndexOf("(qemu) ")).replace(/\r/g, "");
+    } finally {
+      conn.close();
+    }
   }
 
   /** Runs a shell command in the guest and waits for it (killed and thrown at the timeout). */
