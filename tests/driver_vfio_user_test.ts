@@ -14,54 +14,16 @@ import assert from "node:assert/strict";
 import { encodePcap, readPcapFrames } from "../src/pcap/pcap.ts";
 import { TEST_ETHERTYPE, testFrames, udpFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
+import { HostProgram } from "./bed/host_program.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const FRAMES = 10_000;
 const isRoot = Deno.uid() === 0;
-
-/** Starts `deno run --allow-ffi FILE ARGS` (the driver side runs on the host here). */
-function denoFfi(file: string, args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-ffi", `${ROOT}/${file}`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
-
-/** Reads a child's stdout line by line until `re` matches; keeps the rest flowing. */
-async function waitForLine(
-  lines: AsyncIterator<string>,
-  re: RegExp,
-  seen: string[],
-): Promise<string> {
-  for (;;) {
-    const r = await lines.next();
-    if (r.done) throw new Error(`output ended before ${re}: ${seen.join("\n")}`);
-    seen.push(r.value);
-    if (re.test(r.value)) return r.value;
-  }
-}
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function lineReader(child: Deno.ChildProcess): AsyncIterator<string> {
-  return child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
-    new TransformStream<string, string>({
-      buf: "",
-      transform(chunk, ctl) {
-        const self = this as unknown as { buf: string };
-        self.buf = (self.buf ?? "") + chunk;
-        const parts = self.buf.split("\n");
-        self.buf = parts.pop()!;
-        for (const p of parts) ctl.enqueue(p);
-      },
-    } as Transformer<string, string>),
-  )[Symbol.asyncIterator]();
 }
 
 Deno.test({
@@ -74,7 +36,7 @@ Deno.test({
       const toDriver = testFrames({ seed: 31, count: FRAMES });
       const fromDriver = testFrames({ seed: 32, count: FRAMES });
       await Deno.writeFile(`${dir}/tx.pcap`, encodePcap(fromDriver));
-      const child = denoFfi("tests/guest/rxtx.ts", [
+      const prog = HostProgram.start("tests/guest/rxtx.ts", [
         "--port",
         bed.portName(0),
         "--rx-count",
@@ -86,9 +48,7 @@ Deno.test({
         "--timeout-ms",
         "120000",
       ]);
-      const stderr = new Response(child.stderr).text();
-      const lines = lineReader(child), seen: string[] = [];
-      await waitForLine(lines, /"event":"ready"/, seen);
+      await prog.waitForLine(/"event":"ready"/);
       const capture = await startCapture(bed, 0, {
         count: FRAMES,
         timeoutMs: 120000,
@@ -96,11 +56,11 @@ Deno.test({
       });
       const sent = await sendFrames(bed, 0, toDriver);
       assert.equal(sent.sent, FRAMES);
-      const doneLine = await waitForLine(lines, /"event":"done"/, seen);
-      const status = await child.status;
+      const doneLine = await prog.waitForLine(/"event":"done"/);
+      const code = await prog.finish();
       const done = JSON.parse(doneLine);
       console.log(`driver: ${doneLine}`);
-      assert.equal(status.code, 0, `${seen.join("\n")}\n${await stderr}`);
+      assert.equal(code, 0, `${prog.lines.join("\n")}\n${await prog.stderr}`);
       const received = readPcapFrames(await Deno.readFile(`${dir}/rx.pcap`));
       assert.equal(received.length, FRAMES);
       for (let i = 0; i < FRAMES; i++) assert.deepEqual(received[i], toDriver[i], `rx ${i}`);
@@ -127,7 +87,7 @@ Deno.test({
     await using bed = await VfioUserBed.start({ ports: 2, queues: 1 });
     const count = 20_000;
     // Partial transmit bursts go out after 1 ms: at 10 kpps about 10 frames share a kick.
-    const child = denoFfi("examples/l2fwd.ts", [
+    const prog = HostProgram.start("examples/l2fwd.ts", [
       "--tx-drain-us",
       "1000",
       "--stats",
@@ -137,9 +97,7 @@ Deno.test({
       bed.portName(0),
       bed.portName(1),
     ]);
-    const stderr = new Response(child.stderr).text();
-    const lines = lineReader(child), seen: string[] = [];
-    await waitForLine(lines, /"event":"stats"/, seen);
+    await prog.waitForLine(/"event":"stats"/);
     // The capture ends when every frame arrived or 15 s after l2fwd started forwarding.
     const capture = await startCapture(bed, 1, { count, timeoutMs: 15000, ethertype: 0x0800 });
     const frames = udpFrames({ seed: 3, count, flows: 1024 });
@@ -150,9 +108,8 @@ Deno.test({
       if (!e.frames) throw e;
       return e.frames;
     });
-    const summaryLine = await waitForLine(lines, /"event":"summary"/, seen);
-    const status = await child.status;
-    assert.equal(status.code, 0, await stderr);
+    const summaryLine = await prog.waitForLine(/"event":"summary"/);
+    assert.equal(await prog.finish(), 0, await prog.stderr);
     const summary = JSON.parse(summaryLine);
     console.log(`l2fwd: ${summaryLine}`);
     assert.equal(sent.sent, count);

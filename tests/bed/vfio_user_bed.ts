@@ -60,6 +60,8 @@ export interface VfioUserBedOptions {
   ports?: number;
   /** Queue pairs per port (tap queues, virtio-net mq), default 2. */
   queues?: number;
+  /** Extra virtio-net-pci properties, e.g. "rss=on,hash=on". */
+  nicProps?: string;
   /** Give the device iommu_platform=on (default true; the driver requires it). */
   iommuPlatform?: boolean;
   /** How long to wait for a server's socket (default 20 s). */
@@ -111,6 +113,7 @@ export class VfioUserBed implements TrafficBed {
       ports: options.ports ?? 1,
       queues: options.queues ?? 2,
       iommuPlatform: options.iommuPlatform ?? true,
+      nicProps: options.nicProps ?? "",
       startTimeoutMs: options.startTimeoutMs ?? 20000,
     };
     const qemu = await vfioUserQemu();
@@ -175,6 +178,7 @@ export class VfioUserBed implements TrafficBed {
       `vectors=${2 * q + 2}`,
       `iommu_platform=${this.#opts.iommuPlatform ? "on" : "off"}`,
       `mac=52:54:00:12:34:${(0x56 + nic).toString(16).padStart(2, "0")}`,
+      ...(this.#opts.nicProps ? [this.#opts.nicProps] : []),
     ];
     return [
       "-machine",
