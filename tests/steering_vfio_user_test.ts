@@ -10,24 +10,12 @@
  */
 
 import assert from "node:assert/strict";
-import { testFrames, udpFrames } from "./bed/frames.ts";
+import { testFrames, udpFrames, udpReply } from "./bed/frames.ts";
 import { HostProgram } from "./bed/host_program.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 
 const isRoot = Deno.uid() === 0;
-
-/** The reply to a UDP/IPv4 frame: MACs, IP addresses and ports swapped (checksums hold). */
-function reply(frame: Uint8Array): Uint8Array {
-  const r = frame.slice();
-  const swap = (a: number, b: number, n: number) => {
-    for (let i = 0; i < n; i++) [r[a + i], r[b + i]] = [r[b + i], r[a + i]];
-  };
-  swap(0, 6, 6);
-  swap(26, 30, 4);
-  swap(34, 36, 2);
-  return r;
-}
 
 Deno.test({
   name: "vfio-user: automatic steering, RSS predictions and run-time switching without reordering",
@@ -58,7 +46,7 @@ Deno.test({
           });
           await sendFrames(bed, 0, testFrames({ seed: 1, count: 1 })); // the go signal
           await prog.waitForLine(/"event":"sent"/);
-          await sendFrames(bed, 0, (await capture.done()).map(reply));
+          await sendFrames(bed, 0, (await capture.done()).map(udpReply));
           const code = await prog.finish();
           const done = prog.lastJson();
           console.log(`auto steering: ${JSON.stringify(done)}`);

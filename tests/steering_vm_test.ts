@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { testFrames, udpFrames } from "./bed/frames.ts";
+import { testFrames, udpFrames, udpReply } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
 
@@ -19,18 +19,6 @@ function guestCmd(args: string[]): string {
   return `deno run --quiet --allow-ffi ${shellQuote(`${ROOT}/tests/guest/steering.ts`)} ${
     args.map(shellQuote).join(" ")
   }`;
-}
-
-/** The reply to a UDP/IPv4 frame: MACs, IP addresses and ports swapped (checksums hold). */
-function reply(frame: Uint8Array): Uint8Array {
-  const r = frame.slice();
-  const swap = (a: number, b: number, n: number) => {
-    for (let i = 0; i < n; i++) [r[a + i], r[b + i]] = [r[b + i], r[a + i]];
-  };
-  swap(0, 6, 6);
-  swap(26, 30, 4);
-  swap(34, 36, 2);
-  return r;
 }
 
 function lastJson(out: string): Record<string, unknown> {
@@ -67,7 +55,7 @@ Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching
         await sendFrames(bed, 0, testFrames({ seed: 1, count: 1 })); // the go signal
         await guest.waitForOutput(/"event":"sent"/, 60000);
         const sent = await capture.done();
-        await sendFrames(bed, 0, sent.map(reply));
+        await sendFrames(bed, 0, sent.map(udpReply));
         const res = await guest.wait(90000).finally(() => guest.kill());
         const done = lastJson(res.stdout);
         console.log(`auto steering: ${JSON.stringify(done)}`);

@@ -320,3 +320,25 @@ export function parseUdpTestFrame(frame: Uint8Array): UdpTestFrameInfo | null {
   }
   return { seed, seq, size: frame.length, flow };
 }
+
+/**
+ * The reply to a UDP/IPv4 frame of 14 + 20 bytes of headers: MAC addresses, IP addresses
+ * and ports swapped. Both checksums stay valid (their sums do not depend on the order).
+ *
+ * @example
+ * ```ts
+ * import { udpFrame, udpReply } from "./frames.ts";
+ * const r = udpReply(udpFrame(1, 0, 5, 128));
+ * r.length; // 128
+ * ```
+ */
+export function udpReply(frame: Uint8Array): Uint8Array {
+  const r = frame.slice();
+  const swap = (a: number, b: number, n: number) => {
+    for (let i = 0; i < n; i++) [r[a + i], r[b + i]] = [r[b + i], r[a + i]];
+  };
+  swap(0, 6, 6);
+  swap(ETH_HDR + 12, ETH_HDR + 16, 4);
+  swap(ETH_HDR + IP_HDR, ETH_HDR + IP_HDR + 2, 2);
+  return r;
+}

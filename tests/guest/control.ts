@@ -17,7 +17,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { DriverError, formatMac, openPort, type VirtioNetPort } from "../../mod.ts";
+import { formatMac, openPort, type VirtioNetPort } from "../../mod.ts";
+import { guestMain, runMode } from "./guest_main.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -89,23 +90,7 @@ function announce(port: VirtioNetPort): number {
   return 3;
 }
 
-try {
+guestMain(() => {
   if (!values.port) throw new Error("--port is required");
-  const port = openPort(values.port, { bind: true });
-  try {
-    const mode = positionals[0];
-    Deno.exitCode = mode === "filter"
-      ? filter(port)
-      : mode === "announce"
-      ? announce(port)
-      : (console.error(`unknown mode ${mode}`), 2);
-  } finally {
-    port.close();
-  }
-} catch (e) {
-  if (e instanceof DriverError) {
-    console.error(`error: ${e.message}`);
-    Deno.exit(1);
-  }
-  throw e;
-}
+  return runMode(openPort(values.port, { bind: true }), positionals[0], { filter, announce });
+});

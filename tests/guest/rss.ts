@@ -28,6 +28,7 @@ import {
   type VirtioNetPort,
 } from "../../mod.ts";
 import { UDP_TEST_MAGIC } from "../bed/frames.ts";
+import { guestMain, runMode } from "./guest_main.ts";
 
 /** Offset of the UDP test payload: Ethernet (14) + IPv4 (20) + UDP (8). */
 const UDP_PAYLOAD = 42;
@@ -155,7 +156,7 @@ function lacks(port: VirtioNetPort): number {
   return 0;
 }
 
-try {
+guestMain(() => {
   if (!values.port) throw new Error("--port is required");
   const pairs = Number(values.pairs);
   if (values.bad) {
@@ -169,20 +170,8 @@ try {
     }
   }
   const port = openPort(values.port, { bind: true, queuePairs: pairs });
-  try {
-    const mode = positionals[0];
-    Deno.exitCode = mode === "predict"
-      ? predict(port, pairs)
-      : mode === "lacks"
-      ? lacks(port)
-      : (console.error(`unknown mode ${mode}`), 2);
-  } finally {
-    port.close();
-  }
-} catch (e) {
-  if (e instanceof DriverError) {
-    console.error(`error: ${e.message}`);
-    Deno.exit(1);
-  }
-  throw e;
-}
+  return runMode(port, positionals[0], {
+    predict: (p) => predict(p, pairs),
+    lacks,
+  });
+});

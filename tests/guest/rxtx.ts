@@ -15,7 +15,8 @@
 
 import { parseArgs } from "node:util";
 import { readBytes, writeBytes } from "../../ffi/fs.ts";
-import { DriverError, NO_BUFFER, openPort } from "../../mod.ts";
+import { NO_BUFFER, openPort } from "../../mod.ts";
+import { guestMain } from "./guest_main.ts";
 import { encodePcap, readPcapFrames } from "../../src/pcap/pcap.ts";
 
 const { values } = parseArgs({
@@ -107,12 +108,4 @@ function run(): number {
   }
 }
 
-try {
-  Deno.exit(run());
-} catch (e) {
-  if (e instanceof DriverError) {
-    console.error(`error: ${e.message}`);
-    Deno.exit(1);
-  }
-  throw e;
-}
+guestMain(run);

@@ -19,13 +19,8 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  DriverError,
-  formatMac,
-  openPort,
-  type SteeringRule,
-  type VirtioNetPort,
-} from "../../mod.ts";
+import { guestMain, runMode } from "./guest_main.ts";
+import { formatMac, openPort, type SteeringRule, type VirtioNetPort } from "../../mod.ts";
 import { UDP_TEST_MAGIC, udpFrame } from "../bed/frames.ts";
 
 const { values, positionals } = parseArgs({
@@ -183,30 +178,17 @@ function switching(port: VirtioNetPort, pairs: number): number {
   return reorders === 0 ? 0 : 3;
 }
 
-try {
+guestMain(() => {
   if (!values.port) throw new Error("--port is required");
   const pairs = Number(values.pairs);
   const port = openPort(values.port, { bind: true, queuePairs: pairs });
-  try {
-    console.log(JSON.stringify({
-      event: "ready",
-      negotiated: port.negotiatedFeatureNames(),
-      steering: port.steering.current,
-    }));
-    const mode = positionals[0];
-    const code = mode === "auto-share"
-      ? autoShare(port, pairs)
-      : mode === "switch"
-      ? switching(port, pairs)
-      : (console.error(`unknown mode ${mode}`), 2);
-    Deno.exitCode = code;
-  } finally {
-    port.close();
-  }
-} catch (e) {
-  if (e instanceof DriverError) {
-    console.error(`error: ${e.message}`);
-    Deno.exit(1);
-  }
-  throw e;
-}
+  console.log(JSON.stringify({
+    event: "ready",
+    negotiated: port.negotiatedFeatureNames(),
+    steering: port.steering.current,
+  }));
+  return runMode(port, positionals[0], {
+    "auto-share": (p) => autoShare(p, pairs),
+    switch: (p) => switching(p, pairs),
+  });
+});
