@@ -108,6 +108,16 @@ Deno.test("kernel VFIO in a QEMU guest: the driver binds, negotiates, and moves 
       },
     );
 
+    await t.step("--restore-driver hands the function back to virtio-pci at exit", async () => {
+      const r = await bed.exec(
+        denoFfi("examples/port_info.ts", ["--bind", "--restore-driver", nic]),
+        { timeoutMs: 60000 },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const drv = await bed.exec(`readlink /sys/bus/pci/devices/${nic}/driver`);
+      assert.match(drv.stdout, /virtio-pci$/m);
+    });
+
     await t.step(`receives ${FRAMES} frames and transmits ${FRAMES}, byte for byte`, async () => {
       const toGuest = testFrames({ seed: 11, count: FRAMES, dst: bed.nicMac(0) });
       const fromGuest = testFrames({ seed: 22, count: FRAMES, src: bed.nicMac(0) });
@@ -116,6 +126,7 @@ Deno.test("kernel VFIO in a QEMU guest: the driver binds, negotiates, and moves 
       assert.equal(Math.max(...sizes), 1514);
       Deno.writeFileSync(`${bed.shareDir}/tx.pcap`, encodePcap(fromGuest));
       const guest = await bed.spawn(denoFfi("tests/guest/rxtx.ts", [
+        "--bind",
         "--port",
         nic,
         "--rx-count",

@@ -161,7 +161,8 @@ export class SysfsPciFunction {
 
   /**
    * Hands the function back: clears driver_override, unbinds from vfio-pci and lets the
-   * kernel probe its own driver again (`previous` is informational).
+   * kernel probe its own driver again; `previous` null (it had no driver) leaves it
+   * unbound, any other value is only informational.
    */
   restoreDriver(previous: string | null): void {
     try {

@@ -22,16 +22,22 @@ import {
 import {
   argszBuffer,
   decodeDeviceInfo,
+  decodeIrqInfo,
   decodeRegionInfo,
   type DeviceInfo,
+  encodeIrqInfoRequest,
+  encodeIrqSetEventfds,
   encodeRegionInfoRequest,
+  type IrqInfo,
   type RegionInfo,
   SIZEOF_DEVICE_INFO,
   VFIO_DEVICE_FLAGS_PCI,
   VFIO_DEVICE_FLAGS_RESET,
   VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_IRQ_INFO,
   VFIO_DEVICE_GET_REGION_INFO,
   VFIO_DEVICE_RESET,
+  VFIO_DEVICE_SET_IRQS,
   VFIO_PCI_CONFIG_REGION_INDEX,
   VFIO_REGION_INFO_FLAG_MMAP,
 } from "../../ffi/vfio_uapi.ts";
@@ -117,6 +123,9 @@ export class VfioPciDevice implements PciDevice {
   readonly #release: ReleaseStack;
   readonly #bars = new Map<number, RegionIo>();
   readonly #restore: { onClose: boolean };
+  /** Per IRQ type set up with eventfds: the fd VFIO holds for each vector 0… (-1: none). */
+  readonly #irqs = new Map<number, number[]>();
+  #closed = false;
 
   private constructor(
     name: string,
@@ -174,6 +183,9 @@ export class VfioPciDevice implements PciDevice {
         release.push(`return ${name} to ${previous ?? "no driver"}`, () => {
           if (restore.onClose) fn.restoreDriver(previous);
         });
+      } else if (options.restoreDriver) {
+        // It was on vfio-pci already: giving it back means to the kernel's own driver.
+        release.push(`return ${name} to its kernel driver`, () => fn.restoreDriver("kernel"));
       }
       const groupNo = fn.iommuGroup();
       if (groupNo === null) {
@@ -264,9 +276,85 @@ export class VfioPciDevice implements PciDevice {
     }
   }
 
+  /** VFIO_DEVICE_GET_IRQ_INFO of IRQ type `index` (VFIO_PCI_*_IRQ_INDEX). */
+  irqInfo(index: number): IrqInfo {
+    const b = encodeIrqInfoRequest(index);
+    check(libc.ioctl(this.#fd, BigInt(VFIO_DEVICE_GET_IRQ_INFO), b), "ioctl GET_IRQ_INFO");
+    return decodeIrqInfo(b);
+  }
+
+  irqCount(index: number): number {
+    if (!Number.isInteger(index) || index < 0 || index >= this.info.numIrqs) return 0;
+    return this.irqInfo(index).count;
+  }
+
+  setIrqEventfds(index: number, start: number, fds: number[]): void {
+    const current = this.#irqs.get(index);
+    if (fds.length === 0) {
+      // vfio.h: "DATA_NONE with count 0 and ACTION_TRIGGER" turns the whole type off.
+      if (current) {
+        this.#irqs.delete(index);
+        this.#setIrqs(index, 0, []);
+      }
+      return;
+    }
+    const count = this.irqCount(index);
+    if (!Number.isInteger(start) || start < 0 || start + fds.length > count) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Interrupts ${start}…${
+          start + fds.length - 1
+        } of IRQ type ${index} do not exist on ${this.name}, which has ${count}: use vectors below ${count}.`,
+      );
+    }
+    if (current && start + fds.length <= current.length) {
+      this.#setIrqs(index, start, fds);
+      fds.forEach((fd, i) => current[start + i] = fd);
+      return;
+    }
+    // The first call enables the type with start + count vectors (vfio_pci_set_msi_trigger).
+    // Linux before 6.5 cannot add vectors to an enabled MSI-X set (vfio_msi_set_block
+    // answers EINVAL), so a call beyond it turns the type off and enables it anew with
+    // every vector assigned so far; -1 leaves a vector without an eventfd.
+    const next = current ? [...current] : [];
+    while (next.length < start + fds.length) next.push(-1);
+    fds.forEach((fd, i) => next[start + i] = fd);
+    if (current) this.#setIrqs(index, 0, []);
+    this.#irqs.delete(index);
+    this.#setIrqs(index, 0, next);
+    this.#irqs.set(index, next);
+  }
+
+  #setIrqs(index: number, start: number, fds: number[]): void {
+    const b = encodeIrqSetEventfds(index, start, fds);
+    if (libc.ioctl(this.#fd, BigInt(VFIO_DEVICE_SET_IRQS), b) < 0) {
+      const e = new SysError("ioctl VFIO_DEVICE_SET_IRQS", `IRQ type ${index}`);
+      throw new DriverError(
+        "VFIO",
+        `${this.name} refused to ${fds.length ? "route" : "turn off"} interrupts ${
+          fds.length ? `${start}…${start + fds.length - 1} ` : ""
+        }of IRQ type ${index} (${e.message}): check the host's interrupt remapping (dmesg) and that no other user holds them.`,
+        { cause: e },
+      );
+    }
+  }
+
   close(options: { restoreDriver?: boolean } = {}): void {
     if (options.restoreDriver) this.#restore.onClose = true;
-    const failures = this.#release.releaseAll();
+    const failures: string[] = [];
+    if (!this.#closed) {
+      // Interrupts go off before the device fd closes (the kernel would tear them down
+      // then too, but an explicit SET_IRQS reports a failure instead of hiding it).
+      for (const index of [...this.#irqs.keys()]) {
+        try {
+          this.setIrqEventfds(index, 0, []);
+        } catch (e) {
+          failures.push(`turn off IRQ type ${index}: ${(e as Error).message}`);
+        }
+      }
+      this.#closed = true;
+    }
+    failures.push(...this.#release.releaseAll());
     if (failures.length) {
       throw new DriverError("VFIO", `Releasing ${this.name}: ${failures.join("; ")}.`);
     }

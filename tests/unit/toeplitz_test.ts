@@ -12,6 +12,7 @@ import {
   toeplitzHash,
   ToeplitzHasher,
 } from "../../src/steering/toeplitz.ts";
+import * as H from "../../src/steering/hash_types.ts";
 import {
   formatHashTypes,
   hashInputLength,
@@ -21,26 +22,6 @@ import {
   type RssFlavor,
   rssHashInput,
   type RssPrediction,
-  VIRTIO_NET_HASH_REPORT_IPv4,
-  VIRTIO_NET_HASH_REPORT_IPv6,
-  VIRTIO_NET_HASH_REPORT_IPv6_EX,
-  VIRTIO_NET_HASH_REPORT_NONE,
-  VIRTIO_NET_HASH_REPORT_TCPv4,
-  VIRTIO_NET_HASH_REPORT_TCPv6,
-  VIRTIO_NET_HASH_REPORT_TCPv6_EX,
-  VIRTIO_NET_HASH_REPORT_UDPv4,
-  VIRTIO_NET_HASH_REPORT_UDPv6,
-  VIRTIO_NET_HASH_REPORT_UDPv6_EX,
-  VIRTIO_NET_RSS_HASH_TYPE_IP_EX,
-  VIRTIO_NET_RSS_HASH_TYPE_IPv4,
-  VIRTIO_NET_RSS_HASH_TYPE_IPv6,
-  VIRTIO_NET_RSS_HASH_TYPE_TCP_EX,
-  VIRTIO_NET_RSS_HASH_TYPE_TCPv4,
-  VIRTIO_NET_RSS_HASH_TYPE_TCPv6,
-  VIRTIO_NET_RSS_HASH_TYPE_UDP_EX,
-  VIRTIO_NET_RSS_HASH_TYPE_UDPv4,
-  VIRTIO_NET_RSS_HASH_TYPE_UDPv6,
-  VIRTIO_NET_RSS_HASH_TYPES_ALL,
 } from "../../src/steering/hash_types.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -218,23 +199,9 @@ interface Ipv4Options {
 function ipv4(src: string, dst: string, proto: number, l4: number[], o: Ipv4Options = {}) {
   const opt = o.optionWords ?? 0;
   const hdr = 20 + 4 * opt;
-  const total = hdr + l4.length;
-  return [
-    ((o.version ?? 4) << 4) | (5 + opt),
-    0,
-    ...port(total),
-    0x12,
-    0x34,
-    ...port(o.fragField ?? 0),
-    64,
-    proto,
-    0,
-    0,
-    ...v4(src),
-    ...v4(dst),
-    ...new Array(4 * opt).fill(1), // NOP options
-    ...l4,
-  ];
+  const b = [((o.version ?? 4) << 4) | (5 + opt), 0, ...port(hdr + l4.length), 0x12, 0x34];
+  b.push(...port(o.fragField ?? 0), 64, proto, 0, 0, ...v4(src), ...v4(dst));
+  return [...b, ...new Array(4 * opt).fill(1), ...l4]; // NOP options
 }
 
 function ipv6(src: string, dst: string, next: number, payload: number[]): number[] {
@@ -242,26 +209,8 @@ function ipv6(src: string, dst: string, next: number, payload: number[]): number
 }
 
 function tcp(sport: number, dport: number): number[] {
-  return [
-    ...port(sport),
-    ...port(dport),
-    0,
-    0,
-    0,
-    1,
-    0,
-    0,
-    0,
-    0,
-    0x50,
-    0x10,
-    0xff,
-    0xff,
-    0,
-    0,
-    0,
-    0,
-  ];
+  const seqAck = [0, 0, 0, 1, 0, 0, 0, 0];
+  return [...port(sport), ...port(dport), ...seqAck, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0];
 }
 
 function udp(sport: number, dport: number, data = 4): number[] {
@@ -299,7 +248,7 @@ function input(frame: Uint8Array, types: number, flavor?: RssFlavor, offset = 0,
   return { report, bytes: Array.from(out.subarray(0, n)), hash: toeplitzHash(KEY, out, n) };
 }
 
-const ALL = VIRTIO_NET_RSS_HASH_TYPES_ALL;
+const ALL = H.VIRTIO_NET_RSS_HASH_TYPES_ALL;
 const tcp4Frame = ether(0x0800, ipv4(S4, D4, TCP, tcp(SP4, DP4)));
 const udp4Frame = ether(0x0800, ipv4(S4, D4, UDP, udp(SP4, DP4)));
 const v4Addrs = [...v4(S4), ...v4(D4)];
@@ -307,32 +256,32 @@ const v4Tuple = [...v4Addrs, ...port(SP4), ...port(DP4)];
 
 Deno.test("rssHashInput(): TCP over IPv4 hashes addresses and ports (§5.1.6.4.3.2)", () => {
   let r = input(tcp4Frame, ALL);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_TCPv4);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_TCPv4);
   assert.deepEqual(r.bytes, v4Tuple);
   assert.equal(hex(r.hash), hex(TCP4_HASH));
-  r = input(tcp4Frame, VIRTIO_NET_RSS_HASH_TYPE_TCPv4);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_TCPv4);
-  r = input(tcp4Frame, VIRTIO_NET_RSS_HASH_TYPE_IPv4 | VIRTIO_NET_RSS_HASH_TYPE_UDPv4);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_IPv4, "TCPv4 off: addresses only");
+  r = input(tcp4Frame, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv4);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_TCPv4);
+  r = input(tcp4Frame, H.VIRTIO_NET_RSS_HASH_TYPE_IPv4 | H.VIRTIO_NET_RSS_HASH_TYPE_UDPv4);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_IPv4, "TCPv4 off: addresses only");
   assert.deepEqual(r.bytes, v4Addrs);
   assert.equal(hex(r.hash), hex(IP4_HASH));
-  r = input(tcp4Frame, VIRTIO_NET_RSS_HASH_TYPE_UDPv4 | VIRTIO_NET_RSS_HASH_TYPE_IPv6);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_NONE);
+  r = input(tcp4Frame, H.VIRTIO_NET_RSS_HASH_TYPE_UDPv4 | H.VIRTIO_NET_RSS_HASH_TYPE_IPv6);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_NONE);
   assert.deepEqual(r.bytes, []);
 });
 
 Deno.test("rssHashInput(): UDP over IPv4 (§5.1.6.4.3.2)", () => {
   let r = input(udp4Frame, ALL);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_UDPv4);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_UDPv4);
   assert.deepEqual(r.bytes, v4Tuple);
   assert.equal(hex(r.hash), hex(TCP4_HASH), "same tuple, same hash");
-  r = input(udp4Frame, VIRTIO_NET_RSS_HASH_TYPE_TCPv4 | VIRTIO_NET_RSS_HASH_TYPE_IPv4);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_IPv4);
-  assert.equal(input(udp4Frame, VIRTIO_NET_RSS_HASH_TYPE_TCPv4).report, 0);
+  r = input(udp4Frame, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv4 | H.VIRTIO_NET_RSS_HASH_TYPE_IPv4);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_IPv4);
+  assert.equal(input(udp4Frame, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv4).report, 0);
   // Other protocols (ICMP) hash as IPv4 only.
   const icmp = ether(0x0800, ipv4(S4, D4, 1, [8, 0, 0, 0, 0, 1, 0, 1]));
-  assert.equal(input(icmp, ALL).report, VIRTIO_NET_HASH_REPORT_IPv4);
-  assert.equal(input(icmp, VIRTIO_NET_RSS_HASH_TYPE_TCPv4).report, 0);
+  assert.equal(input(icmp, ALL).report, H.VIRTIO_NET_HASH_REPORT_IPv4);
+  assert.equal(input(icmp, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv4).report, 0);
 });
 
 Deno.test("rssHashInput(): IPv4 fragments never hash ports; DF alone is no fragment", () => {
@@ -341,16 +290,16 @@ Deno.test("rssHashInput(): IPv4 fragments never hash ports; DF alone is no fragm
     const r = input(f, ALL);
     assert.equal(
       r.report,
-      VIRTIO_NET_HASH_REPORT_IPv4,
+      H.VIRTIO_NET_HASH_REPORT_IPv4,
       `fragment field 0x${fragField.toString(16)}`,
     );
     assert.deepEqual(r.bytes, v4Addrs);
-    assert.equal(input(f, VIRTIO_NET_RSS_HASH_TYPE_TCPv4).report, 0);
+    assert.equal(input(f, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv4).report, 0);
     const u = ether(0x0800, ipv4(S4, D4, UDP, udp(SP4, DP4), { fragField }));
-    assert.equal(input(u, ALL).report, VIRTIO_NET_HASH_REPORT_IPv4);
+    assert.equal(input(u, ALL).report, H.VIRTIO_NET_HASH_REPORT_IPv4);
   }
   const df = ether(0x0800, ipv4(S4, D4, TCP, tcp(SP4, DP4), { fragField: 0x4000 }));
-  assert.equal(input(df, ALL).report, VIRTIO_NET_HASH_REPORT_TCPv4);
+  assert.equal(input(df, ALL).report, H.VIRTIO_NET_HASH_REPORT_TCPv4);
 });
 
 Deno.test("rssHashInput(): IPv4 options move the ports; version and truncation as QEMU", () => {
@@ -358,27 +307,30 @@ Deno.test("rssHashInput(): IPv4 options move the ports; version and truncation a
   assert.deepEqual(input(opts, ALL).bytes, v4Tuple);
   // Ethertype IPv4 with version 6: QEMU hashes it as IPv4 but looks for no ports.
   const v6in4 = ether(0x0800, ipv4(S4, D4, TCP, tcp(SP4, DP4), { version: 6 }));
-  assert.equal(input(v6in4, ALL).report, VIRTIO_NET_HASH_REPORT_IPv4);
+  assert.equal(input(v6in4, ALL).report, H.VIRTIO_NET_HASH_REPORT_IPv4);
   // A TCP header cut short: no ports. QEMU measures against the frame, padding included.
   const cut = ipv4(S4, D4, TCP, tcp(SP4, DP4)).slice(0, 20 + 10);
-  assert.equal(input(ether(0x0800, cut, { pad: false }), ALL).report, VIRTIO_NET_HASH_REPORT_IPv4);
-  assert.equal(input(ether(0x0800, cut), ALL).report, VIRTIO_NET_HASH_REPORT_TCPv4);
+  assert.equal(
+    input(ether(0x0800, cut, { pad: false }), ALL).report,
+    H.VIRTIO_NET_HASH_REPORT_IPv4,
+  );
+  assert.equal(input(ether(0x0800, cut), ALL).report, H.VIRTIO_NET_HASH_REPORT_TCPv4);
   const cutUdp = ipv4(S4, D4, UDP, udp(SP4, DP4, 0)).slice(0, 27);
   assert.equal(input(ether(0x0800, cutUdp, { pad: false }), ALL).report, 1);
   const wholeUdp = ipv4(S4, D4, UDP, udp(SP4, DP4, 0));
   assert.equal(input(ether(0x0800, wholeUdp, { pad: false }), ALL).report, 3);
   // An IPv4 header cut short: no hash (QEMU would hash stale bytes there).
   const cutIp = ether(0x0800, ipv4(S4, D4, TCP, []).slice(0, 19), { pad: false });
-  assert.equal(input(cutIp, ALL).report, VIRTIO_NET_HASH_REPORT_NONE);
-  assert.equal(input(tcp4Frame.subarray(0, 17), ALL).report, VIRTIO_NET_HASH_REPORT_NONE);
-  assert.equal(input(new Uint8Array(0), ALL).report, VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(cutIp, ALL).report, H.VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(tcp4Frame.subarray(0, 17), ALL).report, H.VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(new Uint8Array(0), ALL).report, H.VIRTIO_NET_HASH_REPORT_NONE);
 });
 
 Deno.test("rssHashInput(): non-IP frames are unclassified", () => {
   const arp = ether(0x0806, [0, 1, 8, 0, 6, 4, 0, 1, ...new Array(20).fill(0)]);
-  assert.equal(input(arp, ALL).report, VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(arp, ALL).report, H.VIRTIO_NET_HASH_REPORT_NONE);
   const lldp = ether(0x88cc, [2, 7, 4, 0, 0, 0, 0, 0, 1]);
-  assert.equal(input(lldp, ALL).report, VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(lldp, ALL).report, H.VIRTIO_NET_HASH_REPORT_NONE);
   // An 802.3 length field in place of the ethertype.
   assert.equal(input(ether(46, ipv4(S4, D4, TCP, tcp(1, 2))), ALL).report, 0);
 });
@@ -386,11 +338,11 @@ Deno.test("rssHashInput(): non-IP frames are unclassified", () => {
 Deno.test("rssHashInput(): VLAN tags as QEMU's eth_get_l2_hdr_length skips them", () => {
   const payload = ipv4(S4, D4, TCP, tcp(SP4, DP4));
   const cases: [string, [number, number][], number][] = [
-    ["802.1Q", [[0x8100, 5]], VIRTIO_NET_HASH_REPORT_TCPv4],
-    ["802.1ad + 802.1Q", [[0x88a8, 7], [0x8100, 5]], VIRTIO_NET_HASH_REPORT_TCPv4],
-    ["802.1ad alone", [[0x88a8, 7]], VIRTIO_NET_HASH_REPORT_TCPv4],
-    ["802.1Q + 802.1Q (not parsed)", [[0x8100, 7], [0x8100, 5]], VIRTIO_NET_HASH_REPORT_NONE],
-    ["802.1ad + 802.1ad (not parsed)", [[0x88a8, 7], [0x88a8, 5]], VIRTIO_NET_HASH_REPORT_NONE],
+    ["802.1Q", [[0x8100, 5]], H.VIRTIO_NET_HASH_REPORT_TCPv4],
+    ["802.1ad + 802.1Q", [[0x88a8, 7], [0x8100, 5]], H.VIRTIO_NET_HASH_REPORT_TCPv4],
+    ["802.1ad alone", [[0x88a8, 7]], H.VIRTIO_NET_HASH_REPORT_TCPv4],
+    ["802.1Q + 802.1Q (not parsed)", [[0x8100, 7], [0x8100, 5]], H.VIRTIO_NET_HASH_REPORT_NONE],
+    ["802.1ad + 802.1ad (not parsed)", [[0x88a8, 7], [0x88a8, 5]], H.VIRTIO_NET_HASH_REPORT_NONE],
   ];
   for (const [what, tags, report] of cases) {
     const r = input(ether(0x0800, payload, { tags }), ALL);
@@ -401,9 +353,9 @@ Deno.test("rssHashInput(): VLAN tags as QEMU's eth_get_l2_hdr_length skips them"
   assert.equal(hex(input(tagged6, ALL).hash), hex(TCP6_HASH));
   // A Q-in-Q frame too short to hold the inner ethertype.
   const stub = ether(0x88a8, [0, 7, 0x81, 0, 0, 5, 0x08], { pad: false }); // 21 bytes
-  assert.equal(input(stub, ALL).report, VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(stub, ALL).report, H.VIRTIO_NET_HASH_REPORT_NONE);
   const whole = ether(0x88a8, [0, 7, 0x81, 0, 0, 5, 0x08, 0, ...ipv4(S4, D4, TCP, tcp(1, 2))]);
-  assert.equal(input(whole, ALL).report, VIRTIO_NET_HASH_REPORT_TCPv4);
+  assert.equal(input(whole, ALL).report, H.VIRTIO_NET_HASH_REPORT_TCPv4);
 });
 
 Deno.test("rssHashInput(): IPv6 TCP and UDP without extension headers (§5.1.6.4.3.3)", () => {
@@ -411,45 +363,51 @@ Deno.test("rssHashInput(): IPv6 TCP and UDP without extension headers (§5.1.6.4
   const u6 = ether(0x86dd, ipv6(S6, D6, UDP, udp(SP6, DP6)));
   const addrs = [...v6(S6), ...v6(D6)];
   const tuple = [...addrs, ...port(SP6), ...port(DP6)];
-  let r = input(t6, ALL & ~(VIRTIO_NET_RSS_HASH_TYPE_TCP_EX | VIRTIO_NET_RSS_HASH_TYPE_IP_EX));
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_TCPv6);
+  let r = input(t6, ALL & ~(H.VIRTIO_NET_RSS_HASH_TYPE_TCP_EX | H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX));
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_TCPv6);
   assert.deepEqual(r.bytes, tuple);
   assert.equal(hex(r.hash), hex(TCP6_HASH));
-  r = input(t6, VIRTIO_NET_RSS_HASH_TYPE_IPv6 | VIRTIO_NET_RSS_HASH_TYPE_UDPv6);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_IPv6);
+  r = input(t6, H.VIRTIO_NET_RSS_HASH_TYPE_IPv6 | H.VIRTIO_NET_RSS_HASH_TYPE_UDPv6);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_IPv6);
   assert.deepEqual(r.bytes, addrs);
   assert.equal(hex(r.hash), hex(IP6_HASH));
-  r = input(u6, VIRTIO_NET_RSS_HASH_TYPE_UDPv6 | VIRTIO_NET_RSS_HASH_TYPE_IPv6);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_UDPv6);
+  r = input(u6, H.VIRTIO_NET_RSS_HASH_TYPE_UDPv6 | H.VIRTIO_NET_RSS_HASH_TYPE_IPv6);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_UDPv6);
   assert.equal(hex(r.hash), hex(TCP6_HASH));
-  assert.equal(input(u6, VIRTIO_NET_RSS_HASH_TYPE_TCPv6).report, VIRTIO_NET_HASH_REPORT_NONE);
-  assert.equal(input(t6, VIRTIO_NET_RSS_HASH_TYPE_IPv4 | 6).report, VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(u6, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv6).report, H.VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(
+    input(t6, H.VIRTIO_NET_RSS_HASH_TYPE_IPv4 | 6).report,
+    H.VIRTIO_NET_HASH_REPORT_NONE,
+  );
   // The IPv6 header cut short: no hash.
-  assert.equal(input(t6.subarray(0, 14 + 39), ALL).report, VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(t6.subarray(0, 14 + 39), ALL).report, H.VIRTIO_NET_HASH_REPORT_NONE);
 });
 
 Deno.test("rssHashInput(): _EX bits choose the report differently in QEMU and in the spec", () => {
   const t6 = ether(0x86dd, ipv6(S6, D6, TCP, tcp(SP6, DP6)));
   const u6 = ether(0x86dd, ipv6(S6, D6, UDP, udp(SP6, DP6)));
-  const EX = VIRTIO_NET_RSS_HASH_TYPE_TCP_EX | VIRTIO_NET_RSS_HASH_TYPE_UDP_EX |
-    VIRTIO_NET_RSS_HASH_TYPE_IP_EX;
+  const EX = H.VIRTIO_NET_RSS_HASH_TYPE_TCP_EX | H.VIRTIO_NET_RSS_HASH_TYPE_UDP_EX |
+    H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX;
   // No extension headers. QEMU: an enabled _EX bit picks the _EX variant; spec: ignored.
-  assert.equal(input(t6, ALL).report, VIRTIO_NET_HASH_REPORT_TCPv6_EX);
-  assert.equal(input(t6, ALL, "spec").report, VIRTIO_NET_HASH_REPORT_TCPv6);
-  assert.equal(input(t6, EX).report, VIRTIO_NET_HASH_REPORT_TCPv6_EX);
-  assert.equal(input(t6, EX, "spec").report, VIRTIO_NET_HASH_REPORT_NONE);
-  assert.equal(input(u6, EX).report, VIRTIO_NET_HASH_REPORT_UDPv6_EX);
-  assert.equal(input(u6, VIRTIO_NET_RSS_HASH_TYPE_IP_EX).report, VIRTIO_NET_HASH_REPORT_IPv6_EX);
-  assert.equal(input(u6, VIRTIO_NET_RSS_HASH_TYPE_IP_EX, "spec").report, 0);
+  assert.equal(input(t6, ALL).report, H.VIRTIO_NET_HASH_REPORT_TCPv6_EX);
+  assert.equal(input(t6, ALL, "spec").report, H.VIRTIO_NET_HASH_REPORT_TCPv6);
+  assert.equal(input(t6, EX).report, H.VIRTIO_NET_HASH_REPORT_TCPv6_EX);
+  assert.equal(input(t6, EX, "spec").report, H.VIRTIO_NET_HASH_REPORT_NONE);
+  assert.equal(input(u6, EX).report, H.VIRTIO_NET_HASH_REPORT_UDPv6_EX);
+  assert.equal(
+    input(u6, H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX).report,
+    H.VIRTIO_NET_HASH_REPORT_IPv6_EX,
+  );
+  assert.equal(input(u6, H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX, "spec").report, 0);
   // Same hash either way: without the extension headers, _EX hashes the header addresses.
   assert.equal(input(t6, ALL).hash, input(t6, ALL, "spec").hash);
   // With extension headers (hop-by-hop): the spec tries the _EX types first.
   const hbh = ether(0x86dd, ipv6(S6, D6, 0, [...hopByHop(TCP), ...tcp(SP6, DP6)]));
-  const tcp6AndIpEx = VIRTIO_NET_RSS_HASH_TYPE_TCPv6 | VIRTIO_NET_RSS_HASH_TYPE_IP_EX;
-  assert.equal(input(hbh, tcp6AndIpEx).report, VIRTIO_NET_HASH_REPORT_TCPv6);
-  assert.equal(input(hbh, tcp6AndIpEx, "spec").report, VIRTIO_NET_HASH_REPORT_IPv6_EX);
-  assert.equal(input(hbh, VIRTIO_NET_RSS_HASH_TYPE_TCPv6, "spec").report, 5, "falls back");
-  assert.equal(input(hbh, ALL, "spec").report, VIRTIO_NET_HASH_REPORT_TCPv6_EX);
+  const tcp6AndIpEx = H.VIRTIO_NET_RSS_HASH_TYPE_TCPv6 | H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX;
+  assert.equal(input(hbh, tcp6AndIpEx).report, H.VIRTIO_NET_HASH_REPORT_TCPv6);
+  assert.equal(input(hbh, tcp6AndIpEx, "spec").report, H.VIRTIO_NET_HASH_REPORT_IPv6_EX);
+  assert.equal(input(hbh, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv6, "spec").report, 5, "falls back");
+  assert.equal(input(hbh, ALL, "spec").report, H.VIRTIO_NET_HASH_REPORT_TCPv6_EX);
   assert.equal(hex(input(hbh, ALL).hash), hex(TCP6_HASH), "ports found after the header");
 });
 
@@ -459,19 +417,19 @@ Deno.test("rssHashInput(): home address and type-2 routing address in _EX hashes
   const payload = [...destHome(43, S6), ...routing2(TCP, D6), ...tcp(SP6, DP6)];
   const f = ether(0x86dd, ipv6(hdrSrc, hdrDst, 60, payload));
   let r = input(f, ALL);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_TCPv6_EX);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_TCPv6_EX);
   assert.deepEqual(r.bytes, [...v6(S6), ...v6(D6), ...port(SP6), ...port(DP6)]);
   assert.equal(hex(r.hash), hex(TCP6_HASH));
-  r = input(f, VIRTIO_NET_RSS_HASH_TYPE_IP_EX);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_IPv6_EX);
+  r = input(f, H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_IPv6_EX);
   assert.equal(hex(r.hash), hex(IP6_HASH));
-  r = input(f, VIRTIO_NET_RSS_HASH_TYPE_TCPv6);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_TCPv6);
+  r = input(f, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv6);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_TCPv6);
   assert.deepEqual(r.bytes, [...v6(hdrSrc), ...v6(hdrDst), ...port(SP6), ...port(DP6)]);
   // Only one of them present: the other address comes from the header.
   const homeOnly = ether(0x86dd, ipv6(hdrSrc, hdrDst, 60, [...destHome(UDP, S6), ...udp(1, 2)]));
-  r = input(homeOnly, VIRTIO_NET_RSS_HASH_TYPE_UDP_EX);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_UDPv6_EX);
+  r = input(homeOnly, H.VIRTIO_NET_RSS_HASH_TYPE_UDP_EX);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_UDPv6_EX);
   assert.deepEqual(r.bytes, [...v6(S6), ...v6(hdrDst), 0, 1, 0, 2]);
   // A routing header of another type (or with segments left ≠ 1) gives no address.
   const rt0 = routing2(TCP, D6);
@@ -482,26 +440,26 @@ Deno.test("rssHashInput(): home address and type-2 routing address in _EX hashes
 
 Deno.test("rssHashInput(): an IPv6 fragment header means no ports; cut-short headers", () => {
   const frag = ether(0x86dd, ipv6(S6, D6, 44, [...fragment6(TCP, 0, true), ...tcp(SP6, DP6)]));
-  let r = input(frag, ALL & ~VIRTIO_NET_RSS_HASH_TYPE_IP_EX);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_IPv6);
+  let r = input(frag, ALL & ~H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_IPv6);
   assert.equal(hex(r.hash), hex(IP6_HASH));
-  assert.equal(input(frag, VIRTIO_NET_RSS_HASH_TYPE_TCPv6).report, 0);
-  assert.equal(input(frag, ALL).report, VIRTIO_NET_HASH_REPORT_IPv6_EX);
+  assert.equal(input(frag, H.VIRTIO_NET_RSS_HASH_TYPE_TCPv6).report, 0);
+  assert.equal(input(frag, ALL).report, H.VIRTIO_NET_HASH_REPORT_IPv6_EX);
   // An extension header chain that runs past the frame: addresses only (as QEMU).
   const cut = ether(0x86dd, ipv6(S6, D6, 0, [...hopByHop(60), 60, 9]), { pad: false });
-  r = input(cut, ALL & ~VIRTIO_NET_RSS_HASH_TYPE_IP_EX);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_IPv6);
+  r = input(cut, ALL & ~H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_IPv6);
   assert.equal(hex(r.hash), hex(IP6_HASH));
   // ESP is not walked over: it is the upper layer (no ports).
   const esp = ether(0x86dd, ipv6(S6, D6, 50, [0, 0, 1, 0, 0, 0, 0, 1, ...tcp(1, 2)]));
-  assert.equal(input(esp, ALL & ~VIRTIO_NET_RSS_HASH_TYPE_IP_EX).report, 4);
+  assert.equal(input(esp, ALL & ~H.VIRTIO_NET_RSS_HASH_TYPE_IP_EX).report, 4);
 });
 
 Deno.test("rssHashInput(): honours offset and len, and checks its buffers", () => {
   const buf = new Uint8Array(12 + tcp4Frame.length + 30).fill(0x77);
   buf.set(tcp4Frame, 12); // e.g. behind a 12-byte virtio-net header
   const r = input(buf, ALL, "qemu", 12, tcp4Frame.length);
-  assert.equal(r.report, VIRTIO_NET_HASH_REPORT_TCPv4);
+  assert.equal(r.report, H.VIRTIO_NET_HASH_REPORT_TCPv4);
   assert.equal(hex(r.hash), hex(TCP4_HASH));
   const out = new Uint8Array(36);
   assert.throws(() => rssHashInput(buf, 12, buf.length, ALL, out), RangeError);
@@ -519,13 +477,13 @@ Deno.test("predictRss(): indirection table, unclassified queue, QEMU's modulo ma
   };
   let p = predictRss(tcp4Frame, 0, tcp4Frame.length, params);
   assert.equal(p.hash, TCP4_HASH);
-  assert.equal(p.report, VIRTIO_NET_HASH_REPORT_TCPv4);
+  assert.equal(p.report, H.VIRTIO_NET_HASH_REPORT_TCPv4);
   assert.equal(p.queue, table[TCP4_HASH & 127]);
   p = predictRss(tcp4Frame, 0, tcp4Frame.length, { ...params, indirectionTable: [0, 1] });
   assert.equal(p.queue, TCP4_HASH & 1);
   const arp = ether(0x0806, new Array(28).fill(0));
   p = predictRss(arp, 0, arp.length, params);
-  assert.deepEqual(p, { queue: 3, hash: 0, report: VIRTIO_NET_HASH_REPORT_NONE });
+  assert.deepEqual(p, { queue: 3, hash: 0, report: H.VIRTIO_NET_HASH_REPORT_NONE });
   // QEMU delivers to index % curr_queue_pairs, and RSS_CONFIG sets that to max_tx_vq.
   p = predictRss(arp, 0, arp.length, { ...params, maxTxVq: 2 });
   assert.equal(p.queue, 1);
@@ -565,35 +523,17 @@ Deno.test("predictRss(): a ToeplitzHasher key and a reused result agree with a p
 });
 
 Deno.test("hash type and report constants are virtio 1.2 §5.1.6.4.3.1 and §5.1.6.4.4", () => {
-  const types = [
-    VIRTIO_NET_RSS_HASH_TYPE_IPv4,
-    VIRTIO_NET_RSS_HASH_TYPE_TCPv4,
-    VIRTIO_NET_RSS_HASH_TYPE_UDPv4,
-    VIRTIO_NET_RSS_HASH_TYPE_IPv6,
-    VIRTIO_NET_RSS_HASH_TYPE_TCPv6,
-    VIRTIO_NET_RSS_HASH_TYPE_UDPv6,
-    VIRTIO_NET_RSS_HASH_TYPE_IP_EX,
-    VIRTIO_NET_RSS_HASH_TYPE_TCP_EX,
-    VIRTIO_NET_RSS_HASH_TYPE_UDP_EX,
-  ];
-  const reports = [
-    VIRTIO_NET_HASH_REPORT_IPv4,
-    VIRTIO_NET_HASH_REPORT_TCPv4,
-    VIRTIO_NET_HASH_REPORT_UDPv4,
-    VIRTIO_NET_HASH_REPORT_IPv6,
-    VIRTIO_NET_HASH_REPORT_TCPv6,
-    VIRTIO_NET_HASH_REPORT_UDPv6,
-    VIRTIO_NET_HASH_REPORT_IPv6_EX,
-    VIRTIO_NET_HASH_REPORT_TCPv6_EX,
-    VIRTIO_NET_HASH_REPORT_UDPv6_EX,
-  ];
-  assert.deepEqual(types, [1, 2, 4, 8, 16, 32, 64, 128, 256]);
-  assert.deepEqual(reports, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  assert.equal(VIRTIO_NET_HASH_REPORT_NONE, 0);
+  const consts = H as unknown as Record<string, number>;
+  const types = ["IPv4", "TCPv4", "UDPv4", "IPv6", "TCPv6", "UDPv6", "IP_EX", "TCP_EX", "UDP_EX"];
+  const reports = ["IPv4", "TCPv4", "UDPv4", "IPv6", "TCPv6", "UDPv6", "IPv6_EX", "TCPv6_EX"];
+  reports.push("UDPv6_EX");
+  types.forEach((t, i) => assert.equal(consts[`VIRTIO_NET_RSS_HASH_TYPE_${t}`], 1 << i, t));
   // "VIRTIO_NET_HASH_TYPE_XXX = 1 << (VIRTIO_NET_HASH_REPORT_XXX - 1)"
-  reports.forEach((r, i) => assert.equal(types[i], 1 << (r - 1)));
-  assert.equal(VIRTIO_NET_RSS_HASH_TYPES_ALL, types.reduce((a, b) => a | b));
-  assert.deepEqual(reports.map(hashInputLength), [8, 12, 12, 32, 36, 36, 32, 36, 36]);
+  reports.forEach((r, i) => assert.equal(consts[`VIRTIO_NET_HASH_REPORT_${r}`], i + 1, r));
+  assert.equal(H.VIRTIO_NET_HASH_REPORT_NONE, 0);
+  assert.equal(H.VIRTIO_NET_RSS_HASH_TYPES_ALL, 0x1ff);
+  const lengths = reports.map((_, i) => hashInputLength(i + 1));
+  assert.deepEqual(lengths, [8, 12, 12, 32, 36, 36, 32, 36, 36]);
   assert.equal(hashInputLength(0), 0);
   assert.equal(hashInputLength(10), 0);
 });
@@ -604,9 +544,12 @@ Deno.test("formatHashTypes() and hashReportName() print spec names", () => {
     formatHashTypes(ALL),
     "IPv4|TCPv4|UDPv4|IPv6|TCPv6|UDPv6|IP_EX|TCP_EX|UDP_EX",
   );
-  assert.equal(formatHashTypes(VIRTIO_NET_RSS_HASH_TYPE_TCPv6 | (1 << 31)), "TCPv6|0x80000000");
-  assert.equal(hashReportName(VIRTIO_NET_HASH_REPORT_NONE), "VIRTIO_NET_HASH_REPORT_NONE");
-  assert.equal(hashReportName(VIRTIO_NET_HASH_REPORT_UDPv6_EX), "VIRTIO_NET_HASH_REPORT_UDPv6_EX");
-  assert.equal(hashReportName(VIRTIO_NET_HASH_REPORT_IPv4), "VIRTIO_NET_HASH_REPORT_IPv4");
+  assert.equal(formatHashTypes(H.VIRTIO_NET_RSS_HASH_TYPE_TCPv6 | (1 << 31)), "TCPv6|0x80000000");
+  assert.equal(hashReportName(H.VIRTIO_NET_HASH_REPORT_NONE), "VIRTIO_NET_HASH_REPORT_NONE");
+  assert.equal(
+    hashReportName(H.VIRTIO_NET_HASH_REPORT_UDPv6_EX),
+    "VIRTIO_NET_HASH_REPORT_UDPv6_EX",
+  );
+  assert.equal(hashReportName(H.VIRTIO_NET_HASH_REPORT_IPv4), "VIRTIO_NET_HASH_REPORT_IPv4");
   assert.match(hashReportName(10), /unknown/);
 });
