@@ -30,9 +30,15 @@
 import { DriverError } from "../errors.ts";
 import { hasFeature } from "../virtio/features.ts";
 import type { NetConfig } from "./config.ts";
-import { encodeRssConfig, validateRssConfig } from "../steering/rss_config.ts";
+import {
+  encodeRssConfig,
+  type RssConfig,
+  type RssLimits,
+  validateRssConfig,
+} from "../steering/rss_config.ts";
 import { microsoftRssKey } from "../steering/toeplitz.ts";
 import {
+  ControlCommandError,
   type ControlQueue,
   VIRTIO_NET_CTRL_MQ,
   VIRTIO_NET_CTRL_MQ_RSS_CONFIG,
@@ -187,31 +193,57 @@ export class Steering {
       }
     }
     this.#drainTx(pairs);
-    if (resolved.mode === "rss") {
-      const caps = this.capabilities;
-      const data = encodeRssConfig(
-        {
-          hashTypes: resolved.hashTypes,
-          indirectionTable: resolved.indirectionTable,
-          unclassifiedQueue: resolved.unclassifiedQueue,
-          maxTxVq: pairs,
-          key: resolved.key,
-        },
-        {
-          queuePairs: pairs,
-          maxKeySize: caps.rssMaxKeySize,
-          maxIndirectionTableLength: caps.rssMaxIndirectionTableLength,
-          supportedHashTypes: caps.supportedHashTypes,
-        },
-      );
-      this.#control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_RSS_CONFIG, data);
-    } else {
-      const data = new Uint8Array(2);
-      new DataView(data.buffer).setUint16(0, pairs, true);
-      this.#control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, data);
+    try {
+      this.#send(this.#control, resolved);
+    } catch (e) {
+      // The device refused (or did not answer). QEMU turns RSS off before it even looks at
+      // a class-4 command, so put the previous rule back (best effort) before reporting.
+      if (e instanceof ControlCommandError && this.#current.mode !== "single") {
+        try {
+          this.#send(this.#control, this.#current);
+        } catch { /* the original error says what went wrong */ }
+      }
+      throw e;
     }
     this.#newEpoch();
     this.#current = resolved;
+  }
+
+  /** Sends the command that puts `rule` in force (§5.1.6.5.6: VQ_PAIRS_SET; §5.1.6.5.7: RSS_CONFIG). */
+  #send(
+    control: ControlQueue,
+    rule: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
+  ): void {
+    const pairs = rule.mode === "single" ? 1 : rule.pairs;
+    if (rule.mode !== "rss") {
+      const data = new Uint8Array(2);
+      new DataView(data.buffer).setUint16(0, pairs, true);
+      control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, data);
+      return;
+    }
+    const { config, limits } = this.#rssConfig(rule);
+    const data = encodeRssConfig(config, limits);
+    control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_RSS_CONFIG, data);
+  }
+
+  /** struct virtio_net_rss_config of `rule`, and the limits it must keep. */
+  #rssConfig(rule: ResolvedRssRule): { config: RssConfig; limits: RssLimits } {
+    const caps = this.capabilities;
+    return {
+      config: {
+        hashTypes: rule.hashTypes,
+        indirectionTable: rule.indirectionTable,
+        unclassifiedQueue: rule.unclassifiedQueue,
+        maxTxVq: rule.pairs,
+        key: rule.key,
+      },
+      limits: {
+        queuePairs: rule.pairs,
+        maxKeySize: caps.rssMaxKeySize,
+        maxIndirectionTableLength: caps.rssMaxIndirectionTableLength,
+        supportedHashTypes: caps.supportedHashTypes,
+      },
+    };
   }
 
   #validate(rule: SteeringRule): SingleQueueRule | AutoSteeringRule | ResolvedRssRule {
@@ -254,21 +286,8 @@ export class Steering {
       unclassifiedQueue: rule.unclassifiedQueue ?? 0,
     };
     // Throws BAD_ARGUMENT naming what is wrong; nothing has been sent yet.
-    validateRssConfig(
-      {
-        hashTypes: resolved.hashTypes,
-        indirectionTable: resolved.indirectionTable,
-        unclassifiedQueue: resolved.unclassifiedQueue,
-        maxTxVq: resolved.pairs,
-        key: resolved.key,
-      },
-      {
-        queuePairs: resolved.pairs,
-        maxKeySize: caps.rssMaxKeySize,
-        maxIndirectionTableLength: caps.rssMaxIndirectionTableLength,
-        supportedHashTypes: caps.supportedHashTypes,
-      },
-    );
+    const { config, limits } = this.#rssConfig(resolved);
+    validateRssConfig(config, limits);
     return resolved;
   }
 
