@@ -31,7 +31,7 @@ Deno.test("RSS in a QEMU guest: predicted queues and hashes, refused rules, swit
   const bed = await VmBed.start({
     nics: 2,
     queuePairs: [4, 2],
-    nicProps: ["rss=on,hash=on", ""],
+    nicProps: ["rss=on,hash=on", "hash=on"],
     hugepages: 64,
   });
   try {
@@ -108,6 +108,38 @@ Deno.test("RSS in a QEMU guest: predicted queues and hashes, refused rules, swit
         const done = lastJson(r.stdout);
         assert.match(done.message as string, /does not offer VIRTIO_NET_F_RSS/);
         assert.deepEqual(done.current, { mode: "auto", pairs: 2 });
+      },
+    );
+
+    await t.step(
+      "hash reports without RSS (HASH_CONFIG) under automatic steering equal the computed hashes",
+      async () => {
+        const count = 1024;
+        const guest = await bed.spawn(
+          guestCmd("rss.ts", [
+            "hash",
+            "--port",
+            bed.nicAddress(1),
+            "--pairs",
+            "2",
+            "--count",
+            String(count),
+          ]),
+        );
+        try {
+          await guest.waitForOutput(/"event":"ready"/, 60000);
+          await sendFrames(bed, 1, udpFrames({ seed: 14, count, flows: 512 }), { rate: 5000 });
+          const res = await guest.wait(120000);
+          const done = lastJson(res.stdout);
+          console.log(`hash reports: ${JSON.stringify(done)}`);
+          assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+          assert.equal(done.received, count);
+          assert.equal(done.hashReported, true);
+          assert.equal(done.hashOk, count, "every reported hash equals the computed one");
+          assert.equal(done.reportOk, count, "every hash type reported as computed");
+        } finally {
+          await guest.kill();
+        }
       },
     );
 

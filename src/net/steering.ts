@@ -31,6 +31,7 @@ import { DriverError } from "../errors.ts";
 import { hasFeature } from "../virtio/features.ts";
 import type { NetConfig } from "./config.ts";
 import {
+  encodeHashConfig,
   encodeRssConfig,
   type RssConfig,
   type RssLimits,
@@ -41,6 +42,7 @@ import {
   ControlCommandError,
   type ControlQueue,
   VIRTIO_NET_CTRL_MQ,
+  VIRTIO_NET_CTRL_MQ_HASH_CONFIG,
   VIRTIO_NET_CTRL_MQ_RSS_CONFIG,
   VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
 } from "./control_queue.ts";
@@ -52,6 +54,8 @@ import type { TxQueue } from "./tx_queue.ts";
 export interface SingleQueueRule {
   /** Mode name. */
   mode: "single";
+  /** Hash reports with every packet (VIRTIO_NET_CTRL_MQ_HASH_CONFIG); default none. */
+  hashReport?: HashReportOptions;
 }
 
 /** Automatic receive steering: receive follows transmit over `pairs` queue pairs. */
@@ -60,6 +64,19 @@ export interface AutoSteeringRule {
   mode: "auto";
   /** Queue pairs in use (2 … the port's queuePairs). */
   pairs: number;
+  /** Hash reports with every packet (VIRTIO_NET_CTRL_MQ_HASH_CONFIG); default none. */
+  hashReport?: HashReportOptions;
+}
+
+/**
+ * What the device hashes for hash reports without RSS (§5.1.6.5.6.4): for a device with
+ * VIRTIO_NET_F_HASH_REPORT but not VIRTIO_NET_F_RSS. With RSS, the rss mode reports hashes.
+ */
+export interface HashReportOptions {
+  /** VIRTIO_NET_RSS_HASH_TYPE_* bits (default: every type the device supports). */
+  hashTypes?: number;
+  /** Toeplitz key (default: the 40-byte key of Microsoft's RSS verification suite). */
+  key?: Uint8Array;
 }
 
 /**
@@ -179,8 +196,9 @@ export class Steering {
   set(rule: SteeringRule): void {
     const resolved = this.#validate(rule);
     const pairs = resolved.mode === "single" ? 1 : resolved.pairs;
-    if (!this.#control || !this.capabilities.multiqueue && resolved.mode !== "rss") {
-      // One queue pair and no multiqueue: "single" is the only rule and already in force.
+    const caps = this.capabilities;
+    if (!this.#control || !caps.multiqueue && !caps.rss && !caps.hashReport) {
+      // No class-4 commands: one queue pair, and "single" is the only rule, in force.
       this.#current = { mode: "single" };
       return;
     }
@@ -215,10 +233,22 @@ export class Steering {
     rule: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
   ): void {
     const pairs = rule.mode === "single" ? 1 : rule.pairs;
+    const caps = this.capabilities;
     if (rule.mode !== "rss") {
-      const data = new Uint8Array(2);
-      new DataView(data.buffer).setUint16(0, pairs, true);
-      control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, data);
+      if (caps.multiqueue) {
+        const data = new Uint8Array(2);
+        new DataView(data.buffer).setUint16(0, pairs, true);
+        control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, data);
+      }
+      if (caps.hashReport && !caps.rss) {
+        // Hash reports on or off (hash_types 0) with every rule change (§5.1.6.5.6.4).
+        const h = rule.hashReport;
+        const data = encodeHashConfig(
+          { hashTypes: h?.hashTypes ?? 0, key: h?.key ?? new Uint8Array(0) },
+          { maxKeySize: caps.rssMaxKeySize, supportedHashTypes: caps.supportedHashTypes },
+        );
+        control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_HASH_CONFIG, data);
+      }
       return;
     }
     const { config, limits } = this.#rssConfig(rule);
@@ -246,9 +276,40 @@ export class Steering {
     };
   }
 
+  /** Resolves and checks hash-report options (none: undefined). */
+  #hashReport(h: HashReportOptions | undefined): Required<HashReportOptions> | undefined {
+    if (!h) return undefined;
+    const caps = this.capabilities;
+    if (!caps.hashReport) {
+      throw new DriverError(
+        "UNSUPPORTED",
+        `${this.#port} does not offer VIRTIO_NET_F_HASH_REPORT, so packets cannot carry hash reports: give the device hash=on (QEMU).`,
+      );
+    }
+    if (caps.rss) {
+      throw new DriverError(
+        "UNSUPPORTED",
+        `${this.#port} negotiated VIRTIO_NET_F_RSS, where hash reports come with RSS (§5.1.6.5.6.4): use the rss mode to get them.`,
+      );
+    }
+    const resolved = {
+      hashTypes: h.hashTypes ?? caps.supportedHashTypes,
+      key: h.key ? h.key.slice() : microsoftRssKey(),
+    };
+    // Throws BAD_ARGUMENT naming what is wrong; nothing has been sent yet.
+    encodeHashConfig(resolved, {
+      maxKeySize: caps.rssMaxKeySize,
+      supportedHashTypes: caps.supportedHashTypes,
+    });
+    return resolved;
+  }
+
   #validate(rule: SteeringRule): SingleQueueRule | AutoSteeringRule | ResolvedRssRule {
     const caps = this.capabilities;
-    if (rule.mode === "single") return { mode: "single" };
+    const hashReport = rule.mode === "rss" ? undefined : this.#hashReport(rule.hashReport);
+    if (rule.mode === "single") {
+      return hashReport ? { mode: "single", hashReport } : { mode: "single" };
+    }
     if (rule.mode !== "auto" && rule.mode !== "rss") {
       throw new DriverError(
         "BAD_ARGUMENT",
@@ -273,7 +334,12 @@ export class Steering {
         `Steering over ${rule.pairs} queue pairs is not possible on ${this.#port}, which has ${caps.queuePairs} set up (max_virtqueue_pairs ${caps.maxVirtqueuePairs}): use 1 to ${caps.queuePairs}, or open the port with more queuePairs.`,
       );
     }
-    if (rule.mode === "auto") return { mode: "auto", pairs: rule.pairs };
+    if (rule.mode === "auto") {
+      return hashReport ? { mode: "auto", pairs: rule.pairs, hashReport } : {
+        mode: "auto",
+        pairs: rule.pairs,
+      };
+    }
     const length = Math.min(128, caps.rssMaxIndirectionTableLength);
     const resolved: ResolvedRssRule = {
       mode: "rss",

@@ -2,6 +2,7 @@
  * Guest side of the RSS tests (`--allow-ffi` only).
  *
  *     deno run --allow-ffi tests/guest/rss.ts predict --port P --pairs 4 --count N [--bad]
+ *     deno run --allow-ffi tests/guest/rss.ts hash --port P --pairs 2 --count N
  *     deno run --allow-ffi tests/guest/rss.ts lacks --port P --pairs 2
  *
  * predict: programs RSS over the pairs (with --bad: first a rotated table, then a series
@@ -9,6 +10,9 @@
  * `{"event":"ready"}`, receives N UDP test frames on every queue and checks each against
  * the driver's own prediction: the queue from its Toeplitz hash and indirection table, and
  * (with VIRTIO_NET_F_HASH_REPORT) the hash value and type the device reported.
+ *
+ * hash: automatic steering with hash reports (HASH_CONFIG, a device without RSS): every
+ * packet's reported hash and type equal the driver's computation.
  *
  * lacks: on a device without VIRTIO_NET_F_RSS, asking for RSS must fail with UNSUPPORTED
  * and leave automatic steering in force.
@@ -22,6 +26,7 @@ import {
   openPort,
   predictRss,
   type RssPrediction,
+  type RssSteeringParams,
   type RssSteeringRule,
   type SteeringRule,
   ToeplitzHasher,
@@ -87,15 +92,37 @@ function predict(port: VirtioNetPort, pairs: number): number {
   }
   const rule = port.steering.current as Required<RssSteeringRule>;
   console.log(JSON.stringify({ event: "ready", rule, errors }, replacer));
-
-  const hasher = new ToeplitzHasher(rule.key);
-  const params = {
-    key: hasher,
+  return check(port, {
+    key: new ToeplitzHasher(rule.key),
     hashTypes: rule.hashTypes,
     indirectionTable: rule.indirectionTable,
     unclassifiedQueue: rule.unclassifiedQueue,
     maxTxVq: rule.pairs,
-  };
+  }, true);
+}
+
+/**
+ * Hash reports without RSS (VIRTIO_NET_CTRL_MQ_HASH_CONFIG) under automatic steering:
+ * every packet's reported hash and type equal the driver's own computation.
+ */
+function hashOnly(port: VirtioNetPort, pairs: number): number {
+  port.steering.set({ mode: "auto", pairs, hashReport: {} });
+  const rule = port.steering.current;
+  console.log(JSON.stringify({ event: "ready", rule }, replacer));
+  const h = (rule as { hashReport: { hashTypes: number; key: Uint8Array } }).hashReport;
+  return check(port, {
+    key: new ToeplitzHasher(h.key),
+    hashTypes: h.hashTypes,
+    indirectionTable: [0],
+    unclassifiedQueue: 0,
+  }, false);
+}
+
+/**
+ * Receives `--count` UDP test frames on every queue and compares each with the prediction
+ * from `params`: its hash and hash type always, its queue when `queues` is set.
+ */
+function check(port: VirtioNetPort, params: RssSteeringParams, queues: boolean): number {
   const withHash = port.headerSize === 20;
   const pool = port.pool, data = pool.data;
   const bufs = new Uint32Array(32), lens = new Uint32Array(32);
@@ -118,12 +145,12 @@ function predict(port: VirtioNetPort, pairs: number): number {
           perQueue[q]++;
           flows.add(v.getUint32(UDP_PAYLOAD + 12));
           predictRss(data, off, lens[i], params, out);
-          if (out.queue === q) queueOk++;
+          if (!queues || out.queue === q) queueOk++;
           const hash = withHash ? rx.hashValue(bufs[i]) : out.hash;
           const report = withHash ? rx.hashReport(bufs[i]) : out.report;
           if (hash === out.hash) hashOk++;
           if (report === out.report) reportOk++;
-          if ((out.queue !== q || hash !== out.hash) && mismatches.length < 5) {
+          if (((queues && out.queue !== q) || hash !== out.hash) && mismatches.length < 5) {
             mismatches.push(
               `q${q} predicted q${out.queue}, hash 0x${hash.toString(16)} predicted 0x${
                 out.hash.toString(16)
@@ -172,6 +199,7 @@ guestMain(() => {
   const port = openPort(values.port, { bind: true, queuePairs: pairs });
   return runMode(port, positionals[0], {
     predict: (p) => predict(p, pairs),
+    hash: (p) => hashOnly(p, pairs),
     lacks,
   });
 });
