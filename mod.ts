@@ -20,6 +20,7 @@ export * from "./src/errors.ts";
 export * from "./src/pci/address.ts";
 export * from "./src/pci/pci_device.ts";
 export * from "./src/pci/capabilities.ts";
+export * from "./src/pci/msix.ts";
 export * from "./src/pci/sysfs.ts";
 export * from "./src/vfio/container.ts";
 export * from "./src/vfio/group.ts";
@@ -36,12 +37,21 @@ export * from "./src/net/features.ts";
 export * from "./src/net/header.ts";
 export * from "./src/net/config.ts";
 export * from "./src/net/rx_queue.ts";
+export * from "./src/net/rx_interrupts.ts";
 export * from "./src/net/tx_queue.ts";
 export * from "./src/net/port.ts";
 export * from "./src/net/control_queue.ts";
 export * from "./src/net/negotiate.ts";
 export * from "./src/net/steering.ts";
-export type { DeviceInfo, IommuInfo, IovaRange, RegionInfo, SparseArea } from "./ffi/vfio_uapi.ts";
+export type {
+  DeviceInfo,
+  IommuInfo,
+  IovaRange,
+  IrqInfo,
+  RegionInfo,
+  SparseArea,
+} from "./ffi/vfio_uapi.ts";
+export { Eventfd } from "./ffi/eventfd.ts";
 export * from "./src/vfio_user/client.ts";
 export * from "./src/vfio_user/vfio_user_device.ts";
 export * from "./src/vfio_user/open_port.ts";

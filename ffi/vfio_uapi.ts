@@ -93,6 +93,14 @@ export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
 export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
 /** DMA map flag: the device may write. */
 export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
+/** IRQ info flag: the IRQ can be signalled through an eventfd. */
+export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+/** IRQ info flag: MASK/UNMASK are supported. */
+export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+/** IRQ info flag: the IRQ masks itself after firing (INTx). */
+export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+/** IRQ info flag: vectors are set up as a set; more need the whole type disabled first. */
+export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
 /** IRQ set flag: no data follows. */
 export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
 /** IRQ set flag: data is one eventfd (s32) per vector. */
@@ -108,6 +116,8 @@ export const VFIO_PCI_ROM_REGION_INDEX = 6;
 export const VFIO_PCI_CONFIG_REGION_INDEX = 7;
 /** `VFIO_PCI_INTX_IRQ_INDEX`. */
 export const VFIO_PCI_INTX_IRQ_INDEX = 0;
+/** `VFIO_PCI_MSI_IRQ_INDEX`. */
+export const VFIO_PCI_MSI_IRQ_INDEX = 1;
 /** `VFIO_PCI_MSIX_IRQ_INDEX`. */
 export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
 
@@ -371,6 +381,49 @@ export function encodeDmaUnmap(iova: bigint, size: bigint): Uint8Array<ArrayBuff
   v.setBigUint64(8, iova, true);
   v.setBigUint64(16, size, true);
   return b;
+}
+
+/** Decoded struct vfio_irq_info. */
+export interface IrqInfo {
+  /** VFIO_IRQ_INFO_*. */
+  flags: number;
+  /** IRQ type index (VFIO_PCI_*_IRQ_INDEX). */
+  index: number;
+  /** Number of interrupts of the type (the MSI-X table size for MSI-X; 0: none). */
+  count: number;
+}
+
+/**
+ * Encodes a VFIO_DEVICE_GET_IRQ_INFO request for IRQ type `index`.
+ *
+ * @example
+ * ```ts
+ * import { encodeIrqInfoRequest, VFIO_PCI_MSIX_IRQ_INDEX } from "./vfio_uapi.ts";
+ * encodeIrqInfoRequest(VFIO_PCI_MSIX_IRQ_INDEX)[8]; // 2
+ * ```
+ */
+export function encodeIrqInfoRequest(index: number): Uint8Array<ArrayBuffer> {
+  const b = argszBuffer(SIZEOF_IRQ_INFO);
+  dv(b).setUint32(8, index, true);
+  return b;
+}
+
+/**
+ * Decodes struct vfio_irq_info.
+ *
+ * @example
+ * ```ts
+ * import { decodeIrqInfo, encodeIrqInfoRequest } from "./vfio_uapi.ts";
+ * decodeIrqInfo(encodeIrqInfoRequest(2)).index; // 2
+ * ```
+ */
+export function decodeIrqInfo(b: Uint8Array): IrqInfo {
+  const v = dv(b);
+  return {
+    flags: v.getUint32(4, true),
+    index: v.getUint32(8, true),
+    count: v.getUint32(12, true),
+  };
 }
 
 /**

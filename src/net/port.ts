@@ -40,6 +40,7 @@ import {
 import { netHeaderSize } from "./header.ts";
 import { type NegotiationOptions, selectFeatures } from "./negotiate.ts";
 import { rarpAnnouncement, RxFilter } from "./rx_filter.ts";
+import { type RxInterruptOptions, RxInterrupts } from "./rx_interrupts.ts";
 import { RxQueue } from "./rx_queue.ts";
 import { Steering } from "./steering.ts";
 import { TxQueue } from "./tx_queue.ts";
@@ -337,6 +338,25 @@ export class VirtioNetPort {
   /** Transmit queue of pair `q` (transmitq(q+1)). */
   tx(q = 0): TxQueue {
     return this.#tx[q];
+  }
+
+  /**
+   * Lets receive queue `q` interrupt instead of being polled only: routes an MSI-X vector
+   * of the function to an eventfd and maps receiveq(q+1) to it (see
+   * {@linkcode RxInterrupts}). Block in the result's `waitRx()` until frames arrive. The
+   * port turns it off again when it closes (or call its `close()` earlier). Polling,
+   * the default, is unaffected.
+   *
+   * @example
+   * ```ts ignore
+   * const irq = port.enableRxInterrupts(0);
+   * if (irq.waitRx(1000)) console.log(port.rx(0).rxBurst(bufs, lens, 32), "frames");
+   * ```
+   */
+  enableRxInterrupts(q = 0, options: RxInterruptOptions = {}): RxInterrupts {
+    const irq = RxInterrupts.enable(this, q, options);
+    this.#release.push(`turn off receive interrupts of receiveq${q + 1}`, () => irq.close());
+    return irq;
   }
 
   /** Byte offset of buffer `buf`'s frame in `pool.data`. */

@@ -60,6 +60,21 @@ export interface PciDevice {
   /** Resets the function (VFIO_DEVICE_RESET or the vfio-user equivalent), if supported. */
   reset(): void;
   /**
+   * Number of interrupts of IRQ type `index` (VFIO_PCI_INTX_IRQ_INDEX 0, MSI 1, MSI-X 2:
+   * Linux vfio.h `struct vfio_irq_info`): for MSI-X the table size, 0 when the function
+   * has none.
+   */
+  irqCount(index: number): number;
+  /**
+   * Routes interrupts `start`…`start + fds.length - 1` of IRQ type `index` to eventfds
+   * (VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER): each time vector
+   * `start + i` fires, `fds[i]` is signalled. An fd of -1 detaches that one vector. An
+   * empty list turns the whole type off again (DATA_NONE with count 0). The caller keeps
+   * its fds (the transport holds its own reference); {@linkcode PciDevice.close} turns
+   * off every type this set up before it lets go of the device.
+   */
+  setIrqEventfds(index: number, start: number, fds: number[]): void;
+  /**
    * Releases everything the transport holds, in reverse order. Idempotent. With
    * `restoreDriver`, a function this process took from its kernel driver is handed back
    * (used when opening a port fails half-way).
@@ -82,6 +97,11 @@ export interface PciDevice {
 export class MappedRegionIo implements RegionIo {
   readonly size: number;
   readonly mapped = true;
+  /**
+   * The mapping itself. A Worker reaches the same registers by rebuilding a view from its
+   * address (`Deno.UnsafePointer.of(buffer)`; workers share the address space).
+   */
+  readonly buffer: ArrayBuffer;
   readonly #u8: Uint8Array;
   readonly #u16: Uint16Array;
   readonly #u32: Uint32Array;
@@ -89,6 +109,7 @@ export class MappedRegionIo implements RegionIo {
   /** Wraps `buffer` (a mapping of the region). */
   constructor(buffer: ArrayBuffer) {
     this.size = buffer.byteLength;
+    this.buffer = buffer;
     this.#u8 = new Uint8Array(buffer);
     this.#u16 = new Uint16Array(buffer, 0, buffer.byteLength >> 1);
     this.#u32 = new Uint32Array(buffer, 0, buffer.byteLength >> 2);

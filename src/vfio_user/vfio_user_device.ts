@@ -26,10 +26,20 @@ import {
   ECONNREFUSED,
   ENAMETOOLONG,
   ENOTSOCK,
+  MAX_RECV_FDS,
   UNIX_PATH_MAX,
 } from "../../ffi/unix_socket.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../pci/capabilities.ts";
+import {
+  findMsix,
+  type MsixCapability,
+  msixControlOffset,
+  msixVectorControlOffset,
+  PCI_MSIX_ENTRY_CTRL_MASKBIT,
+  PCI_MSIX_FLAGS_ENABLE,
+  PCI_MSIX_FLAGS_MASKALL,
+} from "../pci/msix.ts";
 import {
   type DmaSegment,
   MappedRegionIo,
@@ -52,6 +62,7 @@ import {
   encodeIrqInfoRequest,
   encodeRegionInfoRequest,
   type IrqInfo,
+  irqSetMessages,
   REGION_INFO_FLAG_MMAP,
   REGION_INFO_SIZE,
   type RegionInfo,
@@ -59,11 +70,15 @@ import {
   VFIO_USER_DEVICE_GET_IRQ_INFO,
   VFIO_USER_DEVICE_GET_REGION_INFO,
   VFIO_USER_DEVICE_RESET,
+  VFIO_USER_DEVICE_SET_IRQS,
   VFIO_USER_DMA_MAP,
   VFIO_USER_DMA_UNMAP,
 } from "./protocol.ts";
 import { assignBars, restoreBars, saveBars } from "./bar_assignment.ts";
 import { type MappedArea, MessageRegionIo, SparseRegionIo } from "./region_io.ts";
+
+/** IRQ type index of MSI-X (VFIO_PCI_MSIX_IRQ_INDEX in Linux vfio.h). */
+const MSIX_IRQ_INDEX = 2;
 
 /** Region index of PCI config space (VFIO_PCI_CONFIG_REGION_INDEX). */
 export const CONFIG_REGION = 7;
@@ -155,6 +170,11 @@ export class VfioUserDevice implements PciDevice {
   readonly #bars = new Map<number, RegionIo>();
   readonly #dma = new Map<bigint, number>();
   readonly #posted: boolean;
+  /** Per IRQ type set up with eventfds: the vectors that have one. */
+  readonly #irqs = new Map<number, Set<number>>();
+  #msix: MsixCapability | null | undefined;
+  /** Message Control as it was before this client enabled MSI-X. */
+  #msixControlBefore: number | null = null;
   #closed = false;
 
   private constructor(client: VfioUserClient, options: VfioUserOpenOptions) {
@@ -254,6 +274,99 @@ export class VfioUserDevice implements PciDevice {
     const r = this.client.request(VFIO_USER_DEVICE_GET_IRQ_INFO, encodeIrqInfoRequest(index));
     closeFds(r.fds);
     return decodeIrqInfo(r.payload);
+  }
+
+  irqCount(index: number): number {
+    if (!Number.isInteger(index) || index < 0 || index >= this.info.numIrqs) return 0;
+    return this.irqInfo(index).count;
+  }
+
+  setIrqEventfds(index: number, start: number, fds: number[]): void {
+    const routed = this.#irqs.get(index);
+    if (fds.length === 0) {
+      if (!routed) return;
+      this.#irqs.delete(index);
+      if (index === MSIX_IRQ_INDEX) this.#msixOff(routed);
+      for (const m of irqSetMessages(index, 0, [], 1)) {
+        this.client.request(VFIO_USER_DEVICE_SET_IRQS, m.payload);
+      }
+      return;
+    }
+    const count = this.irqCount(index);
+    if (!Number.isInteger(start) || start < 0 || start + fds.length > count) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Interrupts ${start}…${
+          start + fds.length - 1
+        } of IRQ type ${index} do not exist on ${this.name}, which has ${count}: use vectors below ${count}.`,
+      );
+    }
+    // "VFIO_USER_DEVICE_SET_IRQS": the eventfds go as SCM_RIGHTS, at most max_msg_fds per
+    // message (the server's, from VERSION; and what one sendmsg here carries).
+    const perMessage = Math.min(this.client.server.maxMsgFds, MAX_RECV_FDS);
+    const set = routed ?? new Set<number>();
+    for (const m of irqSetMessages(index, start, fds, perMessage)) {
+      try {
+        this.client.request(VFIO_USER_DEVICE_SET_IRQS, m.payload, { fds: m.fds });
+      } catch (e) {
+        if (!(e instanceof VfioUserCommandError)) throw e;
+        throw new DriverError(
+          "DEVICE_REFUSED",
+          `The vfio-user server at ${this.client.socketPath} refused to route interrupts of IRQ type ${index} to eventfds (${
+            e.errno ? strerror(e.errno) : "no errno"
+          }): see the server's log for why.`,
+          { cause: e },
+        );
+      }
+    }
+    fds.forEach((fd, i) => fd < 0 ? set.delete(start + i) : set.add(start + i));
+    this.#irqs.set(index, set);
+    if (index === MSIX_IRQ_INDEX) this.#msixOn(set);
+  }
+
+  /**
+   * Kernel VFIO enables MSI-X in the function when SET_IRQS routes its vectors; QEMU's
+   * vfio-user server does not: its virtio-pci signals a vector only while the MSI-X Enable
+   * bit of Message Control is set (else it raises INTx), and msix_notify() holds back a
+   * vector whose Vector Control mask bit is set (all are masked after reset), or all while
+   * Function Mask is set (PCI 3.0 §6.8.2.3, §6.8.2.9). So the client does here what a
+   * kernel does for its own MSI-X: unmask the routed vectors in the table, then set Enable
+   * and clear Function Mask. The table's address/data need no programming: the server
+   * turns vector v into a signal of eventfd v. Checked against QEMU 7.2's server: without
+   * Enable no signal comes (and none later: the event went out as INTx); with the vector
+   * masked the signal is held pending and arrives once the vector is unmasked.
+   */
+  #msixOn(vectors: Set<number>): void {
+    this.#msix ??= findMsix(this.config);
+    const cap = this.#msix;
+    if (!cap) return;
+    const table = this.bar(cap.tableBar);
+    for (const v of vectors) {
+      const at = msixVectorControlOffset(cap, v);
+      const ctrl = table.read32(at);
+      if (ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT) {
+        table.write32(at, ctrl & ~PCI_MSIX_ENTRY_CTRL_MASKBIT);
+      }
+    }
+    const mc = this.config.read16(msixControlOffset(cap));
+    this.#msixControlBefore ??= mc;
+    const want = (mc | PCI_MSIX_FLAGS_ENABLE) & ~PCI_MSIX_FLAGS_MASKALL;
+    if (want !== mc) this.config.write16(msixControlOffset(cap), want);
+  }
+
+  /** Masks the vectors {@linkcode VfioUserDevice.#msixOn} unmasked; puts Message Control back. */
+  #msixOff(vectors: Set<number>): void {
+    const cap = this.#msix;
+    if (!cap) return;
+    const table = this.bar(cap.tableBar);
+    for (const v of vectors) {
+      const at = msixVectorControlOffset(cap, v);
+      table.write32(at, table.read32(at) | PCI_MSIX_ENTRY_CTRL_MASKBIT);
+    }
+    if (this.#msixControlBefore !== null) {
+      this.config.write16(msixControlOffset(cap), this.#msixControlBefore);
+      this.#msixControlBefore = null;
+    }
   }
 
   bar(index: number): RegionIo {
@@ -367,12 +480,30 @@ export class VfioUserDevice implements PciDevice {
     this.client.request(VFIO_USER_DEVICE_RESET);
     restoreBars(this.config, bars);
     this.config.write16(PCI_COMMAND, cmd);
+    // The server keeps its eventfds across a reset, but the function's MSI-X state was
+    // reset (disabled, every vector masked): set it up again.
+    const msix = this.#irqs.get(MSIX_IRQ_INDEX);
+    if (msix) {
+      this.#msixControlBefore = null;
+      this.#msixOn(msix);
+    }
   }
 
   close(_options: { restoreDriver?: boolean } = {}): void {
     if (this.#closed) return;
     this.#closed = true;
     const failures: string[] = [];
+    // Interrupts go off first, while the device still has its BARs and the connection.
+    for (const index of [...this.#irqs.keys()]) {
+      try {
+        if (this.client.connected) this.setIrqEventfds(index, 0, []);
+      } catch (e) {
+        if (this.client.connected) {
+          failures.push(`turn off IRQ type ${index}: ${(e as Error).message}`);
+        }
+      }
+    }
+    this.#irqs.clear();
     for (const [iova, size] of [...this.#dma]) {
       try {
         this.dmaUnmap(iova, size);

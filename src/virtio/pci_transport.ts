@@ -280,6 +280,39 @@ export class VirtioPciTransport {
     return () => notify.write16(at, index);
   }
 
+  /**
+   * Maps queue `index`'s interrupts to MSI-X vector `vector` (VIRTIO_MSI_NO_VECTOR
+   * unmaps them) and returns what the device reads back (§4.1.5.1.2 MSI-X Vector
+   * Configuration): the vector on success, VIRTIO_MSI_NO_VECTOR when the device could not
+   * map it (§4.1.5.1.2.1: "on failure, NO_VECTOR is returned"). The caller checks.
+   *
+   * @example
+   * ```ts ignore
+   * if (transport.setQueueVector(0, 1) !== 1) throw new Error("receiveq1 has no vector");
+   * ```
+   */
+  setQueueVector(index: number, vector: number): number {
+    const c = this.common;
+    c.write16(COMMON_Q_SELECT, index);
+    c.write16(COMMON_Q_MSIX, vector);
+    return c.read16(COMMON_Q_MSIX);
+  }
+
+  /** queue_msix_vector of queue `index` as the device reports it (§4.1.4.3). */
+  queueVector(index: number): number {
+    this.common.write16(COMMON_Q_SELECT, index);
+    return this.common.read16(COMMON_Q_MSIX);
+  }
+
+  /**
+   * Maps configuration-change interrupts to MSI-X vector `vector` (config_msix_vector,
+   * §4.1.5.1.2) and returns the read-back value, VIRTIO_MSI_NO_VECTOR on failure.
+   */
+  setConfigVector(vector: number): number {
+    this.common.write16(COMMON_MSIX, vector);
+    return this.common.read16(COMMON_MSIX);
+  }
+
   /** Throws when the device set DEVICE_NEEDS_RESET or FAILED. */
   checkHealthy(): void {
     const s = this.status;

@@ -110,6 +110,47 @@ export class SplitQueue {
     this.#avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
   }
 
+  /**
+   * Asks the device for a used-buffer notification (an interrupt, with an MSI-X vector
+   * assigned) when it next returns a buffer: clears VIRTQ_AVAIL_F_NO_INTERRUPT (§2.7.7)
+   * and, with EVENT_IDX, sets used_event to the next used index the driver will read
+   * (§2.7.10: the device notifies once used->idx passes it). Returns true when used
+   * buffers are already waiting, which the device will not notify about (they were
+   * returned before the request was visible): the caller takes them without waiting.
+   * Like Linux's virtqueue_enable_cb_prepare() + virtqueue_poll(). Not on the polling hot
+   * path: polling never calls it.
+   */
+  enableInterrupts(): boolean {
+    const avail = this.#avail;
+    avail[2 + this.size] = this.#lastUsed; // used_event
+    // The XCHG of Atomics.store orders both stores before the used->idx load below
+    // (§2.7.10: store used_event, barrier, then check for used buffers).
+    Atomics.store(avail, 0, 0);
+    return Atomics.load(this.#used16, 1) !== this.#lastUsed;
+  }
+
+  /**
+   * Asks for no used-buffer notifications again (the state after construction): sets
+   * VIRTQ_AVAIL_F_NO_INTERRUPT and, with EVENT_IDX, moves used_event one behind the used
+   * index already read, which the device's used->idx has passed, so it is next crossed
+   * only after 65,535 more buffers (§2.7.10; Linux's virtqueue_disable_cb() writes 0 for
+   * the same purpose). The spec lets the device notify anyway: suppression is a hint.
+   */
+  disableInterrupts(): void {
+    this.#avail[2 + this.size] = (this.#lastUsed - 1) & 0xffff;
+    Atomics.store(this.#avail, 0, VIRTQ_AVAIL_F_NO_INTERRUPT);
+  }
+
+  /** True while used-buffer notifications are requested ({@linkcode SplitQueue.enableInterrupts}). */
+  get interruptsEnabled(): boolean {
+    return (this.#avail[0] & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  /** True when the device has returned buffers the driver has not taken yet. */
+  hasUsed(): boolean {
+    return Atomics.load(this.#used16, 1) !== this.#lastUsed;
+  }
+
   /** Descriptors free for new buffers. */
   get freeCount(): number {
     return this.#numFree;

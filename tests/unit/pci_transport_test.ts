@@ -117,6 +117,8 @@ class FakeBar4 implements RegionIo {
   queueSelect = 0;
   queues: QueueRegs[];
   notifications: { offset: number; value: number }[] = [];
+  /** Vectors the device has (a mapping to one beyond reads back as NO_VECTOR). */
+  msixTableSize = 4;
 
   constructor(numQueues: number, maxSize = 256) {
     this.queues = Array.from({ length: numQueues }, (_, i) => ({
@@ -205,7 +207,9 @@ class FakeBar4 implements RegionIo {
         q.size = v;
         return;
       case COMMON_Q_MSIX:
-        q.msix = v;
+        // QEMU's virtio_pci_common_write: a vector msix_vector_use() refuses reads back as
+        // VIRTIO_NO_VECTOR.
+        q.msix = v !== 0xffff && v >= this.msixTableSize ? 0xffff : v;
         return;
       case COMMON_Q_ENABLE:
         q.enable = v;
@@ -276,6 +280,10 @@ class FakePci implements PciDevice {
   dmaMap(_segment: DmaSegment, _iova: bigint): void {}
   dmaUnmap(_iova: bigint, _size: number): void {}
   reset(): void {}
+  irqCount(_index: number): number {
+    return 0;
+  }
+  setIrqEventfds(_index: number, _start: number, _fds: number[]): void {}
   close(_options?: { restoreDriver?: boolean }): void {}
 }
 
@@ -522,4 +530,29 @@ Deno.test("readNetConfig() rereads when the configuration changes under it", () 
 
 Deno.test("formatMac() writes six lower-case, zero-padded hex bytes", () => {
   assert.equal(formatMac(new Uint8Array([0, 1, 0xa, 0xff, 0x10, 0xab])), "00:01:0a:ff:10:ab");
+});
+
+Deno.test("setQueueVector() selects the queue, writes queue_msix_vector and returns the read-back", () => {
+  const { bar, t } = device();
+  assert.equal(t.setQueueVector(2, 3), 3);
+  assert.equal(bar.queues[2].msix, 3);
+  assert.equal(t.queueVector(2), 3);
+  assert.equal(t.queueVector(0), 0);
+  assert.equal(t.setQueueVector(2, VIRTIO_MSI_NO_VECTOR), VIRTIO_MSI_NO_VECTOR);
+  assert.equal(bar.queues[2].msix, VIRTIO_MSI_NO_VECTOR);
+});
+
+Deno.test("setQueueVector() returns NO_VECTOR when the device refuses the vector (§4.1.5.1.2)", () => {
+  const { bar, t } = device();
+  bar.msixTableSize = 2;
+  assert.equal(t.setQueueVector(0, 1), 1);
+  assert.equal(t.setQueueVector(1, 2), VIRTIO_MSI_NO_VECTOR);
+  assert.equal(bar.queues[1].msix, VIRTIO_MSI_NO_VECTOR);
+});
+
+Deno.test("setConfigVector() writes config_msix_vector and reads it back", () => {
+  const { bar, t } = device();
+  assert.equal(t.setConfigVector(0), 0);
+  assert.equal(bar.mem.read16(COMMON_AT + COMMON_MSIX), 0);
+  assert.equal(t.setConfigVector(VIRTIO_MSI_NO_VECTOR), VIRTIO_MSI_NO_VECTOR);
 });

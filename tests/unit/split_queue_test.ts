@@ -495,3 +495,73 @@ Deno.test("takeUsed() rejects a chain reported by its tail or with more bytes th
     assertRejected(q, /16 bytes written into a 1-byte buffer/);
   }
 });
+
+/** used_event: the u16 after the available ring (§2.7.6, "le16 used_event"). */
+function usedEvent(dev: FakeDevice): number {
+  return dev.v.getUint16(dev.base + dev.l.availOffset + 4 + 2 * dev.l.size, true);
+}
+
+Deno.test("enableInterrupts() clears VIRTQ_AVAIL_F_NO_INTERRUPT and sets used_event to the next used index", () => {
+  for (const eventIdx of [false, true]) {
+    const { q, dev } = setup(8, { eventIdx });
+    post(q, [1, 2, 3]);
+    q.publish();
+    dev.takeAvail();
+    dev.use([[0, 10], [1, 10]]);
+    take(q);
+    assert.equal(q.interruptsEnabled, false);
+    assert.equal(q.enableInterrupts(), false, "nothing waits");
+    assert.equal(dev.availFlags, 0);
+    assert.equal(usedEvent(dev), 2, "the device notifies when used->idx passes 2");
+    assert.equal(q.interruptsEnabled, true);
+  }
+});
+
+Deno.test("enableInterrupts() reports used buffers that arrived before it (no notification will come)", () => {
+  const { q, dev } = setup(8, { eventIdx: true });
+  post(q, [1, 2]);
+  q.publish();
+  dev.takeAvail();
+  dev.use([[0, 10]]);
+  assert.equal(q.hasUsed(), true);
+  assert.equal(q.enableInterrupts(), true);
+  take(q);
+  assert.equal(q.hasUsed(), false);
+  assert.equal(q.enableInterrupts(), false);
+});
+
+Deno.test("disableInterrupts() sets the flag and puts used_event one behind the used index read", () => {
+  const { q, dev } = setup(8, { eventIdx: true });
+  q.disableInterrupts();
+  assert.equal(dev.availFlags, VIRTQ_AVAIL_F_NO_INTERRUPT);
+  assert.equal(usedEvent(dev), 0xffff, "behind used index 0, wrapped");
+  post(q, [1, 2, 3]);
+  q.publish();
+  dev.takeAvail();
+  dev.use([[0, 10], [1, 10], [2, 10]]);
+  take(q);
+  q.enableInterrupts();
+  q.disableInterrupts();
+  assert.equal(dev.availFlags, VIRTQ_AVAIL_F_NO_INTERRUPT);
+  assert.equal(usedEvent(dev), 2);
+  assert.equal(q.interruptsEnabled, false);
+  // A device following §2.7.10 would not notify for the next buffers: vring_need_event
+  // (used_event, new, old) is false for new = 4, old = 3.
+  const needEvent = (ev: number, nw: number, old: number) =>
+    ((nw - ev - 1) & 0xffff) < ((nw - old) & 0xffff);
+  assert.equal(needEvent(usedEvent(dev), 4, 3), false);
+  assert.equal(needEvent(usedEvent(dev), 3 + 100, 3), false);
+});
+
+Deno.test("enabling and disabling interrupts leaves the rings' buffers and counters alone", () => {
+  const { q, dev, notified } = setup(8);
+  post(q, [5, 6]);
+  q.publish();
+  const before = notified();
+  q.enableInterrupts();
+  q.disableInterrupts();
+  assert.equal(notified(), before, "no notification to the device");
+  assert.equal(dev.availIdx, 2);
+  assert.deepEqual(dev.takeAvail().length, 2);
+  assert.equal(q.inFlight, 2);
+});

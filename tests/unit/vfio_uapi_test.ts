@@ -15,9 +15,11 @@ import {
   capabilityChain,
   decodeDeviceInfo,
   decodeIommuInfo,
+  decodeIrqInfo,
   decodeRegionInfo,
   encodeDmaMap,
   encodeDmaUnmap,
+  encodeIrqInfoRequest,
   encodeIrqSetEventfds,
   encodeRegionInfoRequest,
   SIZEOF_DEVICE_INFO,
@@ -85,6 +87,10 @@ const HEADER_CONSTANTS: Record<string, number> = {
   VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: 1,
   VFIO_DMA_MAP_FLAG_READ: 1 << 0,
   VFIO_DMA_MAP_FLAG_WRITE: 1 << 1,
+  VFIO_IRQ_INFO_EVENTFD: 1 << 0,
+  VFIO_IRQ_INFO_MASKABLE: 1 << 1,
+  VFIO_IRQ_INFO_AUTOMASKED: 1 << 2,
+  VFIO_IRQ_INFO_NORESIZE: 1 << 3,
   VFIO_IRQ_SET_DATA_NONE: 1 << 0,
   VFIO_IRQ_SET_DATA_EVENTFD: 1 << 2,
   VFIO_IRQ_SET_ACTION_TRIGGER: 1 << 5,
@@ -94,6 +100,7 @@ const HEADER_CONSTANTS: Record<string, number> = {
   VFIO_PCI_CONFIG_REGION_INDEX: 7,
   // enum { VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, ... }
   VFIO_PCI_INTX_IRQ_INDEX: 0,
+  VFIO_PCI_MSI_IRQ_INDEX: 1,
   VFIO_PCI_MSIX_IRQ_INDEX: 2,
 };
 
@@ -222,6 +229,28 @@ function checkCodecsAgainst(off: Offsets, sizeOf: Record<string, number>): void 
       uapi.VFIO_IRQ_SET_DATA_NONE | uapi.VFIO_IRQ_SET_ACTION_TRIGGER,
     );
     assert.equal(w.getUint32(s.count, true), 0);
+  }
+  // encodeIrqSetEventfds: -1 (de-assign one vector) is written as a signed s32
+  {
+    const s = off.vfio_irq_set;
+    const b = encodeIrqSetEventfds(uapi.VFIO_PCI_MSIX_IRQ_INDEX, 3, [-1]);
+    assert.equal(dv(b).getInt32(s.data, true), -1);
+    assert.equal(dv(b).getUint32(s.start, true), 3);
+  }
+  // encodeIrqInfoRequest / decodeIrqInfo
+  {
+    const s = off.vfio_irq_info;
+    const b = encodeIrqInfoRequest(uapi.VFIO_PCI_MSIX_IRQ_INDEX);
+    assert.equal(b.length, sizeOf.vfio_irq_info);
+    const v = dv(b);
+    assert.equal(v.getUint32(s.argsz, true), sizeOf.vfio_irq_info);
+    assert.equal(v.getUint32(s.flags, true), 0);
+    assert.equal(v.getUint32(s.index, true), uapi.VFIO_PCI_MSIX_IRQ_INDEX);
+    assert.equal(v.getUint32(s.count, true), 0);
+    // What the kernel answers for a virtio-net-pci with vectors=4.
+    v.setUint32(s.flags, uapi.VFIO_IRQ_INFO_EVENTFD | uapi.VFIO_IRQ_INFO_NORESIZE, true);
+    v.setUint32(s.count, 4, true);
+    assert.deepEqual(decodeIrqInfo(b), { flags: 9, index: 2, count: 4 });
   }
   // encodeRegionInfoRequest
   {

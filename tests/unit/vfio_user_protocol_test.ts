@@ -35,6 +35,9 @@ import {
   HEADER_SIZE,
   IRQ_SET_ACTION_TRIGGER,
   IRQ_SET_DATA_BOOL,
+  IRQ_SET_DATA_EVENTFD,
+  IRQ_SET_DATA_NONE,
+  irqSetMessages,
   isReply,
   REGION_INFO_FLAG_CAPS,
   REGION_INFO_FLAG_MMAP,
@@ -311,4 +314,40 @@ Deno.test("VERSION and DMA_MAP commands frame as header + payload", () => {
     encodeDmaMap({ flags: 3, offset: 0n, address: 0n, size: 4096n }),
   );
   assert.equal(m.length, 16 + 32);
+});
+
+Deno.test("DEVICE_SET_IRQS with eventfds: count = fds per message, at most max_msg_fds each", () => {
+  const msgs = irqSetMessages(2, 1, [10, 11, 12, 13, 14], 2);
+  assert.deepEqual(msgs.map((m) => m.fds), [[10, 11], [12, 13], [14]]);
+  assert.deepEqual(msgs.map((m) => [le32(m.payload, 12), le32(m.payload, 16)]), [
+    [1, 2],
+    [3, 2],
+    [5, 1],
+  ]);
+  for (const m of msgs) {
+    assert.equal(m.payload.length, 20, "the fds are not in the payload");
+    assert.equal(le32(m.payload, 0), 20);
+    assert.equal(le32(m.payload, 4), IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER);
+    assert.equal(le32(m.payload, 8), 2);
+  }
+  // libvfio-user's max_msg_fds of 8: one message for up to 8 vectors.
+  assert.equal(irqSetMessages(2, 0, [3, 4, 5, 6, 7, 8, 9, 10], 8).length, 1);
+  // A limit below 1 still sends one fd per message.
+  assert.equal(irqSetMessages(2, 0, [3, 4], 0).length, 2);
+});
+
+Deno.test("DEVICE_SET_IRQS: -1 entries de-assign (DATA_EVENTFD, no fds); [] turns the type off", () => {
+  const msgs = irqSetMessages(2, 0, [7, -1, -1, 8], 8);
+  assert.deepEqual(msgs.map((m) => m.fds), [[7], [], [8]]);
+  assert.deepEqual(msgs.map((m) => [le32(m.payload, 12), le32(m.payload, 16)]), [
+    [0, 1],
+    [1, 2],
+    [3, 1],
+  ]);
+  const off = irqSetMessages(2, 5, [], 8);
+  assert.equal(off.length, 1);
+  assert.deepEqual(off[0].fds, []);
+  assert.equal(le32(off[0].payload, 4), IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER);
+  assert.equal(le32(off[0].payload, 12), 0, "start 0: libvfio-user refuses count 0 otherwise");
+  assert.equal(le32(off[0].payload, 16), 0);
 });

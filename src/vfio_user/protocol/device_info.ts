@@ -295,3 +295,64 @@ export function encodeIrqSet(s: IrqSet): Uint8Array<ArrayBuffer> {
   b.set(data, IRQ_SET_SIZE);
   return b;
 }
+
+/** One DEVICE_SET_IRQS message: its payload and the eventfds that go with it. */
+export interface IrqSetMessage {
+  /** The vfio_irq_set payload. */
+  payload: Uint8Array<ArrayBuffer>;
+  /** Eventfds to send as SCM_RIGHTS with it (one per vector, in order). */
+  fds: number[];
+}
+
+/**
+ * The DEVICE_SET_IRQS messages that route vectors `start`… of IRQ type `index` to `fds`
+ * with ACTION_TRIGGER ("VFIO_USER_DEVICE_SET_IRQS"): the eventfds travel as SCM_RIGHTS,
+ * one per vector, so `count` equals the number of fds of each message, and no message
+ * carries more than `maxMsgFds` of them (the server's max_msg_fds from
+ * "VFIO_USER_VERSION"; libvfio-user: 8). A run of -1 entries becomes DATA_EVENTFD with no
+ * fds, which de-assigns those vectors. An empty `fds` turns the whole type off: DATA_NONE
+ * with start and count 0.
+ *
+ * @example
+ * ```ts
+ * import { irqSetMessages } from "./device_info.ts";
+ * const m = irqSetMessages(2, 0, [10, 11, 12], 2);
+ * m.map((x) => x.fds); // [[10, 11], [12]]
+ * ```
+ */
+export function irqSetMessages(
+  index: number,
+  start: number,
+  fds: readonly number[],
+  maxMsgFds: number,
+): IrqSetMessage[] {
+  if (fds.length === 0) {
+    return [{
+      payload: encodeIrqSet({
+        flags: IRQ_SET_DATA_NONE | IRQ_SET_ACTION_TRIGGER,
+        index,
+        start: 0,
+        count: 0,
+      }),
+      fds: [],
+    }];
+  }
+  const per = Math.max(1, Math.floor(maxMsgFds));
+  const out: IrqSetMessage[] = [];
+  for (let i = 0; i < fds.length;) {
+    const none = fds[i] < 0;
+    let j = i + 1;
+    while (j < fds.length && (fds[j] < 0) === none && (none || j - i < per)) j++;
+    out.push({
+      payload: encodeIrqSet({
+        flags: IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER,
+        index,
+        start: start + i,
+        count: j - i,
+      }),
+      fds: none ? [] : fds.slice(i, j),
+    });
+    i = j;
+  }
+  return out;
+}

@@ -1,0 +1,278 @@
+/**
+ * An optional interrupt mode for one receive queue: instead of spinning on rxBurst, a
+ * program blocks until the device signals that frames arrived, then polls the queue dry
+ * and blocks again (the NAPI pattern). Polling stays the default; nothing here runs on
+ * the polling hot path.
+ *
+ * What {@linkcode RxInterrupts.enable} sets up, in the order Linux's virtio_pci does:
+ * 1. an eventfd ({@linkcode Eventfd});
+ * 2. MSI-X vector v of the function routed to it (PciDevice.setIrqEventfds:
+ *    VFIO_DEVICE_SET_IRQS, or VFIO_USER_DEVICE_SET_IRQS with the fd as SCM_RIGHTS);
+ * 3. receiveq's queue_msix_vector = v, read back: VIRTIO_MSI_NO_VECTOR means the device
+ *    refused the mapping (virtio 1.x §4.1.5.1.2 MSI-X Vector Configuration, "the driver
+ *    MUST verify success by reading the Vector field value").
+ *
+ * The queue's used-buffer notifications stay suppressed (VIRTQ_AVAIL_F_NO_INTERRUPT, or a
+ * used_event behind the used index with EVENT_IDX, §2.7.7/§2.7.10) except while
+ * {@linkcode RxInterrupts.waitRx} waits: it asks for one notification, checks that no
+ * frame slipped in meanwhile, blocks on the eventfd, and suppresses them again.
+ *
+ * @module
+ */
+
+import { Eventfd } from "../../ffi/eventfd.ts";
+import { VFIO_PCI_MSIX_IRQ_INDEX } from "../../ffi/vfio_uapi.ts";
+import { DriverError } from "../errors.ts";
+import { VIRTIO_MSI_NO_VECTOR } from "../virtio/pci_transport.ts";
+import type { SplitQueue } from "../virtio/split_queue.ts";
+import type { VirtioNetPort } from "./port.ts";
+
+/** Options of {@linkcode RxInterrupts.enable}. */
+export interface RxInterruptOptions {
+  /**
+   * MSI-X vector to use (default 1 + the virtqueue index: vector 0 is left for
+   * configuration changes, as Linux's virtio_pci does, and every queue gets its own).
+   */
+  vector?: number;
+}
+
+/** Vectors routed per port, so that two queues never share one eventfd by accident. */
+const routedVectors = new WeakMap<VirtioNetPort, Set<number>>();
+
+/**
+ * Interrupt-driven waiting on one receive queue of a port.
+ *
+ * @example
+ * ```ts ignore
+ * import { openPort, RxInterrupts } from "../../mod.ts";
+ * const port = openPort("0000:00:04.0", { bind: true });
+ * const irq = port.enableRxInterrupts(0); // or RxInterrupts.enable(port, 0)
+ * const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+ * for (;;) {
+ *   if (!irq.waitRx(1000)) continue; // blocks until frames arrive (or 1 s passed)
+ *   let n;
+ *   while ((n = port.rx(0).rxBurst(bufs, lens, 32)) > 0) {
+ *     for (let i = 0; i < n; i++) port.pool.free(bufs[i]);
+ *   }
+ * }
+ * ```
+ */
+export class RxInterrupts {
+  /** The port. */
+  readonly port: VirtioNetPort;
+  /** Queue pair index (receiveq(pair + 1)). */
+  readonly pair: number;
+  /** The receive virtqueue. */
+  readonly vq: SplitQueue;
+  /** The MSI-X vector the queue's notifications go to. */
+  readonly vector: number;
+  /** The eventfd the vector signals. */
+  readonly eventfd: Eventfd;
+  /** Waits that ended because the device signalled. */
+  wakeups = 0;
+  /** Waits that did not block: frames were already waiting when notifications were asked for. */
+  alreadyPending = 0;
+  /** Waits that ended at their timeout. */
+  timeouts = 0;
+  /** Signals counted by the eventfd (more than wakeups when several came before a read). */
+  signals = 0;
+  #closed = false;
+
+  private constructor(port: VirtioNetPort, pair: number, vector: number, eventfd: Eventfd) {
+    this.port = port;
+    this.pair = pair;
+    this.vq = port.rx(pair).vq;
+    this.vector = vector;
+    this.eventfd = eventfd;
+  }
+
+  /**
+   * Sets up interrupts for receive queue `pair` of `port` (see the module text). Throws
+   * UNSUPPORTED when the function has no MSI-X, BAD_ARGUMENT for a vector outside its
+   * table or already in use, and DEVICE_REFUSED when the device does not take the
+   * mapping. Prefer `port.enableRxInterrupts(pair)`, which also undoes it on port close.
+   */
+  static enable(
+    port: VirtioNetPort,
+    pair = 0,
+    options: RxInterruptOptions = {},
+  ): RxInterrupts {
+    if (!Number.isInteger(pair) || pair < 0 || pair >= port.queuePairs) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `${port.name} has no receive queue ${pair}: use 0…${port.queuePairs - 1}.`,
+      );
+    }
+    const t = port.transport;
+    const pci = t.pci;
+    const vq = port.rx(pair).vq;
+    const count = pci.irqCount(VFIO_PCI_MSIX_IRQ_INDEX);
+    if (count === 0) {
+      throw new DriverError(
+        "UNSUPPORTED",
+        `${port.name} has no MSI-X vectors, so its receive queues cannot interrupt: poll them (QEMU: give virtio-net-pci vectors=N).`,
+      );
+    }
+    const vector = options.vector ?? 1 + vq.index;
+    // §4.1.5.1.2.2: the driver MUST NOT map an event to a vector outside the MSI-X table.
+    if (!Number.isInteger(vector) || vector < 0 || vector >= count) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `MSI-X vector ${vector} is outside ${port.name}'s table of ${count}: pass a vector below ${count} (option vector), or give the device more (QEMU: vectors=${
+          2 * port.queuePairs + 2
+        }).`,
+      );
+    }
+    const used = routedVectors.get(port) ?? new Set<number>();
+    if (used.has(vector)) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `MSI-X vector ${vector} of ${port.name} already signals another queue: pass another vector (option vector).`,
+      );
+    }
+    const efd = Eventfd.create();
+    let routed = false;
+    try {
+      vq.disableInterrupts();
+      pci.setIrqEventfds(VFIO_PCI_MSIX_IRQ_INDEX, vector, [efd.fd]);
+      routed = true;
+      const got = t.setQueueVector(vq.index, vector);
+      if (got !== vector) {
+        throw new DriverError(
+          "DEVICE_REFUSED",
+          `${port.name} did not map receiveq${
+            pair + 1
+          } to MSI-X vector ${vector} (queue_msix_vector reads back 0x${
+            got.toString(16)
+          }, §4.1.5.1.2): it has no resources for it; try another vector or poll the queue.`,
+        );
+      }
+    } catch (e) {
+      if (routed) unroute(port, used, vector);
+      efd.close();
+      throw e;
+    }
+    used.add(vector);
+    routedVectors.set(port, used);
+    return new RxInterrupts(port, pair, vector, efd);
+  }
+
+  /** True until {@linkcode RxInterrupts.close}. */
+  get enabled(): boolean {
+    return !this.#closed;
+  }
+
+  /**
+   * Asks the device for a notification when it next returns a receive buffer. Returns
+   * true when frames are already waiting (no notification will come for them).
+   */
+  arm(): boolean {
+    return this.vq.enableInterrupts();
+  }
+
+  /** Suppresses the queue's notifications again (the state between waits). */
+  disarm(): void {
+    this.vq.disableInterrupts();
+  }
+
+  /**
+   * Blocks until the eventfd is signalled or `timeoutMs` passed, without asking for a
+   * notification; returns the signals counted (0: none). For tests and for callers that
+   * arm themselves.
+   */
+  waitSignal(timeoutMs: number): number {
+    this.#live();
+    const n = this.eventfd.wait(timeoutMs);
+    this.signals += n;
+    return n;
+  }
+
+  /**
+   * Waits for frames: asks for a notification, returns at once when frames are already
+   * there, else blocks the thread on the eventfd (poll(2)) until the device signals or
+   * `timeoutMs` passed, and suppresses notifications again. Returns true when frames wait
+   * in the ring: take them with rxBurst until it returns 0, then wait again.
+   */
+  waitRx(timeoutMs: number): boolean {
+    this.#live();
+    this.eventfd.take(); // signals from before are stale: the ring is checked after arming
+    if (this.arm()) {
+      this.disarm();
+      this.alreadyPending++;
+      return true;
+    }
+    const n = this.eventfd.wait(timeoutMs);
+    this.disarm();
+    this.#count(n);
+    return this.vq.hasUsed();
+  }
+
+  /**
+   * {@linkcode RxInterrupts.waitRx} that waits on a Deno FFI worker thread, so the event
+   * loop of the calling thread runs on meanwhile.
+   */
+  async waitRxAsync(timeoutMs: number): Promise<boolean> {
+    this.#live();
+    this.eventfd.take();
+    if (this.arm()) {
+      this.disarm();
+      this.alreadyPending++;
+      return true;
+    }
+    const n = await this.eventfd.waitAsync(timeoutMs);
+    if (this.#closed) return false;
+    this.disarm();
+    this.#count(n);
+    return this.vq.hasUsed();
+  }
+
+  #count(n: number): void {
+    if (n > 0) {
+      this.wakeups++;
+      this.signals += n;
+    } else {
+      this.timeouts++;
+    }
+  }
+
+  #live(): void {
+    if (this.#closed) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Receive interrupts of receiveq${
+          this.pair + 1
+        } of ${this.port.name} were turned off: enable them again to wait.`,
+      );
+    }
+  }
+
+  /**
+   * Turns the queue's interrupts off: suppresses notifications, unmaps the queue's vector
+   * (VIRTIO_MSI_NO_VECTOR, §4.1.5.1.2), detaches the eventfd from the vector (and turns
+   * MSI-X off when no other queue of the port uses it) and closes the eventfd. Idempotent;
+   * the queue goes on working by polling.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const used = routedVectors.get(this.port) ?? new Set<number>();
+    try {
+      this.vq.disableInterrupts();
+      this.port.transport.setQueueVector(this.vq.index, VIRTIO_MSI_NO_VECTOR);
+      unroute(this.port, used, this.vector);
+    } catch (e) {
+      // A vfio-user server that went away took its interrupts with it.
+      if (!(e instanceof DriverError && e.code === "TRANSPORT")) throw e;
+    } finally {
+      used.delete(this.vector);
+      this.eventfd.close();
+    }
+  }
+}
+
+/** Detaches `vector`'s eventfd; the last vector of a port turns MSI-X off altogether. */
+function unroute(port: VirtioNetPort, used: Set<number>, vector: number): void {
+  const pci = port.transport.pci;
+  const others = [...used].some((v) => v !== vector);
+  pci.setIrqEventfds(VFIO_PCI_MSIX_IRQ_INDEX, others ? vector : 0, others ? [-1] : []);
+}
