@@ -16,6 +16,7 @@ import {
   strerror,
   SysError,
 } from "../../ffi/libc.ts";
+import { CC, runCProbe } from "./c_probe.ts";
 
 const EBADF = 9;
 
@@ -104,20 +105,6 @@ const NAMES = Object.entries(libcMod)
   .filter(([k, v]) => /^(O|PROT|MAP|MFD|EFD|E)[A-Z0-9_]*$/.test(k) && typeof v === "number")
   .map(([k]) => k);
 
-function which(cmd: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (!dir) continue;
-    try {
-      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
-
-const CC = which("cc");
-
 Deno.test({
   name: CC
     ? "open/mmap/memfd/eventfd flags and errno values match the C headers (compiled with cc)"
@@ -134,27 +121,15 @@ Deno.test({
       "  return 0;",
       "}",
     ].join("\n");
-    const dir = await Deno.makeTempDir({ prefix: "libc_probe_" });
-    try {
-      await Deno.writeTextFile(`${dir}/probe.c`, src);
-      const build = await new Deno.Command(CC!, {
-        args: ["-o", `${dir}/probe`, `${dir}/probe.c`],
-        stderr: "piped",
-      }).output();
-      assert.equal(build.code, 0, new TextDecoder().decode(build.stderr));
-      const out = await new Deno.Command(`${dir}/probe`, { stdout: "piped" }).output();
-      const c = new Map(
-        new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => {
-          const [k, v] = l.split(" ");
-          return [k, Number(v)] as const;
-        }),
-      );
-      const mod = libcMod as unknown as Record<string, number>;
-      for (const n of NAMES) assert.equal(mod[n], c.get(n), n);
-      // MAP_FAILED is (void *)-1.
-      assert.equal(libcMod.MAP_FAILED, (1n << 64n) - 1n);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    const c = new Map(
+      (await runCProbe(src)).trim().split("\n").map((l) => {
+        const [k, v] = l.split(" ");
+        return [k, Number(v)] as const;
+      }),
+    );
+    const mod = libcMod as unknown as Record<string, number>;
+    for (const n of NAMES) assert.equal(mod[n], c.get(n), n);
+    // MAP_FAILED is (void *)-1.
+    assert.equal(libcMod.MAP_FAILED, (1n << 64n) - 1n);
   },
 });

@@ -17,6 +17,7 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from "../../src/virtio/ring_math.ts";
+import { cProbeAvailable, runCProbe } from "./c_probe.ts";
 
 const POWERS_OF_TWO = Array.from({ length: 16 }, (_, i) => 1 << i); // 1 … 32768
 
@@ -169,31 +170,7 @@ Deno.test("vringNeedEvent() examples: passed, not reached, and across the wrap",
 // Against include/uapi/linux/virtio_ring.h, compiled.
 // ---------------------------------------------------------------------------------------
 
-const VIRTIO_RING_H = "/usr/include/linux/virtio_ring.h";
-
-function which(cmd: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (!dir) continue;
-    try {
-      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
-
-function present(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const CC = which("cc");
-const HAVE_C = CC !== null && present(VIRTIO_RING_H);
-const REASON = CC === null ? "no `cc` in PATH" : `${VIRTIO_RING_H} is missing`;
+const { ok: HAVE_C, reason: REASON } = cProbeAvailable(["linux/virtio_ring.h"]);
 
 Deno.test({
   name: HAVE_C
@@ -218,35 +195,23 @@ int main(void) {
   return 0;
 }
 `;
-    const dir = await Deno.makeTempDir({ prefix: "ring_math_probe_" });
-    try {
-      await Deno.writeTextFile(`${dir}/probe.c`, src);
-      const build = await new Deno.Command(CC!, {
-        args: ["-o", `${dir}/probe`, `${dir}/probe.c`],
-        stderr: "piped",
-      }).output();
-      assert.equal(build.code, 0, new TextDecoder().decode(build.stderr));
-      const run = await new Deno.Command(`${dir}/probe`, { stdout: "piped" }).output();
-      const [consts, bits] = new TextDecoder().decode(run.stdout).trim().split("\n");
-      assert.deepEqual(consts.split(" ").map(Number), [
-        VIRTQ_DESC_SIZE,
-        VIRTQ_DESC_F_NEXT,
-        VIRTQ_DESC_F_WRITE,
-        VIRTQ_DESC_F_INDIRECT,
-        VIRTQ_AVAIL_F_NO_INTERRUPT,
-        VIRTQ_USED_F_NO_NOTIFY,
-      ]);
-      let k = 0;
-      for (const e of values) {
-        for (const a of values) {
-          for (const o of values) {
-            assert.equal(vringNeedEvent(e, a, o), bits[k++] === "1", `(${e}, ${a}, ${o})`);
-          }
+    const [consts, bits] = (await runCProbe(src)).trim().split("\n");
+    assert.deepEqual(consts.split(" ").map(Number), [
+      VIRTQ_DESC_SIZE,
+      VIRTQ_DESC_F_NEXT,
+      VIRTQ_DESC_F_WRITE,
+      VIRTQ_DESC_F_INDIRECT,
+      VIRTQ_AVAIL_F_NO_INTERRUPT,
+      VIRTQ_USED_F_NO_NOTIFY,
+    ]);
+    let k = 0;
+    for (const e of values) {
+      for (const a of values) {
+        for (const o of values) {
+          assert.equal(vringNeedEvent(e, a, o), bits[k++] === "1", `(${e}, ${a}, ${o})`);
         }
       }
-      assert.equal(k, bits.length);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
     }
+    assert.equal(k, bits.length);
   },
 });

@@ -28,6 +28,7 @@ import {
   VIRTIO_NET_RSS_HASH_TYPE_TCPv4,
   VIRTIO_NET_RSS_HASH_TYPES_ALL,
 } from "../../src/steering/hash_types.ts";
+import { cProbeAvailable, runCProbe } from "./c_probe.ts";
 
 const KEY = Uint8Array.from({ length: 40 }, (_, i) => 0xa0 + i);
 /** QEMU 7.2's limits: rss_max_key_size 40, rss_max_indirection_table_length 128. */
@@ -275,30 +276,7 @@ Deno.test("encodeHashConfig() and decodeHashConfig() validate", () => {
 // ---------------------------------------------------------------------------------------
 // Against the kernel's header, when there is a compiler.
 
-const VIRTIO_NET_H = "/usr/include/linux/virtio_net.h";
-
-function which(cmd: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
-
-function present(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const CC = which("cc");
-const HAVE_C = CC !== null && present(VIRTIO_NET_H);
-const REASON = CC === null ? "no `cc` in PATH" : `${VIRTIO_NET_H} is missing`;
+const { ok: HAVE_C, reason: REASON } = cProbeAvailable(["linux/virtio_net.h"]);
 
 Deno.test({
   name: HAVE_C
@@ -326,45 +304,33 @@ int main(void) {
   return 0;
 }
 `;
-    const dir = await Deno.makeTempDir({ prefix: "rss_config_probe_" });
-    try {
-      await Deno.writeTextFile(`${dir}/probe.c`, src);
-      const build = await new Deno.Command(CC!, {
-        args: ["-o", `${dir}/probe`, `${dir}/probe.c`],
-        stderr: "piped",
-      }).output();
-      assert.equal(build.code, 0, new TextDecoder().decode(build.stderr));
-      const run = await new Deno.Command(`${dir}/probe`, { stdout: "piped" }).output();
-      const [consts, rss, hash] = new TextDecoder().decode(run.stdout).trim().split("\n")
-        .map((l) => l.split(" ").map(Number));
-      assert.deepEqual(consts, [
-        VIRTIO_NET_CTRL_MQ,
-        VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
-        VIRTIO_NET_CTRL_MQ_RSS_CONFIG,
-        VIRTIO_NET_CTRL_MQ_HASH_CONFIG,
-        VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN,
-        VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX,
-      ]);
-      // Where our encoder puts each field for a one-entry table.
-      const one = encodeRssConfig(
-        config({ hashTypes: 0x01020304, indirectionTable: [3], unclassifiedQueue: 2, maxTxVq: 1 }),
-        { ...QEMU, supportedHashTypes: 0xffffffff }, // a pattern, not real hash types
-      );
-      const v = new DataView(one.buffer);
-      const [hashTypes, mask, unclassified, table, maxTx, keyLen] = rss;
-      assert.equal(v.getUint32(hashTypes, true), 0x01020304);
-      assert.equal(v.getUint16(mask, true), 0);
-      assert.equal(v.getUint16(unclassified, true), 2);
-      assert.equal(v.getUint16(table, true), 3);
-      assert.equal(v.getUint16(maxTx, true), 1);
-      assert.equal(one[keyLen], 40);
-      assert.equal(one.length, keyLen + 1 + 40);
-      const h = encodeHashConfig({ hashTypes: 1, key: KEY }, { maxKeySize: 40 });
-      assert.deepEqual(hash, [4, 12, 13]);
-      assert.equal(h[hash[1]], 40);
-      assert.equal(h[hash[2]], KEY[0]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    const [consts, rss, hash] = (await runCProbe(src)).trim().split("\n")
+      .map((l) => l.split(" ").map(Number));
+    assert.deepEqual(consts, [
+      VIRTIO_NET_CTRL_MQ,
+      VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
+      VIRTIO_NET_CTRL_MQ_RSS_CONFIG,
+      VIRTIO_NET_CTRL_MQ_HASH_CONFIG,
+      VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN,
+      VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX,
+    ]);
+    // Where our encoder puts each field for a one-entry table.
+    const one = encodeRssConfig(
+      config({ hashTypes: 0x01020304, indirectionTable: [3], unclassifiedQueue: 2, maxTxVq: 1 }),
+      { ...QEMU, supportedHashTypes: 0xffffffff }, // a pattern, not real hash types
+    );
+    const v = new DataView(one.buffer);
+    const [hashTypes, mask, unclassified, table, maxTx, keyLen] = rss;
+    assert.equal(v.getUint32(hashTypes, true), 0x01020304);
+    assert.equal(v.getUint16(mask, true), 0);
+    assert.equal(v.getUint16(unclassified, true), 2);
+    assert.equal(v.getUint16(table, true), 3);
+    assert.equal(v.getUint16(maxTx, true), 1);
+    assert.equal(one[keyLen], 40);
+    assert.equal(one.length, keyLen + 1 + 40);
+    const h = encodeHashConfig({ hashTypes: 1, key: KEY }, { maxKeySize: 40 });
+    assert.deepEqual(hash, [4, 12, 13]);
+    assert.equal(h[hash[1]], 40);
+    assert.equal(h[hash[2]], KEY[0]);
   },
 });

@@ -19,6 +19,7 @@ import { bit } from "../../src/virtio/features.ts";
 import * as transport from "../../src/virtio/pci_transport.ts";
 import type { VirtioPciTransport } from "../../src/virtio/pci_transport.ts";
 import * as status from "../../src/virtio/status.ts";
+import { CC, cProbeAvailable, runCProbe } from "./c_probe.ts";
 
 const HEADERS = [
   "linux/virtio_config.h",
@@ -27,30 +28,7 @@ const HEADERS = [
   "linux/virtio_net.h",
 ];
 
-function which(cmd: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (!dir) continue;
-    try {
-      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
-
-function headersPresent(): boolean {
-  return HEADERS.every((h) => {
-    try {
-      return Deno.statSync(`/usr/include/${h}`).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
-
-const CC = which("cc");
-const HAVE_C = CC !== null && headersPresent();
+const HAVE_C = cProbeAvailable(HEADERS).ok;
 const REASON = CC === null ? "no `cc` in PATH" : "linux/virtio_*.h headers are missing";
 const name = (what: string) => HAVE_C ? what : `${what} [SKIPPED: ${REASON}]`;
 
@@ -125,24 +103,12 @@ function cFacts(): Promise<Record<string, number>> {
       lines.push(`  printf("${ts} %lld\\n", (long long)(${c}));`);
     }
     lines.push("  return 0;", "}");
-    const dir = await Deno.makeTempDir({ prefix: "virtio_abi_probe_" });
-    try {
-      await Deno.writeTextFile(`${dir}/probe.c`, lines.join("\n") + "\n");
-      const build = await new Deno.Command(CC!, {
-        args: ["-o", `${dir}/probe`, `${dir}/probe.c`],
-        stderr: "piped",
-      }).output();
-      assert.equal(build.code, 0, new TextDecoder().decode(build.stderr));
-      const run = await new Deno.Command(`${dir}/probe`, { stdout: "piped" }).output();
-      const out: Record<string, number> = {};
-      for (const l of new TextDecoder().decode(run.stdout).trim().split("\n")) {
-        const [k, v] = l.split(" ");
-        out[k] = Number(v);
-      }
-      return out;
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+    const out: Record<string, number> = {};
+    for (const l of (await runCProbe(lines.join("\n") + "\n")).trim().split("\n")) {
+      const [k, v] = l.split(" ");
+      out[k] = Number(v);
     }
+    return out;
   })();
   return facts;
 }
