@@ -27,6 +27,23 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 Deno.test({
+  name: "vfio-user: port_info runs with --allow-ffi only and prints the features by name",
+  ignore: !isRoot,
+  async fn() {
+    await using bed = await VfioUserBed.start({ ports: 1, queues: 2 });
+    const prog = HostProgram.start("examples/port_info.ts", [bed.portName(0)]);
+    const code = await prog.finish();
+    const out = prog.lines.join("\n");
+    console.log(out);
+    assert.equal(code, 0, await prog.stderr);
+    assert.match(out, /negotiated .*VIRTIO_NET_F_MQ/);
+    assert.match(out, /negotiated .*VIRTIO_F_VERSION_1/);
+    assert.match(out, /negotiated .*VIRTIO_F_ACCESS_PLATFORM/);
+    assert.match(out, /max pairs +2/);
+  },
+});
+
+Deno.test({
   name: `vfio-user: the driver receives ${FRAMES} frames and transmits ${FRAMES}, byte for byte`,
   ignore: !isRoot,
   async fn() {
