@@ -225,13 +225,15 @@ export class VirtioNetPort {
     validateConfig(name, config);
     const pairs = checkPairs(name, options.queuePairs ?? 1, features, config);
     const headerSize = netHeaderSize(hasFeature(features, VIRTIO_NET_F_HASH_REPORT));
-    const bufferSize = options.bufferSize ?? 2048;
-    if (bufferSize < headerSize + 1514 || bufferSize % 64 !== 0) {
+    // Without VIRTIO_NET_F_MRG_RXBUF every received frame must fit one buffer (§5.1.6.3.1):
+    // the largest is the MTU plus an Ethernet header and a VLAN tag.
+    const frameMax = config.mtu + 18;
+    const need = alignUp(headerSize + frameMax, 64);
+    const bufferSize = options.bufferSize ?? Math.max(2048, need);
+    if (bufferSize < need || bufferSize % 64 !== 0) {
       throw new DriverError(
         "BAD_ARGUMENT",
-        `A buffer size of ${bufferSize} cannot hold a 1514-byte frame and its header: use a multiple of 64 of at least ${
-          headerSize + 1514
-        }.`,
+        `A buffer size of ${bufferSize} cannot hold a ${frameMax}-byte frame (MTU ${config.mtu}) and its ${headerSize}-byte header: use a multiple of 64 of at least ${need}.`,
       );
     }
 
@@ -259,12 +261,10 @@ export class VirtioNetPort {
       pool = new BufferPool(region, ringsTotal + ctrlBytes, poolSize, bufferSize);
     } else {
       pool = options.pool;
-      if (pool.bufferSize < headerSize + 1514) {
+      if (pool.bufferSize < headerSize + frameMax) {
         throw new DriverError(
           "BAD_ARGUMENT",
-          `The shared pool's ${pool.bufferSize}-byte buffers cannot hold a 1514-byte frame and its header: use buffers of at least ${
-            headerSize + 1514
-          } bytes.`,
+          `The shared pool's ${pool.bufferSize}-byte buffers cannot hold a ${frameMax}-byte frame (MTU ${config.mtu}) and its header: use buffers of at least ${need} bytes.`,
         );
       }
       const shared = pool.region;
