@@ -12,7 +12,8 @@
  * again before the next one. The echo carries the driver's own CLOCK_MONOTONIC at wake-up:
  * where the driver runs on this kernel (the vfio-user bed) `wake − sent` is the one-way
  * host send → driver wake-up latency; in a guest (the VM bed) its clock is another one and
- * only the round trip means something. Prints one JSON line with every sample in µs.
+ * only durations mean something: the round trip, and the driver's turnaround (wake-up to
+ * echo ready), which the echo carries too. Prints one JSON line with every sample in µs.
  *
  * @module
  */
@@ -40,8 +41,10 @@ export const PROBE_SEQ = 14;
 export const PROBE_SENT_NS = 18;
 /** Probe offset of the driver's wake-up time (its CLOCK_MONOTONIC ns, u64 LE). */
 export const PROBE_WAKE_NS = 30;
-/** Probe offset of how the driver's wait ended: 0 timeout, 1 signal, 2 already pending. */
+/** Probe offset of how the driver's wait ended: 0 timeout, 1 signal, 2 pending, 3 polled. */
 export const PROBE_HOW = 38;
+/** Probe offset of the driver's turnaround, wake-up to echo ready (ns, u32 LE). */
+export const PROBE_TURN_NS = 40;
 /** Probe length (the Ethernet minimum). */
 export const PROBE_LEN = 60;
 /** Source MAC of the probes. */
@@ -73,7 +76,9 @@ export interface EchoSample {
   rttUs: number;
   /** Driver wake-up time minus send time, µs (meaningful on one kernel only). */
   wakeUs: number;
-  /** How the driver's wait ended: "timeout", "signal" or "pending". */
+  /** The driver's turnaround, wake-up to echo ready, µs (its own clock: a duration). */
+  turnUs: number;
+  /** How the driver's wait ended: "timeout", "signal", "pending" or "poll". */
   how: string;
 }
 
@@ -147,7 +152,8 @@ export async function timeEchoes(
           seq,
           rttUs: Number(now - sent) / 1000,
           wakeUs: Number(bv.getBigUint64(PROBE_WAKE_NS, true) - sent) / 1000,
-          how: ["timeout", "signal", "pending"][buf[PROBE_HOW]] ?? "?",
+          turnUs: bv.getUint32(PROBE_TURN_NS, true) / 1000,
+          how: ["timeout", "signal", "pending", "poll"][buf[PROBE_HOW]] ?? "?",
         });
       }
       if (!answered) lost++;
