@@ -74,7 +74,7 @@ fi
 unset BED_AGENT_ASH
 B=${GUEST_SHARE_DIR}
 ${exports.join("\n")}
-mkdir -p "$HOME" "$DENO_DIR"
+mkdir -p "$HOME" "$DENO_DIR" "$TMPDIR"
 ip link set lo up 2>/dev/null
 cd /
 mkfifo /run/bed-agent.fifo && exec 3<>/run/bed-agent.fifo

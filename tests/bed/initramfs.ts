@@ -8,7 +8,8 @@
  * What `/init` does, in order:
  * 1. mounts proc, sysfs, devtmpfs and sends its output to the serial console;
  * 2. `insmod`s {@linkcode INITRAMFS_MODULES} (those that are modules of this kernel);
- * 3. mounts the 9p tag `hostroot` read-only on /newroot, tmpfs on /newroot/run and /tmp,
+ * 3. mounts the 9p tag `hostroot` read-only on /newroot, tmpfs on /newroot/run (the host's
+ *    /tmp stays visible, read-only, so a checkout under /tmp works; TMPDIR is /run/tmp),
  *    the writable 9p tag `bed` on /newroot/run/bed;
  * 4. moves proc/sys/dev over, adds /dev/pts, /dev/shm, /dev/hugepages;
  * 5. `switch_root`s into /newroot and runs `/bin/sh /run/bed/agent.sh` (written by the host
@@ -68,7 +69,8 @@ done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=${MSIZE},cache=loose ${HOSTROOT_TAG} /newroot \\
   || fail "mount ${HOSTROOT_TAG}"
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "tmpfs /run"
-mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || fail "tmpfs /tmp"
+# /tmp stays the host's (read-only): a project checked out under /tmp must be visible in
+# the guest. Writable temporary files go to $TMPDIR=/run/tmp (tmpfs).
 mkdir -p /newroot${GUEST_SHARE_DIR}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=${MSIZE} ${BED_TAG} /newroot${GUEST_SHARE_DIR} \\
   || fail "mount ${BED_TAG}"

@@ -189,6 +189,7 @@ export class VmBed {
           PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
           HOME: "/run/home",
           DENO_DIR: "/run/deno",
+          TMPDIR: "/run/tmp",
           DENO_NO_UPDATE_CHECK: "1",
           LANG: "C.UTF-8",
           TERM: "dumb",
