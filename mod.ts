@@ -67,3 +67,4 @@ export * from "./src/steering/toeplitz.ts";
 export * from "./src/steering/hash_types.ts";
 export * from "./src/steering/rss_config.ts";
 export * from "./src/net/rx_filter.ts";
+export * from "./src/engine/mod.ts";

@@ -1,9 +1,38 @@
 /**
  * Two-port layer-2 forwarding, as DPDK's l2fwd: every frame received on PORT0 is sent out
  * of PORT1 and the other way round, through one buffer pool shared by both ports (no
- * copy). Run-to-completion polling on one thread, one queue pair per port.
+ * copy). Run to completion on one Deno Worker per queue pair (src/engine/): worker k
+ * forwards receiveq(k+1) of each port to transmitq(k+1) of the other; the main thread
+ * keeps the control path (steering, link status, statistics, capture file, shutdown).
  *
  *     deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
+ *
+ * `--script FILE` also needs `--allow-read=FILE`, `--pcap FILE` `--allow-write=FILE`.
+ *
+ * Statistics: every second, and a summary at exit. On a terminal (or `--stats table`) a
+ * table; otherwise (or `--stats json`) one JSON object per line:
+ *
+ *     {"event":"stats"|"summary","elapsedS":S,
+ *      "ports":[{"port":0,"name":N,"link":"up"|"down"|"unknown",
+ *                "rxPackets","rxBytes","txPackets","txBytes","rxPps","txPps",
+ *                "dropsTxRingFull","txRingFullWaits","dropsNoBuffer","dropsScript","dropsRunt",
+ *                "dropsTooLong",
+ *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
+ *                "queues":[{"queue":0, …the same counters and rates for that pair}]}],
+ *      "workers":[{"queue","state","loops","idleWaits","heapWarm","heapLast","heapGrowth",
+ *                  "heapDrops","warmPackets","warmAtMs","nowMs","poolAvailable",
+ *                  "pcapCaptured","pcapDropped"}],
+ *      "script":{"counters":{NAME:N},"report":…},      (with --script)
+ *      "pcap":{"captured","dropped","written"}}        (with --pcap)
+ *
+ * A port's totals are the sums of its queue pairs. Receive counters count frames received
+ * on that port; transmit counters and "dropsTxRingFull" frames sent (or not) out of it
+ * ("txRingFullWaits": bursts its full ring did not take whole, which waited);
+ * "dropsScript" frames received on it that the script dropped; "dropsNoBuffer" receive
+ * descriptors left empty because the worker's buffers ran out. Bytes exclude the
+ * virtio-net header. Heap figures are bytes of each worker's V8 heap: at warm-up
+ * (`--warmup` packets) and at the last once-a-second sample. Exit status: 0 after a clean
+ * stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error, 2 on bad usage.
  *
  * @module
  */
@@ -14,210 +43,237 @@ import {
   DriverError,
   formatMac,
   openPort,
-  type RxQueue,
-  type TxQueue,
+  VIRTIO_NET_F_STATUS,
   type VirtioNetPort,
 } from "../mod.ts";
+import { ForwardingEngine } from "../src/engine/engine.ts";
+import { type EngineSnapshot } from "../src/engine/snapshot.ts";
+import { buildReport, formatTable } from "../src/engine/stats_report.ts";
+import { hasFeature } from "../src/virtio/features.ts";
 
 const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
 
-Forwards PORT0 -> PORT1 and PORT1 -> PORT0. A PORT is a PCI address (kernel VFIO,
-e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
+Forwards PORT0 -> PORT1 and PORT1 -> PORT0 on one worker per queue pair. A PORT is a PCI
+address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
 
-  --burst N          frames per receive and transmit burst (default 32)
-  --tx-drain-us US   send a partial transmit burst after US microseconds (default 100)
-  --mac-rewrite      rewrite source MAC to the sending port's, destination to
-                     02:00:00:00:00:<port> (as DPDK l2fwd does)
-  --stats MODE       table | json | off (default: table on a terminal, json otherwise)
-  --duration S       stop after S seconds (default: run until SIGINT/SIGTERM)
-  --bind             take the functions from their kernel driver (bind to vfio-pci)
-  --restore-driver   give them back to their kernel driver at exit
-  --help             this text`;
+  --queues N          queue pairs per port, one worker each (default 1)
+  --burst N           frames per receive and transmit burst (default 32)
+  --steering MODE     single | auto | rss (default: auto with several queues)
+  --mac-rewrite       rewrite source MAC to the sending port's, destination to
+                      02:00:00:00:00:<port> (as DPDK l2fwd does)
+  --script FILE       run every burst through FILE's handleBurst (needs --allow-read=FILE)
+  --script-arg K=V    an option for the script (repeatable)
+  --pcap FILE         capture frames received on --pcap-port into FILE (needs
+                      --allow-write=FILE)
+  --pcap-port P       port to capture (default 0)
+  --pcap-queue Q      queue pair to capture, or all (default all)
+  --stats MODE        table | json | off (default: table on a terminal, json otherwise)
+  --duration S        stop after S seconds (default: run until SIGINT/SIGTERM)
+  --tx-drain-us US    send a partial transmit burst after US microseconds (default 100)
+  --tx-full MODE      frames a full transmit ring does not take: wait (keep them, stop
+                      receiving that way until there is room; default) or drop (count
+                      them, as DPDK l2fwd does)
+  --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
+  --warmup N          packets per worker before its heap is sampled as warm (default 50000)
+  --bind              take the functions from their kernel driver (bind to vfio-pci)
+  --restore-driver    give them back to their kernel driver at exit
+  --help              this text`;
 
-/** Counters of one forwarding direction's input port. */
-interface PortStats {
-  rxPackets: number;
-  rxBytes: number;
-  txPackets: number;
-  txBytes: number;
-  dropsTxRingFull: number;
-  /** Notifications sent to the device (receive refills and transmits). */
-  kicks: number;
+function usageError(message: string): never {
+  throw new DriverError("BAD_ARGUMENT", `${message}: see --help.`);
+}
+
+function intOption(value: string | undefined, name: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!(Number.isInteger(n) && n >= min && n <= max)) {
+    usageError(`--${name} must be an integer from ${min} to ${max}, not '${value}'`);
+  }
+  return n;
 }
 
 async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      burst: { type: "string", default: "32" },
-      "tx-drain-us": { type: "string", default: "100" },
-      "mac-rewrite": { type: "boolean", default: false },
-      stats: { type: "string" },
-      duration: { type: "string" },
-      bind: { type: "boolean", default: false },
-      "restore-driver": { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    allowPositionals: true,
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        queues: { type: "string", default: "1" },
+        burst: { type: "string", default: "32" },
+        steering: { type: "string" },
+        "mac-rewrite": { type: "boolean", default: false },
+        script: { type: "string" },
+        "script-arg": { type: "string", multiple: true, default: [] },
+        pcap: { type: "string" },
+        "pcap-port": { type: "string", default: "0" },
+        "pcap-queue": { type: "string", default: "all" },
+        stats: { type: "string" },
+        duration: { type: "string" },
+        "tx-drain-us": { type: "string", default: "100" },
+        "tx-full": { type: "string", default: "wait" },
+        "idle-us": { type: "string", default: "50" },
+        warmup: { type: "string", default: "50000" },
+        bind: { type: "boolean", default: false },
+        "restore-driver": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      allowPositionals: true,
+    });
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
-  const burst = Number(values.burst);
+  let queues: number, burst: number, durationMs: number, steering: string;
   const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "table" : "json");
-  if (positionals.length !== 2 || !(burst >= 1 && burst <= 256) || !Number.isInteger(burst)) {
-    console.error(USAGE);
+  const scriptArgs: Record<string, string> = {};
+  try {
+    if (positionals.length !== 2) usageError(`l2fwd needs two ports, not ${positionals.length}`);
+    queues = intOption(values.queues, "queues", 1, 64);
+    burst = intOption(values.burst, "burst", 1, 256);
+    steering = values.steering ?? (queues > 1 ? "auto" : "single");
+    if (!["single", "auto", "rss"].includes(steering)) {
+      usageError(`--steering must be single, auto or rss, not '${steering}'`);
+    }
+    if (!["wait", "drop"].includes(values["tx-full"])) {
+      usageError(`--tx-full must be wait or drop, not '${values["tx-full"]}'`);
+    }
+    if (!["table", "json", "off"].includes(statsMode)) {
+      usageError(`--stats must be table, json or off, not '${statsMode}'`);
+    }
+    durationMs = values.duration === undefined ? Infinity : Number(values.duration) * 1000;
+    if (!(durationMs > 0)) usageError(`--duration must be a positive number of seconds`);
+    for (const a of values["script-arg"]) {
+      const eq = a.indexOf("=");
+      if (eq < 1) usageError(`--script-arg takes KEY=VALUE, not '${a}'`);
+      scriptArgs[a.slice(0, eq)] = a.slice(eq + 1);
+    }
+  } catch (e) {
+    if (!(e instanceof DriverError)) throw e;
+    console.error(`error: ${e.message}`);
     return 2;
   }
-  if (!["table", "json", "off"].includes(statsMode)) {
-    console.error(`error: --stats must be table, json or off, not '${statsMode}'.`);
-    return 2;
-  }
-  const drainMs = Number(values["tx-drain-us"]) / 1000;
-  const durationMs = values.duration === undefined ? Infinity : Number(values.duration) * 1000;
+  const pcapQueue = values["pcap-queue"] === "all"
+    ? undefined
+    : intOption(values["pcap-queue"], "pcap-queue", 0, queues - 1);
+  const drainUs = Number(values["tx-drain-us"]);
+  const idleUs = Number(values["idle-us"]);
 
-  const pool = createSharedPool(8192);
+  // Room for every ring of both ports, what the workers buffer, and slack to refill.
+  const pool = createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
   const ports: VirtioNetPort[] = [];
+  let engine: ForwardingEngine | null = null;
   try {
     for (const spec of positionals) {
       ports.push(openPort(spec, {
         bind: values.bind,
         restoreDriver: values["restore-driver"],
         pool,
+        queuePairs: queues,
+        // Both ports must put frames at the same offset: no hash report (8 more bytes).
+        hashReport: false,
       }));
     }
+    for (const p of ports) {
+      if (steering === "single") p.steering.set({ mode: "single" });
+      else if (steering === "rss") p.steering.set({ mode: "rss", pairs: queues });
+      else if (queues > 1) p.steering.set({ mode: "auto", pairs: queues });
+    }
+    const failed: DriverError[] = [];
+    let wake: (() => void) | null = null as (() => void) | null;
+    engine = await ForwardingEngine.start(ports, pool, {
+      burst,
+      drainUs,
+      idleUs,
+      macRewrite: values["mac-rewrite"],
+      txFull: values["tx-full"] as "wait" | "drop",
+      warmupPackets: Number(values.warmup),
+      script: values.script ? { path: values.script, args: scriptArgs } : undefined,
+      capture: values.pcap
+        ? {
+          path: values.pcap,
+          port: intOption(values["pcap-port"], "pcap-port", 0, 1),
+          queue: pcapQueue,
+        }
+        : undefined,
+      onError: (e) => {
+        failed.push(e);
+        wake?.();
+      },
+    });
     for (const [i, p] of ports.entries()) {
       console.error(
         `port ${i}: ${p.name} mac ${formatMac(p.config.mac)} link ${
           p.config.linkUp ? "up" : "down"
-        } features ${p.negotiatedFeatureNames().join(" ")}`,
+        } queues ${queues} steering ${steering} features ${p.negotiatedFeatureNames().join(" ")}`,
       );
     }
-    let stop = false;
-    const onSignal = () => stop = true;
-    Deno.addSignalListener("SIGINT", onSignal);
-    Deno.addSignalListener("SIGTERM", onSignal);
 
-    const stats: PortStats[] = ports.map(() => ({
-      rxPackets: 0,
-      rxBytes: 0,
-      txPackets: 0,
-      txBytes: 0,
-      dropsTxRingFull: 0,
-      kicks: 0,
-    }));
-    const bufs = new Uint32Array(burst), lens = new Uint32Array(burst);
-    const data = pool.data;
-    // Destination MACs for --mac-rewrite: 02:00:00:00:00:<output port>.
-    const rewrite = values["mac-rewrite"];
-    const srcMac = ports.map((p) => p.config.mac);
-
-    // Transmit buffering, as DPDK's l2fwd (rte_eth_tx_buffer): frames for a port collect
-    // until a burst is full or --tx-drain-us passed, so one notification covers many.
-    const txBufs = ports.map(() => new Uint32Array(burst));
-    const txLens = ports.map(() => new Uint32Array(burst));
-    const txCount = new Uint32Array(ports.length);
-    const txSince = new Float64Array(ports.length);
-    const flush = (to: number, tx: TxQueue): void => {
-      const n = txCount[to];
-      if (n === 0) return;
-      const b = txBufs[to];
-      const sent = tx.txBurst(b, txLens[to], n);
-      // Frames the ring could not take are dropped and counted (DPDK l2fwd does the same).
-      for (let i = sent; i < n; i++) pool.free(b[i]);
-      stats[1 - to].dropsTxRingFull += n - sent;
-      txCount[to] = 0;
-    };
-
-    const forward = (rx: RxQueue, to: number, tx: TxQueue, now: number): void => {
-      const n = rx.rxBurst(bufs, lens, burst);
-      const out = txBufs[to], outLens = txLens[to];
-      for (let i = 0; i < n; i++) {
-        if (rewrite) {
-          const off = ports[to].frameOffset(bufs[i]);
-          data[off] = 0x02;
-          data[off + 1] =
-            data[off + 2] =
-            data[off + 3] =
-            data[off + 4] =
-              0;
-          data[off + 5] = to;
-          data.set(srcMac[to], off + 6);
-        }
-        if (txCount[to] === 0) txSince[to] = now;
-        out[txCount[to]] = bufs[i];
-        outLens[txCount[to]] = lens[i];
-        if (++txCount[to] === burst) flush(to, tx);
-      }
-      if (txCount[to] > 0 && now - txSince[to] >= drainMs) flush(to, tx);
-    };
-
-    const rx = ports.map((p) => p.rx()), tx = ports.map((p) => p.tx());
+    const links = () =>
+      ports.map((p) =>
+        hasFeature(p.features, VIRTIO_NET_F_STATUS)
+          ? (p.readConfig().linkUp ? "up" : "down")
+          : "unknown"
+      );
     const t0 = performance.now();
-    let lastReport = t0;
-    let last = stats.map((s) => ({ ...s }));
-    const report = (now: number, final: boolean) => {
-      for (const [i, s] of stats.entries()) {
-        s.rxPackets = rx[i].packets;
-        s.rxBytes = rx[i].bytes;
-        s.txPackets = tx[i].packets;
-        s.txBytes = tx[i].bytes;
-        s.kicks = rx[i].vq.kicks + tx[i].vq.kicks;
-      }
-      const secs = (now - lastReport) / 1000;
-      const rows = stats.map((s, i) => ({
-        port: i,
-        ...s,
-        rxPps: Math.round((s.rxPackets - last[i].rxPackets) / (secs || 1)),
-        txPps: Math.round((s.txPackets - last[i].txPackets) / (secs || 1)),
-      }));
-      if (statsMode === "json" || final) {
-        console.log(JSON.stringify({
-          event: final ? "summary" : "stats",
-          elapsedS: +((now - t0) / 1000).toFixed(3),
-          ports: rows,
-        }));
+    let last: EngineSnapshot | null = null, lastAt = t0;
+    const report = (event: "stats" | "summary", snap: EngineSnapshot, now: number) => {
+      const r = buildReport(snap, event === "summary" ? null : last, {
+        event,
+        elapsedS: (now - t0) / 1000,
+        intervalS: event === "summary" ? (now - t0) / 1000 : (now - lastAt) / 1000,
+        links: links(),
+        scriptReport: engine!.scriptReport(),
+        pcapWritten: values.pcap ? engine!.pcapWritten : undefined,
+      });
+      if (statsMode === "json" || (event === "summary" && statsMode === "off")) {
+        console.log(JSON.stringify(r));
       } else if (statsMode === "table") {
-        const nf = new Intl.NumberFormat("en");
-        console.log(
-          rows.map((r) =>
-            `port ${r.port}  rx ${nf.format(r.rxPackets)} (${nf.format(r.rxPps)}/s)  tx ${
-              nf.format(r.txPackets)
-            } (${nf.format(r.txPps)}/s)  dropped ${nf.format(r.dropsTxRingFull)} [tx ring full]`
-          ).join("\n"),
-        );
+        console.log(formatTable(r));
       }
-      last = stats.map((s) => ({ ...s }));
-      lastReport = now;
+      last = snap;
+      lastAt = now;
     };
 
-    // Run to completion; give the event loop a turn every ~20 ms so that signals and the
-    // once-a-second report are seen.
-    let nextYield = t0 + 20;
-    for (;;) {
-      const now = performance.now();
-      forward(rx[0], 1, tx[1], now);
-      forward(rx[1], 0, tx[0], now);
-      if (now >= nextYield) {
-        if (stop || now - t0 >= durationMs) break;
-        if (statsMode !== "off" && now - lastReport >= 1000) report(now, false);
-        await new Promise((r) => setTimeout(r, 0));
-        nextYield = performance.now() + 20;
+    // Wait for the duration, a signal or a worker failure, reporting every second.
+    await new Promise<void>((resolve) => {
+      const finish = () => {
+        clearInterval(ticker);
+        clearTimeout(ends);
+        Deno.removeSignalListener("SIGINT", finish);
+        Deno.removeSignalListener("SIGTERM", finish);
+        wake = null;
+        resolve();
+      };
+      const ticker = setInterval(() => {
+        if (statsMode !== "off") report("stats", engine!.snapshot(), performance.now());
+      }, 1000);
+      const ends = Number.isFinite(durationMs) ? setTimeout(finish, durationMs) : undefined;
+      Deno.addSignalListener("SIGINT", finish);
+      Deno.addSignalListener("SIGTERM", finish);
+      wake = finish;
+      if (failed.length) finish();
+    });
+    const final = await engine.stop();
+    report("summary", final, performance.now());
+    for (const e of failed) console.error(`error: ${e.message}`);
+    return failed.length ? 1 : 0;
+  } finally {
+    if (engine) await engine.stop();
+    const problems: string[] = [];
+    for (const p of ports.reverse()) {
+      try {
+        p.close();
+      } catch (e) {
+        problems.push((e as Error).message);
       }
     }
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    flush(0, tx[0]);
-    flush(1, tx[1]);
-    // Drain: let the devices finish what was queued (bounded: 500 ms).
-    const drainUntil = performance.now() + 500;
-    for (const t of tx) while (t.vq.inFlight > 0 && performance.now() < drainUntil) t.reclaim();
-    report(performance.now(), true);
-    return 0;
-  } finally {
-    for (const p of ports.reverse()) p.close();
     pool.region.free();
+    // Reported, not thrown: an error from try{} above must not be replaced by this one.
+    for (const m of problems) console.error(`error: ${m}`);
   }
 }
 

@@ -21,7 +21,8 @@ export type DriverErrorCode =
   | "DMA"
   | "TRANSPORT"
   | "UNSUPPORTED"
-  | "BAD_ARGUMENT";
+  | "BAD_ARGUMENT"
+  | "WORKER";
 
 /**
  * An error a user can act on. `message` is one sentence naming the problem and the fix.

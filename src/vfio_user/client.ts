@@ -190,6 +190,16 @@ export class VfioUserClient {
     return this.#sock !== null;
   }
 
+  /**
+   * The socket's file descriptor (-1 once closed). Other threads of the process may send
+   * posted (No_reply) messages of their own on it, e.g. a forwarding worker's queue
+   * notifications: small messages go into a stream socket whole, and only this client
+   * reads from it. It stays valid until {@linkcode VfioUserClient.close}.
+   */
+  get socketFd(): number {
+    return this.#sock?.fd ?? -1;
+  }
+
   #takeId(): number {
     const id = this.#nextId;
     this.#nextId = (id + 1) & 0xffff;

@@ -43,6 +43,31 @@ export interface SplitQueueOptions {
 }
 
 /**
+ * The driver-side state of a {@linkcode SplitQueue}, as {@linkcode SplitQueue.exportState}
+ * copies it: enough for another thread to go on driving the same ring (a forwarding
+ * worker adopting a queue the main thread set up). Plain numbers and typed arrays, so it
+ * can be posted to a Worker.
+ */
+export interface SplitQueueState {
+  /** Next avail->idx (free-running, 16 bits). */
+  availIdx: number;
+  /** avail->idx at the last publication. */
+  kickedAt: number;
+  /** Used ring index consumed up to (free-running, 16 bits). */
+  lastUsed: number;
+  /** Free descriptors. */
+  numFree: number;
+  /** Per descriptor: the token of the buffer in flight, -1 when free. */
+  token: Int32Array;
+  /** Per descriptor: the length posted. */
+  postedLen: Uint32Array;
+  /** Free descriptor stack (the first numFree entries). */
+  freeDesc: Uint16Array;
+  /** Per chain head: its second descriptor, -1 for none. */
+  chainNext: Int16Array;
+}
+
+/**
  * The driver side of one split virtqueue.
  *
  * @example
@@ -61,6 +86,10 @@ export class SplitQueue {
   readonly size: number;
   /** Name for messages. */
   readonly name: string;
+  /** The memory the ring lives in (e.g. a DmaRegion's buffer). */
+  readonly ringMemory: ArrayBuffer;
+  /** Byte offset of the ring (its descriptor table) in {@linkcode SplitQueue.ringMemory}. */
+  readonly ringOffset: number;
   readonly #mask: number;
   readonly #d32: Uint32Array;
   readonly #d16: Uint16Array;
@@ -83,12 +112,24 @@ export class SplitQueue {
   /** Publications that needed no notification (suppressed by the device). */
   kicksSuppressed = 0;
 
-  /** Builds the views over `memory` at `offset` (laid out by splitRingLayout). */
-  constructor(memory: ArrayBuffer, offset: number, opts: SplitQueueOptions) {
+  /**
+   * Builds the views over `memory` at `offset` (laid out by splitRingLayout) and zeroes
+   * the ring. With `state` (from {@linkcode SplitQueue.exportState} of a queue over the
+   * same ring), it adopts that queue instead: the ring is left as it is and driving goes
+   * on where the other left off; the other must never be used again.
+   */
+  constructor(
+    memory: ArrayBuffer,
+    offset: number,
+    opts: SplitQueueOptions,
+    state?: SplitQueueState,
+  ) {
     const layout = splitRingLayout(opts.size);
     this.index = opts.index;
     this.size = opts.size;
     this.name = opts.name;
+    this.ringMemory = memory;
+    this.ringOffset = offset;
     this.#mask = opts.size - 1;
     this.#d32 = new Uint32Array(memory, offset + layout.descOffset, 4 * opts.size);
     this.#d16 = new Uint16Array(memory, offset + layout.descOffset, 8 * opts.size);
@@ -104,10 +145,51 @@ export class SplitQueue {
     this.#numFree = opts.size;
     this.#eventIdx = opts.eventIdx;
     this.#notify = opts.notify;
+    if (state) {
+      this.#adopt(state);
+      return;
+    }
     new Uint8Array(memory, offset, layout.totalBytes).fill(0);
     // This driver polls: ask for no used-buffer notifications (§2.7.7). With EVENT_IDX
     // the flag is ignored by the device, and no MSI-X vector is assigned either.
     this.#avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
+  }
+
+  #adopt(s: SplitQueueState): void {
+    const n = this.size;
+    if (
+      s.token.length !== n || s.postedLen.length !== n || s.freeDesc.length !== n ||
+      s.chainNext.length !== n || !(s.numFree >= 0 && s.numFree <= n)
+    ) {
+      throw new RangeError(`${this.name}: the adopted state is not that of a ${n}-entry queue`);
+    }
+    this.#token.set(s.token);
+    this.#postedLen.set(s.postedLen);
+    this.#freeDesc.set(s.freeDesc);
+    this.#chainNext.set(s.chainNext);
+    this.#numFree = s.numFree;
+    this.#availIdx = s.availIdx & 0xffff;
+    this.#kickedAt = s.kickedAt & 0xffff;
+    this.#lastUsed = s.lastUsed & 0xffff;
+  }
+
+  /**
+   * Copies the driver-side state, for a queue on another thread to adopt (see the
+   * constructor). Buffers added but not yet published are published first, so the copy
+   * and the ring agree.
+   */
+  exportState(): SplitQueueState {
+    this.publish();
+    return {
+      availIdx: this.#availIdx,
+      kickedAt: this.#kickedAt,
+      lastUsed: this.#lastUsed,
+      numFree: this.#numFree,
+      token: this.#token.slice(),
+      postedLen: this.#postedLen.slice(),
+      freeDesc: this.#freeDesc.slice(),
+      chainNext: this.#chainNext.slice(),
+    };
   }
 
   /**

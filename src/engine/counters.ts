@@ -1,0 +1,160 @@
+/**
+ * The layout of a forwarding worker's counters: one Float64Array over a SharedArrayBuffer
+ * per worker, written by the worker with plain stores as it goes and read by the main
+ * thread whenever it reports.
+ *
+ * Memory ordering: each counter is an aligned 8-byte slot, and x86-64 performs aligned
+ * 8-byte loads and stores whole (no torn values); under TSO the main thread sees a
+ * worker's stores in the order they were made, at most a burst late. Counts stay exact as
+ * long as they are below 2^53. Nothing here is a publication point, so no Atomics.
+ *
+ * Layout: a worker block of {@linkcode WORKER_SLOTS}, then one block of
+ * {@linkcode PORT_SLOTS} per port (this worker's queue pair of that port), then the
+ * script's named counters, then the script's table.
+ *
+ * @module
+ */
+
+// Worker block.
+/** Worker state: {@linkcode STATE_STARTING} … {@linkcode STATE_DONE}. */
+export const W_STATE = 0;
+/** Polling loop iterations (updated every 64). */
+export const W_LOOPS = 1;
+/** Idle waits (the worker slept because nothing arrived). */
+export const W_IDLE_WAITS = 2;
+/** V8 heap used (bytes) when warm-up ended. */
+export const W_HEAP_WARM = 3;
+/** V8 heap used (bytes) at the last sample (once a second, and at the end). */
+export const W_HEAP_LAST = 4;
+/** Times the heap was seen smaller than at the sample before (a GC ran in between). */
+export const W_HEAP_DROPS = 5;
+/** Free buffers in the worker's pool partition. */
+export const W_POOL_AVAILABLE = 6;
+/** Frames copied into the pcap side buffer. */
+export const W_PCAP_CAPTURED = 7;
+/** Frames not captured because the side buffer was full. */
+export const W_PCAP_DROPPED = 8;
+/** Milliseconds since the worker started forwarding when warm-up ended; 0 before. */
+export const W_WARM_AT_MS = 9;
+/** Milliseconds since the worker started forwarding, at the last sample. */
+export const W_NOW_MS = 10;
+/** Packets received by this worker when warm-up ended. */
+export const W_WARM_PACKETS = 11;
+/** Size of the worker block. */
+export const WORKER_SLOTS = 16;
+
+/** The worker has been created and is building its queues. */
+export const STATE_STARTING = 0;
+/** The worker is forwarding. */
+export const STATE_RUNNING = 1;
+/** The worker saw the stop flag and is draining its transmit queues. */
+export const STATE_DRAINING = 2;
+/** The worker finished. */
+export const STATE_DONE = 3;
+/** The worker stopped on an error. */
+export const STATE_FAILED = 4;
+
+// Per-port block (this worker's queue pair of the port).
+/** Frames received. */
+export const P_RX_PACKETS = 0;
+/** Bytes of frames received (virtio-net header excluded). */
+export const P_RX_BYTES = 1;
+/** Frames handed to the device for transmission. */
+export const P_TX_PACKETS = 2;
+/** Bytes of frames transmitted. */
+export const P_TX_BYTES = 3;
+/** Frames dropped because the transmit ring was full. */
+export const P_DROP_TX_RING_FULL = 4;
+/** Receive descriptors left empty because the worker's buffers ran out. */
+export const P_DROP_NO_BUFFER = 5;
+/** Frames received here that the script dropped. */
+export const P_DROP_SCRIPT = 6;
+/** Buffers the device returned without a frame. */
+export const P_DROP_RUNT = 7;
+/** Frames too long for a buffer (a script lengthened them). */
+export const P_DROP_TOO_LONG = 8;
+/** Notifications sent on the receive queue (refills). */
+export const P_RX_KICKS = 9;
+/** Notifications sent on the transmit queue. */
+export const P_TX_KICKS = 10;
+/** Receive-queue publications the device asked not to be notified of. */
+export const P_RX_KICKS_SUPPRESSED = 11;
+/** Receive bursts that brought at least one frame. */
+export const P_RX_BURSTS = 12;
+/** Transmit-queue publications the device asked not to be notified of. */
+export const P_TX_KICKS_SUPPRESSED = 13;
+/** Transmit bursts the ring could not take whole (the rest waited: backpressure). */
+export const P_TX_RING_FULL_WAITS = 14;
+/** Size of a port block. */
+export const PORT_SLOTS = 16;
+
+/** Where things are in one worker's counter array. */
+export interface CounterLayout {
+  /** Number of ports. */
+  ports: number;
+  /** Number of script counters. */
+  scriptCounters: number;
+  /** Numbers in the script's table. */
+  tableSize: number;
+  /** First slot of the script counters. */
+  scriptBase: number;
+  /** First slot of the script table. */
+  tableBase: number;
+  /** Slots in all. */
+  length: number;
+}
+
+/**
+ * The layout for `ports` ports and a script with `scriptCounters` counters and a table of
+ * `tableSize` numbers.
+ *
+ * @example
+ * ```ts
+ * import { counterLayout, portBase } from "./counters.ts";
+ * const l = counterLayout(2, 1, 0);
+ * portBase(1); // 32
+ * l.length; // 16 + 2 * 16 + 1
+ * ```
+ */
+export function counterLayout(
+  ports: number,
+  scriptCounters: number,
+  tableSize: number,
+): CounterLayout {
+  const scriptBase = WORKER_SLOTS + ports * PORT_SLOTS;
+  const tableBase = scriptBase + scriptCounters;
+  return {
+    ports,
+    scriptCounters,
+    tableSize,
+    scriptBase,
+    tableBase,
+    length: tableBase + tableSize,
+  };
+}
+
+/**
+ * First slot of port `port`'s block.
+ *
+ * @example
+ * ```ts
+ * import { P_RX_PACKETS, portBase } from "./counters.ts";
+ * portBase(0) + P_RX_PACKETS; // 16
+ * ```
+ */
+export function portBase(port: number): number {
+  return WORKER_SLOTS + port * PORT_SLOTS;
+}
+
+/**
+ * A new, zeroed counter array in shared memory for `layout`.
+ *
+ * @example
+ * ```ts
+ * import { counterLayout, sharedCounters } from "./counters.ts";
+ * sharedCounters(counterLayout(2, 0, 0)).length; // 48
+ * ```
+ */
+export function sharedCounters(layout: CounterLayout): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(8 * layout.length));
+}

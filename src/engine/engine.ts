@@ -1,0 +1,428 @@
+/**
+ * The run-to-completion forwarding engine (main thread side): one Deno Worker per queue
+ * pair, each forwarding receiveq(k+1) of one port to transmitq(k+1) of the other and back,
+ * with no locks between them (see handoff.ts for how buffers and queues are split).
+ *
+ * The main thread keeps the control path: it opened the ports and set their steering
+ * before starting the engine, it reads the workers' counters for statistics, drains
+ * packet capture into a file, and stops the workers (a shared stop flag: they send what
+ * they buffered, wait for the devices to complete it and exit) before the ports are
+ * closed. Steering is not switched while the engine runs: the workers' receive queues
+ * keep no steering epochs.
+ *
+ * @module
+ */
+
+import type { BufferPool } from "../dma/buffer_pool.ts";
+import { DriverError, type DriverErrorCode } from "../errors.ts";
+import type { VirtioNetPort } from "../net/port.ts";
+import { CTL_STOP, requestStop, sharedControl } from "./control.ts";
+import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
+import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
+import { createPcapRing } from "./pcap_ring.ts";
+import { PcapSink } from "./pcap_sink.ts";
+import { asForwardScript, type ForwardScript } from "./script_api.ts";
+import { type EngineSnapshot, readSnapshot } from "./snapshot.ts";
+import { startBlobWorker } from "./worker_loader.ts";
+import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
+import type { PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
+
+/** Options of {@linkcode ForwardingEngine.start}. */
+export interface EngineOptions {
+  /** Frames per receive and transmit burst (default 32). */
+  burst?: number;
+  /** A partial transmit burst goes out after this many µs (default 100). */
+  drainUs?: number;
+  /** Rewrite MACs as DPDK's l2fwd does (default false). */
+  macRewrite?: boolean;
+  /**
+   * Frames a full transmit ring does not take: "wait" (default: keep them and stop
+   * receiving on that direction until the ring has room) or "drop" (count them, as DPDK's
+   * l2fwd does).
+   */
+  txFull?: "wait" | "drop";
+  /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
+  idleUs?: number;
+  /** Packets a worker receives before its heap is sampled as warm (default 50,000). */
+  warmupPackets?: number;
+  /** A script module (path or file: URL; importing it needs read permission). */
+  script?: { path: string; args?: Record<string, string> };
+  /** Capture frames received on `port` (queue `queue`, or all) into the pcap file `path`. */
+  capture?: { path: string; port: number; queue?: number; ringBytes?: number };
+  /** How long workers may take to start (default 60 s: slow under TCG). */
+  startTimeoutMs?: number;
+  /** Called once if a worker fails while running (the engine stops forwarding). */
+  onError?: (error: DriverError) => void;
+}
+
+/** A loaded script: the module and what the main thread needs of it. */
+interface LoadedScript {
+  url: string;
+  module: ForwardScript;
+  args: Record<string, string>;
+}
+
+async function loadScript(path: string): Promise<{ url: string; module: ForwardScript }> {
+  let url: string;
+  if (path.startsWith("file:")) {
+    url = path;
+  } else {
+    const perm = Deno.permissions.querySync({ name: "read", path });
+    if (perm.state !== "granted") {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Loading the script ${path} needs read permission for it: run deno with --allow-read=${path}.`,
+      );
+    }
+    let abs: string;
+    try {
+      abs = Deno.realPathSync(path);
+    } catch (e) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `The script ${path} cannot be read (${(e as Error).message}): give the path of a module.`,
+      );
+    }
+    url = new URL(`file://${abs}`).href;
+  }
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(url);
+  } catch (e) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `The script ${path} does not load (${(e as Error).message}): fix it and try again.`,
+    );
+  }
+  try {
+    return { url, module: asForwardScript(mod, path) };
+  } catch (e) {
+    throw new DriverError("BAD_ARGUMENT", `${(e as Error).message}: see src/engine/script_api.ts.`);
+  }
+}
+
+/** Waits for one message of `type` from `w` (or an error), at most `ms`. */
+function awaitMessage(w: Worker, type: string, ms: number, what: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(
+        new DriverError(
+          "WORKER",
+          `${what} did not start within ${ms} ms: the system is overloaded; try again.`,
+        ),
+      );
+    }, ms);
+    const onMessage = (e: MessageEvent) => {
+      const m = e.data as { type: string; code?: string; message?: string };
+      if (m.type === type) {
+        cleanup();
+        resolve(m);
+      } else if (m.type === "error") {
+        cleanup();
+        reject(workerError(what, m));
+      }
+    };
+    const onError = (e: ErrorEvent) => {
+      e.preventDefault();
+      cleanup();
+      reject(new DriverError("WORKER", `${what} failed to load: ${e.message}.`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      w.removeEventListener("message", onMessage);
+      w.removeEventListener("error", onError);
+    };
+    w.addEventListener("message", onMessage);
+    w.addEventListener("error", onError);
+  });
+}
+
+function workerError(what: string, m: { code?: string; message?: string }): DriverError {
+  const msg = (m.message ?? "unknown error").replace(/\.?$/, "");
+  return new DriverError(
+    (m.code ?? "WORKER") as DriverErrorCode,
+    `${what} stopped: ${msg}.`,
+  );
+}
+
+/**
+ * Forwarding between two ports on one worker per queue pair.
+ *
+ * @example
+ * ```ts ignore
+ * import { createSharedPool, openPort } from "../../mod.ts";
+ * import { ForwardingEngine } from "./engine.ts";
+ * const pool = createSharedPool(8192);
+ * const ports = ["0000:00:04.0", "0000:00:05.0"].map((a) => openPort(a, { pool, queuePairs: 2 }));
+ * const engine = await ForwardingEngine.start(ports, pool, { burst: 32 });
+ * setTimeout(async () => {
+ *   console.log(JSON.stringify((await engine.stop()).ports));
+ *   for (const p of ports) p.close();
+ *   pool.region.free();
+ * }, 10000);
+ * ```
+ */
+export class ForwardingEngine {
+  /** Number of workers (= queue pairs per port). */
+  readonly queues: number;
+  /** The ports, in order (port i forwards to port i ^ 1). */
+  readonly ports: readonly VirtioNetPort[];
+  readonly #layout: CounterLayout;
+  readonly #workers: Worker[];
+  readonly #counters: Float64Array[];
+  readonly #control: Int32Array;
+  readonly #script: LoadedScript | null;
+  readonly #pcap: PcapSink | null;
+  #finished: Promise<unknown>[] = [];
+  #stopped: Promise<EngineSnapshot> | null = null;
+  #error: DriverError | null = null;
+
+  private constructor(
+    ports: readonly VirtioNetPort[],
+    layout: CounterLayout,
+    workers: Worker[],
+    counters: Float64Array[],
+    control: Int32Array,
+    script: LoadedScript | null,
+    pcap: PcapSink | null,
+  ) {
+    this.ports = ports;
+    this.queues = workers.length;
+    this.#layout = layout;
+    this.#workers = workers;
+    this.#counters = counters;
+    this.#control = control;
+    this.#script = script;
+    this.#pcap = pcap;
+  }
+
+  /**
+   * Hands the data queues of `ports` (opened with the shared `pool`, the same number of
+   * queue pairs each, steering already set) to one worker per queue pair and starts
+   * forwarding. Resolves once every worker runs. Throws a {@linkcode DriverError} (and
+   * leaves nothing running) when the ports do not fit or a worker does not start.
+   */
+  static async start(
+    ports: readonly VirtioNetPort[],
+    pool: BufferPool,
+    options: EngineOptions = {},
+  ): Promise<ForwardingEngine> {
+    const burst = options.burst ?? 32;
+    if (ports.length !== 2) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `The engine forwards between 2 ports, not ${ports.length}: give two.`,
+      );
+    }
+    const queues = ports[0].queuePairs;
+    for (const p of ports) {
+      if (p.pool !== pool) {
+        throw new DriverError(
+          "BAD_ARGUMENT",
+          `${p.name} does not use the shared pool: open every port with the same pool.`,
+        );
+      }
+      if (p.queuePairs !== queues) {
+        throw new DriverError(
+          "BAD_ARGUMENT",
+          `${
+            ports[0].name
+          } has ${queues} queue pairs and ${p.name} ${p.queuePairs}: open both with the same number.`,
+        );
+      }
+      if (p.headerSize !== ports[0].headerSize) {
+        throw new DriverError(
+          "UNSUPPORTED",
+          `${ports[0].name} and ${p.name} negotiated different virtio-net header sizes (${
+            ports[0].headerSize
+          } and ${p.headerSize} bytes), so frames cannot be forwarded in place: open both with hashReport: false.`,
+        );
+      }
+    }
+    if (!(Number.isInteger(burst) && burst >= 1 && burst <= 256)) {
+      throw new DriverError("BAD_ARGUMENT", `A burst of ${burst} is not possible: use 1 to 256.`);
+    }
+    const cap = options.capture;
+    if (
+      cap &&
+      !(cap.port >= 0 && cap.port < 2 &&
+        (cap.queue === undefined || (cap.queue >= 0 && cap.queue < queues)))
+    ) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Capture of port ${cap.port} queue ${cap.queue} is not possible: use port 0 or 1 and a queue below ${queues}.`,
+      );
+    }
+    let script: LoadedScript | null = null;
+    if (options.script) {
+      const s = await loadScript(options.script.path);
+      script = { ...s, args: options.script.args ?? {} };
+    }
+    const names = script?.module.counters ?? [];
+    const layout = counterLayout(2, names.length, script?.module.tableSize ?? 0);
+
+    // Describe every data queue, then split the pool (this takes the free buffers).
+    const described = Array.from({ length: queues }, (_, k) =>
+      ports.map((p): PortQueuesSpec => ({
+        name: p.name,
+        mac: Uint8Array.from(p.config.mac),
+        headerSize: p.headerSize,
+        rx: describeRing(p, p.rx(k).vq),
+        tx: describeRing(p, p.tx(k).vq),
+      })));
+    const parts = partitionPool(
+      pool,
+      described.map((ps) => ps.flatMap((p) => [...buffersInRing(p.rx), ...buffersInRing(p.tx)])),
+    );
+
+    const control = sharedControl();
+    const counters = described.map(() => sharedCounters(layout));
+    const rings = described.map((_, k) =>
+      cap && (cap.queue === undefined || cap.queue === k)
+        ? createPcapRing(cap.ringBytes ?? 8 << 20)
+        : null
+    );
+    let pcap: PcapSink | null = null;
+    if (cap) {
+      if (Deno.permissions.querySync({ name: "write", path: cap.path }).state !== "granted") {
+        throw new DriverError(
+          "BAD_ARGUMENT",
+          `Writing the capture to ${cap.path} needs write permission for it: run deno with --allow-write=${cap.path}.`,
+        );
+      }
+      pcap = PcapSink.open(cap.path, rings.filter((r): r is SharedArrayBuffer => r !== null));
+    }
+    const workers: Worker[] = [];
+    try {
+      for (let k = 0; k < queues; k++) {
+        const spec: WorkerSpec = {
+          queue: k,
+          workers: queues,
+          burst,
+          drainMs: (options.drainUs ?? 100) / 1000,
+          macRewrite: options.macRewrite ?? false,
+          txFull: options.txFull ?? "wait",
+          idleUs: options.idleUs ?? 50,
+          warmupPackets: options.warmupPackets ?? 50_000,
+          pool: {
+            address: addressOfBuffer(pool.region.buffer),
+            bytes: pool.count * pool.bufferSize,
+            iova: pool.region.iova,
+            count: pool.count,
+            bufferSize: pool.bufferSize,
+            free: parts[k].free,
+            inUse: parts[k].inUse,
+          },
+          ports: described[k],
+          counters: counters[k].buffer as SharedArrayBuffer,
+          control: control.buffer as SharedArrayBuffer,
+          script: script ? { url: script.url, args: script.args } : null,
+          capture: rings[k] ? { port: cap!.port, ring: rings[k]! } : null,
+        };
+        const w = startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`);
+        workers.push(w);
+        w.postMessage({ type: "start", spec });
+      }
+      await Promise.all(
+        workers.map((w, k) =>
+          awaitMessage(w, "ready", options.startTimeoutMs ?? 60000, `The worker of queue pair ${k}`)
+        ),
+      );
+    } catch (e) {
+      requestStop(control);
+      for (const w of workers) w.terminate();
+      pcap?.close();
+      throw e;
+    }
+    const engine = new ForwardingEngine(ports, layout, workers, counters, control, script, pcap);
+    engine.#watch(options.onError);
+    return engine;
+  }
+
+  #watch(onError?: (e: DriverError) => void): void {
+    this.#finished = this.#workers.map((w, k) =>
+      new Promise((resolve) => {
+        const what = `The worker of queue pair ${k}`;
+        const fail = (e: DriverError) => {
+          if (!this.#error) {
+            this.#error = e;
+            requestStop(this.#control);
+            onError?.(e);
+          }
+          resolve(null);
+        };
+        w.addEventListener("message", (e: MessageEvent) => {
+          const m = e.data as { type: string; code?: string; message?: string };
+          if (m.type === "done") resolve(m);
+          else if (m.type === "error") fail(workerError(what, m));
+        });
+        w.addEventListener("error", (e: ErrorEvent) => {
+          e.preventDefault();
+          fail(new DriverError("WORKER", `${what} crashed: ${e.message}.`));
+        });
+      })
+    );
+  }
+
+  /** The first error a worker met, if any (the engine then stopped forwarding). */
+  get error(): DriverError | null {
+    return this.#error;
+  }
+
+  /** True once {@linkcode ForwardingEngine.stop} was called or a worker failed. */
+  get stopping(): boolean {
+    return Atomics.load(this.#control, CTL_STOP) !== 0;
+  }
+
+  /** Names of the script's counters (empty without a script). */
+  get scriptCounterNames(): readonly string[] {
+    return this.#script?.module.counters ?? [];
+  }
+
+  /** Frames written to the capture file so far (0 without capture). */
+  get pcapWritten(): number {
+    return this.#pcap?.written ?? 0;
+  }
+
+  /** The counters now. */
+  snapshot(): EngineSnapshot {
+    return readSnapshot(
+      this.#counters,
+      this.#layout,
+      this.ports.map((p) => p.name),
+      this.scriptCounterNames,
+    );
+  }
+
+  /** What the script reports about its counters and tables (undefined without one). */
+  scriptReport(): unknown {
+    const s = this.#script;
+    if (!s?.module.report) return undefined;
+    const counters = this.snapshot().scriptCounters ?? {};
+    const tables = this.#counters.map((c) =>
+      new Float64Array(c.buffer, 8 * this.#layout.tableBase, this.#layout.tableSize)
+    );
+    return s.module.report({ counters, tables, args: s.args });
+  }
+
+  /**
+   * Stops forwarding: raises the stop flag, waits (at most `timeoutMs`) for every worker to
+   * send what it buffered and exit (a worker that does not is terminated), writes the rest
+   * of the capture, and returns the final counters. The ports can be closed afterwards.
+   * Idempotent.
+   */
+  stop(timeoutMs = 1500): Promise<EngineSnapshot> {
+    this.#stopped ??= (async () => {
+      requestStop(this.#control);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise((r) => timer = setTimeout(r, timeoutMs));
+      await Promise.race([Promise.all(this.#finished), timeout]);
+      clearTimeout(timer);
+      for (const w of this.#workers) w.terminate();
+      this.#pcap?.close();
+      return this.snapshot();
+    })();
+    return this.#stopped;
+  }
+}

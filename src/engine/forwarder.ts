@@ -1,0 +1,342 @@
+/**
+ * One worker's run-to-completion forwarding step: receive a burst on each port's queue,
+ * pass it through the script (if any), buffer the frames for the output port's transmit
+ * queue and send a buffer when it holds a full burst or its oldest frame waited the drain
+ * time (as DPDK's rte_eth_tx_buffer does for l2fwd), so one notification covers many
+ * frames. Port i forwards to port i ^ 1.
+ *
+ * A full transmit ring: with `txFull: "drop"` the frames it cannot take are dropped and
+ * counted, as DPDK's l2fwd does. With "wait" (the default) they stay buffered and are
+ * retried, and while a direction holds more than a burst the forwarder stops receiving
+ * on its input port: the receive ring, then the device's own input queue, absorb the
+ * stall (backpressure), so a device that falls behind for a moment loses nothing.
+ *
+ * Nothing here allocates per packet: bursts are buffer indices in typed arrays built once.
+ * The time comes from a one-element Float64Array the caller updates, not as an argument:
+ * V8 boxes a double passed to a call it does not inline (measured: 16 bytes per burst),
+ * so no method here takes or returns a fractional number.
+ *
+ * @module
+ */
+
+import {
+  P_DROP_SCRIPT,
+  P_DROP_TX_RING_FULL,
+  P_TX_RING_FULL_WAITS,
+  portBase,
+  W_PCAP_CAPTURED,
+  W_PCAP_DROPPED,
+  W_POOL_AVAILABLE,
+} from "./counters.ts";
+import type { PcapRingWriter } from "./pcap_ring.ts";
+import { BOUNCE, type Burst, DROP, type ForwardScript } from "./script_api.ts";
+
+/** What the forwarder needs of a receive queue. */
+export interface RxPort {
+  /** Receives up to `max` frames into `bufs`/`lens` (frame lengths, header excluded). */
+  rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number;
+}
+
+/** What the forwarder needs of a transmit queue. */
+export interface TxPort {
+  /** Queues frames; returns how many were taken (the rest stay the caller's). */
+  txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number;
+  /** Returns completed buffers to the pool; returns how many. */
+  reclaim(): number;
+  /** The virtqueue (for what is in flight). */
+  readonly vq: { readonly inFlight: number };
+}
+
+/** What the forwarder needs of the buffer pool. */
+export interface PoolLike {
+  /** All bytes of the pool. */
+  readonly data: Uint8Array;
+  /** The same bytes as words. */
+  readonly words: Uint32Array;
+  /** Bytes per buffer. */
+  readonly bufferSize: number;
+  /** Free buffers left. */
+  readonly available: number;
+  /** Byte offset of buffer `i`. */
+  offset(i: number): number;
+  /** Returns buffer `i`. */
+  free(i: number): void;
+}
+
+/** Options of a {@linkcode Forwarder}. */
+export interface ForwarderOptions {
+  /** Queue pair index. */
+  queue: number;
+  /** Frames per burst. */
+  burst: number;
+  /** A partial transmit buffer goes out after this many ms. */
+  drainMs: number;
+  /** What to do with frames a full transmit ring does not take (default "wait"). */
+  txFull?: "wait" | "drop";
+  /** Bytes of virtio_net_hdr in front of each frame, per port. */
+  headerSizes: readonly number[];
+  /** Rewrite MACs (source: the output port's; destination 02:00:00:00:00:<port>). */
+  macRewrite: boolean;
+  /** Each port's MAC. */
+  macs: readonly Uint8Array[];
+  /** Script, with its counters and table (views into the worker's counters). */
+  script: { module: ForwardScript; counters: Float64Array; table: Float64Array } | null;
+  /**
+   * The time in ms (element 0), of a monotonic clock that does not allocate, such as
+   * clock.ts's FfiClock.ms; the caller updates it before each poll.
+   */
+  clock: Float64Array;
+  /**
+   * Capture the frames received on `port` into `ring`; a frame's timestamp is the poll
+   * time plus `epochOffsetMs` (the wall clock's lead over the poll clock), in µs.
+   */
+  capture: { port: number; ring: PcapRingWriter; epochOffsetMs: number } | null;
+}
+
+/** A preallocated burst a script sees (one per input port). */
+class ScriptBurst implements Burst {
+  count = 0;
+  readonly verdicts: Uint8Array;
+  readonly offsets: Uint32Array;
+  readonly view: DataView;
+  constructor(
+    readonly inPort: number,
+    readonly outPort: number,
+    readonly queue: number,
+    readonly bufs: Uint32Array,
+    readonly lens: Uint32Array,
+    readonly data: Uint8Array,
+    readonly room: number,
+    readonly counters: Float64Array,
+    readonly table: Float64Array,
+    readonly macs: readonly Uint8Array[],
+  ) {
+    this.verdicts = new Uint8Array(bufs.length);
+    this.offsets = new Uint32Array(bufs.length);
+    this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  }
+}
+
+/**
+ * The forwarding step of one worker.
+ *
+ * @example
+ * ```ts ignore
+ * const clock = new FfiClock(CLOCK_MONOTONIC);
+ * const fwd = new Forwarder([rx0, rx1], [tx0, tx1], pool, counters, { ...options, clock: clock.ms });
+ * for (;;) {
+ *   clock.tick();
+ *   fwd.poll();
+ * }
+ * ```
+ */
+export class Forwarder {
+  readonly #rx: readonly RxPort[];
+  readonly #tx: readonly TxPort[];
+  readonly #pool: PoolLike;
+  readonly #c: Float64Array;
+  readonly #burst: number;
+  readonly #drainMs: number;
+  readonly #dropWhenFull: boolean;
+  readonly #hdr: Int32Array;
+  readonly #rewrite: boolean;
+  readonly #macs: readonly Uint8Array[];
+  readonly #bufs: Uint32Array;
+  readonly #lens: Uint32Array;
+  readonly #txBufs: Uint32Array[];
+  readonly #txLens: Uint32Array[];
+  readonly #txCount: Uint32Array;
+  readonly #txSince: Float64Array;
+  readonly #bursts: ScriptBurst[];
+  readonly #script: ForwardScript | null;
+  readonly #capture: { port: number; ring: PcapRingWriter; epochOffsetMs: number } | null;
+  readonly #clock: Float64Array;
+
+  /** Forwards between `rx[i]` and `tx[i ^ 1]`; counts into `counters` (counters.ts). */
+  constructor(
+    rx: readonly RxPort[],
+    tx: readonly TxPort[],
+    pool: PoolLike,
+    counters: Float64Array,
+    opts: ForwarderOptions,
+  ) {
+    if (rx.length !== 2 || tx.length !== 2) throw new RangeError("a forwarder has two ports");
+    this.#rx = rx;
+    this.#tx = tx;
+    this.#pool = pool;
+    this.#c = counters;
+    this.#burst = opts.burst;
+    this.#drainMs = opts.drainMs;
+    this.#dropWhenFull = opts.txFull === "drop";
+    this.#hdr = Int32Array.from(opts.headerSizes);
+    this.#rewrite = opts.macRewrite;
+    this.#macs = opts.macs;
+    this.#bufs = new Uint32Array(opts.burst);
+    this.#lens = new Uint32Array(opts.burst);
+    // Room for what a full ring left behind (less than a burst) plus one received burst.
+    this.#txBufs = rx.map(() => new Uint32Array(2 * opts.burst));
+    this.#txLens = rx.map(() => new Uint32Array(2 * opts.burst));
+    this.#txCount = new Uint32Array(rx.length);
+    this.#txSince = new Float64Array(rx.length);
+    this.#script = opts.script?.module ?? null;
+    this.#capture = opts.capture;
+    this.#clock = opts.clock;
+    const s = opts.script;
+    this.#bursts = rx.map((_, p) =>
+      new ScriptBurst(
+        p,
+        p ^ 1,
+        opts.queue,
+        this.#bufs,
+        this.#lens,
+        pool.data,
+        pool.bufferSize - Math.max(...opts.headerSizes),
+        s ? s.counters : new Float64Array(0),
+        s ? s.table : new Float64Array(0),
+        opts.macs,
+      )
+    );
+  }
+
+  /**
+   * One pass over both ports at the time in the clock array: receive, handle, buffer, and
+   * flush transmit buffers that are full or waited long enough. Returns the number of
+   * frames received.
+   */
+  poll(): number {
+    let got = 0;
+    const burst = this.#burst;
+    for (let p = 0; p < 2; p++) {
+      // Backpressure: while more than a burst waits for port p ^ 1's ring (a script may
+      // bounce frames back to p too), frames stay in port p's receive ring.
+      if (this.#txCount[p ^ 1] > burst || this.#txCount[p] > burst) {
+        this.#flush(p ^ 1);
+        this.#flush(p);
+        if (this.#txCount[p ^ 1] > burst || this.#txCount[p] > burst) continue;
+      }
+      const n = this.#rx[p].rxBurst(this.#bufs, this.#lens, burst);
+      if (n > 0) {
+        got += n;
+        this.#handle(p, n);
+      }
+    }
+    const now = this.#clock[0], drain = this.#drainMs;
+    for (let q = 0; q < 2; q++) {
+      if (this.#txCount[q] > 0 && now - this.#txSince[q] >= drain) this.#flush(q);
+    }
+    this.#c[W_POOL_AVAILABLE] = this.#pool.available;
+    return got;
+  }
+
+  #handle(inP: number, n: number): void {
+    const bufs = this.#bufs, lens = this.#lens, pool = this.#pool;
+    const cap = this.#capture;
+    if (cap !== null && cap.port === inP) {
+      const c = this.#c, hdr = this.#hdr[inP], ring = cap.ring;
+      ring.stampUs[0] = (cap.epochOffsetMs + this.#clock[0]) * 1000;
+      for (let i = 0; i < n; i++) {
+        const word = (pool.offset(bufs[i]) + hdr) >> 2;
+        if (ring.capture(pool.words, word, lens[i])) c[W_PCAP_CAPTURED]++;
+        else c[W_PCAP_DROPPED]++;
+      }
+    }
+    const outP = inP ^ 1;
+    const script = this.#script;
+    if (script === null) {
+      for (let i = 0; i < n; i++) this.#enqueue(outP, bufs[i], lens[i]);
+      return;
+    }
+    const b = this.#bursts[inP], hdr = this.#hdr[inP];
+    b.count = n;
+    for (let i = 0; i < n; i++) {
+      b.offsets[i] = pool.offset(bufs[i]) + hdr;
+      b.verdicts[i] = 0;
+    }
+    script.handleBurst(b);
+    const room = b.room, c = this.#c, drops = portBase(inP) + P_DROP_SCRIPT;
+    for (let i = 0; i < n; i++) {
+      const v = b.verdicts[i], len = lens[i];
+      // A frame the script made shorter than an Ethernet header or longer than a buffer
+      // cannot go out: it counts as dropped by the script.
+      if (v === DROP || len < 14 || len > room) {
+        c[drops]++;
+        pool.free(bufs[i]);
+      } else {
+        this.#enqueue(v === BOUNCE ? inP : outP, bufs[i], len);
+      }
+    }
+  }
+
+  #enqueue(to: number, buf: number, len: number): void {
+    if (this.#rewrite) {
+      // As DPDK's l2fwd: destination 02:00:00:00:00:<port>, source the output port's MAC.
+      const d = this.#pool.data, off = this.#pool.offset(buf) + this.#hdr[to], mac = this.#macs[to];
+      d[off] = 0x02;
+      d[off + 1] = 0;
+      d[off + 2] = 0;
+      d[off + 3] = 0;
+      d[off + 4] = 0;
+      d[off + 5] = to;
+      for (let j = 0; j < 6; j++) d[off + 6 + j] = mac[j];
+    }
+    const k = this.#txCount[to];
+    if (k === 0) this.#txSince[to] = this.#clock[0];
+    this.#txBufs[to][k] = buf;
+    this.#txLens[to][k] = len;
+    this.#txCount[to] = k + 1;
+    if (k + 1 >= this.#burst) this.#flush(to);
+  }
+
+  #flush(to: number): void {
+    const n = this.#txCount[to];
+    if (n === 0) return;
+    const b = this.#txBufs[to], lens = this.#txLens[to];
+    const sent = this.#tx[to].txBurst(b, lens, n);
+    if (sent === n) {
+      this.#txCount[to] = 0;
+      return;
+    }
+    const c = this.#c, o = portBase(to);
+    if (this.#dropWhenFull) {
+      // What the ring could not take is dropped and counted (DPDK's l2fwd does the same).
+      for (let i = sent; i < n; i++) this.#pool.free(b[i]);
+      c[o + P_DROP_TX_RING_FULL] += n - sent;
+      this.#txCount[to] = 0;
+      return;
+    }
+    // Keep the rest, oldest first, for the next try (txSince stays: it is overdue).
+    c[o + P_TX_RING_FULL_WAITS]++;
+    b.copyWithin(0, sent, n);
+    lens.copyWithin(0, sent, n);
+    this.#txCount[to] = n - sent;
+  }
+
+  /**
+   * Stops forwarding cleanly: sends what is buffered, then waits (at most `timeoutMs`)
+   * until the devices completed every transmission. Returns frames still in flight (or
+   * dropped because the rings never took them).
+   */
+  drain(timeoutMs: number): number {
+    const until = performance.now() + timeoutMs;
+    let left = 0;
+    for (;;) {
+      this.#flush(0);
+      this.#flush(1);
+      left = this.#txCount[0] + this.#txCount[1];
+      for (const t of this.#tx) {
+        t.reclaim();
+        left += t.vq.inFlight;
+      }
+      if (left === 0 || performance.now() >= until) break;
+    }
+    // Whatever could still not be queued is dropped and counted.
+    for (let q = 0; q < 2; q++) {
+      const n = this.#txCount[q];
+      for (let i = 0; i < n; i++) this.#pool.free(this.#txBufs[q][i]);
+      this.#c[portBase(q) + P_DROP_TX_RING_FULL] += n;
+      this.#txCount[q] = 0;
+    }
+    this.#c[W_POOL_AVAILABLE] = this.#pool.available;
+    return left;
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * The forwarding engine's public API: {@linkcode ForwardingEngine} (one Deno Worker per
+ * queue pair, run to completion), the script API scripts are written against, and the
+ * statistics records l2fwd prints.
+ *
+ * @example
+ * ```ts ignore
+ * import { createSharedPool, openPort } from "../../mod.ts";
+ * import { ForwardingEngine } from "./mod.ts";
+ * const pool = createSharedPool(8192);
+ * const ports = ["0000:00:04.0", "0000:00:05.0"].map((a) => openPort(a, { pool, queuePairs: 2 }));
+ * const engine = await ForwardingEngine.start(ports, pool);
+ * ```
+ *
+ * @module
+ */
+
+export { type EngineOptions, ForwardingEngine } from "./engine.ts";
+export {
+  asForwardScript,
+  BOUNCE,
+  type Burst,
+  DROP,
+  FORWARD,
+  type ForwardScript,
+  type ScriptInit,
+  type ScriptReportInput,
+} from "./script_api.ts";
+export type {
+  EngineSnapshot,
+  PortStats,
+  QueueCounters,
+  QueueStats,
+  WorkerStats,
+} from "./snapshot.ts";
+export {
+  buildReport,
+  formatTable,
+  type PortReport,
+  type ReportContext,
+  type StatsReport,
+} from "./stats_report.ts";

@@ -1,0 +1,215 @@
+/**
+ * Reading the workers' shared counters into one statistics snapshot (main thread): per
+ * port and per queue pair, totals that are sums of the per-queue numbers, and per-worker
+ * heap and loop figures. The layout is in counters.ts.
+ *
+ * @module
+ */
+
+import {
+  type CounterLayout,
+  P_DROP_NO_BUFFER,
+  P_DROP_RUNT,
+  P_DROP_SCRIPT,
+  P_DROP_TOO_LONG,
+  P_DROP_TX_RING_FULL,
+  P_RX_BURSTS,
+  P_RX_BYTES,
+  P_RX_KICKS,
+  P_RX_KICKS_SUPPRESSED,
+  P_RX_PACKETS,
+  P_TX_BYTES,
+  P_TX_KICKS,
+  P_TX_KICKS_SUPPRESSED,
+  P_TX_PACKETS,
+  P_TX_RING_FULL_WAITS,
+  portBase,
+  STATE_DONE,
+  STATE_DRAINING,
+  STATE_FAILED,
+  STATE_RUNNING,
+  W_HEAP_DROPS,
+  W_HEAP_LAST,
+  W_HEAP_WARM,
+  W_IDLE_WAITS,
+  W_LOOPS,
+  W_NOW_MS,
+  W_PCAP_CAPTURED,
+  W_PCAP_DROPPED,
+  W_POOL_AVAILABLE,
+  W_STATE,
+  W_WARM_AT_MS,
+  W_WARM_PACKETS,
+} from "./counters.ts";
+
+/** Counters of one queue pair of one port (or their sums over a port's pairs). */
+export interface QueueCounters {
+  /** Frames received. */
+  rxPackets: number;
+  /** Bytes received (headers excluded). */
+  rxBytes: number;
+  /** Frames transmitted. */
+  txPackets: number;
+  /** Bytes transmitted. */
+  txBytes: number;
+  /** Frames dropped: transmit ring full (with txFull "drop", or left at stop). */
+  dropsTxRingFull: number;
+  /** Transmit bursts a full ring did not take whole; the rest waited (txFull "wait"). */
+  txRingFullWaits: number;
+  /** Receive descriptors left empty: no free buffers. */
+  dropsNoBuffer: number;
+  /** Frames received here and dropped by the script. */
+  dropsScript: number;
+  /** Buffers returned without a frame. */
+  dropsRunt: number;
+  /** Frames too long to transmit. */
+  dropsTooLong: number;
+  /** Receive bursts that brought frames. */
+  rxBursts: number;
+  /** Notifications on the receive queue. */
+  rxKicks: number;
+  /** Notifications on the transmit queue. */
+  txKicks: number;
+  /** Publications without a notification (the device suppressed it), both queues. */
+  kicksSuppressed: number;
+}
+
+/** One queue pair of a port. */
+export interface QueueStats extends QueueCounters {
+  /** Queue pair index. */
+  queue: number;
+}
+
+/** One port: totals (sums of its queue pairs) and each pair. */
+export interface PortStats extends QueueCounters {
+  /** Port index. */
+  port: number;
+  /** Its name. */
+  name: string;
+  /** Notifications sent, both directions (rxKicks + txKicks). */
+  kicks: number;
+  /** Each queue pair. */
+  queues: QueueStats[];
+}
+
+/** One worker. */
+export interface WorkerStats {
+  /** Its queue pair. */
+  queue: number;
+  /** starting, running, draining, done or failed. */
+  state: string;
+  /** Polling loop iterations. */
+  loops: number;
+  /** Times it slept because nothing arrived. */
+  idleWaits: number;
+  /** Its isolate's V8 heap used when warm-up ended (bytes; 0 before). */
+  heapWarm: number;
+  /** Heap used at the last sample (bytes). */
+  heapLast: number;
+  /** heapLast - heapWarm (0 before warm-up). */
+  heapGrowth: number;
+  /** Samples at which the heap had shrunk since the one before: a GC ran in between. */
+  heapDrops: number;
+  /** Packets it had received at warm-up. */
+  warmPackets: number;
+  /** Milliseconds it had been forwarding at warm-up. */
+  warmAtMs: number;
+  /** Milliseconds it had been forwarding at the last sample. */
+  nowMs: number;
+  /** Free buffers in its partition. */
+  poolAvailable: number;
+  /** Frames it copied to the pcap side buffer. */
+  pcapCaptured: number;
+  /** Frames it could not copy there (side buffer full). */
+  pcapDropped: number;
+}
+
+/** Everything the counters say at one moment. */
+export interface EngineSnapshot {
+  /** Per port. */
+  ports: PortStats[];
+  /** Per worker (= queue pair). */
+  workers: WorkerStats[];
+  /** The script's counters summed over workers (by name), if a script runs. */
+  scriptCounters: Record<string, number> | null;
+}
+
+const STATE_NAMES: Record<number, string> = {
+  [STATE_RUNNING]: "running",
+  [STATE_DRAINING]: "draining",
+  [STATE_DONE]: "done",
+  [STATE_FAILED]: "failed",
+};
+
+function queueCounters(c: Float64Array, o: number): QueueCounters {
+  return {
+    rxPackets: c[o + P_RX_PACKETS],
+    rxBytes: c[o + P_RX_BYTES],
+    txPackets: c[o + P_TX_PACKETS],
+    txBytes: c[o + P_TX_BYTES],
+    dropsTxRingFull: c[o + P_DROP_TX_RING_FULL],
+    txRingFullWaits: c[o + P_TX_RING_FULL_WAITS],
+    dropsNoBuffer: c[o + P_DROP_NO_BUFFER],
+    dropsScript: c[o + P_DROP_SCRIPT],
+    dropsRunt: c[o + P_DROP_RUNT],
+    dropsTooLong: c[o + P_DROP_TOO_LONG],
+    rxBursts: c[o + P_RX_BURSTS],
+    rxKicks: c[o + P_RX_KICKS],
+    txKicks: c[o + P_TX_KICKS],
+    kicksSuppressed: c[o + P_RX_KICKS_SUPPRESSED] + c[o + P_TX_KICKS_SUPPRESSED],
+  };
+}
+
+/**
+ * Reads every worker's counters (`counters[k]` is worker k's) into a snapshot.
+ *
+ * @example
+ * ```ts
+ * import { counterLayout, sharedCounters } from "./counters.ts";
+ * import { readSnapshot } from "./snapshot.ts";
+ * const layout = counterLayout(2, 0, 0);
+ * const s = readSnapshot([sharedCounters(layout)], layout, ["a", "b"], []);
+ * s.ports[1].queues.length; // 1
+ * ```
+ */
+export function readSnapshot(
+  counters: readonly Float64Array[],
+  layout: CounterLayout,
+  portNames: readonly string[],
+  scriptCounterNames: readonly string[],
+): EngineSnapshot {
+  const ports: PortStats[] = portNames.map((name, p) => {
+    const queues = counters.map((c, k) => ({ queue: k, ...queueCounters(c, portBase(p)) }));
+    const total = queueCounters(new Float64Array(16), 0);
+    for (const q of queues) {
+      for (const key of Object.keys(total) as (keyof QueueCounters)[]) total[key] += q[key];
+    }
+    return { port: p, name, ...total, kicks: total.rxKicks + total.txKicks, queues };
+  });
+  const workers: WorkerStats[] = counters.map((c, k) => ({
+    queue: k,
+    state: STATE_NAMES[c[W_STATE]] ?? "starting",
+    loops: c[W_LOOPS],
+    idleWaits: c[W_IDLE_WAITS],
+    heapWarm: c[W_HEAP_WARM],
+    heapLast: c[W_HEAP_LAST],
+    heapGrowth: c[W_HEAP_WARM] > 0 ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0,
+    heapDrops: c[W_HEAP_DROPS],
+    warmPackets: c[W_WARM_PACKETS],
+    warmAtMs: c[W_WARM_AT_MS],
+    nowMs: c[W_NOW_MS],
+    poolAvailable: c[W_POOL_AVAILABLE],
+    pcapCaptured: c[W_PCAP_CAPTURED],
+    pcapDropped: c[W_PCAP_DROPPED],
+  }));
+  let scriptCounters: Record<string, number> | null = null;
+  if (scriptCounterNames.length > 0 || layout.tableSize > 0) {
+    scriptCounters = {};
+    for (const [i, name] of scriptCounterNames.entries()) {
+      let sum = 0;
+      for (const c of counters) sum += c[layout.scriptBase + i];
+      scriptCounters[name] = sum;
+    }
+  }
+  return { ports, workers, scriptCounters };
+}

@@ -1,0 +1,160 @@
+/**
+ * The statistics l2fwd prints: one record per report built from two engine snapshots (for
+ * rates), as a JSON line or a table. The JSON shape is documented in examples/l2fwd.ts
+ * and the README ("Forwarding with l2fwd").
+ *
+ * @module
+ */
+
+import type { EngineSnapshot, PortStats, QueueStats, WorkerStats } from "./snapshot.ts";
+
+/** One port in a report. */
+export interface PortReport extends Omit<PortStats, "queues"> {
+  /** "up", "down" or "unknown" (no VIRTIO_NET_F_STATUS). */
+  link: string;
+  /** Frames received per second since the last report. */
+  rxPps: number;
+  /** Frames transmitted per second since the last report. */
+  txPps: number;
+  /** Each queue pair, with its rates. */
+  queues: (QueueStats & { rxPps: number; txPps: number })[];
+}
+
+/** One report line. */
+export interface StatsReport {
+  /** "stats" every second, "summary" at exit. */
+  event: "stats" | "summary";
+  /** Seconds since forwarding started. */
+  elapsedS: number;
+  /** Per port. */
+  ports: PortReport[];
+  /** Per worker. */
+  workers: WorkerStats[];
+  /** The script's counters and its own report, when a script runs. */
+  script?: { counters: Record<string, number>; report?: unknown };
+  /** Capture figures, when capturing. */
+  pcap?: { captured: number; dropped: number; written: number };
+}
+
+/** What {@linkcode buildReport} needs besides the snapshots. */
+export interface ReportContext {
+  /** "stats" or "summary". */
+  event: "stats" | "summary";
+  /** Seconds since forwarding started. */
+  elapsedS: number;
+  /** Seconds between `prev` and `now`. */
+  intervalS: number;
+  /** Link state per port. */
+  links: readonly string[];
+  /** What the script reports, if a script runs. */
+  scriptReport?: unknown;
+  /** Frames written to the capture file, if capturing. */
+  pcapWritten?: number;
+}
+
+const rate = (now: number, before: number, s: number) => s > 0 ? Math.round((now - before) / s) : 0;
+
+/**
+ * A report from the snapshot `now`, with rates against `prev` (null: none yet).
+ *
+ * @example
+ * ```ts ignore
+ * const r = buildReport(engine.snapshot(), last, { event: "stats", elapsedS: 3, intervalS: 1, links: ["up", "up"] });
+ * console.log(JSON.stringify(r));
+ * ```
+ */
+export function buildReport(
+  now: EngineSnapshot,
+  prev: EngineSnapshot | null,
+  ctx: ReportContext,
+): StatsReport {
+  const ports = now.ports.map((p, i): PortReport => {
+    const b = prev?.ports[i];
+    const { queues, ...totals } = p;
+    return {
+      ...totals,
+      link: ctx.links[i] ?? "unknown",
+      rxPps: rate(p.rxPackets, b?.rxPackets ?? 0, ctx.intervalS),
+      txPps: rate(p.txPackets, b?.txPackets ?? 0, ctx.intervalS),
+      queues: queues.map((q, k) => ({
+        ...q,
+        rxPps: rate(q.rxPackets, b?.queues[k].rxPackets ?? 0, ctx.intervalS),
+        txPps: rate(q.txPackets, b?.queues[k].txPackets ?? 0, ctx.intervalS),
+      })),
+    };
+  });
+  const r: StatsReport = {
+    event: ctx.event,
+    elapsedS: +ctx.elapsedS.toFixed(3),
+    ports,
+    workers: now.workers,
+  };
+  if (now.scriptCounters) {
+    r.script = { counters: now.scriptCounters };
+    if (ctx.scriptReport !== undefined) r.script.report = ctx.scriptReport;
+  }
+  if (ctx.pcapWritten !== undefined) {
+    let captured = 0, dropped = 0;
+    for (const w of now.workers) {
+      captured += w.pcapCaptured;
+      dropped += w.pcapDropped;
+    }
+    r.pcap = { captured, dropped, written: ctx.pcapWritten };
+  }
+  return r;
+}
+
+/**
+ * The report as a few lines of text for a terminal.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(formatTable(report));
+ * ```
+ */
+export function formatTable(r: StatsReport): string {
+  const nf = new Intl.NumberFormat("en");
+  const n = (x: number) => nf.format(x);
+  const lines = [
+    `${r.event === "summary" ? "summary" : "stats"} at ${r.elapsedS.toFixed(1)} s`,
+    "port queue       rx pkts      rx/s       tx pkts      tx/s   drop:ring  nobuf  script  kicks",
+  ];
+  const row = (
+    port: string,
+    q: string,
+    s: {
+      rxPackets: number;
+      rxPps: number;
+      txPackets: number;
+      txPps: number;
+      dropsTxRingFull: number;
+      dropsNoBuffer: number;
+      dropsScript: number;
+      rxKicks: number;
+      txKicks: number;
+    },
+  ) =>
+    `${port.padStart(4)} ${q.padStart(5)} ${n(s.rxPackets).padStart(13)} ${
+      n(s.rxPps).padStart(9)
+    } ${n(s.txPackets).padStart(13)} ${n(s.txPps).padStart(9)} ${
+      n(s.dropsTxRingFull).padStart(11)
+    } ${n(s.dropsNoBuffer).padStart(6)} ${n(s.dropsScript).padStart(7)} ${
+      n(s.rxKicks + s.txKicks).padStart(6)
+    }`;
+  for (const p of r.ports) {
+    lines.push(`${row(String(p.port), "all", p)}  link ${p.link}`);
+    if (p.queues.length > 1) { for (const q of p.queues) lines.push(row("", String(q.queue), q)); }
+  }
+  const heap = r.workers.map((w) =>
+    `q${w.queue} ${w.state} heap ${(w.heapLast / 1024).toFixed(0)} KiB` +
+    (w.heapWarm > 0 ? ` (+${(w.heapGrowth / 1024).toFixed(1)} KiB since warm-up)` : "")
+  );
+  lines.push(`workers: ${heap.join("; ")}`);
+  if (r.script) lines.push(`script: ${JSON.stringify(r.script)}`);
+  if (r.pcap) {
+    lines.push(
+      `pcap: ${n(r.pcap.written)} written, ${n(r.pcap.dropped)} not captured (side buffer full)`,
+    );
+  }
+  return lines.join("\n");
+}

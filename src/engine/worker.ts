@@ -1,0 +1,238 @@
+/**
+ * A forwarding worker: the entry module of one Deno Worker per queue pair. It adopts the
+ * receive and transmit queues of its pair on every port (rebuilding views over the ring
+ * memory from addresses, since workers share the process's address space), its partition
+ * of the shared buffer pool, loads the script, and runs the forwarding loop until the
+ * main thread raises the stop flag; then it sends what it buffered, waits for the devices
+ * to complete it, and exits.
+ *
+ * Messages in: `{ type: "start", spec }` (a {@linkcode WorkerSpec}) or `{ type: "ping" }`.
+ * Messages out: `{ type: "ready" }`, `{ type: "done", inFlight }`,
+ * `{ type: "error", code, message }`, `{ type: "pong" }`.
+ *
+ * The loop never yields to the event loop: control comes through shared memory
+ * (control.ts), and counters go out through shared memory (counters.ts).
+ *
+ * @module
+ */
+
+import { SplitQueue } from "../virtio/split_queue.ts";
+import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
+import { CTL_STOP } from "./control.ts";
+import {
+  counterLayout,
+  portBase,
+  STATE_DONE,
+  STATE_DRAINING,
+  STATE_FAILED,
+  STATE_RUNNING,
+  W_HEAP_DROPS,
+  W_HEAP_LAST,
+  W_HEAP_WARM,
+  W_IDLE_WAITS,
+  W_LOOPS,
+  W_NOW_MS,
+  W_STATE,
+  W_WARM_AT_MS,
+  W_WARM_PACKETS,
+} from "./counters.ts";
+import { EngineRxQueue } from "./engine_rx_queue.ts";
+import { EngineTxQueue } from "./engine_tx_queue.ts";
+import { Forwarder } from "./forwarder.ts";
+import { makeNotifier } from "./notifier.ts";
+import { PartitionPool } from "./partition_pool.ts";
+import { PcapRingWriter } from "./pcap_ring.ts";
+import { asForwardScript, type ForwardScript } from "./script_api.ts";
+import type { RingSpec, WorkerSpec } from "./worker_spec.ts";
+
+/** Empty polls in a row before an idle worker sleeps. */
+const IDLE_POLLS = 32;
+
+interface WorkerScope {
+  onmessage: ((e: MessageEvent) => void) | null;
+  postMessage(message: unknown): void;
+  close(): void;
+}
+
+const scope = globalThis as unknown as WorkerScope;
+
+/** A view of `bytes` bytes of this process's memory at `address`. */
+function memoryAt(address: bigint, bytes: number, what: string): ArrayBuffer {
+  const p = Deno.UnsafePointer.create(address);
+  if (p === null) throw new RangeError(`${what}: address 0`);
+  return Deno.UnsafePointerView.getArrayBuffer(p, bytes);
+}
+
+function adopt(r: RingSpec): SplitQueue {
+  return new SplitQueue(
+    memoryAt(r.address, r.bytes, r.name),
+    0,
+    {
+      index: r.index,
+      size: r.size,
+      eventIdx: r.eventIdx,
+      notify: makeNotifier(r.notify, r.name),
+      name: r.name,
+    },
+    r.state,
+  );
+}
+
+/** Heap used by this worker's isolate. */
+function heapUsed(): number {
+  return Deno.memoryUsage().heapUsed;
+}
+
+async function start(spec: WorkerSpec): Promise<void> {
+  const p = spec.pool;
+  const pool = new PartitionPool(
+    memoryAt(p.address, p.bytes, "the packet pool"),
+    p.iova,
+    p.count,
+    p.bufferSize,
+    p.free,
+    p.inUse,
+  );
+  let script: ForwardScript | null = null;
+  if (spec.script) {
+    script = asForwardScript(await import(spec.script.url), spec.script.url);
+  }
+  const names = script?.counters ?? [];
+  const layout = counterLayout(spec.ports.length, names.length, script?.tableSize ?? 0);
+  const c = new Float64Array(spec.counters);
+  if (c.length !== layout.length) {
+    throw new RangeError(
+      `the counters hold ${c.length} slots, the script needs ${layout.length}: main thread and worker loaded different scripts`,
+    );
+  }
+  const ctl = new Int32Array(spec.control);
+  const clock = new FfiClock(CLOCK_MONOTONIC);
+  const rx = spec.ports.map((port, i) =>
+    new EngineRxQueue(adopt(port.rx), pool, port.headerSize, c, portBase(i))
+  );
+  const tx = spec.ports.map((port, i) =>
+    new EngineTxQueue(adopt(port.tx), pool, port.headerSize, c, portBase(i))
+  );
+  const macs = spec.ports.map((port) => port.mac);
+  const scriptCounters = new Float64Array(spec.counters, 8 * layout.scriptBase, names.length);
+  const table = new Float64Array(spec.counters, 8 * layout.tableBase, layout.tableSize);
+  script?.init?.({
+    queue: spec.queue,
+    workers: spec.workers,
+    ports: spec.ports.length,
+    macs,
+    args: spec.script?.args ?? {},
+  });
+  const fwd = new Forwarder(rx, tx, pool, c, {
+    clock: clock.ms,
+    queue: spec.queue,
+    burst: spec.burst,
+    drainMs: spec.drainMs,
+    txFull: spec.txFull,
+    headerSizes: spec.ports.map((port) => port.headerSize),
+    macRewrite: spec.macRewrite,
+    macs,
+    script: script ? { module: script, counters: scriptCounters, table } : null,
+    capture: spec.capture
+      ? {
+        port: spec.capture.port,
+        ring: new PcapRingWriter(spec.capture.ring),
+        epochOffsetMs: Date.now() - clock.nowMs(),
+      }
+      : null,
+  });
+  // Buffers that arrived before this worker took over are forwarded like any others; the
+  // receive rings are already full (the main thread refilled them at open).
+  c[W_STATE] = STATE_RUNNING;
+  scope.postMessage({ type: "ready" });
+  const t0 = clock.nowMs();
+  run(spec, fwd, c, ctl, clock, t0);
+  c[W_STATE] = STATE_DRAINING;
+  const inFlight = fwd.drain(500);
+  c[W_HEAP_LAST] = heapUsed();
+  c[W_NOW_MS] = clock.nowMs() - t0;
+  c[W_STATE] = STATE_DONE;
+  scope.postMessage({ type: "done", inFlight });
+}
+
+/**
+ * The run-to-completion loop. Nothing in it allocates but the heap samples (once a
+ * second): the clock is FFI (clock.ts), counters are stores into shared memory.
+ */
+function run(
+  spec: WorkerSpec,
+  fwd: Forwarder,
+  c: Float64Array,
+  ctl: Int32Array,
+  clock: FfiClock,
+  t0: number,
+): void {
+  const idleMs = spec.idleUs / 1000;
+  const warmup = spec.warmupPackets;
+  let loops = 0, idle = 0, received = 0, nextSample = t0 + 1000;
+  let lastHeap = heapUsed();
+  const time = clock.ms;
+  for (;;) {
+    clock.tick();
+    const got = fwd.poll();
+    const now = time[0];
+    if (got > 0) {
+      idle = 0;
+      received += got;
+      if (received >= warmup && c[W_HEAP_WARM] === 0) {
+        // Warm: the hot paths have run often enough to be optimised. From here on the
+        // heap should only grow by these once-a-second samples.
+        lastHeap = heapUsed();
+        c[W_HEAP_WARM] = lastHeap;
+        c[W_HEAP_LAST] = lastHeap;
+        c[W_WARM_AT_MS] = now - t0;
+        c[W_WARM_PACKETS] = received;
+      }
+    } else if (idleMs > 0 && ++idle >= IDLE_POLLS) {
+      // Nothing arrived for a while: give the CPU away briefly (woken early by a stop).
+      c[W_IDLE_WAITS]++;
+      Atomics.wait(ctl, CTL_STOP, 0, idleMs);
+      idle = 0;
+    }
+    if ((++loops & 63) === 0) {
+      c[W_LOOPS] = loops;
+      if (Atomics.load(ctl, CTL_STOP) !== 0) return;
+      if (now >= nextSample) {
+        nextSample = now + 1000;
+        const h = heapUsed();
+        if (h < lastHeap) c[W_HEAP_DROPS]++;
+        lastHeap = h;
+        c[W_HEAP_LAST] = h;
+        c[W_NOW_MS] = now - t0;
+      }
+    }
+  }
+}
+
+function fail(e: unknown, c: Float64Array | null): void {
+  if (c) c[W_STATE] = STATE_FAILED;
+  const err = e as { code?: string; message?: string; stack?: string };
+  scope.postMessage({
+    type: "error",
+    code: err?.code ?? "WORKER",
+    message: err?.message ?? String(e),
+    stack: err?.stack,
+  });
+}
+
+scope.onmessage = (e: MessageEvent) => {
+  const msg = e.data as { type: string; spec?: WorkerSpec };
+  if (msg.type === "ping") {
+    scope.postMessage({ type: "pong" });
+    return;
+  }
+  if (msg.type !== "start" || !msg.spec) return;
+  const spec = msg.spec;
+  start(spec).then(
+    () => scope.close(),
+    (err) => {
+      fail(err, new Float64Array(spec.counters));
+      scope.close();
+    },
+  );
+};

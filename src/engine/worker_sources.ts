@@ -1,0 +1,66 @@
+/**
+ * The source text of every module a forwarding worker runs, imported as text so that it
+ * is part of the program's static module graph.
+ *
+ * Why: `new Worker(fileUrl)` needs read permission for the file (Deno checks it when the
+ * worker loads its modules), and l2fwd runs with `--allow-ffi` only. A worker made from a
+ * blob: URL needs none, so worker_loader.ts builds the worker's module graph from blob:
+ * URLs of these texts. A module the worker imports that is missing here makes
+ * {@linkcode workerSources} users fail with a message naming it: add it below.
+ *
+ * @module
+ */
+
+import forwarder from "./forwarder.ts" with { type: "text" };
+import clock from "./clock.ts" with { type: "text" };
+import control from "./control.ts" with { type: "text" };
+import counters from "./counters.ts" with { type: "text" };
+import engineRx from "./engine_rx_queue.ts" with { type: "text" };
+import engineTx from "./engine_tx_queue.ts" with { type: "text" };
+import notifier from "./notifier.ts" with { type: "text" };
+import partitionPool from "./partition_pool.ts" with { type: "text" };
+import pcapRing from "./pcap_ring.ts" with { type: "text" };
+import scriptApi from "./script_api.ts" with { type: "text" };
+import worker from "./worker.ts" with { type: "text" };
+import workerSpec from "./worker_spec.ts" with { type: "text" };
+import errors from "../errors.ts" with { type: "text" };
+import splitQueue from "../virtio/split_queue.ts" with { type: "text" };
+import ringMath from "../virtio/ring_math.ts" with { type: "text" };
+import vuHeader from "../vfio_user/protocol/header.ts" with { type: "text" };
+import vuRegionAccess from "../vfio_user/protocol/region_access.ts" with { type: "text" };
+import vuBytes from "../vfio_user/protocol/bytes.ts" with { type: "text" };
+
+const at = (path: string) => new URL(path, import.meta.url).href;
+
+/** URL of the worker's entry module. */
+export const WORKER_ENTRY: string = at("./worker.ts");
+
+/**
+ * Module URL → TypeScript source of everything the worker imports.
+ *
+ * @example
+ * ```ts
+ * import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
+ * workerSources.has(WORKER_ENTRY); // true
+ * ```
+ */
+export const workerSources: ReadonlyMap<string, string> = new Map([
+  [at("./forwarder.ts"), forwarder],
+  [at("./clock.ts"), clock],
+  [at("./control.ts"), control],
+  [at("./counters.ts"), counters],
+  [at("./engine_rx_queue.ts"), engineRx],
+  [at("./engine_tx_queue.ts"), engineTx],
+  [at("./notifier.ts"), notifier],
+  [at("./partition_pool.ts"), partitionPool],
+  [at("./pcap_ring.ts"), pcapRing],
+  [at("./script_api.ts"), scriptApi],
+  [WORKER_ENTRY, worker],
+  [at("./worker_spec.ts"), workerSpec],
+  [at("../errors.ts"), errors],
+  [at("../virtio/split_queue.ts"), splitQueue],
+  [at("../virtio/ring_math.ts"), ringMath],
+  [at("../vfio_user/protocol/header.ts"), vuHeader],
+  [at("../vfio_user/protocol/region_access.ts"), vuRegionAccess],
+  [at("../vfio_user/protocol/bytes.ts"), vuBytes],
+]);

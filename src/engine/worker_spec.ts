@@ -1,0 +1,123 @@
+/**
+ * What the main thread posts to a forwarding worker: plain numbers, bigints, typed arrays
+ * and SharedArrayBuffers describing memory both threads see (workers share the process's
+ * address space, so an address is enough to rebuild a view with
+ * `Deno.UnsafePointer.create` + `Deno.UnsafePointerView.getArrayBuffer`).
+ *
+ * @module
+ */
+
+import type { SplitQueueState } from "../virtio/split_queue.ts";
+
+/**
+ * How a worker notifies one virtqueue (virtio 1.x §4.1.4.4: a 16-bit write of the queue
+ * index at cap.offset + queue_notify_off × notify_off_multiplier in the notify BAR).
+ * - `mmio`: the BAR is mmap'd (kernel VFIO): `address` is that register in this process,
+ *   and the worker stores `value` there itself.
+ * - `vfio-user`: the BAR is reached by messages: the worker sends a posted (No_reply)
+ *   VFIO_USER_REGION_WRITE of `value` to `region` at `offset` on the connection's socket
+ *   `fd` (shared with the main thread, which alone reads from it).
+ */
+export type NotifySpec =
+  | { kind: "mmio"; address: bigint; value: number }
+  | { kind: "vfio-user"; fd: number; region: number; offset: number; value: number };
+
+/** One virtqueue for a worker to adopt. */
+export interface RingSpec {
+  /** Queue index on the device. */
+  index: number;
+  /** Queue size. */
+  size: number;
+  /** VIRTIO_F_EVENT_IDX negotiated. */
+  eventIdx: boolean;
+  /** Name for messages, e.g. "receiveq1 of 0000:00:04.0". */
+  name: string;
+  /** Address of the ring (its descriptor table) in this process. */
+  address: bigint;
+  /** Bytes of the ring (splitRingLayout(size).totalBytes). */
+  bytes: number;
+  /** The driver-side state the main thread left it in. */
+  state: SplitQueueState;
+  /** How to notify it. */
+  notify: NotifySpec;
+}
+
+/** One port's queue pair for a worker. */
+export interface PortQueuesSpec {
+  /** The port's name. */
+  name: string;
+  /** Its MAC address. */
+  mac: Uint8Array;
+  /** Bytes of virtio_net_hdr in front of each frame. */
+  headerSize: number;
+  /** receiveq(k+1). */
+  rx: RingSpec;
+  /** transmitq(k+1). */
+  tx: RingSpec;
+}
+
+/** The shared pool and this worker's partition of it. */
+export interface PoolSpec {
+  /** Address of the pool's memory in this process. */
+  address: bigint;
+  /** Bytes of it. */
+  bytes: number;
+  /** Device address of its first byte. */
+  iova: number;
+  /** Buffers in the whole pool. */
+  count: number;
+  /** Bytes per buffer. */
+  bufferSize: number;
+  /** This worker's free buffers. */
+  free: Uint32Array;
+  /** This worker's buffers posted in its receive rings. */
+  inUse: Uint32Array;
+}
+
+/** The script a worker runs. */
+export interface ScriptSpec {
+  /** Module URL (a file: URL: importing it needs read permission). */
+  url: string;
+  /** `--script-arg` options. */
+  args: Record<string, string>;
+}
+
+/** A pcap side buffer a worker copies received frames of one port into. */
+export interface CaptureSpec {
+  /** Port whose received frames are captured. */
+  port: number;
+  /** The side buffer (see pcap_ring.ts). */
+  ring: SharedArrayBuffer;
+}
+
+/** Everything one worker gets. */
+export interface WorkerSpec {
+  /** The queue pair this worker drives (0-based). */
+  queue: number;
+  /** Number of workers. */
+  workers: number;
+  /** Frames per receive burst and transmit burst. */
+  burst: number;
+  /** A partial transmit burst goes out after this many milliseconds. */
+  drainMs: number;
+  /** Rewrite MACs as DPDK's l2fwd does. */
+  macRewrite: boolean;
+  /** Frames a full transmit ring does not take: wait (backpressure) or drop. */
+  txFull: "wait" | "drop";
+  /** Sleep this long (µs) when nothing arrived for a while (0: poll without pause). */
+  idleUs: number;
+  /** Packets received before the heap is sampled as "warm". */
+  warmupPackets: number;
+  /** The pool. */
+  pool: PoolSpec;
+  /** The ports, in forwarding order (port i forwards to port i ^ 1). */
+  ports: PortQueuesSpec[];
+  /** Counters (a Float64Array's buffer; layout in counters.ts). */
+  counters: SharedArrayBuffer;
+  /** Control words (Int32Array; see CTL_* in worker.ts's protocol, control.ts). */
+  control: SharedArrayBuffer;
+  /** The script, if any. */
+  script: ScriptSpec | null;
+  /** The capture, if this worker captures. */
+  capture: CaptureSpec | null;
+}
