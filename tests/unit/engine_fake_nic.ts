@@ -14,7 +14,12 @@ import { createSharedPool } from "../../src/dma/buffer_pool.ts";
 import type { BufferPool } from "../../src/dma/buffer_pool.ts";
 import { DmaRegion } from "../../src/dma/memory.ts";
 import { CTL_STOP, requestStop, sharedControl } from "../../src/engine/control.ts";
-import { counterLayout, sharedCounters } from "../../src/engine/counters.ts";
+import {
+  counterLayout,
+  P_DROP_SCRIPT,
+  portBase,
+  sharedCounters,
+} from "../../src/engine/counters.ts";
 import { buffersInRing, partitionPool } from "../../src/engine/handoff.ts";
 import { createPcapRing } from "../../src/engine/pcap_ring.ts";
 import { startBlobWorker } from "../../src/engine/worker_loader.ts";
@@ -266,6 +271,35 @@ export class FakeBed {
       tx.used(id, 0);
     }
     tx.publish();
+    return out;
+  }
+
+  /**
+   * Injects `frames` into port `from`, at most `window` not yet accounted for at a time (a
+   * device of finite speed), and collects what both ports transmit until every frame came
+   * out of some port or was dropped by the script. Returns the frames each port sent.
+   */
+  async exchange(from: number, frames: Uint8Array[], window = 128): Promise<Uint8Array[][]> {
+    const out: Uint8Array[][] = [[], []];
+    const dropped = () => this.counters[portBase(from) + P_DROP_SCRIPT];
+    const drop0 = dropped();
+    const done = () => out[0].length + out[1].length + dropped() - drop0;
+    let i = 0;
+    const until = performance.now() + 60000;
+    while (done() < frames.length) {
+      if (performance.now() > until) {
+        throw new Error(`only ${done()} of ${frames.length} frames came out or were dropped`);
+      }
+      let n = 0;
+      while (i < frames.length && i - done() < window) {
+        if (!this.inject(from, frames[i])) break;
+        i++;
+        n++;
+      }
+      this.publishRx(from);
+      for (let p = 0; p < 2; p++) out[p].push(...this.drainTx(p));
+      if (n === 0) await new Promise((r) => setTimeout(r, 0));
+    }
     return out;
   }
 

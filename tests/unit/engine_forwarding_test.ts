@@ -10,6 +10,7 @@ import {
   P_RX_PACKETS,
   P_TX_BYTES,
   P_TX_PACKETS,
+  P_TX_RING_FULL_WAITS,
   portBase,
   W_HEAP_DROPS,
   W_HEAP_LAST,
@@ -18,49 +19,17 @@ import {
 import { udpFrames } from "../bed/frames.ts";
 import { FakeBed } from "./engine_fake_nic.ts";
 
-/**
- * Sends `frames` into port `from` and collects what port `from ^ 1` sends, keeping at most
- * `window` frames in flight (as a device of finite speed would: a transmit ring that the
- * device does not empty overflows, and the worker counts that as a drop).
- */
-async function pump(
-  bed: FakeBed,
-  from: number,
-  frames: Uint8Array[],
-  out: Uint8Array[][],
-  window = 128,
-): Promise<void> {
-  const to = from ^ 1, start = out[to].length;
-  let i = 0;
-  const until = performance.now() + 60000;
-  while (out[to].length - start < frames.length) {
-    if (performance.now() > until) {
-      throw new Error(`only ${out[to].length - start} frames came out`);
-    }
-    let n = 0;
-    while (i < frames.length && i - (out[to].length - start) < window) {
-      if (!bed.inject(from, frames[i])) break;
-      i++;
-      n++;
-    }
-    bed.publishRx(from);
-    for (let p = 0; p < 2; p++) out[p].push(...bed.drainTx(p));
-    if (n === 0) await new Promise((r) => setTimeout(r, 0));
-  }
-}
-
 Deno.test("engine worker: forwards 20,000 frames each way between two fake ports, byte for byte", async () => {
   const bed = await FakeBed.start();
   try {
     const a = udpFrames({ seed: 1, count: 20000, flows: 64 });
     const b = udpFrames({ seed: 2, count: 20000, flows: 64 });
-    const out: Uint8Array[][] = [[], []];
-    await pump(bed, 0, a, out);
-    await pump(bed, 1, b, out);
-    assert.equal(out[1].length, a.length);
-    assert.equal(out[0].length, b.length);
-    for (let i = 0; i < a.length; i++) assert.deepEqual(out[1][i], a[i], `0→1 frame ${i}`);
-    for (let i = 0; i < b.length; i++) assert.deepEqual(out[0][i], b[i], `1→0 frame ${i}`);
+    const ab = await bed.exchange(0, a);
+    const ba = await bed.exchange(1, b);
+    assert.equal(ab[1].length, a.length);
+    assert.equal(ba[0].length, b.length);
+    for (let i = 0; i < a.length; i++) assert.deepEqual(ab[1][i], a[i], `0→1 frame ${i}`);
+    for (let i = 0; i < b.length; i++) assert.deepEqual(ba[0][i], b[i], `1→0 frame ${i}`);
     const c = bed.counters;
     assert.equal(c[portBase(0) + P_RX_PACKETS], 20000);
     assert.equal(c[portBase(1) + P_TX_PACKETS], 20000);
@@ -76,13 +45,8 @@ Deno.test("engine worker: the forwarding loop allocates nothing once warm (no GC
   const bed = await FakeBed.start({ warmupPackets: 20000 });
   try {
     const frames = udpFrames({ seed: 3, count: 2000, flows: 16 });
-    const out: Uint8Array[][] = [[], []];
     const rounds = async (n: number) => {
-      for (let r = 0; r < n; r++) {
-        out[0].length = 0;
-        out[1].length = 0;
-        await pump(bed, r & 1, frames, out);
-      }
+      for (let r = 0; r < n; r++) await bed.exchange(r & 1, frames);
     };
     const sample = async () => {
       await new Promise((r) => setTimeout(r, 1200)); // the worker samples once a second
@@ -112,3 +76,74 @@ Deno.test("engine worker: the forwarding loop allocates nothing once warm (no GC
     await bed.close();
   }
 });
+
+/**
+ * Fills port 1's transmit ring by not completing it for a while, then completes
+ * everything; returns what came out of port 1 (every frame is injected in the end).
+ */
+async function stall(
+  bed: FakeBed,
+  frames: Uint8Array[],
+): Promise<{ out: Uint8Array[]; stalledAt: number }> {
+  let i = 0;
+  const stallUntil = performance.now() + 300;
+  while (performance.now() < stallUntil) {
+    while (i < frames.length && bed.inject(0, frames[i])) i++;
+    bed.publishRx(0);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const stalledAt = i;
+  assert.ok(stalledAt > 256, `only ${stalledAt} frames went in`);
+  const out: Uint8Array[] = [];
+  const settle = performance.now() + 20000;
+  let quiet = 0;
+  while (performance.now() < settle && quiet < 50) {
+    while (i < frames.length && bed.inject(0, frames[i])) i++;
+    bed.publishRx(0);
+    const got = bed.drainTx(1);
+    out.push(...got);
+    quiet = i === frames.length && got.length === 0 ? quiet + 1 : 0;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return { out, stalledAt };
+}
+
+Deno.test("engine worker: a full transmit ring holds frames back (txFull wait): none lost, order kept", async () => {
+  const bed = await FakeBed.start({ txFull: "wait" });
+  try {
+    const frames = udpFrames({ seed: 11, count: 1000, flows: 8 });
+    const { out, stalledAt } = await stall(bed, frames);
+    // Receive ring (256) + transmit ring (256) + at most two bursts buffered: the worker
+    // stopped taking frames while the ring was full.
+    assert.ok(stalledAt <= 256 + 256 + 64, `${stalledAt} frames went in during the stall`);
+    assert.equal(out.length, 1000);
+    for (let i = 0; i < 1000; i++) assert.deepEqual(out[i], frames[i], `frame ${i}`);
+    assert.equal(bed.counters[portBase(1) + P_DROP_TX_RING_FULL], 0);
+    assert.ok(bed.counters[portBase(1) + P_TX_RING_FULL_WAITS] > 0, "the ring was full");
+  } finally {
+    await bed.close();
+  }
+});
+
+Deno.test("engine worker: a full transmit ring drops and counts (txFull drop), the rest in order", async () => {
+  const bed = await FakeBed.start({ txFull: "drop" });
+  try {
+    const frames = udpFrames({ seed: 12, count: 1000, flows: 8 });
+    const { out } = await stall(bed, frames);
+    const drops = bed.counters[portBase(1) + P_DROP_TX_RING_FULL];
+    assert.ok(drops > 0, "frames were dropped");
+    assert.equal(out.length + drops, 1000);
+    let j = 0;
+    for (const f of out) {
+      while (j < frames.length && frames[j] !== f && !sameBytes(frames[j], f)) j++;
+      assert.ok(j < frames.length, "out of order");
+      j++;
+    }
+  } finally {
+    await bed.close();
+  }
+});
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

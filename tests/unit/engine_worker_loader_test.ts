@@ -1,0 +1,104 @@
+/**
+ * Loading the forwarding worker from blob: URLs (src/engine/worker_loader.ts): import
+ * rewriting, missing modules named, and the real worker graph answering a ping.
+ */
+
+import assert from "node:assert/strict";
+import {
+  blobModuleGraph,
+  rewriteImports,
+  startBlobWorker,
+} from "../../src/engine/worker_loader.ts";
+import { WORKER_ENTRY, workerSources } from "../../src/engine/worker_sources.ts";
+
+Deno.test("rewriteImports rewrites static imports and re-exports, not doc comments", () => {
+  const src = [
+    'import { a, type B } from "./a.ts";',
+    "import type { C } from '../c.ts';",
+    "import {",
+    "  d,",
+    "  e,",
+    '} from "./sub/d.ts";',
+    'export * from "./x.ts";',
+    'export { y } from "./y.ts";',
+    'export const s = "from ./not.ts";',
+    ' * import { z } from "./z.ts";',
+    'import "./side.ts";',
+  ].join("\n");
+  const out = rewriteImports(src, "file:///m/dir/mod.ts", (u) => `<${u}>`);
+  assert.equal(
+    out,
+    [
+      'import { a, type B } from "<file:///m/dir/a.ts>";',
+      "import type { C } from '<file:///m/c.ts>';",
+      "import {",
+      "  d,",
+      "  e,",
+      '} from "<file:///m/dir/sub/d.ts>";',
+      'export * from "<file:///m/dir/x.ts>";',
+      'export { y } from "<file:///m/dir/y.ts>";',
+      'export const s = "from ./not.ts";',
+      ' * import { z } from "./z.ts";',
+      'import "<file:///m/dir/side.ts>";',
+    ].join("\n"),
+  );
+});
+
+Deno.test("blobModuleGraph names a module the sources lack and refuses cycles", () => {
+  assert.throws(
+    () => blobModuleGraph("file:///m/a.ts", new Map([["file:///m/a.ts", 'import "./b.ts";']])),
+    /needs file:\/\/\/m\/b\.ts \(imported by file:\/\/\/m\/a\.ts\).*worker_sources\.ts/,
+  );
+  assert.throws(
+    () =>
+      blobModuleGraph(
+        "file:///m/a.ts",
+        new Map([["file:///m/a.ts", 'import "./b.ts";'], ["file:///m/b.ts", 'import "./a.ts";']]),
+      ),
+    /cycle/,
+  );
+});
+
+Deno.test("under deno run --allow-ffi alone, the worker starts from blobs and answers", async () => {
+  const loader = new URL("../../src/engine/worker_loader.ts", import.meta.url).href;
+  const sources = new URL("../../src/engine/worker_sources.ts", import.meta.url).href;
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/main.ts`,
+      `import { startBlobWorker } from "${loader}";
+import { WORKER_ENTRY, workerSources } from "${sources}";
+const w = startBlobWorker(WORKER_ENTRY, workerSources, "permission test");
+w.onmessage = (e) => { console.log(JSON.stringify(e.data)); w.terminate(); };
+w.onerror = (e) => { console.log("error: " + e.message); e.preventDefault(); w.terminate(); };
+w.postMessage({ type: "ping" });
+`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-ffi", `${dir}/main.ts`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    assert.equal(text, '{"type":"pong"}', new TextDecoder().decode(out.stderr));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the forwarding worker loads from blobs and answers", async () => {
+  const w = startBlobWorker(WORKER_ENTRY, workerSources, "loader test");
+  try {
+    const reply = await new Promise<unknown>((resolve, reject) => {
+      w.onmessage = (e) => resolve(e.data);
+      w.onerror = (e) => {
+        e.preventDefault();
+        reject(new Error(e.message));
+      };
+      w.postMessage({ type: "ping" });
+    });
+    assert.deepEqual(reply, { type: "pong" });
+  } finally {
+    w.terminate();
+  }
+});
