@@ -51,6 +51,13 @@ export class RxQueue {
   #epochHead = 0;
   #epochs = 0;
   #arrived = false;
+  // Frames taken off the ring while the queue is held, so the device never runs out of
+  // buffers (a device that cannot deliver queues frames of its own, and QEMU may then hand
+  // them over late, out of order). Delivered first, in ring order, once the gate opens.
+  readonly #holdBufs: Uint32Array;
+  readonly #holdLens: Uint32Array;
+  #holdStart = 0;
+  #holdCount = 0;
 
   /**
    * hash_value of a received buffer's header (VIRTIO_NET_F_HASH_REPORT negotiated, i.e.
@@ -72,7 +79,18 @@ export class RxQueue {
     this.headerSize = headerSize;
     this.#len = pool.bufferSize;
     this.#view = new DataView(pool.data.buffer, pool.data.byteOffset, pool.data.byteLength);
+    this.#holdBufs = new Uint32Array(4 * vq.size);
+    this.#holdLens = new Uint32Array(4 * vq.size);
   }
+
+  /**
+   * The port's receive queues (set by the port). When this queue's device ran out of
+   * buffers, they are notified too: QEMU's software RSS parks a frame bound for a starved
+   * queue in the tap queue it came from, and reads that tap queue again only when the
+   * receive queue of the same number is notified — without this, a queue that never runs
+   * dry itself would hold such a frame back for as long as it keeps its buffers.
+   */
+  siblings: readonly RxQueue[] = [];
 
   /** Fills every free descriptor with an empty buffer and publishes them. */
   refill(): void {
@@ -85,7 +103,12 @@ export class RxQueue {
       }
       vq.add(b, pool.iovaLo[b], pool.iovaHi[b], this.#len, true);
     }
-    vq.publish();
+    // A notification the device asked for means it had run dry (it re-arms avail_event
+    // only then): wake the other receive queues as well (see `siblings`).
+    if (vq.publish()) {
+      const sib = this.siblings;
+      for (let i = 0; i < sib.length; i++) if (sib[i] !== this) sib[i].vq.kick();
+    }
   }
 
   /**
@@ -118,10 +141,20 @@ export class RxQueue {
     return this.#epochs > 0 && this.#arrived;
   }
 
+  /** Frames taken off the ring and held back by a steering switch. */
+  get heldFrames(): number {
+    return this.#holdCount;
+  }
+
+  /** Used index of the next frame to deliver: the ring's, less the frames held. */
+  #deliveredIdx(): number {
+    return (this.vq.lastUsedIdx - this.#holdCount) & 0xffff;
+  }
+
   #gated(max: number): number {
     while (this.#epochs > 0) {
       const h = this.#epochHead;
-      const room = ringDistance(this.vq.lastUsedIdx, this.#barriers[h]);
+      const room = ringDistance(this.#deliveredIdx(), this.#barriers[h]);
       if (room > 0) return room < max ? room : max;
       const gate = this.#gates[h]!;
       if (!this.#arrived) {
@@ -137,6 +170,34 @@ export class RxQueue {
     return max;
   }
 
+  /** While held: moves used frames from the ring to the hold list and refills the ring. */
+  #holdMore(): void {
+    const cap = this.#holdBufs.length;
+    if (this.#holdStart > 0 && this.#holdStart + this.#holdCount === cap) {
+      this.#holdBufs.copyWithin(0, this.#holdStart, cap);
+      this.#holdLens.copyWithin(0, this.#holdStart, cap);
+      this.#holdStart = 0;
+    }
+    const at = this.#holdStart + this.#holdCount;
+    const n = this.vq.takeUsed(this.#holdBufs, this.#holdLens, at, cap - at);
+    if (n === 0) return;
+    this.#holdCount += n;
+    this.refill();
+  }
+
+  /** Takes up to `max` held frames into `bufs`/`lens`, oldest first. */
+  #takeHeld(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    const n = this.#holdCount < max ? this.#holdCount : max;
+    const s = this.#holdStart;
+    for (let i = 0; i < n; i++) {
+      bufs[i] = this.#holdBufs[s + i];
+      lens[i] = this.#holdLens[s + i];
+    }
+    this.#holdCount -= n;
+    this.#holdStart = this.#holdCount === 0 ? 0 : s + n;
+    return n;
+  }
+
   /**
    * Receives up to `max` frames. For each, `bufs[i]` is the buffer index (its frame starts
    * at `pool.offset(bufs[i]) + headerSize`) and `lens[i]` the frame length. The caller
@@ -145,9 +206,13 @@ export class RxQueue {
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     if (this.#epochs > 0) {
       max = this.#gated(max);
-      if (max === 0) return 0;
+      if (max === 0) {
+        this.#holdMore();
+        return 0;
+      }
     }
-    const got = this.vq.takeUsed(bufs, lens, 0, max);
+    let got = this.#holdCount > 0 ? this.#takeHeld(bufs, lens, max) : 0;
+    if (got < max) got += this.vq.takeUsed(bufs, lens, got, max - got);
     if (got === 0) return 0;
     const hdr = this.headerSize;
     let n = 0;

@@ -321,12 +321,12 @@ export class SplitQueue {
   /**
    * Publishes every buffer added since the last call (one avail->idx store) and notifies
    * the device unless it suppressed notifications (§2.7.10 with EVENT_IDX, §2.7.9 without).
-   * One notification covers a whole burst.
+   * One notification covers a whole burst. Returns true when it notified.
    */
-  publish(): void {
+  publish(): boolean {
     const newIdx = this.#availIdx;
     const oldIdx = this.#kickedAt;
-    if (newIdx === oldIdx) return;
+    if (newIdx === oldIdx) return false;
     // Publication point: descriptor and ring-slot stores above are ordered before this
     // (x86 TSO + Atomics.store); the XCHG also orders it before the loads below.
     Atomics.store(this.#avail, 1, newIdx);
@@ -340,6 +340,13 @@ export class SplitQueue {
     } else {
       this.kicksSuppressed++;
     }
+    return wanted;
+  }
+
+  /** Notifies the device about this queue whether or not it asked to be (counted as a kick). */
+  kick(): void {
+    this.kicks++;
+    this.#notify();
   }
 
   /**

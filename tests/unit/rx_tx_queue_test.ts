@@ -375,3 +375,80 @@ Deno.test("TxQueue.txBurst() reclaims completed buffers itself when the ring is 
     assert.equal(vq.inFlight, 2);
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// Steering epochs: the gate shared by receive queues (src/net/steering.ts)
+// ---------------------------------------------------------------------------------------
+
+Deno.test("after a steering switch every queue delivers its old frames before any new one, and new frames are held off the ring", () => {
+  withRig(8, 64, (a) =>
+    withRig(8, 64, (b) => {
+      const rxA = new RxQueue(a.vq, a.pool, HDR), rxB = new RxQueue(b.vq, b.pool, HDR);
+      rxA.refill();
+      rxB.refill();
+      const availA = a.nic.takeAvail(), availB = b.nic.takeAvail();
+      // Old rule: frames of 101, 102 bytes on A and 201 on B.
+      a.nic.use([[availA[0], HDR + 101], [availA[1], HDR + 102]]);
+      b.nic.use([[availB[0], HDR + 201]]);
+      const gate = new Int32Array([2]);
+      rxA.beginEpoch(gate);
+      rxB.beginEpoch(gate);
+      // New rule: 103, 104 on A and 202, 203 on B.
+      a.nic.use([[availA[2], HDR + 103], [availA[3], HDR + 104]]);
+      b.nic.use([[availB[1], HDR + 202], [availB[2], HDR + 203]]);
+
+      const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+      const take = (rx: RxQueue) => Array.from(lens.subarray(0, rx.rxBurst(bufs, lens, 32)));
+      assert.deepEqual(take(rxB), [201], "B: its old frame, and no further");
+      assert.deepEqual(take(rxB), [], "B waits for A");
+      assert.equal(rxB.heldFrames, 2, "B's new frames are taken off the ring…");
+      assert.equal(b.nic.takeAvail().length, 3, "…and the ring refilled (201's, 202's, 203's)");
+      assert.equal(rxB.held, true);
+      assert.deepEqual(take(rxA), [101, 102], "A: old frames up to its boundary");
+      assert.deepEqual(take(rxA), [103, 104], "A reached its boundary: the gate opens");
+      assert.equal(gate[0], 0);
+      assert.deepEqual(take(rxB), [202, 203], "B: held frames, in ring order");
+      assert.equal(rxB.heldFrames, 0);
+      assert.equal(rxB.held, false);
+      b.nic.use([[availB[3], HDR + 204]]);
+      assert.deepEqual(take(rxB), [204], "then the ring again");
+    }));
+});
+
+Deno.test("under random steering switches, every frame is delivered once, in ring order, by every queue", () => {
+  const QUEUES = 3, SIZE = 8;
+  const rigs = Array.from({ length: QUEUES }, () => rig(SIZE, 256));
+  try {
+    const rx = rigs.map((r) => new RxQueue(r.vq, r.pool, HDR));
+    for (const q of rx) q.refill();
+    // Device side: the descriptors it holds, per queue, and the next frame number.
+    const avail = rigs.map(() => [] as number[]);
+    const next = new Array(QUEUES).fill(0), seen = new Array(QUEUES).fill(0);
+    let seed = 12345;
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
+    const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+    for (let step = 0; step < 20000; step++) {
+      const q = rand(QUEUES), r = rigs[q];
+      const op = rand(10);
+      if (op < 5) {
+        avail[q].push(...r.nic.takeAvail());
+        if (avail[q].length > 0) {
+          // The device fills a buffer with frame number next[q] (its length encodes it).
+          const d = avail[q].shift()!;
+          r.nic.use([[d, HDR + 100 + (next[q]++ % 1000)]]);
+        }
+      } else if (op < 9) {
+        const n = rx[q].rxBurst(bufs, lens, 1 + rand(4));
+        for (let i = 0; i < n; i++) {
+          assert.equal(lens[i], 100 + (seen[q]++ % 1000), `queue ${q}: frame out of order`);
+          r.pool.free(bufs[i]);
+        }
+      } else if (rx.every((x) => x.pendingEpochs < 16)) {
+        const gate = new Int32Array([QUEUES]);
+        for (const x of rx) x.beginEpoch(gate);
+      }
+    }
+  } finally {
+    for (const r of rigs) r.region.free();
+  }
+});
