@@ -26,7 +26,10 @@ export const W_IDLE_WAITS = 2;
 export const W_HEAP_WARM = 3;
 /** V8 heap used (bytes) at the last sample (once a second, and at the end). */
 export const W_HEAP_LAST = 4;
-/** Times the heap was seen smaller than at the sample before (a GC ran in between). */
+/**
+ * Samples after warm-up at which the heap was smaller than at the sample before: a GC ran
+ * in between.
+ */
 export const W_HEAP_DROPS = 5;
 /** Free buffers in the worker's pool partition. */
 export const W_POOL_AVAILABLE = 6;

@@ -108,7 +108,7 @@ export interface WorkerStats {
   heapLast: number;
   /** heapLast - heapWarm (0 before warm-up). */
   heapGrowth: number;
-  /** Samples at which the heap had shrunk since the one before: a GC ran in between. */
+  /** Samples after warm-up at which the heap had shrunk since the one before (a GC ran). */
   heapDrops: number;
   /** Packets it had received at warm-up. */
   warmPackets: number;

@@ -200,7 +200,7 @@ function run(
       if (now >= nextSample) {
         nextSample = now + 1000;
         const h = heapUsed();
-        if (h < lastHeap) c[W_HEAP_DROPS]++;
+        if (h < lastHeap && c[W_HEAP_WARM] > 0) c[W_HEAP_DROPS]++;
         lastHeap = h;
         c[W_HEAP_LAST] = h;
         c[W_NOW_MS] = now - t0;

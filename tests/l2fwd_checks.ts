@@ -1,0 +1,143 @@
+/**
+ * What the l2fwd bed tests (tests/l2fwd_vm_test.ts, tests/l2fwd_vfio_user_test.ts) check
+ * and measure, whatever the bed: forwarded frames against sent ones, l2fwd's JSON
+ * statistics, V8 GC traces.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { parseMac, parseUdpTestFrame } from "./bed/frames.ts";
+
+/** MAC rewrite as l2fwd --mac-rewrite does it for frames leaving port `port`. */
+export function rewritten(frame: Uint8Array, port: number, portMac: string): Uint8Array {
+  const f = frame.slice();
+  f.set([0x02, 0, 0, 0, 0, port], 0);
+  f.set(parseMac(portMac), 6);
+  return f;
+}
+
+/**
+ * Checks that `captured` holds exactly the frames of `sent` (each transformed by `expect`,
+ * e.g. MAC rewrite), byte for byte, each once, and in order within each flow (frames of
+ * different flows may interleave differently: they travel on different queue pairs).
+ * Returns the number of flows seen.
+ */
+export function assertSameFramesPerFlow(
+  sent: readonly Uint8Array[],
+  captured: readonly Uint8Array[],
+  expect: (f: Uint8Array) => Uint8Array = (f) => f,
+  what = "captured frames",
+): number {
+  assert.equal(captured.length, sent.length, `${what}: ${captured.length} of ${sent.length}`);
+  const bySeq = new Map<number, Uint8Array>();
+  for (const f of sent) bySeq.set(parseUdpTestFrame(f)!.seq, f);
+  const lastSeq = new Map<number, number>();
+  for (const [i, c] of captured.entries()) {
+    const info = parseUdpTestFrame(c);
+    assert.ok(info, `${what}: frame ${i} is not a valid UDP test frame`);
+    const want = bySeq.get(info.seq);
+    assert.ok(want, `${what}: frame ${i} (seq ${info.seq}) was not sent, or came twice`);
+    assert.deepEqual(c, expect(want), `${what}: frame seq ${info.seq} differs`);
+    bySeq.delete(info.seq);
+    const prev = lastSeq.get(info.flow) ?? -1;
+    assert.ok(info.seq > prev, `${what}: flow ${info.flow} reordered at seq ${info.seq}`);
+    lastSeq.set(info.flow, info.seq);
+  }
+  return lastSeq.size;
+}
+
+/** One port of l2fwd's JSON statistics (the fields the tests use). */
+export interface PortLine {
+  port: number;
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  dropsTxRingFull: number;
+  txRingFullWaits: number;
+  dropsNoBuffer: number;
+  dropsScript: number;
+  kicks: number;
+  queues: {
+    queue: number;
+    rxPackets: number;
+    rxBytes: number;
+    txPackets: number;
+    txBytes: number;
+    dropsTxRingFull: number;
+    dropsScript: number;
+  }[];
+}
+
+/** One worker of l2fwd's JSON statistics. */
+export interface WorkerLine {
+  queue: number;
+  state: string;
+  heapWarm: number;
+  heapLast: number;
+  heapGrowth: number;
+  heapDrops: number;
+  warmPackets: number;
+}
+
+/** l2fwd's summary line. */
+export interface Summary {
+  event: "summary";
+  elapsedS: number;
+  ports: PortLine[];
+  workers: WorkerLine[];
+  script?: { counters: Record<string, number>; report?: unknown };
+  pcap?: { captured: number; dropped: number; written: number };
+}
+
+/** The last `"event":"summary"` line of l2fwd's standard output. */
+export function summaryOf(stdout: string): Summary {
+  const line = stdout.split("\n").filter((l) => l.startsWith('{"event":"summary"')).at(-1);
+  assert.ok(line, `l2fwd printed no summary:\n${stdout.slice(-2000)}`);
+  return JSON.parse(line);
+}
+
+/** Checks that every port's totals are the sums of its queue pairs' counters. */
+export function assertQueuesAddUp(s: Summary): void {
+  for (const p of s.ports) {
+    for (const k of ["rxPackets", "rxBytes", "txPackets", "txBytes", "dropsTxRingFull"] as const) {
+      const sum = p.queues.reduce((n, q) => n + q[k], 0);
+      assert.equal(sum, p[k], `port ${p.port}: ${k} of the queues add up to ${sum}, not ${p[k]}`);
+    }
+  }
+}
+
+/**
+ * V8 GCs per isolate from `--v8-flags=--trace-gc` lines (`[pid:isolate] T ms: Kind …`),
+ * in the order isolates first appear.
+ */
+export function gcTrace(
+  stdout: string,
+): { isolate: string; gcs: { ms: number; kind: string }[] }[] {
+  const by = new Map<string, { ms: number; kind: string }[]>();
+  for (const l of stdout.split("\n")) {
+    const m = /\[\d+:(0x[0-9a-f]+)\]\s+(\d+) ms: ([A-Za-z-]+)/.exec(l);
+    if (!m) continue;
+    if (!by.has(m[1])) by.set(m[1], []);
+    by.get(m[1])!.push({ ms: Number(m[2]), kind: m[3] });
+  }
+  return [...by.entries()].map(([isolate, gcs]) => ({ isolate, gcs }));
+}
+
+/** A one-line account of the workers' heaps and of the GCs per isolate. */
+export function heapReport(s: Summary, stdout: string): string {
+  const workers = s.workers.map((w) =>
+    `queue ${w.queue}: heap ${
+      (w.heapWarm / 1024).toFixed(0)
+    } KiB at warm-up (${w.warmPackets} packets), ${
+      (w.heapLast / 1024).toFixed(0)
+    } KiB at the end (${w.heapGrowth >= 0 ? "+" : ""}${
+      (w.heapGrowth / 1024).toFixed(1)
+    } KiB), ${w.heapDrops} GCs seen after warm-up`
+  );
+  const gcs = gcTrace(stdout).map((i) =>
+    `${i.isolate}: ${i.gcs.length} (${i.gcs.map((g) => `${g.kind}@${g.ms}ms`).join(" ")})`
+  );
+  return `workers: ${workers.join("; ")}\nV8 GCs per isolate (main first): ${gcs.join("; ")}`;
+}
