@@ -88,6 +88,8 @@ export const P_RX_BURSTS = 12;
 export const P_TX_KICKS_SUPPRESSED = 13;
 /** Transmit bursts the ring could not take whole (the rest waited: backpressure). */
 export const P_TX_RING_FULL_WAITS = 14;
+/** Notifications sent to the port's other receive queues after this one ran dry. */
+export const P_RX_SIBLING_WAKES = 15;
 /** Size of a port block. */
 export const PORT_SLOTS = 16;
 

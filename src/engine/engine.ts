@@ -263,14 +263,24 @@ export class ForwardingEngine {
     const layout = counterLayout(2, names.length, script?.module.tableSize ?? 0);
 
     // Describe every data queue, then split the pool (this takes the free buffers).
-    const described = Array.from({ length: queues }, (_, k) =>
-      ports.map((p): PortQueuesSpec => ({
-        name: p.name,
-        mac: Uint8Array.from(p.config.mac),
-        headerSize: p.headerSize,
+    const rings = ports.map((p) =>
+      Array.from({ length: queues }, (_, k) => ({
         rx: describeRing(p, p.rx(k).vq),
         tx: describeRing(p, p.tx(k).vq),
-      })));
+      }))
+    );
+    const described = Array.from(
+      { length: queues },
+      (_, k) =>
+        ports.map((p, i): PortQueuesSpec => ({
+          name: p.name,
+          mac: Uint8Array.from(p.config.mac),
+          headerSize: p.headerSize,
+          rx: rings[i][k].rx,
+          tx: rings[i][k].tx,
+          rxSiblings: rings[i].filter((_, j) => j !== k).map((r) => r.rx.notify),
+        })),
+    );
     const parts = partitionPool(
       pool,
       described.map((ps) => ps.flatMap((p) => [...buffersInRing(p.rx), ...buffersInRing(p.tx)])),
@@ -278,7 +288,7 @@ export class ForwardingEngine {
 
     const control = sharedControl();
     const counters = described.map(() => sharedCounters(layout));
-    const rings = described.map((_, k) =>
+    const capRings = described.map((_, k) =>
       cap && (cap.queue === undefined || cap.queue === k)
         ? createPcapRing(cap.ringBytes ?? 8 << 20)
         : null
@@ -291,7 +301,7 @@ export class ForwardingEngine {
           `Writing the capture to ${cap.path} needs write permission for it: run deno with --allow-write=${cap.path}.`,
         );
       }
-      pcap = PcapSink.open(cap.path, rings.filter((r): r is SharedArrayBuffer => r !== null));
+      pcap = PcapSink.open(cap.path, capRings.filter((r): r is SharedArrayBuffer => r !== null));
     }
     const workers: Worker[] = [];
     try {
@@ -318,7 +328,7 @@ export class ForwardingEngine {
           counters: counters[k].buffer as SharedArrayBuffer,
           control: control.buffer as SharedArrayBuffer,
           script: script ? { url: script.url, args: script.args } : null,
-          capture: rings[k] ? { port: cap!.port, ring: rings[k]! } : null,
+          capture: capRings[k] ? { port: cap!.port, ring: capRings[k]! } : null,
         };
         const w = startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`);
         workers.push(w);

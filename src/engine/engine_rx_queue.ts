@@ -6,6 +6,14 @@
  * Unlike `RxQueue` it keeps no steering epochs: the main thread sets the steering rule
  * before the workers adopt the queues and does not switch it while they run.
  *
+ * Like `RxQueue`, a queue the device had let run dry wakes the port's other receive
+ * queues when it refills: QEMU's software RSS parks a frame bound for a starved queue in
+ * the tap queue it came from and reads that tap queue again only when the receive queue
+ * of the same number is notified. The device asks for a notification (EVENT_IDX,
+ * §2.7.10) only when it ran out, so that is when the siblings are woken. Their notify
+ * registers belong to other workers' queues; a notification is a lone 16-bit store (or a
+ * posted message), which any thread may send: it changes no driver-side state.
+ *
  * Hot path: {@linkcode EngineRxQueue.rxBurst} takes used buffers, refills the ring with as
  * many and publishes them with one index store (and at most one notification). It
  * allocates nothing.
@@ -22,6 +30,7 @@ import {
   P_RX_KICKS,
   P_RX_KICKS_SUPPRESSED,
   P_RX_PACKETS,
+  P_RX_SIBLING_WAKES,
 } from "./counters.ts";
 import { NO_BUFFER, type PartitionPool } from "./partition_pool.ts";
 
@@ -44,14 +53,19 @@ export class EngineRxQueue {
   readonly #c: Float64Array;
   readonly #base: number;
   readonly #len: number;
+  readonly #siblings: readonly (() => void)[];
 
-  /** Wraps `vq`; counts into `counters` from slot `base` (a port block, see counters.ts). */
+  /**
+   * Wraps `vq`; counts into `counters` from slot `base` (a port block, see counters.ts).
+   * `siblings` notify the port's other receive queues.
+   */
   constructor(
     vq: SplitQueue,
     pool: PartitionPool,
     headerSize: number,
     counters: Float64Array,
     base: number,
+    siblings: readonly (() => void)[] = [],
   ) {
     this.vq = vq;
     this.pool = pool;
@@ -59,6 +73,7 @@ export class EngineRxQueue {
     this.#c = counters;
     this.#base = base;
     this.#len = pool.bufferSize;
+    this.#siblings = siblings;
   }
 
   /** Fills every free descriptor with an empty buffer and publishes them. */
@@ -73,8 +88,12 @@ export class EngineRxQueue {
       }
       vq.add(b, pool.iovaLo[b], pool.iovaHi[b], len, true);
     }
-    vq.publish();
     const c = this.#c, o = this.#base;
+    if (vq.publish()) {
+      const sib = this.#siblings;
+      for (let i = 0; i < sib.length; i++) sib[i]();
+      c[o + P_RX_SIBLING_WAKES] += sib.length;
+    }
     if (missing > 0) c[o + P_DROP_NO_BUFFER] += missing;
     c[o + P_RX_KICKS] = vq.kicks;
     c[o + P_RX_KICKS_SUPPRESSED] = vq.kicksSuppressed;

@@ -18,6 +18,7 @@ import {
   P_RX_KICKS,
   P_RX_KICKS_SUPPRESSED,
   P_RX_PACKETS,
+  P_RX_SIBLING_WAKES,
   P_TX_BYTES,
   P_TX_KICKS,
   P_TX_KICKS_SUPPRESSED,
@@ -72,6 +73,8 @@ export interface QueueCounters {
   txKicks: number;
   /** Publications without a notification (the device suppressed it), both queues. */
   kicksSuppressed: number;
+  /** Notifications to the port's other receive queues after this one ran dry. */
+  rxSiblingWakes: number;
 }
 
 /** One queue pair of a port. */
@@ -157,6 +160,7 @@ function queueCounters(c: Float64Array, o: number): QueueCounters {
     rxKicks: c[o + P_RX_KICKS],
     txKicks: c[o + P_TX_KICKS],
     kicksSuppressed: c[o + P_RX_KICKS_SUPPRESSED] + c[o + P_TX_KICKS_SUPPRESSED],
+    rxSiblingWakes: c[o + P_RX_SIBLING_WAKES],
   };
 }
 

@@ -108,7 +108,14 @@ async function start(spec: WorkerSpec): Promise<void> {
   const ctl = new Int32Array(spec.control);
   const clock = new FfiClock(CLOCK_MONOTONIC);
   const rx = spec.ports.map((port, i) =>
-    new EngineRxQueue(adopt(port.rx), pool, port.headerSize, c, portBase(i))
+    new EngineRxQueue(
+      adopt(port.rx),
+      pool,
+      port.headerSize,
+      c,
+      portBase(i),
+      port.rxSiblings.map((n) => makeNotifier(n, `a receive queue of ${port.name}`)),
+    )
   );
   const tx = spec.ports.map((port, i) =>
     new EngineTxQueue(adopt(port.tx), pool, port.headerSize, c, portBase(i))

@@ -54,6 +54,11 @@ export interface PortQueuesSpec {
   rx: RingSpec;
   /** transmitq(k+1). */
   tx: RingSpec;
+  /**
+   * How to notify the port's other receive queues (other workers'): a worker whose
+   * receive queue ran dry wakes them too (see engine_rx_queue.ts).
+   */
+  rxSiblings: NotifySpec[];
 }
 
 /** The shared pool and this worker's partition of it. */
