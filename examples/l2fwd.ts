@@ -79,6 +79,9 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
   --restore-driver    give them back to their kernel driver at exit
   --help              this text`;
 
+/** Set when closing a port failed (the exit status is then 1). */
+let closeFailed = false;
+
 function usageError(message: string): never {
   throw new DriverError("BAD_ARGUMENT", `${message}: see --help.`);
 }
@@ -274,12 +277,14 @@ async function main(args: string[]): Promise<number> {
     pool.region.free();
     // Reported, not thrown: an error from try{} above must not be replaced by this one.
     for (const m of problems) console.error(`error: ${m}`);
+    if (problems.length) closeFailed = true;
   }
 }
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main(Deno.args));
+    const code = await main(Deno.args);
+    Deno.exit(code === 0 && closeFailed ? 1 : code);
   } catch (e) {
     if (e instanceof DriverError) {
       console.error(`error: ${e.message}`);

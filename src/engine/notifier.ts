@@ -16,7 +16,8 @@
  *   as one piece (AF_UNIX stream sockets queue each send of less than half the send buffer
  *   as one skb, under the peer's lock), so it cannot interleave with the main thread's
  *   messages; the server runs messages in order, and the avail->idx store precedes the
- *   send. Measured costs are in docs of the engine (README "Forwarding with l2fwd").
+ *   send. Measured in the vfio-user bed: 3.9 µs per posted notification sent by the
+ *   worker, 21 µs per acknowledged round trip (README, "Forwarding with l2fwd").
  *
  * @module
  */
