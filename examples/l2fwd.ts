@@ -131,6 +131,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   let queues: number, burst: number, durationMs: number, steering: string;
+  let pcapQueue: number | undefined, pcapPort: number;
   const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "table" : "json");
   const scriptArgs: Record<string, string> = {};
   try {
@@ -149,6 +150,10 @@ async function main(args: string[]): Promise<number> {
     }
     durationMs = values.duration === undefined ? Infinity : Number(values.duration) * 1000;
     if (!(durationMs > 0)) usageError(`--duration must be a positive number of seconds`);
+    pcapQueue = values["pcap-queue"] === "all"
+      ? undefined
+      : intOption(values["pcap-queue"], "pcap-queue", 0, queues - 1);
+    pcapPort = intOption(values["pcap-port"], "pcap-port", 0, 1);
     for (const a of values["script-arg"]) {
       const eq = a.indexOf("=");
       if (eq < 1) usageError(`--script-arg takes KEY=VALUE, not '${a}'`);
@@ -159,11 +164,30 @@ async function main(args: string[]): Promise<number> {
     console.error(`error: ${e.message}`);
     return 2;
   }
-  const pcapQueue = values["pcap-queue"] === "all"
-    ? undefined
-    : intOption(values["pcap-queue"], "pcap-queue", 0, queues - 1);
+  // Permissions first, before any device is touched.
+  const need: [string | undefined, "read" | "write", string][] = [
+    [values.script, "read", "--script"],
+    [values.pcap, "write", "--pcap"],
+  ];
+  for (const [path, name, opt] of need) {
+    if (path !== undefined && Deno.permissions.querySync({ name, path }).state !== "granted") {
+      console.error(
+        `error: ${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${path}.`,
+      );
+      return 2;
+    }
+  }
   const drainUs = Number(values["tx-drain-us"]);
   const idleUs = Number(values["idle-us"]);
+  const warmup = Number(values.warmup);
+  for (
+    const [v, name] of [[drainUs, "tx-drain-us"], [idleUs, "idle-us"], [warmup, "warmup"]] as const
+  ) {
+    if (!(v >= 0 && v <= 1e9)) {
+      console.error(`error: --${name} must be a number from 0 to 1000000000: see --help.`);
+      return 2;
+    }
+  }
 
   // Room for every ring of both ports, what the workers buffer, and slack to refill.
   const pool = createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
@@ -193,12 +217,12 @@ async function main(args: string[]): Promise<number> {
       idleUs,
       macRewrite: values["mac-rewrite"],
       txFull: values["tx-full"] as "wait" | "drop",
-      warmupPackets: Number(values.warmup),
+      warmupPackets: warmup,
       script: values.script ? { path: values.script, args: scriptArgs } : undefined,
       capture: values.pcap
         ? {
           path: values.pcap,
-          port: intOption(values["pcap-port"], "pcap-port", 0, 1),
+          port: pcapPort,
           queue: pcapQueue,
         }
         : undefined,
