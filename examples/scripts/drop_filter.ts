@@ -21,7 +21,14 @@
 
 import type { Burst, ScriptInit } from "../../src/engine/script_api.ts";
 
-/** The script's counters. */
+/**
+ * The script's counters.
+ *
+ * @example
+ * ```ts ignore
+ * counters; // l2fwd prints "script":{"counters":{"droppedEthertype":…,"droppedUdpPort":…,"passed":…}}
+ * ```
+ */
 export const counters = ["droppedEthertype", "droppedUdpPort", "passed"];
 
 const DROP = 1; // src/engine/script_api.ts
@@ -39,13 +46,27 @@ function numbers(list: string | undefined, what: string): number[] {
   });
 }
 
-/** Reads `ethertype=` and `udp-port=`. */
+/**
+ * Reads `ethertype=` and `udp-port=`.
+ *
+ * @example
+ * ```ts ignore
+ * init({ queue: 0, workers: 1, ports: 2, macs: [], args: { ethertype: "0x86dd" } });
+ * ```
+ */
 export function init(init: ScriptInit): void {
   for (const t of numbers(init.args.ethertype, "EtherType")) dropType[t] = 1;
   for (const p of numbers(init.args["udp-port"], "UDP port")) dropPort[p] = 1;
 }
 
-/** Sets DROP on frames of a listed EtherType or UDP port. */
+/**
+ * Sets DROP on frames of a listed EtherType or UDP port.
+ *
+ * @example
+ * ```ts ignore
+ * handleBurst(burst); // burst.verdicts[i] === 1 for each frame to drop
+ * ```
+ */
 export function handleBurst(b: Burst): void {
   const d = b.data, c = b.counters;
   for (let i = 0; i < b.count; i++) {

@@ -22,17 +22,38 @@
 
 import type { Burst, ScriptReportInput } from "../../src/engine/script_api.ts";
 
-/** The script's counters. */
+/**
+ * The script's counters.
+ *
+ * @example
+ * ```ts ignore
+ * counters; // l2fwd prints "script":{"counters":{"ipv4":…,"other":…,"tableFull":…}}
+ * ```
+ */
 export const counters = ["ipv4", "other", "tableFull"];
 
 /** Flow slots per worker. */
 const SLOTS = 4096;
 /** Numbers per slot: source, destination, ports, protocol + 1 (0: free), packets, bytes. */
 const WIDTH = 6;
-/** The table each worker gets (numbers). */
+/**
+ * The table each worker gets (numbers).
+ *
+ * @example
+ * ```ts ignore
+ * tableSize; // 24576: 4,096 flows of 6 numbers
+ * ```
+ */
 export const tableSize = SLOTS * WIDTH;
 
-/** Counts each IPv4 frame in its flow's slot (linear probing from the key's hash). */
+/**
+ * Counts each IPv4 frame in its flow's slot (linear probing from the key's hash).
+ *
+ * @example
+ * ```ts ignore
+ * handleBurst(burst); // burst.table: the worker's flows with their packets and bytes
+ * ```
+ */
 export function handleBurst(b: Burst): void {
   const d = b.data, t = b.table, c = b.counters;
   for (let i = 0; i < b.count; i++) {
@@ -84,14 +105,29 @@ function ipString(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
-/** A flow's name: "src:port>dst:port/udp" (ports only for TCP and UDP). */
+/**
+ * A flow's name: "src:port>dst:port/udp" (ports only for TCP and UDP).
+ *
+ * @example
+ * ```ts
+ * import { flowName } from "./flow_counters.ts";
+ * flowName(0x0a010005, 0x0a020005, (1029 << 16) | 50005, 17); // "10.1.0.5:1029>10.2.0.5:50005/udp"
+ * ```
+ */
 export function flowName(src: number, dst: number, ports: number, proto: number): string {
   const p = proto === 6 ? "tcp" : proto === 17 ? "udp" : `proto${proto}`;
   if (proto !== 6 && proto !== 17) return `${ipString(src)}>${ipString(dst)}/${p}`;
   return `${ipString(src)}:${ports >>> 16}>${ipString(dst)}:${ports & 0xffff}/${p}`;
 }
 
-/** Merges the workers' tables: number of flows, packets, and the busiest `top` flows. */
+/**
+ * Merges the workers' tables: number of flows, packets, and the busiest `top` flows.
+ *
+ * @example
+ * ```ts ignore
+ * report({ counters: {}, tables, args: { top: "3" } }); // { flows, packets, top: [3 flows] }
+ * ```
+ */
 export function report(input: ScriptReportInput): unknown {
   const flows = new Map<string, { packets: number; bytes: number }>();
   for (const t of input.tables) {

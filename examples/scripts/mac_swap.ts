@@ -19,18 +19,39 @@
 
 import type { Burst, ScriptInit } from "../../src/engine/script_api.ts";
 
-/** The script's counters (summed over workers in l2fwd's statistics). */
+/**
+ * The script's counters (summed over workers in l2fwd's statistics).
+ *
+ * @example
+ * ```ts ignore
+ * counters; // ["swapped"]: l2fwd prints "script":{"counters":{"swapped":N}}
+ * ```
+ */
 export const counters = ["swapped"];
 
 /** Verdict: BOUNCE (2) with bounce=1, else FORWARD (0). See src/engine/script_api.ts. */
 let verdict = 0;
 
-/** Reads `bounce=1`. */
+/**
+ * Reads `bounce=1`.
+ *
+ * @example
+ * ```ts ignore
+ * init({ queue: 0, workers: 2, ports: 2, macs: [], args: { bounce: "1" } });
+ * ```
+ */
 export function init(init: ScriptInit): void {
   verdict = init.args.bounce === "1" ? 2 : 0;
 }
 
-/** Swaps bytes 0-5 (destination) with 6-11 (source) of every frame (IEEE 802.3 §3.2). */
+/**
+ * Swaps bytes 0-5 (destination) with 6-11 (source) of every frame (IEEE 802.3 §3.2).
+ *
+ * @example
+ * ```ts ignore
+ * handleBurst(burst); // every frame of the burst now has its MACs swapped
+ * ```
+ */
 export function handleBurst(b: Burst): void {
   const d = b.data, offsets = b.offsets, verdicts = b.verdicts;
   for (let i = 0; i < b.count; i++) {

@@ -117,7 +117,15 @@ export function describeRing(port: VirtioNetPort, vq: SplitQueue): RingSpec {
   };
 }
 
-/** The buffers a ring holds, by its exported state (tokens of descriptors in flight). */
+/**
+ * The buffers a ring holds, by its exported state (tokens of descriptors in flight).
+ *
+ * @example
+ * ```ts ignore
+ * import { buffersInRing, describeRing } from "./handoff.ts";
+ * buffersInRing(describeRing(port, port.rx(0).vq)).length; // 256: a full receive ring
+ * ```
+ */
 export function buffersInRing(ring: RingSpec): number[] {
   const out: number[] = [];
   for (const t of ring.state.token) if (t >= 0) out.push(t);
