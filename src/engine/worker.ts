@@ -13,6 +13,13 @@
  * The loop never yields to the event loop: control comes through shared memory
  * (control.ts), and counters go out through shared memory (counters.ts).
  *
+ * Memory ordering at the hand-over: the main thread wrote the rings (descriptors, avail
+ * ring, avail->idx) before it posted the start message, and this worker reads them only
+ * after receiving it; posting a message orders the sender's earlier stores before the
+ * receiver's later loads. From then on the worker alone writes the driver side of its
+ * rings, with SplitQueue's publication points (split_queue.ts: x86-64 TSO, Atomics.store
+ * of avail->idx, Atomics.load of used->idx).
+ *
  * @module
  */
 
