@@ -239,12 +239,21 @@ async function main(args: string[]): Promise<number> {
       );
     }
 
+    // Reading the link status is also how a port that went away (a vfio-user server that
+    // died) is noticed: the first failure ends the run; later reports say "unknown".
+    let linksFailed = false;
     const links = () =>
-      ports.map((p) =>
-        hasFeature(p.features, VIRTIO_NET_F_STATUS)
-          ? (p.readConfig().linkUp ? "up" : "down")
-          : "unknown"
-      );
+      ports.map((p) => {
+        if (linksFailed || !hasFeature(p.features, VIRTIO_NET_F_STATUS)) return "unknown";
+        try {
+          return p.readConfig().linkUp ? "up" : "down";
+        } catch (e) {
+          linksFailed = true;
+          failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
+          wake?.();
+          return "unknown";
+        }
+      });
     const t0 = performance.now();
     let last: EngineSnapshot | null = null, lastAt = t0;
     const report = (event: "stats" | "summary", snap: EngineSnapshot, now: number) => {

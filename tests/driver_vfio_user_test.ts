@@ -153,3 +153,48 @@ Deno.test({
     assert.ok(kicks < count / 5, "notification suppression keeps kicks rare");
   },
 });
+
+Deno.test({
+  name: "vfio-user bad input on the command line: a wrong socket path exits 1 with one sentence",
+  ignore: !isRoot,
+  async fn() {
+    const prog = HostProgram.start("examples/port_info.ts", ["vfio-user:/nonexistent/net0.sock"]);
+    assert.equal(await prog.finish(), 1);
+    const err = (await prog.stderr).trim();
+    console.log(err);
+    assert.match(err, /^error: No vfio-user server listens on \/nonexistent\/net0\.sock[^\n]*\.$/);
+  },
+});
+
+Deno.test({
+  name: "vfio-user: l2fwd exits non-zero with one sentence when a server is killed mid-run",
+  ignore: !isRoot,
+  async fn() {
+    await using bed = await VfioUserBed.start({ ports: 2, queues: 1 });
+    const prog = HostProgram.start("examples/l2fwd.ts", [
+      "--stats",
+      "json",
+      "--duration",
+      "60",
+      bed.portName(0),
+      bed.portName(1),
+    ]);
+    try {
+      await prog.waitForLine(/"event":"stats"/);
+      await bed.kill(0);
+      const t0 = Date.now();
+      const code = await prog.finish();
+      const err = (await prog.stderr).trim();
+      console.log(`exit ${code} after ${Date.now() - t0} ms: ${err}`);
+      assert.notEqual(code, 0);
+      assert.doesNotMatch(err, /Uncaught|\n\s+at /, "a sentence, not a stack trace");
+      assert.match(
+        err.split("\n").at(-1)!,
+        /^error: The vfio-user server .* closed the connection .*\.$/,
+      );
+      assert.ok(Date.now() - t0 < 10000, "noticed within 10 s");
+    } finally {
+      prog.kill();
+    }
+  },
+});
