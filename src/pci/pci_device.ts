@@ -7,6 +7,8 @@
  * @module
  */
 
+import { DriverError } from "../errors.ts";
+
 /**
  * Register access to one region (a BAR or config space). Offsets are bytes from the
  * region's start; accesses are naturally aligned and of exactly the width asked for,
@@ -194,5 +196,33 @@ export class SubRegionIo implements RegionIo {
   /** Writes a u32. */
   write32(offset: number, value: number): void {
     this.#io.write32(this.#base + offset, value);
+  }
+}
+
+/**
+ * Throws BAD_ARGUMENT unless interrupts `start … start + n - 1` exist among the `count` of
+ * IRQ type `index` (VFIO_DEVICE_GET_IRQ_INFO / VFIO_USER_DEVICE_GET_IRQ_INFO), as both
+ * transports' `setIrqEventfds` require.
+ *
+ * @example
+ * ```ts
+ * import { checkIrqRange } from "./pci_device.ts";
+ * checkIrqRange("0000:00:04.0", 2, 0, 3, 6); // vectors 0…2 of 6: fine
+ * ```
+ */
+export function checkIrqRange(
+  device: string,
+  index: number,
+  start: number,
+  n: number,
+  count: number,
+): void {
+  if (!Number.isInteger(start) || start < 0 || start + n > count) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `Interrupts ${start}…${
+        start + n - 1
+      } of IRQ type ${index} do not exist on ${device}, which has ${count}: use vectors below ${count}.`,
+    );
   }
 }

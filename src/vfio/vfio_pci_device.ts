@@ -44,6 +44,7 @@ import {
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { formatPciAddress, type PciAddress } from "../pci/address.ts";
 import {
+  checkIrqRange,
   type DmaSegment,
   MappedRegionIo,
   type PciDevice,
@@ -298,15 +299,7 @@ export class VfioPciDevice implements PciDevice {
       }
       return;
     }
-    const count = this.irqCount(index);
-    if (!Number.isInteger(start) || start < 0 || start + fds.length > count) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `Interrupts ${start}…${
-          start + fds.length - 1
-        } of IRQ type ${index} do not exist on ${this.name}, which has ${count}: use vectors below ${count}.`,
-      );
-    }
+    checkIrqRange(this.name, index, start, fds.length, this.irqCount(index));
     if (current && start + fds.length <= current.length) {
       this.#setIrqs(index, start, fds);
       fds.forEach((fd, i) => current[start + i] = fd);

@@ -41,6 +41,7 @@ import {
   PCI_MSIX_FLAGS_MASKALL,
 } from "../pci/msix.ts";
 import {
+  checkIrqRange,
   type DmaSegment,
   MappedRegionIo,
   type PciDevice,
@@ -292,15 +293,7 @@ export class VfioUserDevice implements PciDevice {
       }
       return;
     }
-    const count = this.irqCount(index);
-    if (!Number.isInteger(start) || start < 0 || start + fds.length > count) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `Interrupts ${start}…${
-          start + fds.length - 1
-        } of IRQ type ${index} do not exist on ${this.name}, which has ${count}: use vectors below ${count}.`,
-      );
-    }
+    checkIrqRange(this.name, index, start, fds.length, this.irqCount(index));
     // "VFIO_USER_DEVICE_SET_IRQS": the eventfds go as SCM_RIGHTS, at most max_msg_fds per
     // message (the server's, from VERSION; and what one sendmsg here carries).
     const perMessage = Math.min(this.client.server.maxMsgFds, MAX_RECV_FDS);
