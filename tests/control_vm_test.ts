@@ -12,14 +12,11 @@
 import assert from "node:assert/strict";
 import { parseMac, testFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
-import { shellQuote, VmBed } from "./bed/vm.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+import { guestDeno } from "./bed/guest_run.ts";
+import { VmBed } from "./bed/vm.ts";
 
 function guestCmd(args: string[]): string {
-  return `deno run --quiet --allow-ffi ${shellQuote(`${ROOT}/tests/guest/control.ts`)} ${
-    args.map(shellQuote).join(" ")
-  }`;
+  return guestDeno("tests/guest/control.ts", args);
 }
 
 /** 10 frames each to a foreign unicast MAC, a multicast group and `own`. */

@@ -10,20 +10,11 @@
  */
 
 import assert from "node:assert/strict";
-import { encodePcap, readPcapFrames } from "../src/pcap/pcap.ts";
-import { TEST_ETHERTYPE, testFrames } from "./bed/frames.ts";
-import { sendFrames, startCapture } from "./bed/traffic.ts";
-import { shellQuote, VmBed } from "./bed/vm.ts";
+import { testFrames } from "./bed/frames.ts";
+import { exchangeFrames, guestDeno } from "./bed/guest_run.ts";
+import { VmBed } from "./bed/vm.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const FRAMES = 10_000;
-
-/** `deno run --allow-ffi` (and nothing else) of a project file inside the guest. */
-function denoFfi(file: string, args: string[]): string {
-  return `deno run --quiet --allow-ffi ${shellQuote(`${ROOT}/${file}`)} ${
-    args.map(shellQuote).join(" ")
-  }`;
-}
 
 interface BadInputResult {
   code: string | null;
@@ -43,7 +34,7 @@ async function badInput(
   mention: RegExp,
 ): Promise<BadInputResult> {
   const args = bind ? ["--bind", port] : [port];
-  const r = await bed.exec(denoFfi("tests/guest/bad_input.ts", args), { timeoutMs: 60000 });
+  const r = await bed.exec(guestDeno("tests/guest/bad_input.ts", args), { timeoutMs: 60000 });
   assert.equal(r.code, 0, `bad_input.ts failed: ${r.stderr}`);
   const res = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as BadInputResult;
   assert.equal(res.code, code, `expected ${code}, got ${res.code}: ${res.message}`);
@@ -54,7 +45,7 @@ async function badInput(
   assert.deepEqual(res.leakedMaps, [], "VFIO or DMA mappings left");
   assert.equal(res.driverAfter, res.driverBefore, "the device's driver binding changed");
   // The command-line tool says the same sentence and exits non-zero.
-  const cli = await bed.exec(denoFfi("examples/port_info.ts", args), { timeoutMs: 60000 });
+  const cli = await bed.exec(guestDeno("examples/port_info.ts", args), { timeoutMs: 60000 });
   assert.equal(cli.code, 1, `port_info.ts exit code: ${cli.stdout} ${cli.stderr}`);
   assert.equal(cli.stderr.trim(), `error: ${res.message}`);
   return res;
@@ -96,7 +87,7 @@ Deno.test("kernel VFIO in a QEMU guest: the driver binds, negotiates, and moves 
     await t.step(
       "port_info runs with --allow-ffi only and prints the features by name",
       async () => {
-        const r = await bed.exec(denoFfi("examples/port_info.ts", ["--bind", nic]), {
+        const r = await bed.exec(guestDeno("examples/port_info.ts", ["--bind", nic]), {
           timeoutMs: 60000,
         });
         assert.equal(r.code, 0, r.stderr);
@@ -110,7 +101,7 @@ Deno.test("kernel VFIO in a QEMU guest: the driver binds, negotiates, and moves 
 
     await t.step("--restore-driver hands the function back to virtio-pci at exit", async () => {
       const r = await bed.exec(
-        denoFfi("examples/port_info.ts", ["--bind", "--restore-driver", nic]),
+        guestDeno("examples/port_info.ts", ["--bind", "--restore-driver", nic]),
         { timeoutMs: 60000 },
       );
       assert.equal(r.code, 0, r.stderr);
@@ -124,38 +115,21 @@ Deno.test("kernel VFIO in a QEMU guest: the driver binds, negotiates, and moves 
       const sizes = toGuest.map((f) => f.length).concat(fromGuest.map((f) => f.length));
       assert.equal(Math.min(...sizes), 60);
       assert.equal(Math.max(...sizes), 1514);
-      Deno.writeFileSync(`${bed.shareDir}/tx.pcap`, encodePcap(fromGuest));
-      const guest = await bed.spawn(denoFfi("tests/guest/rxtx.ts", [
-        "--bind",
-        "--port",
+      const { res, done, sent, received, captured } = await exchangeFrames(
+        bed,
+        0,
         nic,
-        "--rx-count",
-        String(FRAMES),
-        "--rx-out",
-        bed.guestPath(`${bed.shareDir}/rx.pcap`),
-        "--tx-in",
-        bed.guestPath(`${bed.shareDir}/tx.pcap`),
-        "--timeout-ms",
-        "240000",
-      ]));
-      await guest.waitForOutput(/"event":"ready"/, 60000);
-      const capture = await startCapture(bed, 0, {
-        count: FRAMES,
-        timeoutMs: 300000,
-        ethertype: TEST_ETHERTYPE,
-      });
-      const sent = await sendFrames(bed, 0, toGuest);
+        toGuest,
+        fromGuest,
+        240000,
+      );
       assert.equal(sent.sent, FRAMES);
-      const res = await guest.wait(300000);
-      const done = JSON.parse(res.stdout.trim().split("\n").at(-1)!);
       console.log(`guest: ${JSON.stringify(done)}`);
       assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
-      const received = readPcapFrames(Deno.readFileSync(`${bed.shareDir}/rx.pcap`));
       assert.equal(received.length, FRAMES);
       for (let i = 0; i < FRAMES; i++) {
         assert.deepEqual(received[i], toGuest[i], `received frame ${i} differs`);
       }
-      const captured = await capture.done();
       assert.equal(captured.length, FRAMES);
       for (let i = 0; i < FRAMES; i++) {
         assert.deepEqual(captured[i], fromGuest[i], `transmitted frame ${i} differs`);

@@ -10,12 +10,10 @@
  */
 
 import assert from "node:assert/strict";
-import { encodePcap, readPcapFrames } from "../src/pcap/pcap.ts";
-import { TEST_ETHERTYPE, testFrames } from "./bed/frames.ts";
-import { sendFrames, startCapture } from "./bed/traffic.ts";
-import { shellQuote, VmBed } from "./bed/vm.ts";
+import { testFrames } from "./bed/frames.ts";
+import { exchangeFrames } from "./bed/guest_run.ts";
+import { VmBed } from "./bed/vm.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const FRAMES = 1000;
 
 Deno.test("MTU 9000: frames up to 9,014 bytes are received and transmitted byte for byte", async () => {
@@ -26,44 +24,22 @@ Deno.test("MTU 9000: frames up to 9,014 bytes are received and transmitted byte 
     const nic = bed.nicAddress(0), mac = bed.nicMac(0);
     const toGuest = testFrames({ seed: 51, count: FRAMES, dst: mac, maxSize: 9014 });
     const fromGuest = testFrames({ seed: 52, count: FRAMES, src: mac, maxSize: 9014 });
-    Deno.writeFileSync(`${bed.shareDir}/tx.pcap`, encodePcap(fromGuest));
-    const args = [
-      "--bind",
-      "--port",
+    const { res, sent, received, captured } = await exchangeFrames(
+      bed,
+      0,
       nic,
-      "--rx-count",
-      String(FRAMES),
-      "--rx-out",
-      bed.guestPath(`${bed.shareDir}/rx.pcap`),
-      "--tx-in",
-      bed.guestPath(`${bed.shareDir}/tx.pcap`),
-    ];
-    const guest = await bed.spawn(
-      `deno run --quiet --allow-ffi ${shellQuote(`${ROOT}/tests/guest/rxtx.ts`)} ${
-        args.map(shellQuote).join(" ")
-      }`,
+      toGuest,
+      fromGuest,
+      120000,
     );
-    try {
-      await guest.waitForOutput(/"event":"ready"/, 60000);
-      const capture = await startCapture(bed, 0, {
-        count: FRAMES,
-        timeoutMs: 120000,
-        ethertype: TEST_ETHERTYPE,
-      });
-      assert.equal((await sendFrames(bed, 0, toGuest)).sent, FRAMES);
-      const res = await guest.wait(120000);
-      assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
-      assert.match(res.stdout, /VIRTIO_NET_F_MTU/);
-      const received = readPcapFrames(Deno.readFileSync(`${bed.shareDir}/rx.pcap`));
-      assert.equal(received.length, FRAMES);
-      assert.equal(Math.max(...received.map((f) => f.length)), 9014);
-      for (let i = 0; i < FRAMES; i++) assert.deepEqual(received[i], toGuest[i], `rx ${i}`);
-      const captured = await capture.done();
-      assert.equal(captured.length, FRAMES);
-      for (let i = 0; i < FRAMES; i++) assert.deepEqual(captured[i], fromGuest[i], `tx ${i}`);
-    } finally {
-      await guest.kill();
-    }
+    assert.equal(sent.sent, FRAMES);
+    assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+    assert.match(res.stdout, /VIRTIO_NET_F_MTU/);
+    assert.equal(received.length, FRAMES);
+    assert.equal(Math.max(...received.map((f) => f.length)), 9014);
+    for (let i = 0; i < FRAMES; i++) assert.deepEqual(received[i], toGuest[i], `rx ${i}`);
+    assert.equal(captured.length, FRAMES);
+    for (let i = 0; i < FRAMES; i++) assert.deepEqual(captured[i], fromGuest[i], `tx ${i}`);
   } finally {
     await bed.close();
   }

@@ -13,14 +13,11 @@
 import assert from "node:assert/strict";
 import { udpFrames } from "./bed/frames.ts";
 import { sendFrames } from "./bed/traffic.ts";
-import { shellQuote, VmBed } from "./bed/vm.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+import { guestDeno } from "./bed/guest_run.ts";
+import { VmBed } from "./bed/vm.ts";
 
 function guestCmd(file: string, args: string[]): string {
-  return `deno run --quiet --allow-ffi ${shellQuote(`${ROOT}/tests/guest/${file}`)} ${
-    args.map(shellQuote).join(" ")
-  }`;
+  return guestDeno(`tests/guest/${file}`, args);
 }
 
 function lastJson(out: string): Record<string, unknown> {

@@ -11,14 +11,11 @@
 import assert from "node:assert/strict";
 import { testFrames, udpFrames, udpReply } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
-import { shellQuote, VmBed } from "./bed/vm.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+import { guestDeno } from "./bed/guest_run.ts";
+import { VmBed } from "./bed/vm.ts";
 
 function guestCmd(args: string[]): string {
-  return `deno run --quiet --allow-ffi ${shellQuote(`${ROOT}/tests/guest/steering.ts`)} ${
-    args.map(shellQuote).join(" ")
-  }`;
+  return guestDeno("tests/guest/steering.ts", args);
 }
 
 function lastJson(out: string): Record<string, unknown> {

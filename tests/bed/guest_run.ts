@@ -1,0 +1,98 @@
+/**
+ * Running the project's driver-side programs inside the VM bed: the guest command line
+ * (`deno run --allow-ffi` and nothing else), and the receive/transmit exchange that
+ * `tests/guest/rxtx.ts` does with the host.
+ *
+ * @module
+ */
+
+import { encodePcap, readPcapFrames } from "../../src/pcap/pcap.ts";
+import type { ExecResult } from "./guest_agent.ts";
+import { TEST_ETHERTYPE } from "./frames.ts";
+import { sendFrames, type SendResult, startCapture } from "./traffic.ts";
+import { shellQuote, type VmBed } from "./vm.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+
+/**
+ * The guest shell command that runs project file `file` (relative to the repository) with
+ * `--allow-ffi` as its only permission.
+ *
+ * @example
+ * ```ts
+ * import { guestDeno } from "./guest_run.ts";
+ * guestDeno("examples/port_info.ts", ["--bind", "0000:00:04.0"]);
+ * ```
+ */
+export function guestDeno(file: string, args: string[]): string {
+  return `deno run --quiet --allow-ffi ${shellQuote(`${ROOT}/${file}`)} ${
+    args.map(shellQuote).join(" ")
+  }`;
+}
+
+/** What {@linkcode exchangeFrames} saw. */
+export interface Exchange {
+  /** The guest program's exit and output. */
+  res: ExecResult;
+  /** The guest program's last JSON line (its counters). */
+  done: Record<string, number | boolean | string>;
+  /** What the host sent into the tap. */
+  sent: SendResult;
+  /** The frames the driver received, in order (its rx.pcap). */
+  received: Uint8Array[];
+  /** The frames the host captured from the guest, in order. */
+  captured: Uint8Array[];
+}
+
+/**
+ * Runs `tests/guest/rxtx.ts` on `port` (bound with --bind): the host sends `toGuest` into
+ * NIC `nic`'s tap and captures what the driver transmits of `fromGuest`. The guest is
+ * killed if anything goes wrong.
+ *
+ * @example
+ * ```ts ignore
+ * const x = await exchangeFrames(bed, 0, bed.nicAddress(0), toGuest, fromGuest, 240000);
+ * ```
+ */
+export async function exchangeFrames(
+  bed: VmBed,
+  nic: number,
+  port: string,
+  toGuest: Uint8Array[],
+  fromGuest: Uint8Array[],
+  timeoutMs: number,
+): Promise<Exchange> {
+  Deno.writeFileSync(`${bed.shareDir}/tx.pcap`, encodePcap(fromGuest));
+  const guest = await bed.spawn(guestDeno("tests/guest/rxtx.ts", [
+    "--bind",
+    "--port",
+    port,
+    "--rx-count",
+    String(toGuest.length),
+    "--rx-out",
+    bed.guestPath(`${bed.shareDir}/rx.pcap`),
+    "--tx-in",
+    bed.guestPath(`${bed.shareDir}/tx.pcap`),
+    "--timeout-ms",
+    String(timeoutMs),
+  ]));
+  try {
+    await guest.waitForOutput(/"event":"ready"/, 60000);
+    const capture = await startCapture(bed, nic, {
+      count: fromGuest.length,
+      timeoutMs: timeoutMs + 60000,
+      ethertype: TEST_ETHERTYPE,
+    });
+    const sent = await sendFrames(bed, nic, toGuest);
+    const res = await guest.wait(timeoutMs + 60000);
+    const done = JSON.parse(res.stdout.trim().split("\n").at(-1) || "{}");
+    if (res.code !== 0) {
+      await capture.kill();
+      return { res, done, sent, received: [], captured: [] };
+    }
+    const received = readPcapFrames(Deno.readFileSync(`${bed.shareDir}/rx.pcap`));
+    return { res, done, sent, received, captured: await capture.done() };
+  } finally {
+    await guest.kill();
+  }
+}
