@@ -152,6 +152,12 @@ export class VmBed {
   #bell?: Deno.UnixConn;
   #bellChain: Promise<unknown> = Promise.resolve();
 
+  /** PID of the QEMU process (`ip netns exec` and setpriv exec it in place). */
+  get qemuPid(): number {
+    if (!this.#child) throw new Error("VmBed: QEMU is not running");
+    return this.#child.pid;
+  }
+
   private constructor(ns: Netns, dir: string, queuePairs: number[], shared: boolean, kv: string) {
     this.ns = ns;
     this.netns = ns.name;
