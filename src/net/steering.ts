@@ -211,6 +211,7 @@ export class Steering {
       }
     }
     this.#drainTx(pairs);
+    this.#wakeRx();
     try {
       this.#send(this.#control, resolved);
     } catch (e) {
@@ -225,6 +226,23 @@ export class Steering {
     }
     this.#newEpoch();
     this.#current = resolved;
+    this.#wakeRx();
+  }
+
+  /**
+   * Refills and notifies every receive queue. QEMU parks a frame whose receive queue had no
+   * buffer and stops reading that frame's tap queue until the receive queue of the tap
+   * queue's number is notified; a switch that happens meanwhile lets the flow's newer
+   * frames overtake the parked ones through another tap queue (the pair count changes
+   * tun's queue count, and tun re-spreads flows). A notification the driver sends without
+   * being asked is always allowed (§2.7.13.3), and a switch is rare enough to pay for one
+   * per queue before the command and after the ack.
+   */
+  #wakeRx(): void {
+    for (const r of this.#rx) {
+      r.refill();
+      r.vq.kick();
+    }
   }
 
   /** Sends the command that puts `rule` in force (§5.1.6.5.6: VQ_PAIRS_SET; §5.1.6.5.7: RSS_CONFIG). */

@@ -116,6 +116,9 @@ function switching(port: VirtioNetPort, pairs: number): number {
   const pool = port.pool, data = pool.data;
   const bufs = new Uint32Array(32), lens = new Uint32Array(32);
   const last = new Float64Array(65536).fill(-1);
+  // Where and when (queue, switches made) each flow's last frame was delivered: a reordering
+  // is reported with both, to tell a device-side delay from a gate that opened too early.
+  const lastQ = new Int8Array(65536), lastSw = new Int32Array(65536);
   const perQueue = new Array(port.queuePairs).fill(0);
   const rules: SteeringRule[] = [];
   const cycle = [1, pairs, 2, 1];
@@ -134,8 +137,17 @@ function switching(port: VirtioNetPort, pairs: number): number {
           const seq = v.getUint32(PAY + 8), flow = v.getUint32(PAY + 12) & 0xffff;
           if (seq <= last[flow]) {
             reorders++;
-            if (sample.length < 5) sample.push(`flow ${flow}: ${seq} after ${last[flow]} (q${q})`);
-          } else last[flow] = seq;
+            if (sample.length < 5) {
+              sample.push(
+                `flow ${flow}: ${seq} on q${q} at switch ${port.steering.switches} after ` +
+                  `${last[flow]} on q${lastQ[flow]} at switch ${lastSw[flow]}`,
+              );
+            }
+          } else {
+            last[flow] = seq;
+            lastQ[flow] = q;
+            lastSw[flow] = port.steering.switches;
+          }
           received++;
           perQueue[q]++;
         } else other++;
