@@ -31,7 +31,9 @@
  * "dropsScript" frames received on it that the script dropped; "dropsNoBuffer" receive
  * descriptors left empty because the worker's buffers ran out. Bytes exclude the
  * virtio-net header. Heap figures are bytes of each worker's V8 heap: at warm-up
- * (`--warmup` packets) and at the last once-a-second sample. Exit status: 0 after a clean
+ * (after `--warmup` packets, once the heap grew by less than 1 KiB in each of 2 seconds) and when the
+ * worker stopped forwarding; "heapGrowth" is the difference (0 while it runs), "heapDrops"
+ * 1 if a GC ran after warm-up. A warm worker takes no heap samples (they allocate). Exit status: 0 after a clean
  * stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error, 2 on bad usage.
  *
  * @module
@@ -74,7 +76,8 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       receiving that way until there is room; default) or drop (count
                       them, as DPDK l2fwd does)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
-  --warmup N          packets per worker before its heap is sampled as warm (default 50000)
+  --warmup N          packets per worker before it can count as warm, which it does once
+                      its heap then grew by < 1 KiB for 2 seconds running (default 50000)
   --bind              take the functions from their kernel driver (bind to vfio-pci)
   --restore-driver    give them back to their kernel driver at exit
   --help              this text`;

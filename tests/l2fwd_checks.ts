@@ -125,6 +125,21 @@ export function gcTrace(
   return [...by.entries()].map(([isolate, gcs]) => ({ isolate, gcs }));
 }
 
+/**
+ * Every worker got warm, ran no GC after it, and its heap stayed flat: a packet-path
+ * allocation of even 8 bytes would be hundreds of KiB here; V8 tiering a function up late
+ * may add a few KiB of code.
+ */
+export function assertHeapFlat(s: Summary): void {
+  for (const w of s.workers) {
+    if (!(w.heapWarm > 0)) throw new Error(`worker ${w.queue} never got warm`);
+    if (w.heapDrops !== 0) throw new Error(`worker ${w.queue} collected garbage after warm-up`);
+    if (!(w.heapGrowth < 16384)) {
+      throw new Error(`worker ${w.queue}'s heap grew by ${w.heapGrowth} bytes after warm-up`);
+    }
+  }
+}
+
 /** A one-line account of the workers' heaps and of the GCs per isolate. */
 export function heapReport(s: Summary, stdout: string): string {
   const workers = s.workers.map((w) =>
@@ -132,9 +147,9 @@ export function heapReport(s: Summary, stdout: string): string {
       (w.heapWarm / 1024).toFixed(0)
     } KiB at warm-up (${w.warmPackets} packets), ${
       (w.heapLast / 1024).toFixed(0)
-    } KiB at the end (${w.heapGrowth >= 0 ? "+" : ""}${
-      (w.heapGrowth / 1024).toFixed(1)
-    } KiB), ${w.heapDrops} GCs seen after warm-up`
+    } KiB when it stopped (${w.heapGrowth >= 0 ? "+" : ""}${w.heapGrowth} bytes), ${
+      w.heapDrops ? "a GC" : "no GC"
+    } after warm-up`
   );
   const gcs = gcTrace(stdout).map((i) =>
     `${i.isolate}: ${i.gcs.length} (${i.gcs.map((g) => `${g.kind}@${g.ms}ms`).join(" ")})`

@@ -23,6 +23,7 @@ import { udpFlow, udpFrames } from "./bed/frames.ts";
 import { CaptureError, sendFrames, startCapture } from "./bed/traffic.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 import {
+  assertHeapFlat,
   assertQueuesAddUp,
   assertSameFramesPerFlow,
   heapReport,
@@ -157,10 +158,7 @@ Deno.test({
           assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
           for (const q of p.queues) assert.ok(q.rxPackets > FRAMES / 10, "both queues in use");
         }
-        for (const w of s.workers) {
-          assert.ok(w.heapWarm > 0, `worker ${w.queue} never warmed up`);
-          assert.equal(w.heapDrops, 0, `worker ${w.queue} collected garbage after warm-up`);
-        }
+        assertHeapFlat(s);
       },
     );
 

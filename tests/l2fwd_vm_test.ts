@@ -18,6 +18,7 @@ import { CaptureError, sendFrames, startCapture } from "./bed/traffic.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 import {
+  assertHeapFlat,
   assertQueuesAddUp,
   assertSameFramesPerFlow,
   heapReport,
@@ -138,10 +139,7 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
           assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
           for (const q of p.queues) assert.ok(q.rxPackets > FRAMES / 10, "both queues in use");
         }
-        for (const w of s.workers) {
-          assert.ok(w.heapWarm > 0, `worker ${w.queue} never warmed up`);
-          assert.equal(w.heapDrops, 0, `worker ${w.queue} collected garbage after warm-up`);
-        }
+        assertHeapFlat(s);
       },
     );
 

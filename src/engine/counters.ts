@@ -22,13 +22,19 @@ export const W_STATE = 0;
 export const W_LOOPS = 1;
 /** Idle waits (the worker slept because nothing arrived). */
 export const W_IDLE_WAITS = 2;
-/** V8 heap used (bytes) when warm-up ended. */
+/**
+ * V8 heap used (bytes) when warm-up ended: at the first once-a-second sample, after the
+ * worker's warm-up packets, at which the heap had grown by less than 1 KiB in a second.
+ */
 export const W_HEAP_WARM = 3;
-/** V8 heap used (bytes) at the last sample (once a second, and at the end). */
+/**
+ * V8 heap used (bytes) at the last sample: once a second until warm-up, then (sampling
+ * allocates) only once more, when the forwarding loop stops, before draining.
+ */
 export const W_HEAP_LAST = 4;
 /**
- * Samples after warm-up at which the heap was smaller than at the sample before: a GC ran
- * in between.
+ * 1 when the heap sampled as the loop stopped was smaller than at warm-up: a GC ran after
+ * warm-up (0 otherwise).
  */
 export const W_HEAP_DROPS = 5;
 /** Free buffers in the worker's pool partition. */
@@ -39,7 +45,7 @@ export const W_PCAP_CAPTURED = 7;
 export const W_PCAP_DROPPED = 8;
 /** Milliseconds since the worker started forwarding when warm-up ended; 0 before. */
 export const W_WARM_AT_MS = 9;
-/** Milliseconds since the worker started forwarding, at the last sample. */
+/** Milliseconds since the worker started forwarding (updated once a second and at the end). */
 export const W_NOW_MS = 10;
 /** Packets received by this worker when warm-up ended. */
 export const W_WARM_PACKETS = 11;

@@ -43,7 +43,10 @@ export interface EngineOptions {
   txFull?: "wait" | "drop";
   /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
   idleUs?: number;
-  /** Packets a worker receives before its heap is sampled as warm (default 50,000). */
+  /**
+   * Packets a worker receives before it can count as warm (default 50,000): from then on, the
+   * first time its heap grew by less than 1 KiB in each of 2 seconds running.
+   */
   warmupPackets?: number;
   /** A script module (path or file: URL; importing it needs read permission). */
   script?: { path: string; args?: Record<string, string> };

@@ -107,17 +107,20 @@ export interface WorkerStats {
   idleWaits: number;
   /** Its isolate's V8 heap used when warm-up ended (bytes; 0 before). */
   heapWarm: number;
-  /** Heap used at the last sample (bytes). */
+  /**
+   * Heap used at the last sample (bytes): once a second until warm-up, then once more when
+   * the worker stops forwarding (sampling allocates, so a warm worker does not sample).
+   */
   heapLast: number;
-  /** heapLast - heapWarm (0 before warm-up). */
+  /** heapLast - heapWarm once the worker has stopped forwarding after warm-up; 0 before. */
   heapGrowth: number;
-  /** Samples after warm-up at which the heap had shrunk since the one before (a GC ran). */
+  /** 1 when the heap at the stop was below the heap at warm-up (a GC ran after it). */
   heapDrops: number;
   /** Packets it had received at warm-up. */
   warmPackets: number;
   /** Milliseconds it had been forwarding at warm-up. */
   warmAtMs: number;
-  /** Milliseconds it had been forwarding at the last sample. */
+  /** Milliseconds it had been forwarding (updated once a second and at the stop). */
   nowMs: number;
   /** Free buffers in its partition. */
   poolAvailable: number;
@@ -135,6 +138,11 @@ export interface EngineSnapshot {
   workers: WorkerStats[];
   /** The script's counters summed over workers (by name), if a script runs. */
   scriptCounters: Record<string, number> | null;
+}
+
+/** The worker has left its loop and taken its last heap sample (counters.ts). */
+function stopped(state: number): boolean {
+  return state === STATE_DRAINING || state === STATE_DONE;
 }
 
 const STATE_NAMES: Record<number, string> = {
@@ -197,7 +205,7 @@ export function readSnapshot(
     idleWaits: c[W_IDLE_WAITS],
     heapWarm: c[W_HEAP_WARM],
     heapLast: c[W_HEAP_LAST],
-    heapGrowth: c[W_HEAP_WARM] > 0 ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0,
+    heapGrowth: c[W_HEAP_WARM] > 0 && stopped(c[W_STATE]) ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0,
     heapDrops: c[W_HEAP_DROPS],
     warmPackets: c[W_WARM_PACKETS],
     warmAtMs: c[W_WARM_AT_MS],

@@ -146,8 +146,12 @@ export function formatTable(r: StatsReport): string {
     if (p.queues.length > 1) { for (const q of p.queues) lines.push(row("", String(q.queue), q)); }
   }
   const heap = r.workers.map((w) =>
-    `q${w.queue} ${w.state} heap ${(w.heapLast / 1024).toFixed(0)} KiB` +
-    (w.heapWarm > 0 ? ` (+${(w.heapGrowth / 1024).toFixed(1)} KiB since warm-up)` : "")
+    w.heapWarm === 0
+      ? `q${w.queue} ${w.state} heap ${(w.heapLast / 1024).toFixed(0)} KiB (warming up)`
+      : `q${w.queue} ${w.state} heap ${(w.heapWarm / 1024).toFixed(0)} KiB at warm-up` +
+        (w.state === "draining" || w.state === "done"
+          ? `, ${w.heapGrowth >= 0 ? "+" : ""}${(w.heapGrowth / 1024).toFixed(1)} KiB since`
+          : "")
   );
   lines.push(`workers: ${heap.join("; ")}`);
   if (r.script) lines.push(`script: ${JSON.stringify(r.script)}`);

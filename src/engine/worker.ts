@@ -163,15 +163,28 @@ async function start(spec: WorkerSpec): Promise<void> {
   run(spec, fwd, c, ctl, clock, t0);
   c[W_STATE] = STATE_DRAINING;
   const inFlight = fwd.drain(500);
-  c[W_HEAP_LAST] = heapUsed();
-  c[W_NOW_MS] = clock.nowMs() - t0;
   c[W_STATE] = STATE_DONE;
   scope.postMessage({ type: "done", inFlight });
 }
 
 /**
- * The run-to-completion loop. Nothing in it allocates but the heap samples (once a
- * second): the clock is FFI (clock.ts), counters are stores into shared memory.
+ * Heap growth over one second below which that second counts as stable (once the worker
+ * has received `warmupPackets`): V8 has stopped optimising the loop. A heap sample itself
+ * allocates a few dozen bytes.
+ */
+const WARM_STABLE_BYTES = 1024;
+/** Consecutive stable seconds (after the warm-up packets) that make a worker warm. */
+const WARM_STABLE_SECONDS = 2;
+
+/**
+ * The run-to-completion loop. Nothing in it allocates once warm: the clock is FFI
+ * (clock.ts), counters are stores into shared memory, and the heap is sampled (which
+ * allocates) once a second only until warm-up ends, then once more when the loop stops.
+ *
+ * The warm-up bookkeeping runs the same statements at every sample, choosing values rather
+ * than branching into code that first runs at warm-up: V8 deoptimises optimised code that
+ * reaches statements it has never seen run, then compiles it again, and that new code
+ * would be heap growth after warm-up.
  */
 function run(
   spec: WorkerSpec,
@@ -184,7 +197,7 @@ function run(
   const idleMs = spec.idleUs / 1000;
   const warmup = spec.warmupPackets;
   let loops = 0, idle = 0, received = 0, nextSample = t0 + 1000;
-  let lastHeap = heapUsed();
+  let warm = false, steady = 0, lastHeap = heapUsed();
   const time = clock.ms;
   for (;;) {
     clock.tick();
@@ -193,15 +206,6 @@ function run(
     if (got > 0) {
       idle = 0;
       received += got;
-      if (received >= warmup && c[W_HEAP_WARM] === 0) {
-        // Warm: the hot paths have run often enough to be optimised. From here on the
-        // heap should only grow by these once-a-second samples.
-        lastHeap = heapUsed();
-        c[W_HEAP_WARM] = lastHeap;
-        c[W_HEAP_LAST] = lastHeap;
-        c[W_WARM_AT_MS] = now - t0;
-        c[W_WARM_PACKETS] = received;
-      }
     } else if (idleMs > 0 && ++idle >= IDLE_POLLS) {
       // Nothing arrived for a while: give the CPU away briefly (woken early by a stop).
       c[W_IDLE_WAITS]++;
@@ -210,14 +214,26 @@ function run(
     }
     if ((++loops & 63) === 0) {
       c[W_LOOPS] = loops;
-      if (Atomics.load(ctl, CTL_STOP) !== 0) return;
-      if (now >= nextSample) {
+      const stop = Atomics.load(ctl, CTL_STOP) !== 0;
+      if (stop || now >= nextSample) {
         nextSample = now + 1000;
-        const h = heapUsed();
-        if (h < lastHeap && c[W_HEAP_WARM] > 0) c[W_HEAP_DROPS]++;
-        lastHeap = h;
-        c[W_HEAP_LAST] = h;
-        c[W_NOW_MS] = now - t0;
+        const at = now - t0;
+        c[W_NOW_MS] = at;
+        if (!warm || stop) {
+          const h = heapUsed();
+          const grew = h - lastHeap;
+          steady = received >= warmup && grew >= 0 && grew < WARM_STABLE_BYTES ? steady + 1 : 0;
+          const first: boolean = !warm && steady >= WARM_STABLE_SECONDS;
+          c[W_HEAP_WARM] = first ? h : c[W_HEAP_WARM];
+          c[W_WARM_AT_MS] = first ? at : c[W_WARM_AT_MS];
+          c[W_WARM_PACKETS] = first ? received : c[W_WARM_PACKETS];
+          // Only the sample at the stop can find a warm heap smaller: a GC ran since.
+          c[W_HEAP_DROPS] += warm && h < c[W_HEAP_WARM] ? 1 : 0;
+          c[W_HEAP_LAST] = h;
+          lastHeap = h;
+          warm = warm || first;
+        }
+        if (stop) return;
       }
     }
   }
