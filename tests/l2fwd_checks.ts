@@ -127,14 +127,14 @@ export function gcTrace(
 
 /**
  * Every worker got warm, ran no GC after it, and its heap stayed flat: a packet-path
- * allocation of even 8 bytes would be hundreds of KiB here; V8 tiering a function up late
- * may add a few KiB of code.
+ * allocation of even 8 bytes would be 800 KB here. What may appear is code V8 compiles
+ * late (seen in the VM bed: TurboFan for Forwarder#handle at ~90,000 packets, +13 KB).
  */
 export function assertHeapFlat(s: Summary): void {
   for (const w of s.workers) {
     if (!(w.heapWarm > 0)) throw new Error(`worker ${w.queue} never got warm`);
     if (w.heapDrops !== 0) throw new Error(`worker ${w.queue} collected garbage after warm-up`);
-    if (!(w.heapGrowth < 16384)) {
+    if (!(w.heapGrowth < 65536)) {
       throw new Error(`worker ${w.queue}'s heap grew by ${w.heapGrowth} bytes after warm-up`);
     }
   }

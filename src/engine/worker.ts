@@ -224,11 +224,14 @@ function run(
           const grew = h - lastHeap;
           steady = received >= warmup && grew >= 0 && grew < WARM_STABLE_BYTES ? steady + 1 : 0;
           const first: boolean = !warm && steady >= WARM_STABLE_SECONDS;
-          c[W_HEAP_WARM] = first ? h : c[W_HEAP_WARM];
+          // Read here, not behind `warm &&` below: a load first run at the stop would
+          // deoptimise the loop there (V8: "insufficient type feedback").
+          const warmHeap = c[W_HEAP_WARM];
+          c[W_HEAP_WARM] = first ? h : warmHeap;
           c[W_WARM_AT_MS] = first ? at : c[W_WARM_AT_MS];
           c[W_WARM_PACKETS] = first ? received : c[W_WARM_PACKETS];
           // Only the sample at the stop can find a warm heap smaller: a GC ran since.
-          c[W_HEAP_DROPS] += warm && h < c[W_HEAP_WARM] ? 1 : 0;
+          c[W_HEAP_DROPS] += warm && h < warmHeap ? 1 : 0;
           c[W_HEAP_LAST] = h;
           lastHeap = h;
           warm = warm || first;
