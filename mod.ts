@@ -28,6 +28,7 @@ export * from "./src/vfio/vfio_pci_device.ts";
 export * from "./src/dma/memory.ts";
 export * from "./src/dma/iova.ts";
 export * from "./src/dma/buffer_pool.ts";
+export type { PacketBuffers } from "./src/dma/packet_buffers.ts";
 export * from "./src/virtio/features.ts";
 export * from "./src/virtio/status.ts";
 export * from "./src/virtio/ring_math.ts";

@@ -10,9 +10,9 @@
  */
 
 import { DmaRegion } from "./memory.ts";
+import { NO_BUFFER, type PacketBuffers } from "./packet_buffers.ts";
 
-/** Returned by {@linkcode BufferPool.alloc} when the pool is empty. */
-export const NO_BUFFER = 0xffff_ffff;
+export { NO_BUFFER };
 
 /**
  * Fixed-size DMA buffers with a LIFO free list (recently freed buffers are cache-warm).
@@ -28,7 +28,7 @@ export const NO_BUFFER = 0xffff_ffff;
  * region.free();
  * ```
  */
-export class BufferPool {
+export class BufferPool implements PacketBuffers {
   /** The DMA region the buffers live in. */
   readonly region: DmaRegion;
   /** Number of buffers. */

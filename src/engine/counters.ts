@@ -63,41 +63,10 @@ export const STATE_DONE = 3;
 /** The worker stopped on an error. */
 export const STATE_FAILED = 4;
 
-// Per-port block (this worker's queue pair of the port).
-/** Frames received. */
-export const P_RX_PACKETS = 0;
-/** Bytes of frames received (virtio-net header excluded). */
-export const P_RX_BYTES = 1;
-/** Frames handed to the device for transmission. */
-export const P_TX_PACKETS = 2;
-/** Bytes of frames transmitted. */
-export const P_TX_BYTES = 3;
-/** Frames dropped because the transmit ring was full. */
-export const P_DROP_TX_RING_FULL = 4;
-/** Receive descriptors left empty because the worker's buffers ran out. */
-export const P_DROP_NO_BUFFER = 5;
-/** Frames received here that the script dropped. */
-export const P_DROP_SCRIPT = 6;
-/** Buffers the device returned without a frame. */
-export const P_DROP_RUNT = 7;
-/** Frames too long for a buffer (a script lengthened them). */
-export const P_DROP_TOO_LONG = 8;
-/** Notifications sent on the receive queue (refills). */
-export const P_RX_KICKS = 9;
-/** Notifications sent on the transmit queue. */
-export const P_TX_KICKS = 10;
-/** Receive-queue publications the device asked not to be notified of. */
-export const P_RX_KICKS_SUPPRESSED = 11;
-/** Receive bursts that brought at least one frame. */
-export const P_RX_BURSTS = 12;
-/** Transmit-queue publications the device asked not to be notified of. */
-export const P_TX_KICKS_SUPPRESSED = 13;
-/** Transmit bursts the ring could not take whole (the rest waited: backpressure). */
-export const P_TX_RING_FULL_WAITS = 14;
-/** Notifications sent to the port's other receive queues after this one ran dry. */
-export const P_RX_SIBLING_WAKES = 15;
-/** Size of a port block. */
-export const PORT_SLOTS = 16;
+// Per-port block (this worker's queue pair of the port): the queue pair's counters, in
+// the layout the receive and transmit queues count into (src/net/queue_counters.ts).
+export * from "../net/queue_counters.ts";
+import { PORT_SLOTS } from "../net/queue_counters.ts";
 
 /** Where things are in one worker's counter array. */
 export interface CounterLayout {

@@ -11,8 +11,9 @@
  * @module
  */
 
-/** Returned by {@linkcode PartitionPool.alloc} when the partition is empty. */
-export const NO_BUFFER = 0xffff_ffff;
+import { NO_BUFFER, type PacketBuffers } from "../dma/packet_buffers.ts";
+
+export { NO_BUFFER };
 
 const NOT_MINE = 0;
 const FREE = 1;
@@ -32,7 +33,7 @@ const IN_USE = 2;
  * p.available; // 2
  * ```
  */
-export class PartitionPool {
+export class PartitionPool implements PacketBuffers {
   /** Buffers in the whole pool (indices run from 0 to count-1). */
   readonly count: number;
   /** Bytes per buffer. */

@@ -24,6 +24,7 @@ import {
   P_TX_KICKS_SUPPRESSED,
   P_TX_PACKETS,
   P_TX_RING_FULL_WAITS,
+  PORT_SLOTS,
   portBase,
   STATE_DONE,
   STATE_DRAINING,
@@ -192,7 +193,7 @@ export function readSnapshot(
 ): EngineSnapshot {
   const ports: PortStats[] = portNames.map((name, p) => {
     const queues = counters.map((c, k) => ({ queue: k, ...queueCounters(c, portBase(p)) }));
-    const total = queueCounters(new Float64Array(16), 0);
+    const total = queueCounters(new Float64Array(PORT_SLOTS), 0);
     for (const q of queues) {
       for (const key of Object.keys(total) as (keyof QueueCounters)[]) total[key] += q[key];
     }

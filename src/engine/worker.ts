@@ -43,8 +43,8 @@ import {
   W_WARM_AT_MS,
   W_WARM_PACKETS,
 } from "./counters.ts";
-import { EngineRxQueue } from "./engine_rx_queue.ts";
-import { EngineTxQueue } from "./engine_tx_queue.ts";
+import { RxQueue } from "../net/rx_queue.ts";
+import { TxQueue } from "../net/tx_queue.ts";
 import { Forwarder } from "./forwarder.ts";
 import { makeNotifier } from "./notifier.ts";
 import { PartitionPool } from "./partition_pool.ts";
@@ -114,18 +114,13 @@ async function start(spec: WorkerSpec): Promise<void> {
   }
   const ctl = new Int32Array(spec.control);
   const clock = new FfiClock(CLOCK_MONOTONIC);
-  const rx = spec.ports.map((port, i) =>
-    new EngineRxQueue(
-      adopt(port.rx),
-      pool,
-      port.headerSize,
-      c,
-      portBase(i),
-      port.rxSiblings.map((n) => makeNotifier(n, `a receive queue of ${port.name}`)),
-    )
-  );
+  const rx = spec.ports.map((port, i) => {
+    const q = new RxQueue(adopt(port.rx), pool, port.headerSize, c, portBase(i));
+    q.siblings = port.rxSiblings.map((n) => makeNotifier(n, `a receive queue of ${port.name}`));
+    return q;
+  });
   const tx = spec.ports.map((port, i) =>
-    new EngineTxQueue(adopt(port.tx), pool, port.headerSize, c, portBase(i))
+    new TxQueue(adopt(port.tx), pool, port.headerSize, c, portBase(i))
   );
   const macs = spec.ports.map((port) => port.mac);
   const scriptCounters = new Float64Array(spec.counters, 8 * layout.scriptBase, names.length);

@@ -15,8 +15,6 @@ import forwarder from "./forwarder.ts" with { type: "text" };
 import clock from "./clock.ts" with { type: "text" };
 import control from "./control.ts" with { type: "text" };
 import counters from "./counters.ts" with { type: "text" };
-import engineRx from "./engine_rx_queue.ts" with { type: "text" };
-import engineTx from "./engine_tx_queue.ts" with { type: "text" };
 import notifier from "./notifier.ts" with { type: "text" };
 import partitionPool from "./partition_pool.ts" with { type: "text" };
 import pcapRing from "./pcap_ring.ts" with { type: "text" };
@@ -24,6 +22,11 @@ import scriptApi from "./script_api.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
 import workerSpec from "./worker_spec.ts" with { type: "text" };
 import errors from "../errors.ts" with { type: "text" };
+import packetBuffers from "../dma/packet_buffers.ts" with { type: "text" };
+import rxQueue from "../net/rx_queue.ts" with { type: "text" };
+import txQueue from "../net/tx_queue.ts" with { type: "text" };
+import queueCounters from "../net/queue_counters.ts" with { type: "text" };
+import netHeader from "../net/header.ts" with { type: "text" };
 import splitQueue from "../virtio/split_queue.ts" with { type: "text" };
 import ringMath from "../virtio/ring_math.ts" with { type: "text" };
 import vuHeader from "../vfio_user/protocol/header.ts" with { type: "text" };
@@ -49,8 +52,6 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("./clock.ts"), clock],
   [at("./control.ts"), control],
   [at("./counters.ts"), counters],
-  [at("./engine_rx_queue.ts"), engineRx],
-  [at("./engine_tx_queue.ts"), engineTx],
   [at("./notifier.ts"), notifier],
   [at("./partition_pool.ts"), partitionPool],
   [at("./pcap_ring.ts"), pcapRing],
@@ -58,6 +59,11 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [WORKER_ENTRY, worker],
   [at("./worker_spec.ts"), workerSpec],
   [at("../errors.ts"), errors],
+  [at("../dma/packet_buffers.ts"), packetBuffers],
+  [at("../net/rx_queue.ts"), rxQueue],
+  [at("../net/tx_queue.ts"), txQueue],
+  [at("../net/queue_counters.ts"), queueCounters],
+  [at("../net/header.ts"), netHeader],
   [at("../virtio/split_queue.ts"), splitQueue],
   [at("../virtio/ring_math.ts"), ringMath],
   [at("../vfio_user/protocol/header.ts"), vuHeader],

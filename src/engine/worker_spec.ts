@@ -56,7 +56,7 @@ export interface PortQueuesSpec {
   tx: RingSpec;
   /**
    * How to notify the port's other receive queues (other workers'): a worker whose
-   * receive queue ran dry wakes them too (see engine_rx_queue.ts).
+   * receive queue ran dry wakes them too (see `siblings` in src/net/rx_queue.ts).
    */
   rxSiblings: NotifySpec[];
 }

@@ -44,6 +44,7 @@ import { type RxInterruptOptions, RxInterrupts } from "./rx_interrupts.ts";
 import { RxQueue } from "./rx_queue.ts";
 import { Steering } from "./steering.ts";
 import { TxQueue } from "./tx_queue.ts";
+import { PORT_SLOTS } from "./queue_counters.ts";
 
 /** Options of {@linkcode VirtioNetPort.open}. */
 export interface PortOptions extends NegotiationOptions {
@@ -301,10 +302,12 @@ export class VirtioNetPort {
     }
     const rx: RxQueue[] = [], tx: TxQueue[] = [];
     for (let k = 0; k < pairs; k++) {
-      rx.push(new RxQueue(queues[2 * k], pool, headerSize));
-      tx.push(new TxQueue(queues[2 * k + 1], pool, headerSize));
+      // One counter block per queue pair, shared by its two queues (queue_counters.ts).
+      const counters = new Float64Array(PORT_SLOTS);
+      rx.push(new RxQueue(queues[2 * k], pool, headerSize, counters));
+      tx.push(new TxQueue(queues[2 * k + 1], pool, headerSize, counters));
     }
-    for (const r of rx) r.siblings = rx;
+    for (const r of rx) r.siblings = rx.filter((o) => o !== r).map((o) => () => o.vq.kick());
     const control = hasCtrl ? new ControlQueue(name, queues[2 * pairs], region, at) : null;
     // §3.1.1 step 7 lets the driver post receive buffers before DRIVER_OK (§5.1.5: fill
     // the receive queues first), so the device has somewhere to put the first frame.

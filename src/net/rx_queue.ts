@@ -6,11 +6,27 @@
  * fresh buffers and publishes them with one index store (and at most one notification).
  * It allocates nothing.
  *
+ * One implementation for a port's queues on the main thread and for a forwarding worker's
+ * (src/engine/worker.ts): the pool is any {@linkcode PacketBuffers}, and the counters are
+ * slots of a Float64Array (queue_counters.ts), private or in shared memory.
+ *
  * @module
  */
 
-import { type BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
+import { NO_BUFFER, type PacketBuffers } from "../dma/packet_buffers.ts";
 import { DriverError } from "../errors.ts";
+import {
+  P_DROP_NO_BUFFER,
+  P_DROP_RUNT,
+  P_RX_BURSTS,
+  P_RX_BYTES,
+  P_RX_KICKS,
+  P_RX_KICKS_SUPPRESSED,
+  P_RX_PACKETS,
+  P_RX_REFILL_FAILURES,
+  P_RX_SIBLING_WAKES,
+  PORT_SLOTS,
+} from "./queue_counters.ts";
 import { HDR_HASH_REPORT, HDR_HASH_VALUE } from "./header.ts";
 import { ringDistance } from "../virtio/ring_math.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
@@ -32,17 +48,11 @@ export class RxQueue {
   /** The virtqueue. */
   readonly vq: SplitQueue;
   /** Where buffers come from and go back to. */
-  readonly pool: BufferPool;
+  readonly pool: PacketBuffers;
   /** Bytes of virtio_net_hdr in front of every frame. */
   readonly headerSize: number;
-  /** Frames delivered to the application. */
-  packets = 0;
-  /** Bytes of frames delivered (headers excluded). */
-  bytes = 0;
-  /** Drops: the device returned a buffer too short to hold a header. */
-  dropsRunt = 0;
-  /** Times the ring could not be refilled because the pool was empty. */
-  refillFailures = 0;
+  readonly #c: Float64Array;
+  readonly #o: number;
   readonly #len: number;
   readonly #view: DataView;
   // Pending steering epochs, a FIFO: the boundary (used index) and shared gate of each.
@@ -59,6 +69,26 @@ export class RxQueue {
   #holdStart = 0;
   #holdCount = 0;
 
+  /** Frames delivered to the application. */
+  get packets(): number {
+    return this.#c[this.#o + P_RX_PACKETS];
+  }
+
+  /** Bytes of frames delivered (headers excluded). */
+  get bytes(): number {
+    return this.#c[this.#o + P_RX_BYTES];
+  }
+
+  /** Drops: the device returned a buffer too short to hold a header. */
+  get dropsRunt(): number {
+    return this.#c[this.#o + P_DROP_RUNT];
+  }
+
+  /** Times the ring could not be refilled whole because the pool was empty. */
+  get refillFailures(): number {
+    return this.#c[this.#o + P_RX_REFILL_FAILURES];
+  }
+
   /**
    * hash_value of a received buffer's header (VIRTIO_NET_F_HASH_REPORT negotiated, i.e.
    * headerSize 20; 0 when the device computed none).
@@ -72,11 +102,23 @@ export class RxQueue {
     return this.#view.getUint16(this.pool.offset(buf) + HDR_HASH_REPORT, true);
   }
 
-  /** Wraps `vq`, posting buffers of `pool` of `pool.bufferSize` bytes. */
-  constructor(vq: SplitQueue, pool: BufferPool, headerSize: number) {
+  /**
+   * Wraps `vq`, posting buffers of `pool` of `pool.bufferSize` bytes. Counts into
+   * `counters` from slot `base` (a block laid out by queue_counters.ts; by default a
+   * private one).
+   */
+  constructor(
+    vq: SplitQueue,
+    pool: PacketBuffers,
+    headerSize: number,
+    counters: Float64Array = new Float64Array(PORT_SLOTS),
+    base = 0,
+  ) {
     this.vq = vq;
     this.pool = pool;
     this.headerSize = headerSize;
+    this.#c = counters;
+    this.#o = base;
     this.#len = pool.bufferSize;
     this.#view = new DataView(pool.data.buffer, pool.data.byteOffset, pool.data.byteLength);
     this.#holdBufs = new Uint32Array(4 * vq.size);
@@ -84,31 +126,38 @@ export class RxQueue {
   }
 
   /**
-   * The port's receive queues (set by the port). When this queue's device ran out of
-   * buffers, they are notified too: QEMU's software RSS parks a frame bound for a starved
-   * queue in the tap queue it came from, and reads that tap queue again only when the
-   * receive queue of the same number is notified — without this, a queue that never runs
-   * dry itself would hold such a frame back for as long as it keeps its buffers.
+   * Notify the port's other receive queues (set by the port, or by a worker for the queues
+   * of other workers). When this queue's device ran out of buffers, they are notified too:
+   * QEMU's software RSS parks a frame bound for a starved queue in the tap queue it came
+   * from, and reads that tap queue again only when the receive queue of the same number is
+   * notified — without this, a queue that never runs dry itself would hold such a frame
+   * back for as long as it keeps its buffers. A notification is a lone store to the
+   * device (or a posted message) that changes no driver-side state, so any thread may send
+   * one for a queue another thread drives.
    */
-  siblings: readonly RxQueue[] = [];
+  siblings: readonly (() => void)[] = [];
 
   /** Fills every free descriptor with an empty buffer and publishes them. */
   refill(): void {
-    const vq = this.vq, pool = this.pool;
+    const vq = this.vq, pool = this.pool, len = this.#len, c = this.#c, o = this.#o;
     while (vq.freeCount > 0) {
       const b = pool.alloc();
       if (b === NO_BUFFER) {
-        this.refillFailures++;
+        c[o + P_RX_REFILL_FAILURES]++;
+        c[o + P_DROP_NO_BUFFER] += vq.freeCount;
         break;
       }
-      vq.add(b, pool.iovaLo[b], pool.iovaHi[b], this.#len, true);
+      vq.add(b, pool.iovaLo[b], pool.iovaHi[b], len, true);
     }
     // A notification the device asked for means it had run dry (it re-arms avail_event
-    // only then): wake the other receive queues as well (see `siblings`).
+    // only then, §2.7.10): wake the other receive queues as well (see `siblings`).
     if (vq.publish()) {
       const sib = this.siblings;
-      for (let i = 0; i < sib.length; i++) if (sib[i] !== this) sib[i].vq.kick();
+      for (let i = 0; i < sib.length; i++) sib[i]();
+      c[o + P_RX_SIBLING_WAKES] += sib.length;
     }
+    c[o + P_RX_KICKS] = vq.kicks;
+    c[o + P_RX_KICKS_SUPPRESSED] = vq.kicksSuppressed;
   }
 
   /**
@@ -214,15 +263,16 @@ export class RxQueue {
     let got = this.#holdCount > 0 ? this.#takeHeld(bufs, lens, max) : 0;
     if (got < max) got += this.vq.takeUsed(bufs, lens, got, max - got);
     if (got === 0) return 0;
-    const hdr = this.headerSize;
+    const hdr = this.headerSize, pool = this.pool, c = this.#c, o = this.#o;
     let n = 0;
     let bytes = 0;
     for (let i = 0; i < got; i++) {
       const len = lens[i];
       if (len <= hdr) {
-        // A buffer without a frame: nothing to deliver; count it and recycle the buffer.
-        this.dropsRunt++;
-        this.pool.free(bufs[i]);
+        // §5.1.6.4: a used buffer holds the header and then the packet; one without a
+        // packet has nothing to deliver: count it and recycle the buffer.
+        c[o + P_DROP_RUNT]++;
+        pool.free(bufs[i]);
         continue;
       }
       bufs[n] = bufs[i];
@@ -230,8 +280,9 @@ export class RxQueue {
       bytes += len - hdr;
       n++;
     }
-    this.packets += n;
-    this.bytes += bytes;
+    c[o + P_RX_PACKETS] += n;
+    c[o + P_RX_BYTES] += bytes;
+    c[o + P_RX_BURSTS]++;
     this.refill();
     return n;
   }

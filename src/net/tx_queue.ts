@@ -6,11 +6,24 @@
  * frame's virtio_net_hdr (no offloads: flags 0, GSO_NONE), posts one descriptor per frame
  * and publishes the burst with one index store and at most one notification.
  *
+ * One implementation for a port's queues on the main thread and for a forwarding worker's
+ * (src/engine/worker.ts): the pool is any {@linkcode PacketBuffers}, and the counters are
+ * slots of a Float64Array (queue_counters.ts), private or in shared memory.
+ *
  * @module
  */
 
-import type { BufferPool } from "../dma/buffer_pool.ts";
+import type { PacketBuffers } from "../dma/packet_buffers.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
+import {
+  P_DROP_TOO_LONG,
+  P_TX_BYTES,
+  P_TX_KICKS,
+  P_TX_KICKS_SUPPRESSED,
+  P_TX_PACKETS,
+  P_TX_REFUSED_RING_FULL,
+  PORT_SLOTS,
+} from "./queue_counters.ts";
 
 /**
  * The driver side of one transmit queue.
@@ -25,25 +38,50 @@ export class TxQueue {
   /** The virtqueue. */
   readonly vq: SplitQueue;
   /** The pool completed buffers return to. */
-  readonly pool: BufferPool;
+  readonly pool: PacketBuffers;
   /** Bytes of virtio_net_hdr in front of every frame. */
   readonly headerSize: number;
-  /** Frames handed to the device. */
-  packets = 0;
-  /** Bytes of frames handed to the device (headers excluded). */
-  bytes = 0;
-  /** Frames refused because the ring was full (the caller kept them). */
-  ringFull = 0;
-  /** Frames refused because they were longer than a buffer can hold. */
-  tooLong = 0;
+  readonly #c: Float64Array;
+  readonly #o: number;
   readonly #doneTokens: Uint32Array;
   readonly #doneLens: Uint32Array;
 
-  /** Wraps `vq`; completed buffers go back to `pool`. */
-  constructor(vq: SplitQueue, pool: BufferPool, headerSize: number) {
+  /** Frames handed to the device. */
+  get packets(): number {
+    return this.#c[this.#o + P_TX_PACKETS];
+  }
+
+  /** Bytes of frames handed to the device (headers excluded). */
+  get bytes(): number {
+    return this.#c[this.#o + P_TX_BYTES];
+  }
+
+  /** Frames refused because the ring was full (the caller kept them). */
+  get ringFull(): number {
+    return this.#c[this.#o + P_TX_REFUSED_RING_FULL];
+  }
+
+  /** Frames refused because they were longer than a buffer can hold. */
+  get tooLong(): number {
+    return this.#c[this.#o + P_DROP_TOO_LONG];
+  }
+
+  /**
+   * Wraps `vq`; completed buffers go back to `pool`. Counts into `counters` from slot
+   * `base` (a block laid out by queue_counters.ts; by default a private one).
+   */
+  constructor(
+    vq: SplitQueue,
+    pool: PacketBuffers,
+    headerSize: number,
+    counters: Float64Array = new Float64Array(PORT_SLOTS),
+    base = 0,
+  ) {
     this.vq = vq;
     this.pool = pool;
     this.headerSize = headerSize;
+    this.#c = counters;
+    this.#o = base;
     this.#doneTokens = new Uint32Array(vq.size);
     this.#doneLens = new Uint32Array(vq.size);
   }
@@ -51,17 +89,20 @@ export class TxQueue {
   /** Returns every buffer the device has finished with to the pool; returns how many. */
   reclaim(): number {
     const n = this.vq.takeUsed(this.#doneTokens, this.#doneLens, 0, this.vq.size);
-    for (let i = 0; i < n; i++) this.pool.free(this.#doneTokens[i]);
+    const t = this.#doneTokens, pool = this.pool;
+    for (let i = 0; i < n; i++) pool.free(t[i]);
     return n;
   }
 
   /**
    * Sends `bufs[0..count)` whose frames (at `pool.offset(b) + headerSize`) are `lens[i]`
    * bytes long. Returns how many were queued, in order; the rest still belong to the
-   * caller (retry or free them, as DPDK's rte_eth_tx_burst).
+   * caller (retry or free them, as DPDK's rte_eth_tx_burst): the ring was full, or frame
+   * `result` is longer than a buffer can hold.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number {
     const vq = this.vq, pool = this.pool, data = pool.data, hdr = this.headerSize;
+    const c = this.#c, o = this.#o;
     if (vq.freeCount < count) this.reclaim();
     const room = pool.bufferSize - hdr;
     let n = 0;
@@ -70,21 +111,24 @@ export class TxQueue {
       const b = bufs[n];
       const len = lens[n];
       if (len > room) {
-        this.tooLong++;
+        c[o + P_DROP_TOO_LONG]++;
         break;
       }
       if (vq.freeCount === 0) {
-        this.ringFull += count - n;
+        c[o + P_TX_REFUSED_RING_FULL] += count - n;
         break;
       }
+      // §5.1.6.2: no offloads asked for: flags 0, gso_type VIRTIO_NET_HDR_GSO_NONE.
       const off = pool.offset(b);
       data.fill(0, off, off + hdr);
       vq.add(b, pool.iovaLo[b], pool.iovaHi[b], hdr + len, false);
       bytes += len;
     }
-    this.packets += n;
-    this.bytes += bytes;
     vq.publish();
+    c[o + P_TX_PACKETS] += n;
+    c[o + P_TX_BYTES] += bytes;
+    c[o + P_TX_KICKS] = vq.kicks;
+    c[o + P_TX_KICKS_SUPPRESSED] = vq.kicksSuppressed;
     return n;
   }
 }

@@ -1,5 +1,6 @@
 /**
- * A forwarding worker's receive queue (src/engine/engine_rx_queue.ts) over a split ring in
+ * A forwarding worker's receive queue (src/net/rx_queue.ts over a worker's partition and
+ * shared counters) over a split ring in
  * plain memory, the test playing the device: refill from the worker's partition, header
  * stripping, runts, counters, and waking the sibling queues only when the device had run
  * dry (asked for a notification through avail_event, virtio 1.x §2.7.10).
@@ -16,7 +17,7 @@ import {
   portBase,
   sharedCounters,
 } from "../../src/engine/counters.ts";
-import { EngineRxQueue } from "../../src/engine/engine_rx_queue.ts";
+import { RxQueue } from "../../src/net/rx_queue.ts";
 import { PartitionPool } from "../../src/engine/partition_pool.ts";
 import { splitRingLayout } from "../../src/virtio/ring_math.ts";
 import { SplitQueue } from "../../src/virtio/split_queue.ts";
@@ -43,7 +44,8 @@ function setup() {
     [],
   );
   const c = sharedCounters(counterLayout(2, 0, 0));
-  const rx = new EngineRxQueue(vq, pool, 12, c, portBase(0), [() => wakes++, () => wakes++]);
+  const rx = new RxQueue(vq, pool, 12, c, portBase(0));
+  rx.siblings = [() => wakes++, () => wakes++];
   const view = new DataView(ring);
   let usedIdx = 0;
   const device = {
@@ -65,7 +67,7 @@ function setup() {
   return { vq, pool, c, rx, device, kicks: () => kicks, wakes: () => wakes };
 }
 
-Deno.test("EngineRxQueue refills from its partition and delivers frames without their header", () => {
+Deno.test("RxQueue in a worker refills from its partition and delivers frames without their header", () => {
   const { pool, c, rx, device } = setup();
   rx.refill();
   assert.equal(device.availIdx(), SIZE);
@@ -84,7 +86,7 @@ Deno.test("EngineRxQueue refills from its partition and delivers frames without 
   assert.ok(pool.inUse(0) && pool.inUse(2), "delivered buffers belong to the caller");
 });
 
-Deno.test("EngineRxQueue wakes the sibling queues only when the device had run dry", () => {
+Deno.test("RxQueue in a worker wakes the sibling queues only when the device had run dry", () => {
   const { c, rx, device, kicks, wakes } = setup();
   device.availEvent(0); // a fresh device wants to hear about the first buffers
   rx.refill();

@@ -1,0 +1,36 @@
+/**
+ * What a receive or transmit queue needs of a packet-buffer pool: the main thread's
+ * {@linkcode BufferPool} and a forwarding worker's partition both provide it, so one
+ * queue implementation serves both.
+ *
+ * @module
+ */
+
+/** Returned by `alloc()` when no buffer is free. */
+export const NO_BUFFER = 0xffff_ffff;
+
+/**
+ * Fixed-size packet buffers in DMA memory, named by index.
+ *
+ * @example
+ * ```ts ignore
+ * const b = pool.alloc();
+ * if (b !== NO_BUFFER) pool.data.set(frame, pool.offset(b) + headerSize);
+ * ```
+ */
+export interface PacketBuffers {
+  /** Bytes per buffer. */
+  readonly bufferSize: number;
+  /** The memory the buffers are in (buffer `b` starts at `offset(b)`). */
+  readonly data: Uint8Array;
+  /** Low 32 bits of each buffer's IOVA. */
+  readonly iovaLo: Uint32Array;
+  /** High 32 bits of each buffer's IOVA. */
+  readonly iovaHi: Uint32Array;
+  /** Byte offset of buffer `b` in `data`. */
+  offset(b: number): number;
+  /** A free buffer's index, or {@linkcode NO_BUFFER}. */
+  alloc(): number;
+  /** Gives buffer `b` back. */
+  free(b: number): void;
+}

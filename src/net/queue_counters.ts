@@ -1,0 +1,50 @@
+/**
+ * The counters of one queue pair of a port, as `RxQueue` and `TxQueue` (rx_queue.ts, tx_queue.ts)
+ * keep them: slots of a Float64Array, so that a forwarding worker's queues can count into
+ * shared memory the main thread reads (src/engine/counters.ts puts one such block per port
+ * in each worker's array) while a port's own queues count into a private block.
+ *
+ * Slot names start with P_ (a port's block in a worker's array); the drops are counted by
+ * reason.
+ *
+ * @module
+ */
+
+/** Frames received. */
+export const P_RX_PACKETS = 0;
+/** Bytes of frames received (virtio-net header excluded). */
+export const P_RX_BYTES = 1;
+/** Frames handed to the device for transmission. */
+export const P_TX_PACKETS = 2;
+/** Bytes of frames transmitted. */
+export const P_TX_BYTES = 3;
+/** Frames dropped because the transmit ring was full (the forwarding engine's txFull "drop"). */
+export const P_DROP_TX_RING_FULL = 4;
+/** Receive descriptors left empty because no buffer was free. */
+export const P_DROP_NO_BUFFER = 5;
+/** Frames received here that a forwarding script dropped. */
+export const P_DROP_SCRIPT = 6;
+/** Buffers the device returned without a frame. */
+export const P_DROP_RUNT = 7;
+/** Frames too long for a buffer (a script lengthened them). */
+export const P_DROP_TOO_LONG = 8;
+/** Notifications sent on the receive queue (refills). */
+export const P_RX_KICKS = 9;
+/** Notifications sent on the transmit queue. */
+export const P_TX_KICKS = 10;
+/** Receive-queue publications the device asked not to be notified of. */
+export const P_RX_KICKS_SUPPRESSED = 11;
+/** Receive bursts that brought at least one frame. */
+export const P_RX_BURSTS = 12;
+/** Transmit-queue publications the device asked not to be notified of. */
+export const P_TX_KICKS_SUPPRESSED = 13;
+/** Transmit bursts the ring could not take whole (the rest waited: backpressure). */
+export const P_TX_RING_FULL_WAITS = 14;
+/** Notifications sent to the port's other receive queues after this one ran dry. */
+export const P_RX_SIBLING_WAKES = 15;
+/** Refills that left receive descriptors empty because no buffer was free. */
+export const P_RX_REFILL_FAILURES = 16;
+/** Frames txBurst handed back because the ring was full (the caller kept them). */
+export const P_TX_REFUSED_RING_FULL = 17;
+/** Size of a block. */
+export const PORT_SLOTS = 24;
