@@ -61,6 +61,8 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
   --queues N          queue pairs per port, one worker each (default 1)
   --burst N           frames per receive and transmit burst (default 32)
   --steering MODE     single | auto | rss (default: auto with several queues)
+  --rebalance-ms MS   with rss: every MS milliseconds give each port a new indirection
+                      table (rotated by one queue) while forwarding, with no reordering
   --mac-rewrite       rewrite source MAC to the sending port's, destination to
                       02:00:00:00:00:<port> (as DPDK l2fwd does)
   --script FILE       run every burst through FILE's handleBurst (needs --allow-read=FILE)
@@ -106,6 +108,7 @@ async function main(args: string[]): Promise<number> {
         queues: { type: "string", default: "1" },
         burst: { type: "string", default: "32" },
         steering: { type: "string" },
+        "rebalance-ms": { type: "string", default: "0" },
         "mac-rewrite": { type: "boolean", default: false },
         script: { type: "string" },
         "script-arg": { type: "string", multiple: true, default: [] },
@@ -133,7 +136,7 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  let queues: number, burst: number, durationMs: number, steering: string;
+  let queues: number, burst: number, durationMs: number, steering: string, rebalanceMs: number;
   let pcapQueue: number | undefined, pcapPort: number;
   const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "table" : "json");
   const scriptArgs: Record<string, string> = {};
@@ -144,6 +147,10 @@ async function main(args: string[]): Promise<number> {
     steering = values.steering ?? (queues > 1 ? "auto" : "single");
     if (!["single", "auto", "rss"].includes(steering)) {
       usageError(`--steering must be single, auto or rss, not '${steering}'`);
+    }
+    rebalanceMs = intOption(values["rebalance-ms"], "rebalance-ms", 0, 3_600_000);
+    if (rebalanceMs > 0 && (steering !== "rss" || queues < 2)) {
+      usageError(`--rebalance-ms needs --steering rss and --queues 2 or more`);
     }
     if (!["wait", "drop"].includes(values["tx-full"])) {
       usageError(`--tx-full must be wait or drop, not '${values["tx-full"]}'`);
@@ -281,6 +288,7 @@ async function main(args: string[]): Promise<number> {
     await new Promise<void>((resolve) => {
       const finish = () => {
         clearInterval(ticker);
+        clearInterval(rebalance);
         clearTimeout(ends);
         Deno.removeSignalListener("SIGINT", finish);
         Deno.removeSignalListener("SIGTERM", finish);
@@ -290,6 +298,28 @@ async function main(args: string[]): Promise<number> {
       const ticker = setInterval(() => {
         if (statsMode !== "off") report("stats", engine!.snapshot(), performance.now());
       }, 1000);
+      // A new RSS table for every port every rebalanceMs, while the workers forward:
+      // queue q's buckets move to q + 1 (docs/steering.md: no flow is reordered).
+      let turn = 0;
+      const rebalance = rebalanceMs > 0
+        ? setInterval(() => {
+          turn++;
+          for (const p of ports) {
+            const length = Math.min(128, p.steering.capabilities.rssMaxIndirectionTableLength);
+            try {
+              p.steering.set({
+                mode: "rss",
+                pairs: queues,
+                indirectionTable: Array.from({ length }, (_, i) => (i + turn) % queues),
+              });
+            } catch (e) {
+              failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
+              finish();
+              return;
+            }
+          }
+        }, rebalanceMs)
+        : undefined;
       const ends = Number.isFinite(durationMs) ? setTimeout(finish, durationMs) : undefined;
       Deno.addSignalListener("SIGINT", finish);
       Deno.addSignalListener("SIGTERM", finish);
@@ -298,6 +328,11 @@ async function main(args: string[]): Promise<number> {
     });
     const final = await engine.stop();
     report("summary", final, performance.now());
+    if (rebalanceMs > 0) {
+      console.error(
+        `steering: ${ports.map((p, i) => `port ${i} ${p.steering.switches} switches`).join(", ")}`,
+      );
+    }
     for (const e of failed) console.error(`error: ${e.message}`);
     return failed.length ? 1 : 0;
   } finally {

@@ -7,8 +7,9 @@
  * before starting the engine, it reads the workers' counters for statistics, drains
  * packet capture into a file, and stops the workers (a shared stop flag: they send what
  * they buffered, wait for the devices to complete it and exit) before the ports are
- * closed. Steering is not switched while the engine runs: the workers' receive queues
- * keep no steering epochs.
+ * closed. `port.steering.set()` still works while the engine runs (same number of queue
+ * pairs): the main thread sends the command and the workers keep the no-reordering gate
+ * on their receive queues (steering_mailbox.ts).
  *
  * @module
  */
@@ -17,6 +18,7 @@ import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError, type DriverErrorCode } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
 import { CTL_STOP, requestStop, sharedControl } from "./control.ts";
+import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
 import { createPcapRing } from "./pcap_ring.ts";
@@ -290,6 +292,7 @@ export class ForwardingEngine {
     );
 
     const control = sharedControl();
+    const mailbox = steeringMailbox(ports.length, queues);
     const counters = described.map(() => sharedCounters(layout));
     const capRings = described.map((_, k) =>
       cap && (cap.queue === undefined || cap.queue === k)
@@ -330,6 +333,7 @@ export class ForwardingEngine {
           ports: described[k],
           counters: counters[k].buffer as SharedArrayBuffer,
           control: control.buffer as SharedArrayBuffer,
+          steering: mailbox,
           script: script ? { url: script.url, args: script.args } : null,
           capture: capRings[k] ? { port: cap!.port, ring: capRings[k]! } : null,
         };
@@ -349,6 +353,18 @@ export class ForwardingEngine {
       throw e;
     }
     const engine = new ForwardingEngine(ports, layout, workers, counters, control, script, pcap);
+    // From here on a steering switch on a port goes through the workers (see Steering).
+    ports.forEach((p, i) =>
+      p.steering.attachWorkers(
+        new MailboxEpochs(
+          mailbox,
+          i,
+          queues,
+          Array.from({ length: queues }, (_, k) => p.rx(k).vq),
+          p.name,
+        ),
+      )
+    );
     engine.#watch(options.onError);
     return engine;
   }
@@ -428,6 +444,7 @@ export class ForwardingEngine {
   stop(timeoutMs = 1500): Promise<EngineSnapshot> {
     this.#stopped ??= (async () => {
       requestStop(this.#control);
+      for (const p of this.ports) p.steering.attachWorkers(null);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise((r) => timer = setTimeout(r, timeoutMs));
       await Promise.race([Promise.all(this.#finished), timeout]);

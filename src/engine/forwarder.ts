@@ -151,6 +151,11 @@ export class Forwarder {
   readonly #script: ForwardScript | null;
   readonly #capture: { port: number; ring: PcapRingWriter; epochOffsetMs: number } | null;
   readonly #clock: Float64Array;
+  /**
+   * 1 while port p's receive queue is not to be polled: a steering switch is under way
+   * (steering_mailbox.ts). Frames wait in the ring meanwhile.
+   */
+  readonly paused: Uint8Array = new Uint8Array(2);
 
   /** Forwards between `rx[i]` and `tx[i ^ 1]`; counts into `counters` (counters.ts). */
   constructor(
@@ -205,8 +210,9 @@ export class Forwarder {
    */
   poll(): number {
     let got = 0;
-    const burst = this.#burst;
+    const burst = this.#burst, paused = this.paused;
     for (let p = 0; p < 2; p++) {
+      if (paused[p] !== 0) continue;
       // Backpressure: while more than a burst waits for port p ^ 1's ring (a script may
       // bounce frames back to p too), frames stay in port p's receive ring.
       if (this.#txCount[p ^ 1] > burst || this.#txCount[p] > burst) {

@@ -44,6 +44,7 @@ import {
   W_WARM_PACKETS,
 } from "./counters.ts";
 import { RxQueue } from "../net/rx_queue.ts";
+import { MailboxReader } from "./steering_mailbox.ts";
 import { TxQueue } from "../net/tx_queue.ts";
 import { Forwarder } from "./forwarder.ts";
 import { makeNotifier } from "./notifier.ts";
@@ -122,6 +123,7 @@ async function start(spec: WorkerSpec): Promise<void> {
   const tx = spec.ports.map((port, i) =>
     new TxQueue(adopt(port.tx), pool, port.headerSize, c, portBase(i))
   );
+  const mailbox = new MailboxReader(spec.steering, spec.queue, spec.workers, rx);
   const macs = spec.ports.map((port) => port.mac);
   const scriptCounters = new Float64Array(spec.counters, 8 * layout.scriptBase, names.length);
   const table = new Float64Array(spec.counters, 8 * layout.tableBase, layout.tableSize);
@@ -155,7 +157,7 @@ async function start(spec: WorkerSpec): Promise<void> {
   c[W_STATE] = STATE_RUNNING;
   scope.postMessage({ type: "ready" });
   const t0 = clock.nowMs();
-  run(spec, fwd, c, ctl, clock, t0);
+  run(spec, fwd, mailbox, c, ctl, clock, t0);
   c[W_STATE] = STATE_DRAINING;
   const inFlight = fwd.drain(500);
   c[W_STATE] = STATE_DONE;
@@ -184,6 +186,7 @@ const WARM_STABLE_SECONDS = 2;
 function run(
   spec: WorkerSpec,
   fwd: Forwarder,
+  mailbox: MailboxReader,
   c: Float64Array,
   ctl: Int32Array,
   clock: FfiClock,
@@ -209,6 +212,7 @@ function run(
     }
     if ((++loops & 63) === 0) {
       c[W_LOOPS] = loops;
+      mailbox.check(fwd.paused);
       const stop = Atomics.load(ctl, CTL_STOP) !== 0;
       if (stop || now >= nextSample) {
         nextSample = now + 1000;

@@ -19,6 +19,7 @@ import notifier from "./notifier.ts" with { type: "text" };
 import partitionPool from "./partition_pool.ts" with { type: "text" };
 import pcapRing from "./pcap_ring.ts" with { type: "text" };
 import scriptApi from "./script_api.ts" with { type: "text" };
+import steeringMailbox from "./steering_mailbox.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
 import workerSpec from "./worker_spec.ts" with { type: "text" };
 import errors from "../errors.ts" with { type: "text" };
@@ -56,6 +57,7 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("./partition_pool.ts"), partitionPool],
   [at("./pcap_ring.ts"), pcapRing],
   [at("./script_api.ts"), scriptApi],
+  [at("./steering_mailbox.ts"), steeringMailbox],
   [WORKER_ENTRY, worker],
   [at("./worker_spec.ts"), workerSpec],
   [at("../errors.ts"), errors],

@@ -121,6 +121,8 @@ export interface WorkerSpec {
   counters: SharedArrayBuffer;
   /** Control words (Int32Array; see CTL_* in worker.ts's protocol, control.ts). */
   control: SharedArrayBuffer;
+  /** Run-time steering switches (Int32Array; steering_mailbox.ts). */
+  steering: SharedArrayBuffer;
   /** The script, if any. */
   script: ScriptSpec | null;
   /** The capture, if this worker captures. */

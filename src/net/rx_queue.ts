@@ -164,10 +164,12 @@ export class RxQueue {
    * Starts a steering epoch (see `Steering.set`): frames this queue holds up to now were
    * steered by the previous rule and are delivered first; frames after them wait until
    * every queue sharing `gate` has delivered its own. `gate[0]` counts the queues still
-   * delivering (an Int32Array so workers can share it; updated atomically). Switches made
-   * before an earlier gate opened queue up behind it, each with its own boundary.
+   * delivering (an Int32Array so workers can share it; updated atomically). The boundary
+   * is the used index now, or `barrier` when another thread read it at the device's ack
+   * (src/engine/steering_mailbox.ts). Switches made before an earlier gate opened queue up
+   * behind it, each with its own boundary.
    */
-  beginEpoch(gate: Int32Array): void {
+  beginEpoch(gate: Int32Array, barrier: number = this.vq.deviceUsedIdx()): void {
     if (this.#epochs === MAX_PENDING_EPOCHS) {
       throw new DriverError(
         "BAD_ARGUMENT",
@@ -175,7 +177,7 @@ export class RxQueue {
       );
     }
     const i = (this.#epochHead + this.#epochs) % MAX_PENDING_EPOCHS;
-    this.#barriers[i] = this.vq.deviceUsedIdx();
+    this.#barriers[i] = barrier;
     this.#gates[i] = gate;
     this.#epochs++;
   }

@@ -98,6 +98,18 @@ export interface RssSteeringRule {
   unclassifiedQueue?: number;
 }
 
+/**
+ * The receive side of a switch when forwarding workers poll the port's receive queues
+ * (src/engine/steering_mailbox.ts implements it): the main thread sends the command, the
+ * workers keep the gate.
+ */
+export interface WorkerEpochs {
+  /** Makes every worker stop taking the port's frames; throws when they cannot. */
+  hold(): void;
+  /** Lets them go on: with a new epoch at the used indices of now when `switched`. */
+  release(switched: boolean): void;
+}
+
 /** A steering rule the device can be given. */
 export type SteeringRule = SingleQueueRule | AutoSteeringRule | RssSteeringRule;
 
@@ -142,6 +154,7 @@ export class Steering {
   readonly #rx: RxQueue[];
   readonly #tx: TxQueue[];
   #current: SingleQueueRule | AutoSteeringRule | ResolvedRssRule = { mode: "single" };
+  #workers: WorkerEpochs | null = null;
   /** Rule switches the device acknowledged. */
   switches = 0;
 
@@ -188,6 +201,15 @@ export class Steering {
   }
 
   /**
+   * Hands the receive side of later switches to forwarding workers (null: back to this
+   * thread). While workers poll the port, a switch keeps the number of queue pairs (the
+   * workers forward on theirs): the mode, the RSS key, hash types and table may change.
+   */
+  attachWorkers(workers: WorkerEpochs | null): void {
+    this.#workers = workers;
+  }
+
+  /**
    * Switches to `rule` at run time, without a reset: validates it against the device
    * (throws BAD_ARGUMENT / UNSUPPORTED and changes nothing), drains transmit queues the
    * rule takes out of use, sends the command, and on the device's ack starts a new epoch
@@ -200,6 +222,10 @@ export class Steering {
     if (!this.#control || !caps.multiqueue && !caps.rss && !caps.hashReport) {
       // No class-4 commands: one queue pair, and "single" is the only rule, in force.
       this.#current = { mode: "single" };
+      return;
+    }
+    if (this.#workers) {
+      this.#setWithWorkers(this.#workers, this.#control, resolved, pairs);
       return;
     }
     for (const r of this.#rx) {
@@ -243,6 +269,38 @@ export class Steering {
       r.refill();
       r.vq.kick();
     }
+  }
+
+  /** `set` while workers poll the receive queues (see {@linkcode Steering.attachWorkers}). */
+  #setWithWorkers(
+    workers: WorkerEpochs,
+    control: ControlQueue,
+    resolved: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
+    pairs: number,
+  ): void {
+    if (pairs !== this.activePairs) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `${this.#port} is being forwarded on ${this.activePairs} queue pairs, one worker each, so the steering cannot switch to ${pairs}: change the mode or the RSS table, or stop forwarding first.`,
+      );
+    }
+    workers.hold();
+    try {
+      this.#send(control, resolved);
+    } catch (e) {
+      if (e instanceof ControlCommandError && this.#current.mode !== "single") {
+        try {
+          this.#send(control, this.#current);
+        } catch { /* the original error says what went wrong */ }
+      }
+      workers.release(false);
+      throw e;
+    }
+    workers.release(true);
+    this.#current = resolved;
+    this.switches++;
+    // A notification only (the workers own the rings): see #wakeRx.
+    for (const r of this.#rx) r.vq.kick();
   }
 
   /** Sends the command that puts `rule` in force (§5.1.6.5.6: VQ_PAIRS_SET; §5.1.6.5.7: RSS_CONFIG). */

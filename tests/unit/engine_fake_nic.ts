@@ -22,6 +22,7 @@ import {
 } from "../../src/engine/counters.ts";
 import { buffersInRing, partitionPool } from "../../src/engine/handoff.ts";
 import { createPcapRing } from "../../src/engine/pcap_ring.ts";
+import { steeringMailbox } from "../../src/engine/steering_mailbox.ts";
 import { startBlobWorker } from "../../src/engine/worker_loader.ts";
 import { WORKER_ENTRY, workerSources } from "../../src/engine/worker_sources.ts";
 import type { PortQueuesSpec, RingSpec, WorkerSpec } from "../../src/engine/worker_spec.ts";
@@ -205,6 +206,7 @@ export class FakeBed {
       ports: specs,
       counters: counters.buffer as SharedArrayBuffer,
       control: control.buffer as SharedArrayBuffer,
+      steering: steeringMailbox(2, 1),
       script: opts.script ? { url: opts.script.url, args: opts.script.args ?? {} } : null,
       capture: opts.capture && captureRing ? { port: opts.capture.port, ring: captureRing } : null,
     };
