@@ -140,6 +140,33 @@ export function assertHeapFlat(s: Summary): void {
   }
 }
 
+/**
+ * Checks a run of `l2fwd --steering rss --rebalance-ms 100` (two queue pairs): every frame
+ * forwarded, in order per flow, both queues used, and at least 30 RSS table switches on
+ * each port (its stderr says how many); prints the figures.
+ */
+export function assertRebalanced(
+  sent: readonly Uint8Array[],
+  out: readonly Uint8Array[],
+  summary: Summary,
+  stderr: string,
+): void {
+  const switches = [...stderr.matchAll(/port \d (\d+) switches/g)].map((m) => Number(m[1]));
+  console.log(
+    `rebalancing: ${out.length} of ${sent.length} frames forwarded; steering switches ` +
+      `per port ${switches.join(", ")}; queues ${
+        summary.ports[0].queues.map((q) => `${q.queue}:${q.rxPackets}`).join(" ")
+      }`,
+  );
+  assertSameFramesPerFlow(sent, out);
+  assert.equal(switches.length, 2, stderr);
+  // 20,000 frames at 5,000/s: about 4 s of traffic, a switch every 100 ms.
+  for (const n of switches) assert.ok(n >= 30, `only ${n} switches`);
+  for (const q of summary.ports[0].queues) {
+    assert.ok(q.rxPackets > sent.length / 10, "both queues used");
+  }
+}
+
 /** A one-line account of the workers' heaps and of the GCs per isolate. */
 export function heapReport(s: Summary, stdout: string): string {
   const workers = s.workers.map((w) =>

@@ -20,6 +20,7 @@ import { readPcap } from "../src/pcap/pcap.ts";
 import {
   assertHeapFlat,
   assertQueuesAddUp,
+  assertRebalanced,
   assertSameFramesPerFlow,
   heapReport,
   rewritten,
@@ -84,7 +85,8 @@ async function framesOf(c: { done(): Promise<Uint8Array[]> }): Promise<Uint8Arra
 }
 
 Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel VFIO", async (t) => {
-  const bed = await VmBed.start({ nics: 2, queuePairs: 2, hugepages: 64 });
+  // rss=on: the rebalancing step switches RSS tables while forwarding.
+  const bed = await VmBed.start({ nics: 2, queuePairs: 2, hugepages: 64, nicProps: "rss=on" });
   try {
     const mod = await bed.exec("modprobe vfio-pci && modprobe vfio_iommu_type1");
     assert.equal(mod.code, 0, mod.stderr);
@@ -159,9 +161,23 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
       await new Promise((r) => setTimeout(r, 500));
       const r = await run.interrupt();
       assert.equal(r.code, 0, r.stderr);
-      return { out, summary: summaryOf(r.stdout) };
+      return { out, summary: summaryOf(r.stdout), stderr: r.stderr };
     };
     const script = (name: string) => `${ROOT}/examples/scripts/${name}`;
+
+    await t.step(
+      "RSS tables rotated every 100 ms while the workers forward: every frame, no flow reordered",
+      async () => {
+        const frames = udpFrames({ seed: 27, count: 20000, flows: 256, dst: mac[0] });
+        const { out, summary, stderr } = await oneWay(
+          ["--queues", "2", "--steering", "rss", "--rebalance-ms", "100"],
+          [],
+          frames,
+          20000,
+        );
+        assertRebalanced(frames, out, summary, stderr);
+      },
+    );
 
     await t.step("mac_swap.ts swaps the MAC addresses of every forwarded frame", async () => {
       const frames = udpFrames({ seed: 24, count: 2000, flows: 16, dst: mac[0] });

@@ -43,8 +43,12 @@ export interface TxPort {
   txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number;
   /** Returns completed buffers to the pool; returns how many. */
   reclaim(): number;
-  /** The virtqueue (for what is in flight). */
-  readonly vq: { readonly inFlight: number };
+  /** The virtqueue (for what is in flight, and how far the device got). */
+  readonly vq: {
+    readonly inFlight: number;
+    readonly publishedIdx: number;
+    deviceUsedIdx(): number;
+  };
 }
 
 /** What the forwarder needs of the buffer pool. */
@@ -156,6 +160,9 @@ export class Forwarder {
    * (steering_mailbox.ts). Frames wait in the ring meanwhile.
    */
   readonly paused: Uint8Array = new Uint8Array(2);
+  // txSettled per receive port: 0 idle, 1 flushing, 2 waiting for the device; the marks.
+  readonly #settle = new Uint8Array(2);
+  readonly #settleMark = new Int32Array(4);
 
   /** Forwards between `rx[i]` and `tx[i ^ 1]`; counts into `counters` (counters.ts). */
   constructor(
@@ -291,6 +298,35 @@ export class Forwarder {
     this.#txLens[to][k] = len;
     this.#txCount[to] = k + 1;
     if (k + 1 >= this.#burst) this.#flush(to);
+  }
+
+  /**
+   * True once every frame this worker forwarded before the first call (for `rxPort`) has
+   * left through the devices: its transmit buffers are published and each transmit
+   * queue's used index has reached what was published then. The arrival guard of the
+   * worker's receive queue of `rxPort` (RxQueue.arrivalGuard): at a steering switch, a
+   * flow's old frames leave before the worker that now receives the flow sends its new
+   * ones. It relies on the device consuming a transmit queue's available ring in order
+   * (a split ring's avail entries are read in order; QEMU also completes them in order).
+   * Allocates nothing; called at every burst while the gate waits.
+   */
+  txSettled(rxPort: number): boolean {
+    const state = this.#settle, mark = this.#settleMark, at = 2 * rxPort;
+    if (state[rxPort] === 0) state[rxPort] = 1;
+    if (state[rxPort] === 1) {
+      this.#flush(0);
+      this.#flush(1);
+      if (this.#txCount[0] > 0 || this.#txCount[1] > 0) return false; // rings full: later
+      mark[at] = this.#tx[0].vq.publishedIdx;
+      mark[at + 1] = this.#tx[1].vq.publishedIdx;
+      state[rxPort] = 2;
+    }
+    for (let p = 0; p < 2; p++) {
+      // used - mark (mod 2^16) below 2^15: the device has used everything up to the mark.
+      if (((this.#tx[p].vq.deviceUsedIdx() - mark[at + p]) & 0xffff) >= 0x8000) return false;
+    }
+    state[rxPort] = 0;
+    return true;
   }
 
   #flush(to: number): void {

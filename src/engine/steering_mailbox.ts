@@ -9,7 +9,8 @@
  *    with ACK[w] = REQ. The main thread waits for every answer: from now on no frame the
  *    device places is handed on before the epoch below is in force.
  * 2. The main thread sends the command. When the device has acknowledged it, it writes
- *    each queue's used index (its boundary, read from the shared ring) to BARRIER[w],
+ *    each queue's boundary (from RSS to RSS the exact one, src/net/switch_boundary.ts;
+ *    otherwise the used index read from the shared ring) to BARRIER[w],
  *    sets the gate GATE[seq % 16] to the number of workers, OUTCOME to 1 (0 when the
  *    device refused: no epoch), and RELEASE = REQ.
  * 3. Each worker that sees RELEASE begins the epoch on its queue (RxQueue.beginEpoch with
@@ -113,12 +114,16 @@ export class MailboxEpochs {
     }
   }
 
-  /** Steps 2–3: the boundaries (when the device `switched`) and the go-ahead. */
-  release(switched: boolean): void {
+  /**
+   * Steps 2–3: the boundaries (when the device `switched`: `barriers`, or each queue's
+   * used index now) and the go-ahead.
+   */
+  release(switched: boolean, barriers?: readonly number[]): void {
     const mb = this.#mb, b = this.#base, seq = this.#seq;
     if (switched) {
       for (let w = 0; w < this.#workers; w++) {
-        Atomics.store(mb, b + HEADER + this.#workers + w, this.#queues[w].deviceUsedIdx());
+        const at = barriers?.[w] ?? this.#queues[w].deviceUsedIdx();
+        Atomics.store(mb, b + HEADER + this.#workers + w, at);
       }
       const gate = b + HEADER + 2 * this.#workers + (seq % MAX_PENDING_EPOCHS);
       Atomics.store(mb, gate, this.#workers);

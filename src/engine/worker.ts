@@ -152,6 +152,8 @@ async function start(spec: WorkerSpec): Promise<void> {
       }
       : null,
   });
+  // A steering switch's gate opens only once the frames forwarded under the old rule left.
+  rx.forEach((q, p) => q.arrivalGuard = () => fwd.txSettled(p));
   // Buffers that arrived before this worker took over are forwarded like any others; the
   // receive rings are already full (the main thread refilled them at open).
   c[W_STATE] = STATE_RUNNING;

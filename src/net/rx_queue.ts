@@ -137,6 +137,16 @@ export class RxQueue {
    */
   siblings: readonly (() => void)[] = [];
 
+  /**
+   * Asked, once this queue has delivered every frame of a steering switch's old rule and
+   * before it tells the other queues so, whether the application has finished with them;
+   * false holds the gate (asked again at the next burst). A forwarding worker answers
+   * true once the frames it forwarded have left through the device (Forwarder.txSettled),
+   * so a flow that moves to another worker cannot overtake its old frames on the wire.
+   * Null: frames count as finished once delivered.
+   */
+  arrivalGuard: (() => boolean) | null = null;
+
   /** Fills every free descriptor with an empty buffer and publishes them. */
   refill(): void {
     const vq = this.vq, pool = this.pool, len = this.#len, c = this.#c, o = this.#o;
@@ -209,6 +219,9 @@ export class RxQueue {
       if (room > 0) return room < max ? room : max;
       const gate = this.#gates[h]!;
       if (!this.#arrived) {
+        // Every old frame is delivered; what the application made of them may still be on
+        // its way out (see `arrivalGuard`).
+        if (this.arrivalGuard !== null && !this.arrivalGuard()) return 0;
         this.#arrived = true;
         Atomics.sub(gate, 0, 1);
       }

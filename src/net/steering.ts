@@ -49,6 +49,8 @@ import {
 import { VIRTIO_NET_F_HASH_REPORT, VIRTIO_NET_F_MQ, VIRTIO_NET_F_RSS } from "./features.ts";
 import { MAX_PENDING_EPOCHS, type RxQueue } from "./rx_queue.ts";
 import type { TxQueue } from "./tx_queue.ts";
+import { switchBoundaries, usedIndices } from "./switch_boundary.ts";
+import type { RssSteeringParams } from "../steering/hash_types.ts";
 
 /** All packets on queue pair 0. */
 export interface SingleQueueRule {
@@ -106,8 +108,11 @@ export interface RssSteeringRule {
 export interface WorkerEpochs {
   /** Makes every worker stop taking the port's frames; throws when they cannot. */
   hold(): void;
-  /** Lets them go on: with a new epoch at the used indices of now when `switched`. */
-  release(switched: boolean): void;
+  /**
+   * Lets them go on: with a new epoch when `switched`, at `barriers` (per queue) or, when
+   * not given, at the used indices of now.
+   */
+  release(switched: boolean, barriers?: readonly number[]): void;
 }
 
 /** A steering rule the device can be given. */
@@ -238,6 +243,7 @@ export class Steering {
     }
     this.#drainTx(pairs);
     this.#wakeRx();
+    const before = this.#bracket(resolved);
     try {
       this.#send(this.#control, resolved);
     } catch (e) {
@@ -250,9 +256,36 @@ export class Steering {
       }
       throw e;
     }
-    this.#newEpoch();
+    this.#newEpoch(this.#boundaries(before, resolved));
     this.#current = resolved;
     this.#wakeRx();
+  }
+
+  /** From RSS to RSS: the used indices before the command (see switch_boundary.ts). */
+  #bracket(next: SingleQueueRule | AutoSteeringRule | ResolvedRssRule): number[] | null {
+    return this.#current.mode === "rss" && next.mode === "rss" ? usedIndices(this.#rx) : null;
+  }
+
+  /** Where the new rule begins on each queue, when `before` bracketed the switch. */
+  #boundaries(
+    before: number[] | null,
+    next: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
+  ): number[] | undefined {
+    if (!before || this.#current.mode !== "rss" || next.mode !== "rss") return undefined;
+    const params = (r: ResolvedRssRule): RssSteeringParams => ({
+      key: r.key,
+      hashTypes: r.hashTypes,
+      indirectionTable: r.indirectionTable,
+      unclassifiedQueue: r.unclassifiedQueue,
+      maxTxVq: r.pairs,
+    });
+    return switchBoundaries(
+      this.#rx,
+      before,
+      usedIndices(this.#rx),
+      params(this.#current),
+      params(next),
+    );
   }
 
   /**
@@ -285,6 +318,7 @@ export class Steering {
       );
     }
     workers.hold();
+    const before = this.#bracket(resolved);
     try {
       this.#send(control, resolved);
     } catch (e) {
@@ -296,7 +330,7 @@ export class Steering {
       workers.release(false);
       throw e;
     }
-    workers.release(true);
+    workers.release(true, this.#boundaries(before, resolved));
     this.#current = resolved;
     this.switches++;
     // A notification only (the workers own the rings): see #wakeRx.
@@ -450,10 +484,10 @@ export class Steering {
     }
   }
 
-  #newEpoch(): void {
+  #newEpoch(barriers?: readonly number[]): void {
     const gate = new Int32Array(1);
     gate[0] = this.#rx.length;
-    for (const r of this.#rx) r.beginEpoch(gate);
+    this.#rx.forEach((r, q) => r.beginEpoch(gate, barriers?.[q]));
     this.switches++;
   }
 }

@@ -313,6 +313,28 @@ export class SplitQueue {
     return this.#lastUsed;
   }
 
+  /**
+   * Looks at used element `idx` (free-running) without taking it: the address (IOVA) of
+   * the first buffer of the chain it names, read from the descriptor table, or -1 when
+   * the id is out of range. For the control path (a steering switch reading the frames
+   * around its boundary, src/net/steering.ts); any thread may call it.
+   */
+  usedAddr(idx: number): number {
+    const id = this.#used32[1 + 2 * (idx & this.#mask)];
+    if (id >= this.size) return -1;
+    return this.#d32[4 * id] + this.#d32[4 * id + 1] * 0x1_0000_0000;
+  }
+
+  /** The length the device wrote for used element `idx` (see {@linkcode SplitQueue.usedAddr}). */
+  usedLen(idx: number): number {
+    return this.#used32[2 + 2 * (idx & this.#mask)];
+  }
+
+  /** avail->idx as the driver last published it (free-running, 16 bits). */
+  get publishedIdx(): number {
+    return this.#kickedAt;
+  }
+
   /** used->idx as the device last published it (free-running, 16 bits). */
   deviceUsedIdx(): number {
     return Atomics.load(this.#used16, 1);
