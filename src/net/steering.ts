@@ -261,9 +261,9 @@ export class Steering {
     this.#wakeRx();
   }
 
-  /** From RSS to RSS: the used indices before the command (see switch_boundary.ts). */
+  /** With RSS on either side: the used indices before the command (switch_boundary.ts). */
   #bracket(next: SingleQueueRule | AutoSteeringRule | ResolvedRssRule): number[] | null {
-    return this.#current.mode === "rss" && next.mode === "rss" ? usedIndices(this.#rx) : null;
+    return this.#current.mode === "rss" || next.mode === "rss" ? usedIndices(this.#rx) : null;
   }
 
   /** Where the new rule begins on each queue, when `before` bracketed the switch. */
@@ -271,14 +271,15 @@ export class Steering {
     before: number[] | null,
     next: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
   ): number[] | undefined {
-    if (!before || this.#current.mode !== "rss" || next.mode !== "rss") return undefined;
-    const params = (r: ResolvedRssRule): RssSteeringParams => ({
-      key: r.key,
-      hashTypes: r.hashTypes,
-      indirectionTable: r.indirectionTable,
-      unclassifiedQueue: r.unclassifiedQueue,
-      maxTxVq: r.pairs,
-    });
+    if (!before) return undefined;
+    const params = (r: SteeringRule): RssSteeringParams | null =>
+      r.mode !== "rss" ? null : {
+        key: r.key!,
+        hashTypes: r.hashTypes!,
+        indirectionTable: r.indirectionTable!,
+        unclassifiedQueue: r.unclassifiedQueue!,
+        maxTxVq: r.pairs,
+      };
     return switchBoundaries(
       this.#rx,
       before,

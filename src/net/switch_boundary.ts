@@ -8,14 +8,19 @@
  * host; when the host deschedules the driver's thread right after the ack (seen under
  * QEMU's TCG on a busy 2-core host) it is milliseconds, and frames do get reordered.
  *
- * From RSS to RSS the frames themselves say which rule placed them: the driver computes
- * each frame's queue under both rules (the spec's Toeplitz steering, §5.1.6.5.7.3, as
- * ../steering/hash_types.ts predicts it). Reading the used indices before the command is
- * sent (`before`) and after the ack (`after`) brackets the switch; on each queue the
- * first frame in that range that only the new rule puts there is where the new rule
- * begins (the device places a queue's frames in time order, so every frame after it is
- * new too). A frame both rules put on the queue belongs to a flow that did not move,
- * whose order its ring keeps either way. The frames are read where they lie: nobody
+ * When either rule is RSS, the frames themselves say enough. The driver reads the used
+ * indices before the command is sent (`before`) and after the ack (`after`); the switch
+ * happened between. On each queue the device places frames in time order, so the old
+ * rule's frames come first. Using the spec's Toeplitz steering (§5.1.6.5.7.3, as
+ * ../steering/hash_types.ts predicts it):
+ * - new rule RSS: every frame after the boundary is one the new rule puts on this queue,
+ *   so the boundary is just past the last frame in the range that it does not;
+ * - old rule RSS (and the new one not): every frame before the boundary is one the old
+ *   rule put on this queue, so the boundary is at the first frame in the range it did not.
+ * A frame left on the wrong side is one both rules put on this queue: its flow did not
+ * move, and its ring keeps its order either way. When neither rule is RSS (automatic
+ * steering, one queue, a new pair count without RSS) nothing in a frame tells, and the
+ * boundary is the used index after the ack. The frames are read where they lie: nobody
  * takes them while the switch is under way (the caller's thread is in `Steering.set`, or
  * the forwarding workers are paused).
  *
@@ -52,9 +57,9 @@ export function usedIndices(queues: readonly BoundaryQueue[]): number[] {
 }
 
 /**
- * For each queue q, the used index where the new rule begins: the first frame in
- * [`before[q]`, `after[q]`) that `next` steers to q and `previous` does not, or
- * `after[q]` when there is none (see the module comment).
+ * For each queue q, the used index where the new rule begins, searching
+ * [`before[q]`, `after[q]`) with the rules that are RSS (null: not RSS; see the module
+ * comment).
  *
  * @example
  * ```ts ignore
@@ -65,24 +70,36 @@ export function switchBoundaries(
   queues: readonly BoundaryQueue[],
   before: readonly number[],
   after: readonly number[],
-  previous: RssSteeringParams,
-  next: RssSteeringParams,
+  previous: RssSteeringParams | null,
+  next: RssSteeringParams | null,
 ): number[] {
-  const a: RssPrediction = { queue: 0, hash: 0, report: 0 };
-  const b: RssPrediction = { queue: 0, hash: 0, report: 0 };
-  return queues.map((r, q) => {
+  const p: RssPrediction = { queue: 0, hash: 0, report: 0 };
+  /** The queue `rule` gives used element `i` of `r`, or -1 when it holds no readable frame. */
+  const queueOf = (r: BoundaryQueue, i: number, rule: RssSteeringParams): number => {
     const pool = r.pool, hdr = r.headerSize;
     const base = pool.iovaLo[0] + pool.iovaHi[0] * 0x1_0000_0000;
-    for (let i = before[q]; i !== after[q]; i = (i + 1) & 0xffff) {
-      const addr = r.vq.usedAddr(i), len = r.vq.usedLen(i);
-      const buf = (addr - base) / pool.bufferSize;
-      if (!Number.isInteger(buf) || buf < 0 || buf >= pool.iovaLo.length || len <= hdr) continue;
-      if (len > pool.bufferSize) continue; // the receive queue will refuse it anyway
-      const off = pool.offset(buf) + hdr, n = len - hdr;
-      const old = predictRss(pool.data, off, n, previous, a).queue === q;
-      const now = predictRss(pool.data, off, n, next, b).queue === q;
-      if (now && !old) return i;
+    const addr = r.vq.usedAddr(i), len = r.vq.usedLen(i);
+    const buf = (addr - base) / pool.bufferSize;
+    if (!Number.isInteger(buf) || buf < 0 || buf >= pool.iovaLo.length) return -1;
+    if (len <= hdr || len > pool.bufferSize) return -1; // the receive queue refuses these
+    return predictRss(pool.data, pool.offset(buf) + hdr, len - hdr, rule, p).queue;
+  };
+  return queues.map((r, q) => {
+    const from = before[q], to = after[q];
+    if (next) {
+      for (let i = to; i !== from;) {
+        i = (i - 1) & 0xffff;
+        const k = queueOf(r, i, next);
+        if (k >= 0 && k !== q) return (i + 1) & 0xffff;
+      }
+      return from;
     }
-    return after[q];
+    if (previous) {
+      for (let i = from; i !== to; i = (i + 1) & 0xffff) {
+        const k = queueOf(r, i, previous);
+        if (k >= 0 && k !== q) return i;
+      }
+    }
+    return to;
   });
 }

@@ -66,10 +66,12 @@ function ringWith(q: number, frames: Uint8Array[]) {
   };
   for (let b = 0; b < SIZE; b++) vq.add(b, iovaLo[b], iovaHi[b], BUF, true);
   vq.publish();
-  // The device: buffer i gets frame i, used in order (descriptor ids 0, 1, …).
+  // The device: descriptor i gets frame i, used in order (ids 0, 1, …), written into the
+  // buffer the descriptor table says descriptor i has.
   const view = new DataView(ring);
   frames.forEach((f, i) => {
-    data.set(f, i * BUF + HDR);
+    const addr = Number(view.getBigUint64(layout.descOffset + 16 * i, true));
+    data.set(f, (addr - IOVA) + HDR);
     const at = layout.usedOffset + 4 + 8 * i;
     view.setUint32(at, i, true);
     view.setUint32(at + 4, HDR + f.length, true);
@@ -89,10 +91,22 @@ Deno.test("switchBoundaries() puts the boundary at the first frame only the new 
   assert.deepEqual(switchBoundaries([q0, q1], [3, 1], [5, 4], OLD, NEW), [3, 4]);
 });
 
-Deno.test("switchBoundaries() leaves frames of flows that did not move on the old side", () => {
+Deno.test("switchBoundaries() may put frames of flows that did not move on either side", () => {
   const same = rule([0, 1, 0, 1]);
-  const frames = movingFrames(0, 3);
-  const q0 = ringWith(0, frames);
-  // Neither rule moves anything: every frame counts as old, the boundary is `after`.
-  assert.deepEqual(switchBoundaries([q0], [0], [3], OLD, same), [3]);
+  const q0 = ringWith(0, movingFrames(0, 3));
+  // The new rule puts every frame here, so each may be new: the boundary is `before`.
+  assert.deepEqual(switchBoundaries([q0], [0], [3], OLD, same), [0]);
+});
+
+Deno.test("switchBoundaries() with one side not RSS uses the side that is", () => {
+  // From RSS to automatic steering: two frames the old rule put on queue 0, then one it
+  // did not (so the device placed it by the new rule).
+  const q0 = ringWith(0, [...movingFrames(0, 2), ...movingFrames(1, 1)]);
+  assert.deepEqual(switchBoundaries([q0], [0], [3], OLD, null), [2]);
+  // From automatic steering to RSS: a frame the new rule does not put here is old (the
+  // queues are named by their place in the list: q1 is queue 1).
+  const q1 = ringWith(1, [...movingFrames(1, 1), ...movingFrames(0, 2)]);
+  assert.deepEqual(switchBoundaries([q0, q1], [0, 0], [3, 3], null, NEW), [2, 1]);
+  // Neither rule RSS: the used index after the ack.
+  assert.deepEqual(switchBoundaries([q0, q1], [0, 0], [3, 3], null, null), [3, 3]);
 });
