@@ -92,7 +92,11 @@ async function framesOf(c: { done(): Promise<Uint8Array[]> }): Promise<Uint8Arra
   try {
     return await c.done();
   } catch (e) {
-    if (e instanceof CaptureError) return e.frames;
+    if (e instanceof CaptureError) {
+      // The assertions on the frames say what is missing; this says why the capture ended.
+      console.log(`capture ended early: ${e.message}`);
+      return e.frames;
+    }
     throw e;
   }
 }
