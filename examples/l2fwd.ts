@@ -67,9 +67,10 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       02:00:00:00:00:<port> (as DPDK l2fwd does)
   --script FILE       run every burst through FILE's handleBurst (needs --allow-read=FILE)
   --script-arg K=V    an option for the script (repeatable)
-  --pcap FILE         capture frames received on --pcap-port into FILE (needs
-                      --allow-write=FILE)
+  --pcap FILE         capture frames of --pcap-port into FILE (needs --allow-write=FILE)
   --pcap-port P       port to capture (default 0)
+  --pcap-direction D  rx (frames it received; default), tx (frames sent out of it, as
+                      they leave) or both
   --pcap-queue Q      queue pair to capture, or all (default all)
   --stats MODE        table | json | off (default: table on a terminal, json otherwise)
   --duration S        stop after S seconds (default: run until SIGINT/SIGTERM)
@@ -114,6 +115,7 @@ async function main(args: string[]): Promise<number> {
         "script-arg": { type: "string", multiple: true, default: [] },
         pcap: { type: "string" },
         "pcap-port": { type: "string", default: "0" },
+        "pcap-direction": { type: "string", default: "rx" },
         "pcap-queue": { type: "string", default: "all" },
         stats: { type: "string" },
         duration: { type: "string" },
@@ -164,6 +166,9 @@ async function main(args: string[]): Promise<number> {
       ? undefined
       : intOption(values["pcap-queue"], "pcap-queue", 0, queues - 1);
     pcapPort = intOption(values["pcap-port"], "pcap-port", 0, 1);
+    if (!["rx", "tx", "both"].includes(values["pcap-direction"])) {
+      usageError(`--pcap-direction must be rx, tx or both, not '${values["pcap-direction"]}'`);
+    }
     for (const a of values["script-arg"]) {
       const eq = a.indexOf("=");
       if (eq < 1) usageError(`--script-arg takes KEY=VALUE, not '${a}'`);
@@ -234,6 +239,7 @@ async function main(args: string[]): Promise<number> {
           path: values.pcap,
           port: pcapPort,
           queue: pcapQueue,
+          direction: values["pcap-direction"] as "rx" | "tx" | "both",
         }
         : undefined,
       onError: (e) => {

@@ -183,22 +183,37 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
       },
     );
 
-    await t.step("mac_swap.ts swaps the MAC addresses of every forwarded frame", async () => {
-      const frames = udpFrames({ seed: 24, count: 2000, flows: 16, dst: mac[0] });
-      const { out, summary } = await oneWay(
-        ["--script", script("mac_swap.ts")],
-        [`--allow-read=${script("mac_swap.ts")}`],
-        frames,
-        2000,
-      );
-      assertSameFramesPerFlow(frames, out, (f) => {
-        const g = f.slice();
-        g.set(f.subarray(6, 12), 0);
-        g.set(f.subarray(0, 6), 6);
-        return g;
-      });
-      assert.equal(summary.script?.counters.swapped, 2000);
-    });
+    await t.step(
+      "mac_swap.ts swaps the MAC addresses of every forwarded frame; a tx pcap of port 1 holds them as sent",
+      async () => {
+        const frames = udpFrames({ seed: 24, count: 2000, flows: 16, dst: mac[0] });
+        const pcap = `${bed.shareDir}/tx1.pcap`;
+        const { out, summary } = await oneWay(
+          [
+            "--script",
+            script("mac_swap.ts"),
+            "--pcap",
+            bed.guestPath(pcap),
+            "--pcap-port",
+            "1",
+            "--pcap-direction",
+            "tx",
+          ],
+          [`--allow-read=${script("mac_swap.ts")}`, `--allow-write=${bed.guestPath(pcap)}`],
+          frames,
+          2000,
+        );
+        assertSameFramesPerFlow(frames, out, (f) => {
+          const g = f.slice();
+          g.set(f.subarray(6, 12), 0);
+          g.set(f.subarray(0, 6), 6);
+          return g;
+        });
+        assert.equal(summary.script?.counters.swapped, 2000);
+        // One queue pair: the capture of what left port 1 is what the host received, in order.
+        assert.deepEqual(readPcap(await Deno.readFile(pcap)).map((r) => r.data), out);
+      },
+    );
 
     await t.step(
       "drop_filter.ts drops one UDP port; l2fwd's pcap of port 0 reads back with tcpdump -r",

@@ -27,7 +27,7 @@ import { asForwardScript, type ForwardScript } from "./script_api.ts";
 import { type EngineSnapshot, readSnapshot } from "./snapshot.ts";
 import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
-import type { PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
+import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
 
 /** Options of {@linkcode ForwardingEngine.start}. */
 export interface EngineOptions {
@@ -52,8 +52,18 @@ export interface EngineOptions {
   warmupPackets?: number;
   /** A script module (path or file: URL; importing it needs read permission). */
   script?: { path: string; args?: Record<string, string> };
-  /** Capture frames received on `port` (queue `queue`, or all) into the pcap file `path`. */
-  capture?: { path: string; port: number; queue?: number; ringBytes?: number };
+  /**
+   * Capture frames of `port` (queue `queue`, or all) into the pcap file `path`: received
+   * ones (as they arrived), sent ones (as they leave, after MAC rewrite and script), or
+   * both (`direction`, default "rx").
+   */
+  capture?: {
+    path: string;
+    port: number;
+    queue?: number;
+    direction?: CaptureDirection;
+    ringBytes?: number;
+  };
   /** How long workers may take to start (default 60 s: slow under TCG). */
   startTimeoutMs?: number;
   /** Called once if a worker fails while running (the engine stops forwarding). */
@@ -335,7 +345,9 @@ export class ForwardingEngine {
           control: control.buffer as SharedArrayBuffer,
           steering: mailbox,
           script: script ? { url: script.url, args: script.args } : null,
-          capture: capRings[k] ? { port: cap!.port, ring: capRings[k]! } : null,
+          capture: capRings[k]
+            ? { port: cap!.port, direction: cap!.direction ?? "rx", ring: capRings[k]! }
+            : null,
         };
         const w = startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`);
         workers.push(w);

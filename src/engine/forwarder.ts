@@ -91,10 +91,25 @@ export interface ForwarderOptions {
    */
   clock: Float64Array;
   /**
-   * Capture the frames received on `port` into `ring`; a frame's timestamp is the poll
-   * time plus `epochOffsetMs` (the wall clock's lead over the poll clock), in µs.
+   * Capture the frames received on `port` (`rx`) and those sent out of it (`tx`, as they
+   * leave: after MAC rewrite and script) into `ring`; a frame's timestamp is the poll time
+   * plus `epochOffsetMs` (the wall clock's lead over the poll clock), in µs.
    */
-  capture: { port: number; ring: PcapRingWriter; epochOffsetMs: number } | null;
+  capture: Capture | null;
+}
+
+/** What a forwarder captures, and where to. */
+export interface Capture {
+  /** The port. */
+  port: number;
+  /** Its received frames. */
+  rx: boolean;
+  /** Its sent frames. */
+  tx: boolean;
+  /** The side buffer. */
+  ring: PcapRingWriter;
+  /** The wall clock's lead over the poll clock (ms). */
+  epochOffsetMs: number;
 }
 
 /** A preallocated burst a script sees (one per input port). */
@@ -153,7 +168,7 @@ export class Forwarder {
   readonly #txSince: Float64Array;
   readonly #bursts: ScriptBurst[];
   readonly #script: ForwardScript | null;
-  readonly #capture: { port: number; ring: PcapRingWriter; epochOffsetMs: number } | null;
+  readonly #capture: Capture | null;
   readonly #clock: Float64Array;
   /**
    * 1 while port p's receive queue is not to be polled: a steering switch is under way
@@ -244,9 +259,9 @@ export class Forwarder {
   #handle(inP: number, n: number): void {
     const bufs = this.#bufs, lens = this.#lens, pool = this.#pool;
     const cap = this.#capture;
-    if (cap !== null && cap.port === inP) {
+    if (cap !== null) cap.ring.stampUs[0] = (cap.epochOffsetMs + this.#clock[0]) * 1000;
+    if (cap !== null && cap.rx && cap.port === inP) {
       const c = this.#c, hdr = this.#hdr[inP], ring = cap.ring;
-      ring.stampUs[0] = (cap.epochOffsetMs + this.#clock[0]) * 1000;
       for (let i = 0; i < n; i++) {
         const word = (pool.offset(bufs[i]) + hdr) >> 2;
         if (ring.capture(pool.words, word, lens[i])) c[W_PCAP_CAPTURED]++;
@@ -291,6 +306,12 @@ export class Forwarder {
       d[off + 4] = 0;
       d[off + 5] = to;
       for (let j = 0; j < 6; j++) d[off + 6 + j] = mac[j];
+    }
+    const cap = this.#capture;
+    if (cap !== null && cap.tx && cap.port === to) {
+      const word = (this.#pool.offset(buf) + this.#hdr[to]) >> 2;
+      if (cap.ring.capture(this.#pool.words, word, len)) this.#c[W_PCAP_CAPTURED]++;
+      else this.#c[W_PCAP_DROPPED]++;
     }
     const k = this.#txCount[to];
     if (k === 0) this.#txSince[to] = this.#clock[0];

@@ -147,6 +147,8 @@ async function start(spec: WorkerSpec): Promise<void> {
     capture: spec.capture
       ? {
         port: spec.capture.port,
+        rx: spec.capture.direction !== "tx",
+        tx: spec.capture.direction !== "rx",
         ring: new PcapRingWriter(spec.capture.ring),
         epochOffsetMs: Date.now() - clock.nowMs(),
       }

@@ -87,10 +87,15 @@ export interface ScriptSpec {
   args: Record<string, string>;
 }
 
-/** A pcap side buffer a worker copies received frames of one port into. */
+/** What a capture records of its port: frames received, sent, or both. */
+export type CaptureDirection = "rx" | "tx" | "both";
+
+/** A pcap side buffer a worker copies frames of one port into. */
 export interface CaptureSpec {
-  /** Port whose received frames are captured. */
+  /** Port whose frames are captured. */
   port: number;
+  /** Received frames (as they arrived), sent ones (as they leave), or both. */
+  direction: CaptureDirection;
   /** The side buffer (see pcap_ring.ts). */
   ring: SharedArrayBuffer;
 }

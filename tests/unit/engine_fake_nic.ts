@@ -97,7 +97,7 @@ export interface FakeBedOptions {
   idleUs?: number;
   warmupPackets?: number;
   script?: { url: string; args?: Record<string, string>; counters?: number; tableSize?: number };
-  capture?: { port: number };
+  capture?: { port: number; direction?: "rx" | "tx" | "both" };
   poolSize?: number;
 }
 
@@ -208,7 +208,9 @@ export class FakeBed {
       control: control.buffer as SharedArrayBuffer,
       steering: steeringMailbox(2, 1),
       script: opts.script ? { url: opts.script.url, args: opts.script.args ?? {} } : null,
-      capture: opts.capture && captureRing ? { port: opts.capture.port, ring: captureRing } : null,
+      capture: opts.capture && captureRing
+        ? { port: opts.capture.port, direction: opts.capture.direction ?? "rx", ring: captureRing }
+        : null,
     };
     const worker = startBlobWorker(WORKER_ENTRY, workerSources, "fake queue pair 0");
     const bed = new FakeBed(pool, region, ports, worker, counters, control, captureRing);

@@ -128,3 +128,27 @@ Deno.test("a forwarding worker captures what port 0 receives; the file reads bac
     await Deno.remove(path);
   }
 });
+
+Deno.test("a forwarding worker captures what leaves port 1 (tx) or both ways (both)", async () => {
+  for (const direction of ["tx", "both"] as const) {
+    const bed = await FakeBed.start({ capture: { port: 1, direction } });
+    const path = await Deno.makeTempFile({ suffix: ".pcap" });
+    const sink = PcapSink.open(path, [bed.captureRing!], 5);
+    try {
+      const out = udpFrames({ seed: 6, count: 1000, flows: 10 }); // 0 → 1: leaves port 1
+      const back = udpFrames({ seed: 7, count: 300, flows: 3 }); // 1 → 0: arrives on port 1
+      await bed.exchange(0, out);
+      await bed.exchange(1, back);
+      await bed.close();
+      sink.close();
+      const recs = readPcap(await Deno.readFile(path)).map((r) => r.data);
+      const want = direction === "tx" ? out : [...out, ...back];
+      assert.equal(recs.length, want.length, direction);
+      assert.deepEqual(recs, want, direction);
+    } finally {
+      await bed.close();
+      sink.close();
+      await Deno.remove(path);
+    }
+  }
+});
