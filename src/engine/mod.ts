@@ -16,6 +16,7 @@
  */
 
 export { type EngineOptions, ForwardingEngine } from "./engine.ts";
+export type { CaptureDirection } from "./worker_spec.ts";
 export {
   asForwardScript,
   BOUNCE,
