@@ -29,7 +29,10 @@ Deno.test("RSS in a QEMU guest: predicted queues and hashes, refused rules, swit
   const bed = await VmBed.start({
     nics: 2,
     queuePairs: [4, 2],
-    nicProps: ["rss=on,hash=on", "hash=on"],
+    // rx_queue_size=1024 on the switching NIC: a guest under TCG on a busy host can stall
+    // for tens of milliseconds; with QEMU's default 256 entries its receive rings run dry,
+    // and QEMU then parks frames and delivers them late or drops them on a queue detach.
+    nicProps: ["rss=on,hash=on,rx_queue_size=1024", "hash=on"],
     hugepages: 64,
   });
   try {
@@ -151,6 +154,8 @@ Deno.test("RSS in a QEMU guest: predicted queues and hashes, refused rules, swit
           guestCmd("steering.ts", [
             "switch",
             flag,
+            "--rx-queue-size",
+            "1024",
             "--port",
             nic,
             "--pairs",

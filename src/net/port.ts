@@ -57,8 +57,15 @@ export interface PortOptions extends NegotiationOptions {
    * max_virtqueue_pairs. Steering can later use any number from 1 to this.
    */
   queuePairs?: number;
-  /** Descriptors per queue (a power of two; default: the device's, at most 256). */
+  /**
+   * Descriptors per data queue (a power of two; default: the device's, at most 256). The
+   * control queue keeps the device's size (at most 256).
+   */
   queueSize?: number;
+  /** Descriptors per receive queue, overriding `queueSize` (e.g. 1024 for a slow consumer). */
+  rxQueueSize?: number;
+  /** Descriptors per transmit queue, overriding `queueSize`. */
+  txQueueSize?: number;
   /** Packet buffers in the port's own pool (default: enough for every ring, at least 4096). */
   poolSize?: number;
   /** Bytes per packet buffer, header included (default 2048). */
@@ -244,7 +251,14 @@ export class VirtioNetPort {
     const ctrlIndex = multi ? 2 * config.maxVirtqueuePairs : 2;
     const indices = Array.from({ length: 2 * pairs }, (_, i) => i);
     if (hasCtrl) indices.push(ctrlIndex);
-    const sizes = indices.map((q) => queueSize(t, name, q, options.queueSize));
+    // Even indices are receive queues, odd ones transmit queues (§5.1.2); then control.
+    const wanted = (q: number) =>
+      q === ctrlIndex && hasCtrl
+        ? undefined
+        : q % 2 === 0
+        ? options.rxQueueSize ?? options.queueSize
+        : options.txQueueSize ?? options.queueSize;
+    const sizes = indices.map((q) => queueSize(t, name, q, wanted(q)));
     const ringBytes = sizes.map((s) => alignUp(splitRingLayout(s).totalBytes, 4096));
     const ringsTotal = ringBytes.reduce((a, b) => a + b, 0);
     const ctrlBytes = hasCtrl ? alignUp(CONTROL_BUFFER_BYTES, 4096) : 0;

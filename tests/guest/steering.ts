@@ -2,7 +2,7 @@
  * Guest side of the steering tests (`--allow-ffi` only).
  *
  *     deno run --allow-ffi tests/guest/steering.ts auto-share --port P --pairs 4 --flows 64 --per-flow 4
- *     deno run --allow-ffi tests/guest/steering.ts switch --port P --pairs 4 --seconds 6 [--rss]
+ *     deno run --allow-ffi tests/guest/steering.ts switch --port P --pairs 4 --seconds 6 [--rss] [--rx-queue-size 1024]
  *
  * auto-share: automatic steering over N pairs. Once a frame of EtherType 0x88b5 arrives
  * (the host's go), transmits `per-flow` UDP frames of each flow
@@ -34,6 +34,7 @@ const { values, positionals } = parseArgs({
     "timeout-ms": { type: "string", default: "60000" },
     rss: { type: "boolean", default: false },
     "rss-only": { type: "boolean", default: false },
+    "rx-queue-size": { type: "string" },
   },
   allowPositionals: true,
 });
@@ -193,7 +194,8 @@ function switching(port: VirtioNetPort, pairs: number): number {
 guestMain(() => {
   if (!values.port) throw new Error("--port is required");
   const pairs = Number(values.pairs);
-  const port = openPort(values.port, { bind: true, queuePairs: pairs });
+  const rxQueueSize = values["rx-queue-size"] ? Number(values["rx-queue-size"]) : undefined;
+  const port = openPort(values.port, { bind: true, queuePairs: pairs, rxQueueSize });
   console.log(JSON.stringify({
     event: "ready",
     negotiated: port.negotiatedFeatureNames(),
