@@ -22,7 +22,11 @@ Deno.test({
   name: "vfio-user: automatic steering, RSS predictions and run-time switching without reordering",
   ignore: !isRoot,
   async fn(t) {
-    await using bed = await VfioUserBed.start({ ports: 1, queues: 4, nicProps: "rss=on,hash=on" });
+    await using bed = await VfioUserBed.start({
+      ports: 1,
+      queues: 4,
+      nicProps: "rss=on,hash=on,rx_queue_size=1024",
+    });
     const port = bed.portName(0);
 
     await t.step(
@@ -109,6 +113,8 @@ Deno.test({
           "4",
           "--seconds",
           "6",
+          "--rx-queue-size",
+          "1024",
         ]);
         try {
           await prog.waitForLine(/"capabilities"/);

@@ -24,7 +24,14 @@ function lastJson(out: string): Record<string, unknown> {
 }
 
 Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching without reordering", async (t) => {
-  const bed = await VmBed.start({ nics: 1, queuePairs: 4, hugepages: 64 });
+  // rx_queue_size=1024: receive rings that a guest stalled by a busy host does not run dry
+  // (QEMU parks frames for a dry ring and may deliver them late; see docs/steering.md).
+  const bed = await VmBed.start({
+    nics: 1,
+    queuePairs: 4,
+    hugepages: 64,
+    nicProps: "rx_queue_size=1024",
+  });
   try {
     assert.equal((await bed.exec("modprobe vfio-pci")).code, 0);
     const nic = bed.nicAddress(0);
@@ -69,7 +76,17 @@ Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching
       "pairs switched 1→4→2→1 every 100 ms under traffic: no flow reordered",
       async () => {
         const guest = await bed.spawn(
-          guestCmd(["switch", "--port", nic, "--pairs", "4", "--seconds", "8"]),
+          guestCmd([
+            "switch",
+            "--port",
+            nic,
+            "--pairs",
+            "4",
+            "--seconds",
+            "8",
+            "--rx-queue-size",
+            "1024",
+          ]),
         );
         await guest.waitForOutput(/"capabilities"/, 60000);
         const frames = udpFrames({ seed: 5, count: 20000, flows: 256, dst: bed.nicMac(0) });
