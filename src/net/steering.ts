@@ -244,18 +244,7 @@ export class Steering {
     this.#drainTx(pairs);
     this.#wakeRx();
     const before = this.#bracket(resolved);
-    try {
-      this.#send(this.#control, resolved);
-    } catch (e) {
-      // The device refused (or did not answer). QEMU turns RSS off before it even looks at
-      // a class-4 command, so put the previous rule back (best effort) before reporting.
-      if (e instanceof ControlCommandError && this.#current.mode !== "single") {
-        try {
-          this.#send(this.#control, this.#current);
-        } catch { /* the original error says what went wrong */ }
-      }
-      throw e;
-    }
+    this.#sendOrRestore(this.#control, resolved);
     this.#newEpoch(this.#boundaries(before, resolved));
     this.#current = resolved;
     this.#wakeRx();
@@ -272,14 +261,10 @@ export class Steering {
     next: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
   ): number[] | undefined {
     if (!before) return undefined;
-    const params = (r: SteeringRule): RssSteeringParams | null =>
-      r.mode !== "rss" ? null : {
-        key: r.key!,
-        hashTypes: r.hashTypes!,
-        indirectionTable: r.indirectionTable!,
-        unclassifiedQueue: r.unclassifiedQueue!,
-        maxTxVq: r.pairs,
-      };
+    // struct virtio_net_rss_config is what the device steers by (§5.1.6.5.7.3).
+    const params = (
+      r: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
+    ): RssSteeringParams | null => r.mode === "rss" ? this.#rssConfig(r).config : null;
     return switchBoundaries(
       this.#rx,
       before,
@@ -321,13 +306,8 @@ export class Steering {
     workers.hold();
     const before = this.#bracket(resolved);
     try {
-      this.#send(control, resolved);
+      this.#sendOrRestore(control, resolved);
     } catch (e) {
-      if (e instanceof ControlCommandError && this.#current.mode !== "single") {
-        try {
-          this.#send(control, this.#current);
-        } catch { /* the original error says what went wrong */ }
-      }
       workers.release(false);
       throw e;
     }
@@ -336,6 +316,27 @@ export class Steering {
     this.switches++;
     // A notification only (the workers own the rings): see #wakeRx.
     for (const r of this.#rx) r.vq.kick();
+  }
+
+  /**
+   * Sends `rule`; when the device refuses it (or does not answer), puts the previous rule
+   * back (best effort: QEMU turns RSS off before it even looks at a class-4 command) and
+   * throws the device's error.
+   */
+  #sendOrRestore(
+    control: ControlQueue,
+    rule: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
+  ): void {
+    try {
+      this.#send(control, rule);
+    } catch (e) {
+      if (e instanceof ControlCommandError && this.#current.mode !== "single") {
+        try {
+          this.#send(control, this.#current);
+        } catch { /* the original error says what went wrong */ }
+      }
+      throw e;
+    }
   }
 
   /** Sends the command that puts `rule` in force (§5.1.6.5.6: VQ_PAIRS_SET; §5.1.6.5.7: RSS_CONFIG). */
