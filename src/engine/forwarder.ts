@@ -261,12 +261,7 @@ export class Forwarder {
     const cap = this.#capture;
     if (cap !== null) cap.ring.stampUs[0] = (cap.epochOffsetMs + this.#clock[0]) * 1000;
     if (cap !== null && cap.rx && cap.port === inP) {
-      const c = this.#c, hdr = this.#hdr[inP], ring = cap.ring;
-      for (let i = 0; i < n; i++) {
-        const word = (pool.offset(bufs[i]) + hdr) >> 2;
-        if (ring.capture(pool.words, word, lens[i])) c[W_PCAP_CAPTURED]++;
-        else c[W_PCAP_DROPPED]++;
-      }
+      for (let i = 0; i < n; i++) this.#record(cap, bufs[i], inP, lens[i]);
     }
     const outP = inP ^ 1;
     const script = this.#script;
@@ -308,17 +303,20 @@ export class Forwarder {
       for (let j = 0; j < 6; j++) d[off + 6 + j] = mac[j];
     }
     const cap = this.#capture;
-    if (cap !== null && cap.tx && cap.port === to) {
-      const word = (this.#pool.offset(buf) + this.#hdr[to]) >> 2;
-      if (cap.ring.capture(this.#pool.words, word, len)) this.#c[W_PCAP_CAPTURED]++;
-      else this.#c[W_PCAP_DROPPED]++;
-    }
+    if (cap !== null && cap.tx && cap.port === to) this.#record(cap, buf, to, len);
     const k = this.#txCount[to];
     if (k === 0) this.#txSince[to] = this.#clock[0];
     this.#txBufs[to][k] = buf;
     this.#txLens[to][k] = len;
     this.#txCount[to] = k + 1;
     if (k + 1 >= this.#burst) this.#flush(to);
+  }
+
+  /** Copies the frame of `buf` (port `port`'s header in front) into the capture ring. */
+  #record(cap: Capture, buf: number, port: number, len: number): void {
+    const word = (this.#pool.offset(buf) + this.#hdr[port]) >> 2;
+    if (cap.ring.capture(this.#pool.words, word, len)) this.#c[W_PCAP_CAPTURED]++;
+    else this.#c[W_PCAP_DROPPED]++;
   }
 
   /**
