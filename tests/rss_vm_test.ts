@@ -13,16 +13,12 @@
 import assert from "node:assert/strict";
 import { udpFrames } from "./bed/frames.ts";
 import { sendFrames } from "./bed/traffic.ts";
-import { guestDeno } from "./bed/guest_run.ts";
+import { guestDeno, lastJson, switchingRun } from "./bed/guest_run.ts";
 import { VmBed } from "./bed/vm.ts";
-import { assertFramesAccounted, KernelDropTrace } from "./bed/kernel_drops.ts";
+import { assertFramesAccounted } from "./bed/kernel_drops.ts";
 
 function guestCmd(file: string, args: string[]): string {
   return guestDeno(`tests/guest/${file}`, args);
-}
-
-function lastJson(out: string): Record<string, unknown> {
-  return JSON.parse(out.trim().split("\n").at(-1)!);
 }
 
 Deno.test("RSS in a QEMU guest: predicted queues and hashes, refused rules, switching tables", async (t) => {
@@ -150,39 +146,14 @@ Deno.test("RSS in a QEMU guest: predicted queues and hashes, refused rules, swit
       const [name, flag] of [["RSS tables", "--rss-only"], ["pair counts and RSS tables", "--rss"]]
     ) {
       await t.step(`${name} switched every 100 ms under traffic: no flow reordered`, async () => {
-        const guest = await bed.spawn(
-          guestCmd("steering.ts", [
-            "switch",
-            flag,
-            "--rx-queue-size",
-            "1024",
-            "--port",
-            nic,
-            "--pairs",
-            "4",
-            "--seconds",
-            "8",
-          ]),
-        );
-        try {
-          await guest.waitForOutput(/"capabilities"/, 60000);
-          const frames = udpFrames({ seed: 12, count: 20000, flows: 256, dst: bed.nicMac(0) });
-          const trace = KernelDropTrace.start();
-          const sent = await sendFrames(bed, 0, frames, { rate: 4000 });
-          const res = await guest.wait(90000);
-          const purged = trace.stop().tunPurged(bed.qemuPid);
-          const done = lastJson(res.stdout);
-          console.log(`${name}: sent ${JSON.stringify(sent)} guest ${JSON.stringify(done)}`);
-          assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
-          assert.equal(done.reorders, 0);
-          assert.ok((done.switches as number) >= 40, `only ${done.switches} switches`);
-          // Every frame received or counted as dropped with a reason (the host kernel purges
-          // what a detached tap queue holds; with RSS tables alone nothing is detached).
-          if (flag === "--rss-only") assert.equal(purged, 0, "no queue detached, none purged");
-          assertFramesAccounted(name, sent, done.received as number, purged);
-        } finally {
-          await guest.kill();
-        }
+        const { res, done, sent, purged } = await switchingRun(bed, 0, [flag], 12, name);
+        assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+        assert.equal(done.reorders, 0);
+        assert.ok((done.switches as number) >= 40, `only ${done.switches} switches`);
+        // Every frame received or counted as dropped with a reason (the host kernel purges
+        // what a detached tap queue holds; with RSS tables alone nothing is detached).
+        if (flag === "--rss-only") assert.equal(purged, 0, "no queue detached, none purged");
+        assertFramesAccounted(name, sent, done.received as number, purged);
       });
     }
   } finally {

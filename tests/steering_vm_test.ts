@@ -9,18 +9,14 @@
  */
 
 import assert from "node:assert/strict";
-import { testFrames, udpFrames, udpReply } from "./bed/frames.ts";
+import { testFrames, udpReply } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
-import { guestDeno } from "./bed/guest_run.ts";
+import { guestDeno, lastJson, switchingRun } from "./bed/guest_run.ts";
 import { VmBed } from "./bed/vm.ts";
-import { assertFramesAccounted, KernelDropTrace } from "./bed/kernel_drops.ts";
+import { assertFramesAccounted } from "./bed/kernel_drops.ts";
 
 function guestCmd(args: string[]): string {
   return guestDeno("tests/guest/steering.ts", args);
-}
-
-function lastJson(out: string): Record<string, unknown> {
-  return JSON.parse(out.trim().split("\n").at(-1)!);
 }
 
 Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching without reordering", async (t) => {
@@ -75,27 +71,7 @@ Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching
     await t.step(
       "pairs switched 1→4→2→1 every 100 ms under traffic: no flow reordered",
       async () => {
-        const guest = await bed.spawn(
-          guestCmd([
-            "switch",
-            "--port",
-            nic,
-            "--pairs",
-            "4",
-            "--seconds",
-            "8",
-            "--rx-queue-size",
-            "1024",
-          ]),
-        );
-        await guest.waitForOutput(/"capabilities"/, 60000);
-        const frames = udpFrames({ seed: 5, count: 20000, flows: 256, dst: bed.nicMac(0) });
-        const trace = KernelDropTrace.start();
-        const sent = await sendFrames(bed, 0, frames, { rate: 4000 });
-        const res = await guest.wait(90000);
-        const purged = trace.stop().tunPurged(bed.qemuPid);
-        const done = lastJson(res.stdout);
-        console.log(`switching: sent ${JSON.stringify(sent)} guest ${JSON.stringify(done)}`);
+        const { res, done, sent, purged } = await switchingRun(bed, 0, [], 5, "switching");
         assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
         assert.equal(done.reorders, 0);
         assert.ok((done.switches as number) >= 40, `only ${done.switches} switches`);

@@ -1,14 +1,16 @@
 /**
  * Running the project's driver-side programs inside the VM bed: the guest command line
- * (`deno run --allow-ffi` and nothing else), and the receive/transmit exchange that
- * `tests/guest/rxtx.ts` does with the host.
+ * (`deno run --allow-ffi` and nothing else), the receive/transmit exchange that
+ * `tests/guest/rxtx.ts` does with the host, and the steering switches under traffic that
+ * `tests/guest/steering.ts` makes.
  *
  * @module
  */
 
 import { encodePcap, readPcapFrames } from "../../src/pcap/pcap.ts";
 import type { ExecResult } from "./guest_agent.ts";
-import { TEST_ETHERTYPE } from "./frames.ts";
+import { TEST_ETHERTYPE, udpFrames } from "./frames.ts";
+import { KernelDropTrace } from "./kernel_drops.ts";
 import { sendFrames, type SendResult, startCapture } from "./traffic.ts";
 import { shellQuote, type VmBed } from "./vm.ts";
 
@@ -92,6 +94,76 @@ export async function exchangeFrames(
     }
     const received = readPcapFrames(Deno.readFileSync(`${bed.shareDir}/rx.pcap`));
     return { res, done, sent, received, captured: await capture.done() };
+  } finally {
+    await guest.kill();
+  }
+}
+
+/**
+ * A guest program's final report: the last line of its stdout, as JSON.
+ *
+ * @example
+ * ```ts
+ * import { lastJson } from "./guest_run.ts";
+ * lastJson('{"event":"ready"}\n{"event":"done","n":3}\n'); // { event: "done", n: 3 }
+ * ```
+ */
+export function lastJson(out: string): Record<string, unknown> {
+  return JSON.parse(out.trim().split("\n").at(-1)!);
+}
+
+/** What {@linkcode switchingRun} saw. */
+export interface SwitchingRun {
+  /** The guest program's exit. */
+  res: ExecResult;
+  /** Its final report (frames received, reorderings, switches, drops…). */
+  done: Record<string, unknown>;
+  /** What the host sent. */
+  sent: SendResult;
+  /** Frames the host kernel purged from the NIC's tap queues that QEMU detached. */
+  purged: number;
+}
+
+/**
+ * Runs `tests/guest/steering.ts switch` over 4 pairs for 8 s with 1,024-entry receive rings
+ * (and `extra` options) on NIC `nic` while the host sends it 20,000 UDP frames of 256 flows
+ * (per-flow sequence numbers, seed `seed`) at 4,000 frames/s, recording the host kernel's
+ * tap-queue purges; prints what it got.
+ *
+ * @example
+ * ```ts ignore
+ * const { done, sent, purged } = await switchingRun(bed, 0, ["--rss"], 12, "pair counts");
+ * ```
+ */
+export async function switchingRun(
+  bed: VmBed,
+  nic: number,
+  extra: string[],
+  seed: number,
+  what: string,
+): Promise<SwitchingRun> {
+  const guest = await bed.spawn(guestDeno("tests/guest/steering.ts", [
+    "switch",
+    ...extra,
+    "--port",
+    bed.nicAddress(nic),
+    "--pairs",
+    "4",
+    "--seconds",
+    "8",
+    "--rx-queue-size",
+    "1024",
+  ]));
+  try {
+    await guest.waitForOutput(/"capabilities"/, 60000);
+    const frames = udpFrames({ seed, count: 20000, flows: 256, dst: bed.nicMac(nic) });
+    const trace = KernelDropTrace.start();
+    const sent = await sendFrames(bed, nic, frames, { rate: 4000 });
+    const res = await guest.wait(90000);
+    const purged = trace.stop().tunPurged(bed.qemuPid);
+    const done = lastJson(res.stdout);
+    console.log(`${what}: sent ${JSON.stringify(sent)} guest ${JSON.stringify(done)}`);
+    return { res, done, sent, purged };
   } finally {
     await guest.kill();
   }
