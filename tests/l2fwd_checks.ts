@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { parseMac, parseUdpTestFrame } from "./bed/frames.ts";
+import { parseMac, parseUdpTestFrame, udpFrames } from "./bed/frames.ts";
+import { readPcap } from "../src/pcap/pcap.ts";
 
 /** MAC rewrite as l2fwd --mac-rewrite does it for frames leaving port `port`. */
 export function rewritten(frame: Uint8Array, port: number, portMac: string): Uint8Array {
@@ -141,16 +142,30 @@ export function assertHeapFlat(s: Summary): void {
 }
 
 /**
- * Checks a run of `l2fwd --steering rss --rebalance-ms 100` (two queue pairs): every frame
- * forwarded, in order per flow, both queues used, and at least 30 RSS table switches on
- * each port (its stderr says how many); prints the figures.
+ * Runs l2fwd with `args` (and deno permissions `perms`), sends `frames` into port 0 and
+ * returns the `expect` frames port 1 sent, with l2fwd's summary and stderr. Each bed's
+ * test has its own.
  */
-export function assertRebalanced(
-  sent: readonly Uint8Array[],
-  out: readonly Uint8Array[],
-  summary: Summary,
-  stderr: string,
-): void {
+export type OneWay = (
+  args: string[],
+  perms: string[],
+  frames: Uint8Array[],
+  expect: number,
+) => Promise<{ out: Uint8Array[]; summary: Summary; stderr: string }>;
+
+/**
+ * `l2fwd --queues 2 --steering rss --rebalance-ms 100` with 20,000 frames of 256 flows to
+ * `dst` (port 0's MAC): every frame forwarded, in order per flow, both queues used, and at
+ * least 30 RSS table switches on each port (its stderr says how many); prints the figures.
+ */
+export async function checkRebalancing(oneWay: OneWay, seed: number, dst: string): Promise<void> {
+  const sent = udpFrames({ seed, count: 20000, flows: 256, dst });
+  const { out, summary, stderr } = await oneWay(
+    ["--queues", "2", "--steering", "rss", "--rebalance-ms", "100"],
+    [],
+    sent,
+    20000,
+  );
   const switches = [...stderr.matchAll(/port \d (\d+) switches/g)].map((m) => Number(m[1]));
   console.log(
     `rebalancing: ${out.length} of ${sent.length} frames forwarded; steering switches ` +
@@ -165,6 +180,37 @@ export function assertRebalanced(
   for (const q of summary.ports[0].queues) {
     assert.ok(q.rxPackets > sent.length / 10, "both queues used");
   }
+}
+
+/**
+ * l2fwd with `script` (examples/scripts/mac_swap.ts) and a capture of what port 1 sends:
+ * 2,000 frames of 16 flows to `dst`, every one forwarded with its MAC addresses swapped,
+ * the script's count 2,000, and the capture (one queue pair) equal to what the host
+ * received. `pcap.l2fwd` is the capture file as l2fwd names it, `pcap.host` where this
+ * test reads it.
+ */
+export async function checkMacSwapTxPcap(
+  oneWay: OneWay,
+  script: string,
+  pcap: { l2fwd: string; host: string },
+  seed: number,
+  dst: string,
+): Promise<void> {
+  const frames = udpFrames({ seed, count: 2000, flows: 16, dst });
+  const { out, summary } = await oneWay(
+    ["--script", script, "--pcap", pcap.l2fwd, "--pcap-port", "1", "--pcap-direction", "tx"],
+    [`--allow-read=${script}`, `--allow-write=${pcap.l2fwd}`],
+    frames,
+    2000,
+  );
+  assertSameFramesPerFlow(frames, out, (f) => {
+    const g = f.slice();
+    g.set(f.subarray(6, 12), 0);
+    g.set(f.subarray(0, 6), 6);
+    return g;
+  });
+  assert.equal(summary.script?.counters.swapped, 2000);
+  assert.deepEqual(readPcap(await Deno.readFile(pcap.host)).map((r) => r.data), out);
 }
 
 /** A one-line account of the workers' heaps and of the GCs per isolate. */

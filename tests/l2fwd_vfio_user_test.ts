@@ -25,8 +25,9 @@ import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 import {
   assertHeapFlat,
   assertQueuesAddUp,
-  assertRebalanced,
   assertSameFramesPerFlow,
+  checkMacSwapTxPcap,
+  checkRebalancing,
   heapReport,
   rewritten,
   summaryOf,
@@ -191,49 +192,22 @@ Deno.test({
 
     await t.step(
       "RSS tables rotated every 100 ms while the workers forward: every frame, no flow reordered",
-      async () => {
-        const frames = udpFrames({ seed: 37, count: 20000, flows: 256, dst: MACS[0] });
-        const { out, summary, stderr } = await oneWay(
-          ["--queues", "2", "--steering", "rss", "--rebalance-ms", "100"],
-          [],
-          frames,
-          20000,
-        );
-        assertRebalanced(frames, out, summary, stderr);
-      },
+      () => checkRebalancing(oneWay, 37, MACS[0]),
     );
 
     await t.step(
       "mac_swap.ts swaps the MAC addresses of every forwarded frame; a tx pcap of port 1 holds them as sent",
       async () => {
-        const frames = udpFrames({ seed: 34, count: 2000, flows: 16, dst: MACS[0] });
         const dir = await Deno.makeTempDir({ prefix: "vdl2fwd-" });
         const pcap = `${dir}/tx1.pcap`;
         try {
-          const { out, summary } = await oneWay(
-            [
-              "--script",
-              script("mac_swap.ts"),
-              "--pcap",
-              pcap,
-              "--pcap-port",
-              "1",
-              "--pcap-direction",
-              "tx",
-            ],
-            [`--allow-read=${script("mac_swap.ts")}`, `--allow-write=${pcap}`],
-            frames,
-            2000,
+          await checkMacSwapTxPcap(
+            oneWay,
+            script("mac_swap.ts"),
+            { l2fwd: pcap, host: pcap },
+            34,
+            MACS[0],
           );
-          assertSameFramesPerFlow(frames, out, (f) => {
-            const g = f.slice();
-            g.set(f.subarray(6, 12), 0);
-            g.set(f.subarray(0, 6), 6);
-            return g;
-          });
-          assert.equal(summary.script?.counters.swapped, 2000);
-          // One queue pair: the capture of what left port 1 is what the host received.
-          assert.deepEqual(readPcap(await Deno.readFile(pcap)).map((r) => r.data), out);
         } finally {
           await Deno.remove(dir, { recursive: true });
         }

@@ -20,8 +20,9 @@ import { readPcap } from "../src/pcap/pcap.ts";
 import {
   assertHeapFlat,
   assertQueuesAddUp,
-  assertRebalanced,
   assertSameFramesPerFlow,
+  checkMacSwapTxPcap,
+  checkRebalancing,
   heapReport,
   rewritten,
   summaryOf,
@@ -171,47 +172,20 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
 
     await t.step(
       "RSS tables rotated every 100 ms while the workers forward: every frame, no flow reordered",
-      async () => {
-        const frames = udpFrames({ seed: 27, count: 20000, flows: 256, dst: mac[0] });
-        const { out, summary, stderr } = await oneWay(
-          ["--queues", "2", "--steering", "rss", "--rebalance-ms", "100"],
-          [],
-          frames,
-          20000,
-        );
-        assertRebalanced(frames, out, summary, stderr);
-      },
+      () => checkRebalancing(oneWay, 27, mac[0]),
     );
 
     await t.step(
       "mac_swap.ts swaps the MAC addresses of every forwarded frame; a tx pcap of port 1 holds them as sent",
-      async () => {
-        const frames = udpFrames({ seed: 24, count: 2000, flows: 16, dst: mac[0] });
+      () => {
         const pcap = `${bed.shareDir}/tx1.pcap`;
-        const { out, summary } = await oneWay(
-          [
-            "--script",
-            script("mac_swap.ts"),
-            "--pcap",
-            bed.guestPath(pcap),
-            "--pcap-port",
-            "1",
-            "--pcap-direction",
-            "tx",
-          ],
-          [`--allow-read=${script("mac_swap.ts")}`, `--allow-write=${bed.guestPath(pcap)}`],
-          frames,
-          2000,
+        return checkMacSwapTxPcap(
+          oneWay,
+          script("mac_swap.ts"),
+          { l2fwd: bed.guestPath(pcap), host: pcap },
+          24,
+          mac[0],
         );
-        assertSameFramesPerFlow(frames, out, (f) => {
-          const g = f.slice();
-          g.set(f.subarray(6, 12), 0);
-          g.set(f.subarray(0, 6), 6);
-          return g;
-        });
-        assert.equal(summary.script?.counters.swapped, 2000);
-        // One queue pair: the capture of what left port 1 is what the host received, in order.
-        assert.deepEqual(readPcap(await Deno.readFile(pcap)).map((r) => r.data), out);
       },
     );
 
