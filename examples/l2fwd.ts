@@ -302,6 +302,18 @@ async function main(args: string[]): Promise<number> {
         resolve();
       };
       const ticker = setInterval(() => {
+        // A device that set DEVICE_NEEDS_RESET takes and completes nothing more: say so and
+        // stop rather than forward into it (the frames in flight are lost with it).
+        for (const p of ports) {
+          try {
+            p.checkHealthy();
+          } catch (e) {
+            linksFailed = true;
+            failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
+            finish();
+            return;
+          }
+        }
         if (statsMode !== "off") report("stats", engine!.snapshot(), performance.now());
       }, 1000);
       // A new RSS table for every port every rebalanceMs, while the workers forward:

@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import { DriverError, openPort, splitRingLayout } from "../mod.ts";
 import { encodePcap, readPcapFrames } from "../src/pcap/pcap.ts";
 import { TEST_ETHERTYPE, testFrames, udpFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
@@ -195,6 +196,52 @@ Deno.test({
       assert.ok(Date.now() - t0 < 10000, "noticed within 10 s");
     } finally {
       prog.kill();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "vfio-user: checkHealthy() says DEVICE_NEEDS_RESET once QEMU refused a ring, and close() still releases the port",
+  ignore: !isRoot,
+  async fn() {
+    await using bed = await VfioUserBed.start({ ports: 1, queues: 1 });
+    const port = openPort(bed.portName(0));
+    let closed = false;
+    try {
+      port.checkHealthy(); // a fresh port is healthy
+      // A driver bug, made on purpose: avail->idx moved past more entries than the ring has
+      // (§2.7.13 "Supplying Buffers to The Device"), over descriptors it never filled. QEMU
+      // calls virtio_error() (7.2 says "virtio: zero sized buffers are not allowed") and sets
+      // DEVICE_NEEDS_RESET.
+      const vq = port.tx(0).vq;
+      const layout = splitRingLayout(vq.size);
+      const avail = new Uint16Array(vq.ringMemory, vq.ringOffset + layout.availOffset, 2);
+      Atomics.store(avail, 1, (vq.publishedIdx + vq.size + 1) & 0xffff);
+      vq.kick();
+      let err: unknown = null;
+      for (let i = 0; i < 100 && err === null; i++) {
+        try {
+          port.checkHealthy();
+          await new Promise((r) => setTimeout(r, 20));
+        } catch (e) {
+          err = e;
+        }
+      }
+      assert.ok(err instanceof DriverError, "the device never reported the broken ring");
+      // QEMU's error message comes through a pipe: give it a moment.
+      for (let i = 0; i < 100 && bed.serverLog(0) === ""; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      console.log(`${err.message} | QEMU: ${bed.serverLog(0)}`);
+      assert.equal(err.code, "DEVICE_MISBEHAVED");
+      assert.match(err.message, /^vfio-user:.* reports DEVICE_NEEDS_RESET: restart the port/);
+      assert.match(bed.serverLog(0), /virtio: /, "QEMU said why");
+      port.close(); // resets the device and releases the connection
+      closed = true;
+      assert.ok(await bed.waitExit(0), "the server saw its client leave");
+    } finally {
+      if (!closed) port.close();
     }
   },
 });

@@ -99,6 +99,35 @@ export function summaryOf(stdout: string): Summary {
   return JSON.parse(line);
 }
 
+/**
+ * Throws when a capture holds fewer frames than `want`, with what explains it: l2fwd's
+ * counters per port, the end of its stderr and `bedNotes` (e.g. what QEMU printed). A CI
+ * log that shows only the failing assertion then still shows the cause.
+ */
+export function assertCaptured(
+  captures: [what: string, got: number][],
+  want: number,
+  s: Summary | null,
+  stderr: string,
+  bedNotes: string[] = [],
+): void {
+  const short = captures.filter(([, got]) => got !== want);
+  if (short.length === 0) return;
+  const ports =
+    s?.ports.map((p) =>
+      `port ${p.port}: rx ${p.rxPackets} tx ${p.txPackets} ring-full drops ${p.dropsTxRingFull} ` +
+      `no-buffer drops ${p.dropsNoBuffer} script drops ${p.dropsScript} kicks ${p.kicks}`
+    ) ?? ["l2fwd printed no summary"];
+  const notes = bedNotes.filter((n) => n.trim() !== "");
+  throw new assert.AssertionError({
+    message: `${
+      short.map(([what, got]) => `${what}: ${got} of ${want} frames captured`).join(", ")
+    }` +
+      `\n${ports.join("\n")}\nl2fwd stderr (end): ${stderr.trim().slice(-1500) || "(empty)"}` +
+      (notes.length ? `\n${notes.join("\n")}` : ""),
+  });
+}
+
 /** Checks that every port's totals are the sums of its queue pairs' counters. */
 export function assertQueuesAddUp(s: Summary): void {
   for (const p of s.ports) {

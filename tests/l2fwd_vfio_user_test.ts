@@ -23,6 +23,7 @@ import { udpFlow, udpFrames } from "./bed/frames.ts";
 import { CaptureError, sendFrames, startCapture } from "./bed/traffic.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 import {
+  assertCaptured,
   assertHeapFlat,
   assertQueuesAddUp,
   assertSameFramesPerFlow,
@@ -151,6 +152,10 @@ Deno.test({
         }
         console.log(heapReport(s, r.stdout));
         assert.equal(s0.dropped + s1.dropped, 0, "the taps dropped frames (host too slow)");
+        assertCaptured([["port 1", out1.length], ["port 0", out0.length]], FRAMES, s, r.stderr, [
+          `QEMU port 0: ${bed.serverLog(0) || "(nothing printed)"}`,
+          `QEMU port 1: ${bed.serverLog(1) || "(nothing printed)"}`,
+        ]);
         assert.equal(
           assertSameFramesPerFlow(a, out1, (f) => rewritten(f, 1, MACS[1]), "port 1"),
           FLOWS,
@@ -186,7 +191,12 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 300));
       const r = await run.interrupt();
       assert.equal(r.code, 0, r.stderr);
-      return { out, summary: summaryOf(r.stdout), stderr: r.stderr };
+      const summary = summaryOf(r.stdout);
+      assertCaptured([["port 1", out.length]], expect, summary, r.stderr, [
+        `QEMU port 0: ${bed.serverLog(0) || "(nothing printed)"}`,
+        `QEMU port 1: ${bed.serverLog(1) || "(nothing printed)"}`,
+      ]);
+      return { out, summary, stderr: r.stderr };
     };
     const script = (name: string) => `${ROOT}/examples/scripts/${name}`;
 

@@ -18,6 +18,7 @@ import { CaptureError, sendFrames, startCapture } from "./bed/traffic.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 import {
+  assertCaptured,
   assertHeapFlat,
   assertQueuesAddUp,
   assertSameFramesPerFlow,
@@ -133,6 +134,7 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
         }
         console.log(heapReport(s, r.stdout));
         assert.equal(s0.dropped + s1.dropped, 0, "the taps dropped frames (host too slow)");
+        assertCaptured([["NIC 1", out1.length], ["NIC 0", out0.length]], FRAMES, s, r.stderr);
         const flows1 = assertSameFramesPerFlow(a, out1, (f) => rewritten(f, 1, mac[1]), "NIC 1");
         const flows0 = assertSameFramesPerFlow(b, out0, (f) => rewritten(f, 0, mac[0]), "NIC 0");
         assert.equal(flows1, FLOWS);
@@ -166,7 +168,9 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
       await new Promise((r) => setTimeout(r, 500));
       const r = await run.interrupt();
       assert.equal(r.code, 0, r.stderr);
-      return { out, summary: summaryOf(r.stdout), stderr: r.stderr };
+      const summary = summaryOf(r.stdout);
+      assertCaptured([["NIC 1", out.length]], expect, summary, r.stderr);
+      return { out, summary, stderr: r.stderr };
     };
     const script = (name: string) => `${ROOT}/examples/scripts/${name}`;
 

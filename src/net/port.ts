@@ -425,6 +425,24 @@ export class VirtioNetPort {
   }
 
   /**
+   * Throws a DEVICE_MISBEHAVED {@linkcode DriverError} when the device has set
+   * DEVICE_NEEDS_RESET (§2.1.1: it met an error it cannot recover from, e.g. a descriptor
+   * it refused, and stopped using its queues) or FAILED. A forwarding loop calls it now
+   * and then (l2fwd: once a second): a device in that state takes no more frames and
+   * completes none, so waiting on it would only look like lost traffic.
+   *
+   * @example
+   * ```ts ignore
+   * import { openPort } from "../../mod.ts";
+   * const port = openPort("0000:00:04.0");
+   * port.checkHealthy(); // throws once QEMU has reported, e.g., "virtio: bogus descriptor"
+   * ```
+   */
+  checkHealthy(): void {
+    this.transport.checkHealthy();
+  }
+
+  /**
    * Stops the port: resets the device (it stops DMA), unmaps and frees DMA memory, closes
    * the transport (and returns the function to its kernel driver if asked). Idempotent.
    */

@@ -347,13 +347,18 @@ export async function startCapture(
     const st = await status;
     const [stdout, stderr] = await Promise.all([stdoutP, stderrP]);
     let frames: Uint8Array[] = [];
+    let unreadable = "";
     try {
       frames = readPcapFrames(await Deno.readFile(pcapPath));
-    } catch { /* no file */ }
+    } catch (e) {
+      unreadable = `; its pcap ${pcapPath} does not read back (${(e as Error).message})`;
+    }
     if (own) await Deno.remove(pcapPath).catch(() => {});
-    if (!st.success) {
+    if (!st.success || unreadable) {
       throw new CaptureError(
-        `capture on ${bed.tapName(nic)}: ${(stderr || stdout).trim()} (exit ${st.code})`,
+        `capture on ${bed.tapName(nic)}: ${
+          (stderr || stdout).trim()
+        } (exit ${st.code})${unreadable}`,
         frames,
       );
     }

@@ -72,8 +72,18 @@ export interface VfioUserBedOptions {
 interface Server {
   child: Deno.ChildProcess;
   status: Promise<Deno.CommandStatus>;
+  /** What it has printed so far (read as it comes, so a running server's errors show). */
+  log: { text: string };
+  /** Resolves with the whole of its stderr once it exited. */
   stderr: Promise<string>;
   exited: boolean;
+}
+
+/** Reads `stream` into `log.text` as it arrives; resolves with all of it at the end. */
+async function collect(stream: ReadableStream<Uint8Array>, log: { text: string }): Promise<string> {
+  const dec = new TextDecoder();
+  for await (const chunk of stream) log.text += dec.decode(chunk, { stream: true });
+  return log.text;
 }
 
 /**
@@ -165,6 +175,14 @@ export class VfioUserBed implements TrafficBed {
     return s && !s.exited ? s.child.pid : null;
   }
 
+  /**
+   * What port `nic`'s QEMU has printed so far (its errors, e.g. "virtio: bogus
+   * descriptor"); "" when it printed nothing or is not running.
+   */
+  serverLog(nic: number): string {
+    return this.#servers[nic]?.log.text.trim() ?? "";
+  }
+
   /** The QEMU command line of port `nic` (run inside the namespace). */
   qemuArgs(nic: number): string[] {
     const q = this.#opts.queues;
@@ -212,10 +230,12 @@ export class VfioUserBed implements TrafficBed {
       stdout: "null",
       stderr: "piped",
     }).spawn();
+    const log = { text: "" };
     const server: Server = {
       child,
       status: child.status,
-      stderr: new Response(child.stderr).text(),
+      log,
+      stderr: collect(child.stderr, log),
       exited: false,
     };
     server.status.then(() => server.exited = true);
