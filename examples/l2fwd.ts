@@ -20,7 +20,7 @@
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
  *                "queues":[{"queue":0, …the same counters and rates for that pair}]}],
  *      "workers":[{"queue","state","loops","idleWaits","heapWarm","heapLast","heapGrowth",
- *                  "heapDrops","warmPackets","warmAtMs","nowMs","poolAvailable",
+ *                  "heapDrops","warmPackets","warmAtMs","packets","nowMs","poolAvailable",
  *                  "pcapCaptured","pcapDropped"}],
  *      "script":{"counters":{NAME:N},"report":…},      (with --script)
  *      "pcap":{"captured","dropped","written"}}        (with --pcap)
@@ -30,11 +30,14 @@
  * ("txRingFullWaits": bursts its full ring did not take whole, which waited);
  * "dropsScript" frames received on it that the script dropped; "dropsNoBuffer" receive
  * descriptors left empty because the worker's buffers ran out. Bytes exclude the
- * virtio-net header. Heap figures are bytes of each worker's V8 heap: at warm-up
- * (after `--warmup` packets, once the heap grew by less than 1 KiB in each of 2 seconds) and when the
- * worker stopped forwarding; "heapGrowth" is the difference (0 while it runs), "heapDrops"
- * 1 if a GC ran after warm-up. A warm worker takes no heap samples (they allocate). Exit status: 0 after a clean
- * stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error, 2 on bad usage.
+ * virtio-net header. Heap figures are bytes of each worker's V8 heap, sampled once a
+ * second: "heapWarm" when warm-up ended, i.e. at the last sample (after `--warmup`
+ * packets) at which the heap had grown by 1 KiB or more since the one before (V8
+ * compiling the loop; it moves on while V8 does), "heapLast" at the latest sample,
+ * "heapGrowth" the difference, "heapDrops" the GCs seen since warm-up, and
+ * "warmPackets"/"packets" the packets received by then and by now. Exit status: 0 after a
+ * clean stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error or a
+ * device that reports DEVICE_NEEDS_RESET, 2 on bad usage.
  *
  * @module
  */
@@ -79,8 +82,8 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       receiving that way until there is room; default) or drop (count
                       them, as DPDK l2fwd does)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
-  --warmup N          packets per worker before it can count as warm, which it does once
-                      its heap then grew by < 1 KiB for 2 seconds running (default 50000)
+  --warmup N          packets per worker before warm-up can end; it ends at the last
+                      second in which the heap grew by 1 KiB or more (default 50000)
   --bind              take the functions from their kernel driver (bind to vfio-pci)
   --restore-driver    give them back to their kernel driver at exit
   --help              this text`;

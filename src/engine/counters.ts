@@ -23,18 +23,19 @@ export const W_LOOPS = 1;
 /** Idle waits (the worker slept because nothing arrived). */
 export const W_IDLE_WAITS = 2;
 /**
- * V8 heap used (bytes) when warm-up ended: at the first once-a-second sample, after the
- * worker's warm-up packets, at which the heap had grown by less than 1 KiB in a second.
+ * V8 heap used (bytes) when warm-up ended; 0 while the worker has received fewer than its
+ * warm-up packets. Warm-up ends at the last once-a-second sample at which the heap had
+ * grown by 1 KiB or more since the one before (V8 compiling or re-compiling the loop), or
+ * at the first sample after the warm-up packets if it has not grown since: the figure
+ * moves on while V8 still compiles, and what follows it is a stretch of run in which no
+ * second added 1 KiB. Samples allocate 16 bytes each once optimised.
  */
 export const W_HEAP_WARM = 3;
-/**
- * V8 heap used (bytes) at the last sample: once a second until warm-up, then (sampling
- * allocates) only once more, when the forwarding loop stops, before draining.
- */
+/** V8 heap used (bytes) at the last sample: once a second, and when the loop stops. */
 export const W_HEAP_LAST = 4;
 /**
- * 1 when the heap sampled as the loop stopped was smaller than at warm-up: a GC ran after
- * warm-up (0 otherwise).
+ * Samples since warm-up ended at which the heap was smaller than at the sample before: a
+ * GC ran (0 when none did).
  */
 export const W_HEAP_DROPS = 5;
 /** Free buffers in the worker's pool partition. */
@@ -49,6 +50,8 @@ export const W_WARM_AT_MS = 9;
 export const W_NOW_MS = 10;
 /** Packets received by this worker when warm-up ended. */
 export const W_WARM_PACKETS = 11;
+/** Packets received by this worker (updated once a second and at the end). */
+export const W_PACKETS = 12;
 /** Size of the worker block. */
 export const WORKER_SLOTS = 16;
 

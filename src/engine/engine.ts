@@ -46,8 +46,9 @@ export interface EngineOptions {
   /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
   idleUs?: number;
   /**
-   * Packets a worker receives before it can count as warm (default 50,000): from then on, the
-   * first time its heap grew by less than 1 KiB in each of 2 seconds running.
+   * Packets a worker receives before its warm-up can end (default 50,000); it ends at the
+   * last once-a-second heap sample after them at which the heap had grown by 1 KiB or
+   * more (see counters.ts, W_HEAP_WARM).
    */
   warmupPackets?: number;
   /** A script module (path or file: URL; importing it needs read permission). */

@@ -36,6 +36,7 @@ import {
   W_IDLE_WAITS,
   W_LOOPS,
   W_NOW_MS,
+  W_PACKETS,
   W_PCAP_CAPTURED,
   W_PCAP_DROPPED,
   W_POOL_AVAILABLE,
@@ -106,21 +107,25 @@ export interface WorkerStats {
   loops: number;
   /** Times it slept because nothing arrived. */
   idleWaits: number;
-  /** Its isolate's V8 heap used when warm-up ended (bytes; 0 before). */
-  heapWarm: number;
   /**
-   * Heap used at the last sample (bytes): once a second until warm-up, then once more when
-   * the worker stops forwarding (sampling allocates, so a warm worker does not sample).
+   * Its isolate's V8 heap used when warm-up ended (bytes; 0 before its warm-up packets):
+   * after the last once-a-second sample at which the heap had grown by 1 KiB or more (V8
+   * compiling the loop), so it moves on while V8 still compiles (counters.ts,
+   * W_HEAP_WARM).
    */
+  heapWarm: number;
+  /** Heap used at the last sample (bytes): once a second, and when it stopped forwarding. */
   heapLast: number;
-  /** heapLast - heapWarm once the worker has stopped forwarding after warm-up; 0 before. */
+  /** heapLast - heapWarm: what the heap did since warm-up ended (0 before). */
   heapGrowth: number;
-  /** 1 when the heap at the stop was below the heap at warm-up (a GC ran after it). */
+  /** Samples since warm-up ended at which the heap had shrunk: GCs (0 when none ran). */
   heapDrops: number;
-  /** Packets it had received at warm-up. */
+  /** Packets it had received when warm-up ended. */
   warmPackets: number;
-  /** Milliseconds it had been forwarding at warm-up. */
+  /** Milliseconds it had been forwarding when warm-up ended. */
   warmAtMs: number;
+  /** Packets it had received (updated once a second and at the stop). */
+  packets: number;
   /** Milliseconds it had been forwarding (updated once a second and at the stop). */
   nowMs: number;
   /** Free buffers in its partition. */
@@ -139,11 +144,6 @@ export interface EngineSnapshot {
   workers: WorkerStats[];
   /** The script's counters summed over workers (by name), if a script runs. */
   scriptCounters: Record<string, number> | null;
-}
-
-/** The worker has left its loop and taken its last heap sample (counters.ts). */
-function stopped(state: number): boolean {
-  return state === STATE_DRAINING || state === STATE_DONE;
 }
 
 const STATE_NAMES: Record<number, string> = {
@@ -206,10 +206,11 @@ export function readSnapshot(
     idleWaits: c[W_IDLE_WAITS],
     heapWarm: c[W_HEAP_WARM],
     heapLast: c[W_HEAP_LAST],
-    heapGrowth: c[W_HEAP_WARM] > 0 && stopped(c[W_STATE]) ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0,
+    heapGrowth: c[W_HEAP_WARM] > 0 ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0,
     heapDrops: c[W_HEAP_DROPS],
     warmPackets: c[W_WARM_PACKETS],
     warmAtMs: c[W_WARM_AT_MS],
+    packets: c[W_PACKETS],
     nowMs: c[W_NOW_MS],
     poolAvailable: c[W_POOL_AVAILABLE],
     pcapCaptured: c[W_PCAP_CAPTURED],

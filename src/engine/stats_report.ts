@@ -148,10 +148,10 @@ export function formatTable(r: StatsReport): string {
   const heap = r.workers.map((w) =>
     w.heapWarm === 0
       ? `q${w.queue} ${w.state} heap ${(w.heapLast / 1024).toFixed(0)} KiB (warming up)`
-      : `q${w.queue} ${w.state} heap ${(w.heapWarm / 1024).toFixed(0)} KiB at warm-up` +
-        (w.state === "draining" || w.state === "done"
-          ? `, ${w.heapGrowth >= 0 ? "+" : ""}${(w.heapGrowth / 1024).toFixed(1)} KiB since`
-          : "")
+      : `q${w.queue} ${w.state} heap ${(w.heapWarm / 1024).toFixed(0)} KiB at warm-up, ` +
+        `${w.heapGrowth >= 0 ? "+" : ""}${w.heapGrowth} B over the ${
+          n(w.packets - w.warmPackets)
+        } packets since` + (w.heapDrops > 0 ? `, ${w.heapDrops} GC` : "")
   );
   lines.push(`workers: ${heap.join("; ")}`);
   if (r.script) lines.push(`script: ${JSON.stringify(r.script)}`);

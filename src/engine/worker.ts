@@ -39,6 +39,7 @@ import {
   W_IDLE_WAITS,
   W_LOOPS,
   W_NOW_MS,
+  W_PACKETS,
   W_STATE,
   W_WARM_AT_MS,
   W_WARM_PACKETS,
@@ -169,23 +170,30 @@ async function start(spec: WorkerSpec): Promise<void> {
 }
 
 /**
- * Heap growth over one second below which that second counts as stable (once the worker
- * has received `warmupPackets`): V8 has stopped optimising the loop. A heap sample itself
- * allocates a few dozen bytes.
+ * Growth of the heap from one once-a-second sample to the next from which that second
+ * still counts as warm-up (V8 compiling or re-compiling the loop: steps of 2 to 200 KB
+ * seen). A sample itself allocates 16 bytes once optimised.
  */
-const WARM_STABLE_BYTES = 1024;
-/** Consecutive stable seconds (after the warm-up packets) that make a worker warm. */
-const WARM_STABLE_SECONDS = 2;
+const WARM_STEP_BYTES = 1024;
 
 /**
- * The run-to-completion loop. Nothing in it allocates once warm: the clock is FFI
- * (clock.ts), counters are stores into shared memory, and the heap is sampled (which
- * allocates) once a second only until warm-up ends, then once more when the loop stops.
+ * The run-to-completion loop. Nothing in it allocates but the heap sample: the clock is
+ * FFI (clock.ts), counters are stores into shared memory, and the heap is sampled once a
+ * second (16 bytes each once optimised) and once more when the loop stops.
  *
- * The warm-up bookkeeping runs the same statements at every sample, choosing values rather
- * than branching into code that first runs at warm-up: V8 deoptimises optimised code that
- * reaches statements it has never seen run, then compiles it again, and that new code
- * would be heap growth after warm-up.
+ * Warm-up ends at the last sample at which the heap grew by {@linkcode WARM_STEP_BYTES}
+ * or more (after the warm-up packets), so it is known for sure only at the end: V8 tiers
+ * the loop's functions up in steps spread over 100,000 packets and more (seen with
+ * --trace-opt: each first run of a rare path in optimised code deoptimises it, and the
+ * new code is heap growth), with quiet seconds in between. What the figures show is the
+ * stretch of run after the last step: how long it was and what the heap did in it.
+ *
+ * The bookkeeping runs the same statements at every sample, choosing values rather than
+ * branching into code first run late: V8 deoptimises optimised code that reaches a
+ * statement with no type feedback, then compiles it again, and that new code would be
+ * heap growth of its own (seen: "Insufficient type feedback for compare operation" at
+ * the 50,000th packet, then +114 KB). Every comparison runs at every sample, none behind
+ * a `&&` or in one arm of a choice; `&` and `|` on 0/1 values do not short-circuit.
  */
 function run(
   spec: WorkerSpec,
@@ -198,8 +206,7 @@ function run(
 ): void {
   const idleMs = spec.idleUs / 1000;
   const warmup = spec.warmupPackets;
-  let loops = 0, idle = 0, received = 0, nextSample = t0 + 1000;
-  let warm = false, steady = 0, lastHeap = heapUsed();
+  let loops = 0, idle = 0, received = 0, nextSample = t0 + 1000, lastHeap = heapUsed();
   const time = clock.ms;
   for (;;) {
     clock.tick();
@@ -221,24 +228,24 @@ function run(
       if (stop || now >= nextSample) {
         nextSample = now + 1000;
         const at = now - t0;
+        const h = heapUsed();
+        const grew = h - lastHeap;
+        const early = received < warmup ? 1 : 0;
+        const step = grew >= WARM_STEP_BYTES ? 1 : 0;
+        const gc = grew < 0 ? 1 : 0;
+        const warmHeap = c[W_HEAP_WARM];
+        const first = warmHeap === 0 ? 1 : 0;
+        // Warm-up ends here (again) after a step, or at the first sample past the warm-up
+        // packets; not at the stop, whose sample only closes the stretch.
+        const ends = (stop ? 0 : 1) & (1 - early) & (step | first);
+        c[W_HEAP_WARM] = early === 1 ? 0 : ends === 1 ? h : warmHeap;
+        c[W_WARM_AT_MS] = ends === 1 ? at : c[W_WARM_AT_MS];
+        c[W_WARM_PACKETS] = ends === 1 ? received : c[W_WARM_PACKETS];
+        c[W_HEAP_DROPS] = ends === 1 ? 0 : c[W_HEAP_DROPS] + (gc & (1 - early) & (1 - first));
+        c[W_HEAP_LAST] = h;
+        c[W_PACKETS] = received;
         c[W_NOW_MS] = at;
-        if (!warm || stop) {
-          const h = heapUsed();
-          const grew = h - lastHeap;
-          steady = received >= warmup && grew >= 0 && grew < WARM_STABLE_BYTES ? steady + 1 : 0;
-          const first: boolean = !warm && steady >= WARM_STABLE_SECONDS;
-          // Read here, not behind `warm &&` below: a load first run at the stop would
-          // deoptimise the loop there (V8: "insufficient type feedback").
-          const warmHeap = c[W_HEAP_WARM];
-          c[W_HEAP_WARM] = first ? h : warmHeap;
-          c[W_WARM_AT_MS] = first ? at : c[W_WARM_AT_MS];
-          c[W_WARM_PACKETS] = first ? received : c[W_WARM_PACKETS];
-          // Only the sample at the stop can find a warm heap smaller: a GC ran since.
-          c[W_HEAP_DROPS] += warm && h < warmHeap ? 1 : 0;
-          c[W_HEAP_LAST] = h;
-          lastHeap = h;
-          warm = warm || first;
-        }
+        lastHeap = h;
         if (stop) return;
       }
     }
