@@ -20,7 +20,8 @@
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
  *                "queues":[{"queue":0, …the same counters and rates for that pair}]}],
  *      "workers":[{"queue","state","loops","idleWaits","heapWarm","heapLast","heapGrowth",
- *                  "heapDrops","warmPackets","warmAtMs","packets","nowMs","poolAvailable",
+ *                  "heapSteps","heapStepBytes","heapCreep","heapDrops","warmPackets",
+ *                  "warmAtMs","lastStepPackets","packets","nowMs","poolAvailable",
  *                  "pcapCaptured","pcapDropped"}],
  *      "script":{"counters":{NAME:N},"report":…},      (with --script)
  *      "pcap":{"captured","dropped","written"}}        (with --pcap)
@@ -31,12 +32,12 @@
  * "dropsScript" frames received on it that the script dropped; "dropsNoBuffer" receive
  * descriptors left empty because the worker's buffers ran out. Bytes exclude the
  * virtio-net header. Heap figures are bytes of each worker's V8 heap, sampled once a
- * second: "heapWarm" when warm-up ended, i.e. at the last sample (after `--warmup`
- * packets) at which the heap had grown by 1 KiB or more since the one before (V8
- * compiling the loop; it moves on while V8 does), "heapLast" at the latest sample,
- * "heapGrowth" the difference, "heapDrops" the GCs seen since warm-up, and
- * "warmPackets"/"packets" the packets received by then and by now. Exit status: 0 after a
- * clean stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error or a
+ * second: "heapWarm" at warm-up (the first sample after `--warmup` packets), "heapLast"
+ * at the latest sample, "heapGrowth" the difference, split into "heapStepBytes" (the
+ * "heapSteps" seconds in which it grew by 1 KiB or more: V8 compiling the loop, the last
+ * at "lastStepPackets") and "heapCreep" (all other seconds); "heapDrops" the GCs seen
+ * since warm-up; "warmPackets"/"packets" the packets received by then and by now. Exit
+ * status: 0 after a clean stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error or a
  * device that reports DEVICE_NEEDS_RESET, 2 on bad usage.
  *
  * @module
@@ -82,8 +83,7 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       receiving that way until there is room; default) or drop (count
                       them, as DPDK l2fwd does)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
-  --warmup N          packets per worker before warm-up can end; it ends at the last
-                      second in which the heap grew by 1 KiB or more (default 50000)
+  --warmup N          packets per worker before the heap figures start (default 50000)
   --bind              take the functions from their kernel driver (bind to vfio-pci)
   --restore-driver    give them back to their kernel driver at exit
   --help              this text`;

@@ -23,19 +23,15 @@ export const W_LOOPS = 1;
 /** Idle waits (the worker slept because nothing arrived). */
 export const W_IDLE_WAITS = 2;
 /**
- * V8 heap used (bytes) when warm-up ended; 0 while the worker has received fewer than its
- * warm-up packets. Warm-up ends at the last once-a-second sample at which the heap had
- * grown by 1 KiB or more since the one before (V8 compiling or re-compiling the loop), or
- * at the first sample after the warm-up packets if it has not grown since: the figure
- * moves on while V8 still compiles, and what follows it is a stretch of run in which no
- * second added 1 KiB. Samples allocate 16 bytes each once optimised.
+ * V8 heap used (bytes) when warm-up ended: at the first once-a-second sample after the
+ * worker received its warm-up packets; 0 before.
  */
 export const W_HEAP_WARM = 3;
 /** V8 heap used (bytes) at the last sample: once a second, and when the loop stops. */
 export const W_HEAP_LAST = 4;
 /**
- * Samples since warm-up ended at which the heap was smaller than at the sample before: a
- * GC ran (0 when none did).
+ * Samples since warm-up at which the heap was smaller than at the sample before: a GC
+ * ran (0 when none did).
  */
 export const W_HEAP_DROPS = 5;
 /** Free buffers in the worker's pool partition. */
@@ -52,6 +48,17 @@ export const W_NOW_MS = 10;
 export const W_WARM_PACKETS = 11;
 /** Packets received by this worker (updated once a second and at the end). */
 export const W_PACKETS = 12;
+/**
+ * Samples since warm-up at which the heap had grown by 1 KiB or more in one second: V8
+ * compiling (or re-compiling) the loop's functions, which it does in a few steps spread
+ * over the first ~300,000 packets. Memory the loop allocated per packet would grow the
+ * heap second after second instead.
+ */
+export const W_HEAP_STEPS = 13;
+/** Bytes those steps added. */
+export const W_HEAP_STEP_BYTES = 14;
+/** Packets received by this worker at the last such step. */
+export const W_LAST_STEP_PACKETS = 15;
 /** Size of the worker block. */
 export const WORKER_SLOTS = 16;
 

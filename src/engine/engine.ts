@@ -46,9 +46,8 @@ export interface EngineOptions {
   /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
   idleUs?: number;
   /**
-   * Packets a worker receives before its warm-up can end (default 50,000); it ends at the
-   * last once-a-second heap sample after them at which the heap had grown by 1 KiB or
-   * more (see counters.ts, W_HEAP_WARM).
+   * Packets a worker receives before its warm-up ends (default 50,000): the heap figures
+   * after it are counted from the next once-a-second sample (counters.ts, W_HEAP_WARM).
    */
   warmupPackets?: number;
   /** A script module (path or file: URL; importing it needs read permission). */

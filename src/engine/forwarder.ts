@@ -248,9 +248,16 @@ export class Forwarder {
         this.#handle(p, n);
       }
     }
+    // A transmit buffer goes out once it holds a burst or its oldest frame waited the drain
+    // time, from this one call site: a flush in #enqueue as a burst fills would first run
+    // when traffic first comes in bursts, maybe 300,000 frames in, and V8 would
+    // deoptimise the loop there and compile it again (heap growth long after warm-up).
     const now = this.#clock[0], drain = this.#drainMs;
     for (let q = 0; q < 2; q++) {
-      if (this.#txCount[q] > 0 && now - this.#txSince[q] >= drain) this.#flush(q);
+      const k = this.#txCount[q];
+      if ((k >= burst ? 1 : 0) | (k > 0 && now - this.#txSince[q] >= drain ? 1 : 0)) {
+        this.#flush(q);
+      }
     }
     this.#c[W_POOL_AVAILABLE] = this.#pool.available;
     return got;
@@ -309,7 +316,6 @@ export class Forwarder {
     this.#txBufs[to][k] = buf;
     this.#txLens[to][k] = len;
     this.#txCount[to] = k + 1;
-    if (k + 1 >= this.#burst) this.#flush(to);
   }
 
   /** Copies the frame of `buf` (port `port`'s header in front) into the capture ring. */

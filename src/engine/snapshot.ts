@@ -32,8 +32,11 @@ import {
   STATE_RUNNING,
   W_HEAP_DROPS,
   W_HEAP_LAST,
+  W_HEAP_STEP_BYTES,
+  W_HEAP_STEPS,
   W_HEAP_WARM,
   W_IDLE_WAITS,
+  W_LAST_STEP_PACKETS,
   W_LOOPS,
   W_NOW_MS,
   W_PACKETS,
@@ -108,22 +111,31 @@ export interface WorkerStats {
   /** Times it slept because nothing arrived. */
   idleWaits: number;
   /**
-   * Its isolate's V8 heap used when warm-up ended (bytes; 0 before its warm-up packets):
-   * after the last once-a-second sample at which the heap had grown by 1 KiB or more (V8
-   * compiling the loop), so it moves on while V8 still compiles (counters.ts,
-   * W_HEAP_WARM).
+   * Its isolate's V8 heap used when warm-up ended, at the first once-a-second sample after
+   * its warm-up packets (bytes; 0 before).
    */
   heapWarm: number;
   /** Heap used at the last sample (bytes): once a second, and when it stopped forwarding. */
   heapLast: number;
-  /** heapLast - heapWarm: what the heap did since warm-up ended (0 before). */
+  /** heapLast - heapWarm: what the heap did since warm-up (0 before). */
   heapGrowth: number;
-  /** Samples since warm-up ended at which the heap had shrunk: GCs (0 when none ran). */
+  /**
+   * Seconds since warm-up in which the heap grew by 1 KiB or more: V8 compiling the loop
+   * (a few steps; counters.ts, W_HEAP_STEPS).
+   */
+  heapSteps: number;
+  /** What those steps added (bytes). */
+  heapStepBytes: number;
+  /** heapGrowth - heapStepBytes: what all the other seconds added (bytes). */
+  heapCreep: number;
+  /** Samples since warm-up at which the heap had shrunk: GCs (0 when none ran). */
   heapDrops: number;
   /** Packets it had received when warm-up ended. */
   warmPackets: number;
   /** Milliseconds it had been forwarding when warm-up ended. */
   warmAtMs: number;
+  /** Packets it had received at the last compile step (0: none yet). */
+  lastStepPackets: number;
   /** Packets it had received (updated once a second and at the stop). */
   packets: number;
   /** Milliseconds it had been forwarding (updated once a second and at the stop). */
@@ -199,23 +211,30 @@ export function readSnapshot(
     }
     return { port: p, name, ...total, kicks: total.rxKicks + total.txKicks, queues };
   });
-  const workers: WorkerStats[] = counters.map((c, k) => ({
-    queue: k,
-    state: STATE_NAMES[c[W_STATE]] ?? "starting",
-    loops: c[W_LOOPS],
-    idleWaits: c[W_IDLE_WAITS],
-    heapWarm: c[W_HEAP_WARM],
-    heapLast: c[W_HEAP_LAST],
-    heapGrowth: c[W_HEAP_WARM] > 0 ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0,
-    heapDrops: c[W_HEAP_DROPS],
-    warmPackets: c[W_WARM_PACKETS],
-    warmAtMs: c[W_WARM_AT_MS],
-    packets: c[W_PACKETS],
-    nowMs: c[W_NOW_MS],
-    poolAvailable: c[W_POOL_AVAILABLE],
-    pcapCaptured: c[W_PCAP_CAPTURED],
-    pcapDropped: c[W_PCAP_DROPPED],
-  }));
+  const workers: WorkerStats[] = counters.map((c, k) => {
+    const growth = c[W_HEAP_WARM] > 0 ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0;
+    return {
+      queue: k,
+      state: STATE_NAMES[c[W_STATE]] ?? "starting",
+      loops: c[W_LOOPS],
+      idleWaits: c[W_IDLE_WAITS],
+      heapWarm: c[W_HEAP_WARM],
+      heapLast: c[W_HEAP_LAST],
+      heapGrowth: growth,
+      heapSteps: c[W_HEAP_STEPS],
+      heapStepBytes: c[W_HEAP_STEP_BYTES],
+      heapCreep: growth - c[W_HEAP_STEP_BYTES],
+      heapDrops: c[W_HEAP_DROPS],
+      warmPackets: c[W_WARM_PACKETS],
+      warmAtMs: c[W_WARM_AT_MS],
+      lastStepPackets: c[W_LAST_STEP_PACKETS],
+      packets: c[W_PACKETS],
+      nowMs: c[W_NOW_MS],
+      poolAvailable: c[W_POOL_AVAILABLE],
+      pcapCaptured: c[W_PCAP_CAPTURED],
+      pcapDropped: c[W_PCAP_DROPPED],
+    };
+  });
   let scriptCounters: Record<string, number> | null = null;
   if (scriptCounterNames.length > 0 || layout.tableSize > 0) {
     scriptCounters = {};

@@ -149,9 +149,11 @@ export function formatTable(r: StatsReport): string {
     w.heapWarm === 0
       ? `q${w.queue} ${w.state} heap ${(w.heapLast / 1024).toFixed(0)} KiB (warming up)`
       : `q${w.queue} ${w.state} heap ${(w.heapWarm / 1024).toFixed(0)} KiB at warm-up, ` +
-        `${w.heapGrowth >= 0 ? "+" : ""}${w.heapGrowth} B over the ${
-          n(w.packets - w.warmPackets)
-        } packets since` + (w.heapDrops > 0 ? `, ${w.heapDrops} GC` : "")
+        `${w.heapGrowth >= 0 ? "+" : ""}${w.heapGrowth} B since (${w.heapSteps} compile ` +
+        `steps +${w.heapStepBytes} B, other seconds ${
+          w.heapCreep >= 0 ? "+" : ""
+        }${w.heapCreep} B)` +
+        (w.heapDrops > 0 ? `, ${w.heapDrops} GC` : "")
   );
   lines.push(`workers: ${heap.join("; ")}`);
   if (r.script) lines.push(`script: ${JSON.stringify(r.script)}`);

@@ -35,8 +35,11 @@ import {
   STATE_RUNNING,
   W_HEAP_DROPS,
   W_HEAP_LAST,
+  W_HEAP_STEP_BYTES,
+  W_HEAP_STEPS,
   W_HEAP_WARM,
   W_IDLE_WAITS,
+  W_LAST_STEP_PACKETS,
   W_LOOPS,
   W_NOW_MS,
   W_PACKETS,
@@ -171,29 +174,30 @@ async function start(spec: WorkerSpec): Promise<void> {
 
 /**
  * Growth of the heap from one once-a-second sample to the next from which that second
- * still counts as warm-up (V8 compiling or re-compiling the loop: steps of 2 to 200 KB
- * seen). A sample itself allocates 16 bytes once optimised.
+ * counts as a compile step (V8 compiling or re-compiling the loop: 2 to 200 KB seen). A
+ * sample itself allocates 16 bytes once optimised.
  */
-const WARM_STEP_BYTES = 1024;
+const STEP_BYTES = 1024;
 
 /**
  * The run-to-completion loop. Nothing in it allocates but the heap sample: the clock is
  * FFI (clock.ts), counters are stores into shared memory, and the heap is sampled once a
  * second (16 bytes each once optimised) and once more when the loop stops.
  *
- * Warm-up ends at the last sample at which the heap grew by {@linkcode WARM_STEP_BYTES}
- * or more (after the warm-up packets), so it is known for sure only at the end: V8 tiers
- * the loop's functions up in steps spread over 100,000 packets and more (seen with
- * --trace-opt: each first run of a rare path in optimised code deoptimises it, and the
- * new code is heap growth), with quiet seconds in between. What the figures show is the
- * stretch of run after the last step: how long it was and what the heap did in it.
+ * Warm-up ends at the first sample after the warm-up packets. V8 goes on tiering the
+ * loop's functions up in steps spread over the first ~300,000 packets (seen with
+ * --trace-opt: each first run of a rare path in optimised code deoptimises it, and the new
+ * code is heap growth), with quiet seconds in between. So the heap after warm-up is
+ * counted in two parts: the seconds in which it grew by {@linkcode STEP_BYTES} or more
+ * (compile steps, a few) and the others (the samples' 16 bytes each, and whatever the loop
+ * would allocate per packet).
  *
  * The bookkeeping runs the same statements at every sample, choosing values rather than
  * branching into code first run late: V8 deoptimises optimised code that reaches a
  * statement with no type feedback, then compiles it again, and that new code would be
  * heap growth of its own (seen: "Insufficient type feedback for compare operation" at
  * the 50,000th packet, then +114 KB). Every comparison runs at every sample, none behind
- * a `&&` or in one arm of a choice; `&` and `|` on 0/1 values do not short-circuit.
+ * a `&&` or in one arm of a choice; `&` on 0/1 values does not short-circuit.
  */
 function run(
   spec: WorkerSpec,
@@ -230,18 +234,18 @@ function run(
         const at = now - t0;
         const h = heapUsed();
         const grew = h - lastHeap;
-        const early = received < warmup ? 1 : 0;
-        const step = grew >= WARM_STEP_BYTES ? 1 : 0;
-        const gc = grew < 0 ? 1 : 0;
         const warmHeap = c[W_HEAP_WARM];
-        const first = warmHeap === 0 ? 1 : 0;
-        // Warm-up ends here (again) after a step, or at the first sample past the warm-up
-        // packets; not at the stop, whose sample only closes the stretch.
-        const ends = (stop ? 0 : 1) & (1 - early) & (step | first);
-        c[W_HEAP_WARM] = early === 1 ? 0 : ends === 1 ? h : warmHeap;
-        c[W_WARM_AT_MS] = ends === 1 ? at : c[W_WARM_AT_MS];
-        c[W_WARM_PACKETS] = ends === 1 ? received : c[W_WARM_PACKETS];
-        c[W_HEAP_DROPS] = ends === 1 ? 0 : c[W_HEAP_DROPS] + (gc & (1 - early) & (1 - first));
+        const after = warmHeap === 0 ? 0 : 1;
+        const first = (1 - after) & (received >= warmup ? 1 : 0) & (stop ? 0 : 1);
+        const step = after & (grew >= STEP_BYTES ? 1 : 0);
+        const gc = after & (grew < 0 ? 1 : 0);
+        c[W_HEAP_WARM] = first === 1 ? h : warmHeap;
+        c[W_WARM_AT_MS] = first === 1 ? at : c[W_WARM_AT_MS];
+        c[W_WARM_PACKETS] = first === 1 ? received : c[W_WARM_PACKETS];
+        c[W_HEAP_STEPS] += step;
+        c[W_HEAP_STEP_BYTES] += step * grew;
+        c[W_LAST_STEP_PACKETS] = step === 1 ? received : c[W_LAST_STEP_PACKETS];
+        c[W_HEAP_DROPS] += gc;
         c[W_HEAP_LAST] = h;
         c[W_PACKETS] = received;
         c[W_NOW_MS] = at;
