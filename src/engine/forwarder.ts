@@ -200,7 +200,8 @@ export class Forwarder {
     this.#macs = opts.macs;
     this.#bufs = new Uint32Array(opts.burst);
     this.#lens = new Uint32Array(opts.burst);
-    // Room for what a full ring left behind (less than a burst) plus one received burst.
+    // Room for at most a burst (poll() receives only while both hold no more) plus one
+    // received burst; poll() sends them at its end.
     this.#txBufs = rx.map(() => new Uint32Array(2 * opts.burst));
     this.#txLens = rx.map(() => new Uint32Array(2 * opts.burst));
     this.#txCount = new Uint32Array(rx.length);
