@@ -228,6 +228,9 @@ async function main(args: string[]): Promise<number> {
       else if (queues > 1) p.steering.set({ mode: "auto", pairs: queues });
     }
     const failed: DriverError[] = [];
+    /** Records an error of the control path; anything but a DriverError counts as TRANSPORT. */
+    const noteFailure = (e: unknown) =>
+      failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
     let wake: (() => void) | null = null as (() => void) | null;
     engine = await ForwardingEngine.start(ports, pool, {
       burst,
@@ -268,7 +271,7 @@ async function main(args: string[]): Promise<number> {
           return p.readConfig().linkUp ? "up" : "down";
         } catch (e) {
           linksFailed = true;
-          failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
+          noteFailure(e);
           wake?.();
           return "unknown";
         }
@@ -312,7 +315,7 @@ async function main(args: string[]): Promise<number> {
             p.checkHealthy();
           } catch (e) {
             linksFailed = true;
-            failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
+            noteFailure(e);
             finish();
             return;
           }
@@ -334,7 +337,7 @@ async function main(args: string[]): Promise<number> {
                 indirectionTable: Array.from({ length }, (_, i) => (i + turn) % queues),
               });
             } catch (e) {
-              failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
+              noteFailure(e);
               finish();
               return;
             }

@@ -162,6 +162,11 @@ export function gcTrace(
   return [...by.entries()].map(([isolate, gcs]) => ({ isolate, gcs }));
 }
 
+/** Whole seconds a worker forwarded after its warm-up ended. */
+function secondsAfterWarmUp(w: WorkerLine): number {
+  return Math.floor((w.nowMs - w.warmAtMs) / 1000);
+}
+
 /**
  * Every worker got past warm-up, and after it the heap did what compiled code does and
  * not what per-packet allocation would: no GC; a few one-second steps of 1 KiB or more
@@ -182,7 +187,7 @@ export function assertHeapFlat(s: Summary): void {
         } packets after warm-up: too short a run to tell`,
       );
     }
-    const seconds = Math.floor((w.nowMs - w.warmAtMs) / 1000);
+    const seconds = secondsAfterWarmUp(w);
     if (!(w.heapSteps <= seconds / 3)) {
       throw new Error(
         `worker ${w.queue}'s heap grew by 1 KiB or more in ${w.heapSteps} of the ${seconds} seconds after warm-up`,
@@ -274,7 +279,7 @@ export function heapReport(s: Summary, stdout: string): string {
     `queue ${w.queue}: heap ${w.heapWarm} B at warm-up (${w.warmPackets} packets), ${w.heapLast} B at the stop (${w.packets} packets): ${
       w.heapGrowth >= 0 ? "+" : ""
     }${w.heapGrowth} B = ${w.heapSteps} compile steps (+${w.heapStepBytes} B, the last at ${w.lastStepPackets} packets) + ${w.heapCreep} B in the other ${
-      Math.floor((w.nowMs - w.warmAtMs) / 1000) - w.heapSteps
+      secondsAfterWarmUp(w) - w.heapSteps
     } seconds; ${w.heapDrops ? `${w.heapDrops} GC` : "no GC"} after warm-up`
   );
   const gcs = gcTrace(stdout).map((i) =>
