@@ -20,7 +20,7 @@
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
  *                "queues":[{"queue":0, …the same counters and rates for that pair}]}],
  *      "workers":[{"queue","state","loops","idleWaits","heapWarm","heapLast","heapGrowth",
- *                  "heapSteps","heapStepBytes","heapCreep","heapDrops","warmPackets",
+ *                  "heapLive","heapSteps","heapStepBytes","heapCreep","heapDrops","warmPackets",
  *                  "warmAtMs","lastStepPackets","packets","nowMs","poolAvailable",
  *                  "pcapCaptured","pcapDropped"}],
  *      "script":{"counters":{NAME:N},"report":…},      (with --script)
@@ -32,11 +32,12 @@
  * "dropsScript" frames received on it that the script dropped; "dropsNoBuffer" receive
  * descriptors left empty because the worker's buffers ran out. Bytes exclude the
  * virtio-net header. Heap figures are bytes of each worker's V8 heap, sampled once a
- * second: "heapWarm" at warm-up (the first sample after `--warmup` packets), "heapLast"
- * at the latest sample, "heapGrowth" the difference, split into "heapStepBytes" (the
- * "heapSteps" seconds in which it grew by 1 KiB or more: V8 compiling the loop, the last
- * at "lastStepPackets") and "heapCreep" (all other seconds); "heapDrops" the GCs seen
- * since warm-up; "warmPackets"/"packets" the packets received by then and by now. Exit
+ * second: "heapWarm" at warm-up (the first sample after `--warmup` packets, after a full
+ * GC), "heapLast" at the latest sample (after a full GC at the stop: "heapLive" says the
+ * two are live memory), "heapGrowth" the difference; between them, "heapStepBytes" over
+ * the "heapSteps" seconds in which the heap grew by 1 KiB or more (V8 compiling, the last
+ * at "lastStepPackets"), "heapCreep" over all other seconds (garbage made), "heapDrops"
+ * the GCs; "warmPackets"/"packets" the packets received by then and by now. Exit
  * status: 0 after a clean stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error or a
  * device that reports DEVICE_NEEDS_RESET, 2 on bad usage.
  *
@@ -83,7 +84,7 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       receiving that way until there is room; default) or drop (count
                       them, as DPDK l2fwd does)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
-  --warmup N          packets per worker before the heap figures start (default 50000)
+  --warmup N          packets per worker before the heap figures start (default 100000)
   --bind              take the functions from their kernel driver (bind to vfio-pci)
   --restore-driver    give them back to their kernel driver at exit
   --help              this text`;
@@ -125,7 +126,7 @@ async function main(args: string[]): Promise<number> {
         "tx-drain-us": { type: "string", default: "100" },
         "tx-full": { type: "string", default: "wait" },
         "idle-us": { type: "string", default: "50" },
-        warmup: { type: "string", default: "50000" },
+        warmup: { type: "string", default: "100000" },
         bind: { type: "boolean", default: false },
         "restore-driver": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },

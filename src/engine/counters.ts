@@ -23,15 +23,18 @@ export const W_LOOPS = 1;
 /** Idle waits (the worker slept because nothing arrived). */
 export const W_IDLE_WAITS = 2;
 /**
- * V8 heap used (bytes) when warm-up ended: at the first once-a-second sample after the
- * worker received its warm-up packets; 0 before.
+ * V8 heap used (bytes) when warm-up ended, after a full GC: at the first once-a-second
+ * sample after the worker received its warm-up packets; 0 before.
  */
 export const W_HEAP_WARM = 3;
-/** V8 heap used (bytes) at the last sample: once a second, and when the loop stops. */
+/**
+ * V8 heap used (bytes) at the last sample: once a second, and when the loop stops (after
+ * a full GC then, once warm-up ended).
+ */
 export const W_HEAP_LAST = 4;
 /**
  * Samples since warm-up at which the heap was smaller than at the sample before: a GC
- * ran (0 when none did).
+ * ran (0 when none did; the worker's own full GC at the stop does not count).
  */
 export const W_HEAP_DROPS = 5;
 /** Free buffers in the worker's pool partition. */
@@ -59,8 +62,18 @@ export const W_HEAP_STEPS = 13;
 export const W_HEAP_STEP_BYTES = 14;
 /** Packets received by this worker at the last such step. */
 export const W_LAST_STEP_PACKETS = 15;
+/**
+ * What the heap grew by (bytes) in the seconds since warm-up that were neither steps nor
+ * GCs: garbage the loop made, such as its samples' own few bytes.
+ */
+export const W_HEAP_CREEP = 16;
+/**
+ * 1 when the worker can run a full GC before it reads the heap at warm-up and at the stop
+ * (so those two figures are live memory), 0 when this Deno offers none.
+ */
+export const W_FULL_GC = 17;
 /** Size of the worker block. */
-export const WORKER_SLOTS = 16;
+export const WORKER_SLOTS = 18;
 
 /** The worker has been created and is building its queues. */
 export const STATE_STARTING = 0;

@@ -46,7 +46,7 @@ export interface EngineOptions {
   /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
   idleUs?: number;
   /**
-   * Packets a worker receives before its warm-up ends (default 50,000): the heap figures
+   * Packets a worker receives before its warm-up ends (default 100,000): the heap figures
    * after it are counted from the next once-a-second sample (counters.ts, W_HEAP_WARM).
    */
   warmupPackets?: number;
@@ -330,7 +330,7 @@ export class ForwardingEngine {
           macRewrite: options.macRewrite ?? false,
           txFull: options.txFull ?? "wait",
           idleUs: options.idleUs ?? 50,
-          warmupPackets: options.warmupPackets ?? 50_000,
+          warmupPackets: options.warmupPackets ?? 100_000,
           pool: {
             address: addressOfBuffer(pool.region.buffer),
             bytes: pool.count * pool.bufferSize,

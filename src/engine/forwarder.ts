@@ -235,13 +235,15 @@ export class Forwarder {
     let got = 0;
     const burst = this.#burst, paused = this.paused;
     for (let p = 0; p < 2; p++) {
-      if (paused[p] !== 0) continue;
       // Backpressure: while more than a burst waits for port p ^ 1's ring (a script may
-      // bounce frames back to p too), frames stay in port p's receive ring.
-      if (this.#txCount[p ^ 1] > burst || this.#txCount[p] > burst) {
-        this.#flush(p ^ 1);
-        this.#flush(p);
-        if (this.#txCount[p ^ 1] > burst || this.#txCount[p] > burst) continue;
+      // bounce frames back to p too), frames stay in port p's receive ring; the flushes
+      // below retry the buffers. (No flush here: code first run when a ring first fills,
+      // maybe long after warm-up, would cost a recompile; see the comment below.)
+      if (
+        (paused[p] | (this.#txCount[p ^ 1] > burst ? 1 : 0) |
+          (this.#txCount[p] > burst ? 1 : 0)) !== 0
+      ) {
+        continue;
       }
       const n = this.#rx[p].rxBurst(this.#bufs, this.#lens, burst);
       if (n > 0) {

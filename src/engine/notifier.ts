@@ -31,6 +31,7 @@ import {
   VFIO_USER_REGION_WRITE,
 } from "../vfio_user/protocol/header.ts";
 import { encodeRegionAccessInto, REGION_ACCESS_SIZE } from "../vfio_user/protocol/region_access.ts";
+import type { QueueNotifier } from "../virtio/split_queue.ts";
 import type { NotifySpec } from "./worker_spec.ts";
 
 const MSG_NOSIGNAL = 0x4000;
@@ -68,76 +69,96 @@ function libcSend(): SendLib {
  * @example
  * ```ts ignore
  * import { makeNotifier } from "./notifier.ts";
- * const notify = makeNotifier({ kind: "mmio", address: 0x7f00_1234_3000n, value: 1 }, "transmitq1");
- * notify(); // one 16-bit store of 1 into the notify register
+ * const n = makeNotifier({ kind: "mmio", address: 0x7f00_1234_3000n, value: 1 }, "transmitq1");
+ * n.notify(); // one 16-bit store of 1 into the notify register
  * ```
  */
-export function makeNotifier(spec: NotifySpec, name: string): () => void {
+export function makeNotifier(spec: NotifySpec, name: string): QueueNotifier {
   if (spec.kind === "mmio") {
     const p = Deno.UnsafePointer.create(spec.address);
     if (p === null) throw new RangeError(`${name}: notify address 0 is not a register`);
-    const reg = new Uint16Array(Deno.UnsafePointerView.getArrayBuffer(p, 2));
-    const value = spec.value;
-    return () => {
-      reg[0] = value;
-    };
+    return new MmioNotifier(
+      new Uint16Array(Deno.UnsafePointerView.getArrayBuffer(p, 2)),
+      spec.value,
+    );
   }
-  return postedRegionWrite(spec.fd, spec.region, spec.offset, spec.value, name);
+  return new PostedWriteNotifier(spec.fd, spec.region, spec.offset, spec.value, name);
+}
+
+/** A 16-bit store of the queue index into the mapped notify register. */
+class MmioNotifier implements QueueNotifier {
+  readonly #reg: Uint16Array;
+  readonly #value: number;
+
+  constructor(reg: Uint16Array, value: number) {
+    this.#reg = reg;
+    this.#value = value;
+  }
+
+  notify(): void {
+    this.#reg[0] = this.#value;
+  }
 }
 
 /**
  * A posted VFIO_USER_REGION_WRITE of one 16-bit value, sent from a message built once:
- * each call is one send(2) through FFI and no allocation.
+ * each notification is one send(2) through FFI and no allocation.
  */
-function postedRegionWrite(
-  fd: number,
-  region: number,
-  offset: number,
-  value: number,
-  name: string,
-): () => void {
-  const lib = libcSend();
-  const size = HEADER_SIZE + REGION_ACCESS_SIZE + 2;
-  const msg = new Uint8Array(new ArrayBuffer(size));
-  // Message IDs only match replies to commands ("Header"); a posted write gets none. The
-  // worker's IDs count in their own range so traces can tell them apart.
-  encodeHeader(msg, 0, {
-    msgId: 0xf000,
-    command: VFIO_USER_REGION_WRITE,
-    size,
-    flags: FLAG_TYPE_COMMAND | FLAG_NO_REPLY,
-    errorNo: 0,
-  });
-  encodeRegionAccessInto(msg, HEADER_SIZE, offset, region, 2);
-  const ids = new Uint16Array(msg.buffer, 0, 1);
-  const data = new Uint16Array(msg.buffer, HEADER_SIZE + REGION_ACCESS_SIZE, 1);
-  data[0] = value;
-  const len = BigInt(size);
-  let seq = 0;
-  return () => {
-    ids[0] = 0xf000 | (seq = (seq + 1) & 0xfff);
+class PostedWriteNotifier implements QueueNotifier {
+  readonly #lib: SendLib;
+  readonly #fd: number;
+  readonly #msg: Uint8Array<ArrayBuffer>;
+  readonly #len: bigint;
+  readonly #ids: Uint16Array;
+  readonly #name: string;
+  #seq = 0;
+
+  constructor(fd: number, region: number, offset: number, value: number, name: string) {
+    this.#lib = libcSend();
+    this.#fd = fd;
+    this.#name = name;
+    const size = HEADER_SIZE + REGION_ACCESS_SIZE + 2;
+    this.#msg = new Uint8Array(new ArrayBuffer(size));
+    // Message IDs only match replies to commands ("Header"); a posted write gets none. The
+    // worker's IDs count in their own range so traces can tell them apart.
+    encodeHeader(this.#msg, 0, {
+      msgId: 0xf000,
+      command: VFIO_USER_REGION_WRITE,
+      size,
+      flags: FLAG_TYPE_COMMAND | FLAG_NO_REPLY,
+      errorNo: 0,
+    });
+    encodeRegionAccessInto(this.#msg, HEADER_SIZE, offset, region, 2);
+    this.#ids = new Uint16Array(this.#msg.buffer, 0, 1);
+    new Uint16Array(this.#msg.buffer, HEADER_SIZE + REGION_ACCESS_SIZE, 1)[0] = value;
+    this.#len = BigInt(size);
+  }
+
+  notify(): void {
+    this.#ids[0] = 0xf000 | (this.#seq = (this.#seq + 1) & 0xfff);
+    const size = this.#msg.length;
     for (;;) {
-      const n = lib.send(fd, msg, len, MSG_NOSIGNAL);
+      const n = this.#lib.send(this.#fd, this.#msg, this.#len, MSG_NOSIGNAL);
       if (n === size) return;
       if (n < 0) {
-        const e = lib.errno();
+        const e = this.#lib.errno();
         if (e === EINTR) continue;
         if (e === EPIPE || e === ECONNRESET) {
           throw new DriverError(
             "TRANSPORT",
-            `The vfio-user server went away while ${name} was being notified (QEMU exited or was killed): restart it and open the port again.`,
+            `The vfio-user server went away while ${this.#name} was being notified (QEMU exited or was killed): restart it and open the port again.`,
           );
         }
         throw new DriverError(
           "TRANSPORT",
-          `Notifying ${name} over vfio-user failed (send: errno ${e}): restart the port.`,
+          `Notifying ${this.#name} over vfio-user failed (send: errno ${e}): restart the port.`,
         );
       }
       // A short send would leave half a message in the stream: nothing can repair that.
       throw new DriverError(
         "TRANSPORT",
-        `Notifying ${name} over vfio-user sent ${n} of ${size} bytes, which breaks the connection: restart the port.`,
+        `Notifying ${this.#name} over vfio-user sent ${n} of ${size} bytes, which breaks the connection: restart the port.`,
       );
     }
-  };
+  }
 }

@@ -30,6 +30,8 @@ import {
   STATE_DRAINING,
   STATE_FAILED,
   STATE_RUNNING,
+  W_FULL_GC,
+  W_HEAP_CREEP,
   W_HEAP_DROPS,
   W_HEAP_LAST,
   W_HEAP_STEP_BYTES,
@@ -112,13 +114,21 @@ export interface WorkerStats {
   idleWaits: number;
   /**
    * Its isolate's V8 heap used when warm-up ended, at the first once-a-second sample after
-   * its warm-up packets (bytes; 0 before).
+   * its warm-up packets, after a full GC (bytes; 0 before).
    */
   heapWarm: number;
-  /** Heap used at the last sample (bytes): once a second, and when it stopped forwarding. */
+  /**
+   * Heap used at the last sample (bytes): once a second, and when it stopped forwarding
+   * (after a full GC then, once warm-up had ended).
+   */
   heapLast: number;
-  /** heapLast - heapWarm: what the heap did since warm-up (0 before). */
+  /**
+   * heapLast - heapWarm: what the heap did since warm-up (0 before). Once the worker is
+   * done, the growth of its live memory from warm-up to the stop.
+   */
   heapGrowth: number;
+  /** heapWarm, and heapLast once done, were taken after a full GC (live memory). */
+  heapLive: boolean;
   /**
    * Seconds since warm-up in which the heap grew by 1 KiB or more: V8 compiling the loop
    * (a few steps; counters.ts, W_HEAP_STEPS).
@@ -126,9 +136,15 @@ export interface WorkerStats {
   heapSteps: number;
   /** What those steps added (bytes). */
   heapStepBytes: number;
-  /** heapGrowth - heapStepBytes: what all the other seconds added (bytes). */
+  /**
+   * What all the other seconds since warm-up added, GCs aside (bytes): garbage the loop
+   * made, such as its once-a-second samples' own few bytes.
+   */
   heapCreep: number;
-  /** Samples since warm-up at which the heap had shrunk: GCs (0 when none ran). */
+  /**
+   * Samples since warm-up at which the heap had shrunk: GCs (0 when none ran; the full
+   * GC at the stop does not count).
+   */
   heapDrops: number;
   /** Packets it had received when warm-up ended. */
   warmPackets: number;
@@ -221,9 +237,10 @@ export function readSnapshot(
       heapWarm: c[W_HEAP_WARM],
       heapLast: c[W_HEAP_LAST],
       heapGrowth: growth,
+      heapLive: c[W_FULL_GC] === 1,
       heapSteps: c[W_HEAP_STEPS],
       heapStepBytes: c[W_HEAP_STEP_BYTES],
-      heapCreep: growth - c[W_HEAP_STEP_BYTES],
+      heapCreep: c[W_HEAP_CREEP],
       heapDrops: c[W_HEAP_DROPS],
       warmPackets: c[W_WARM_PACKETS],
       warmAtMs: c[W_WARM_AT_MS],

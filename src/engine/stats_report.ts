@@ -149,8 +149,9 @@ export function formatTable(r: StatsReport): string {
     w.heapWarm === 0
       ? `q${w.queue} ${w.state} heap ${(w.heapLast / 1024).toFixed(0)} KiB (warming up)`
       : `q${w.queue} ${w.state} heap ${(w.heapWarm / 1024).toFixed(0)} KiB at warm-up, ` +
-        `${w.heapGrowth >= 0 ? "+" : ""}${w.heapGrowth} B since (${w.heapSteps} compile ` +
-        `steps +${w.heapStepBytes} B, other seconds ${
+        `${w.heapGrowth >= 0 ? "+" : ""}${w.heapGrowth} B since` +
+        (w.heapLive && w.state === "done" ? " (live, after full GCs)" : "") +
+        ` (${w.heapSteps} compile steps +${w.heapStepBytes} B, other seconds ${
           w.heapCreep >= 0 ? "+" : ""
         }${w.heapCreep} B)` +
         (w.heapDrops > 0 ? `, ${w.heapDrops} GC` : "")

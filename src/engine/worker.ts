@@ -33,6 +33,8 @@ import {
   STATE_DRAINING,
   STATE_FAILED,
   STATE_RUNNING,
+  W_FULL_GC,
+  W_HEAP_CREEP,
   W_HEAP_DROPS,
   W_HEAP_LAST,
   W_HEAP_STEP_BYTES,
@@ -88,6 +90,23 @@ function adopt(r: RingSpec): SplitQueue {
     },
     r.state,
   );
+}
+
+/**
+ * A full garbage collection of this worker's isolate, so that the heap figures count live
+ * memory only; null when this Deno does not offer one. V8 installs `gc` in contexts made
+ * after --expose-gc is set, so a node:vm context brings it.
+ */
+async function fullGc(): Promise<(() => void) | null> {
+  try {
+    const v8 = await import("node:" + "v8");
+    const vm = await import("node:" + "vm");
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc");
+    return typeof gc === "function" ? gc : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Heap used by this worker's isolate. */
@@ -165,7 +184,9 @@ async function start(spec: WorkerSpec): Promise<void> {
   c[W_STATE] = STATE_RUNNING;
   scope.postMessage({ type: "ready" });
   const t0 = clock.nowMs();
-  run(spec, fwd, mailbox, c, ctl, clock, t0);
+  const gc = await fullGc();
+  c[W_FULL_GC] = gc ? 1 : 0;
+  run(spec, fwd, mailbox, c, ctl, clock, t0, gc);
   c[W_STATE] = STATE_DRAINING;
   const inFlight = fwd.drain(500);
   c[W_STATE] = STATE_DONE;
@@ -174,30 +195,38 @@ async function start(spec: WorkerSpec): Promise<void> {
 
 /**
  * Growth of the heap from one once-a-second sample to the next from which that second
- * counts as a compile step (V8 compiling or re-compiling the loop: 2 to 200 KB seen). A
- * sample itself allocates 16 bytes once optimised.
+ * counts as a compile step (V8 compiling or re-compiling the loop's functions). A sample
+ * itself allocates 16 bytes once optimised.
  */
 const STEP_BYTES = 1024;
+
+/** Stands in for the full GC at the samples that do not collect. */
+function noCollection(): void {}
 
 /**
  * The run-to-completion loop. Nothing in it allocates but the heap sample: the clock is
  * FFI (clock.ts), counters are stores into shared memory, and the heap is sampled once a
  * second (16 bytes each once optimised) and once more when the loop stops.
  *
- * Warm-up ends at the first sample after the warm-up packets. V8 goes on tiering the
- * loop's functions up in steps spread over the first ~300,000 packets (seen with
- * --trace-opt: each first run of a rare path in optimised code deoptimises it, and the new
- * code is heap growth), with quiet seconds in between. So the heap after warm-up is
- * counted in two parts: the seconds in which it grew by {@linkcode STEP_BYTES} or more
- * (compile steps, a few) and the others (the samples' 16 bytes each, and whatever the loop
- * would allocate per packet).
+ * Warm-up ends at the first sample after the warm-up packets. That sample and the last
+ * one (at the stop) run a full GC (`gc`, when this Deno offers one) before they read the
+ * heap, so the heap at warm-up and at the stop are live memory, both taken with the loop
+ * running. In between, each sample counts, from the heap as it is (garbage included),
+ * the seconds in which it grew by {@linkcode STEP_BYTES} or more (V8 compiling: a function
+ * first optimised, or re-optimised after code first run late), what all other seconds
+ * added (where per-packet allocation would show, as garbage) and the samples at which the
+ * heap shrank (a GC ran).
  *
- * The bookkeeping runs the same statements at every sample, choosing values rather than
- * branching into code first run late: V8 deoptimises optimised code that reaches a
- * statement with no type feedback, then compiles it again, and that new code would be
- * heap growth of its own (seen: "Insufficient type feedback for compare operation" at
- * the 50,000th packet, then +114 KB). Every comparison runs at every sample, none behind
- * a `&&` or in one arm of a choice; `&` on 0/1 values does not short-circuit.
+ * The loop never leaves and re-enters: V8 compiles a running loop "on stack" (OSR), and
+ * the full GC drops OSR code no frame is running, so a loop entered again after it would
+ * be compiled again. The bookkeeping runs the same statements at every sample, choosing
+ * values rather than branching into code first run late: V8 deoptimises optimised code
+ * that reaches a statement with no type feedback, then compiles it again, and that new
+ * code would be heap growth of its own (seen: "Insufficient type feedback for compare
+ * operation" at the 50,000th packet, then +114 KB). Every comparison runs at every
+ * sample, none behind a `&&` or in one arm of a choice; `&` on 0/1 values does not
+ * short-circuit. The GC is called through the same call site as its stand-in, and the
+ * first sample collects too, so V8 has seen both targets there long before warm-up.
  */
 function run(
   spec: WorkerSpec,
@@ -207,10 +236,13 @@ function run(
   ctl: Int32Array,
   clock: FfiClock,
   t0: number,
+  gc: (() => void) | null,
 ): void {
   const idleMs = spec.idleUs / 1000;
   const warmup = spec.warmupPackets;
-  let loops = 0, idle = 0, received = 0, nextSample = t0 + 1000, lastHeap = heapUsed();
+  const collect = [noCollection, gc ?? noCollection];
+  let loops = 0, idle = 0, received = 0, samples = 0, nextSample = t0 + 1000;
+  let lastHeap = heapUsed();
   const time = clock.ms;
   for (;;) {
     clock.tick();
@@ -232,20 +264,25 @@ function run(
       if (stop || now >= nextSample) {
         nextSample = now + 1000;
         const at = now - t0;
-        const h = heapUsed();
-        const grew = h - lastHeap;
         const warmHeap = c[W_HEAP_WARM];
         const after = warmHeap === 0 ? 0 : 1;
-        const first = (1 - after) & (received >= warmup ? 1 : 0) & (stop ? 0 : 1);
+        const ending = stop ? 1 : 0;
+        const first = (1 - after) & (received >= warmup ? 1 : 0) & (1 - ending);
+        const raw = heapUsed();
+        collect[first | (after & ending) | (samples === 0 ? 1 : 0)]();
+        samples++;
+        const h = heapUsed();
+        const grew = raw - lastHeap;
         const step = after & (grew >= STEP_BYTES ? 1 : 0);
-        const gc = after & (grew < 0 ? 1 : 0);
+        const gcRan = after & (grew < 0 ? 1 : 0);
         c[W_HEAP_WARM] = first === 1 ? h : warmHeap;
         c[W_WARM_AT_MS] = first === 1 ? at : c[W_WARM_AT_MS];
         c[W_WARM_PACKETS] = first === 1 ? received : c[W_WARM_PACKETS];
         c[W_HEAP_STEPS] += step;
         c[W_HEAP_STEP_BYTES] += step * grew;
+        c[W_HEAP_CREEP] += (after - step - gcRan) * grew;
         c[W_LAST_STEP_PACKETS] = step === 1 ? received : c[W_LAST_STEP_PACKETS];
-        c[W_HEAP_DROPS] += gc;
+        c[W_HEAP_DROPS] += gcRan;
         c[W_HEAP_LAST] = h;
         c[W_PACKETS] = received;
         c[W_NOW_MS] = at;

@@ -321,7 +321,7 @@ export class VirtioNetPort {
       rx.push(new RxQueue(queues[2 * k], pool, headerSize, counters));
       tx.push(new TxQueue(queues[2 * k + 1], pool, headerSize, counters));
     }
-    for (const r of rx) r.siblings = rx.filter((o) => o !== r).map((o) => () => o.vq.kick());
+    for (const r of rx) r.siblings = rx.filter((o) => o !== r).map((o) => o.vq.notifier);
     const control = hasCtrl ? new ControlQueue(name, queues[2 * pairs], region, at) : null;
     // §3.1.1 step 7 lets the driver post receive buffers before DRIVER_OK (§5.1.5: fill
     // the receive queues first), so the device has somewhere to put the first frame.

@@ -29,7 +29,7 @@ import {
 } from "./queue_counters.ts";
 import { HDR_HASH_REPORT, HDR_HASH_VALUE } from "./header.ts";
 import { ringDistance } from "../virtio/ring_math.ts";
-import type { SplitQueue } from "../virtio/split_queue.ts";
+import type { QueueNotifier, SplitQueue } from "../virtio/split_queue.ts";
 
 /** Steering switches a receive queue can have pending (not yet delivered) at once. */
 export const MAX_PENDING_EPOCHS = 16;
@@ -68,6 +68,7 @@ export class RxQueue {
   readonly #holdLens: Uint32Array;
   #holdStart = 0;
   #holdCount = 0;
+  #siblingCount = 0;
 
   /** Frames delivered to the application. */
   get packets(): number {
@@ -133,9 +134,18 @@ export class RxQueue {
    * notified — without this, a queue that never runs dry itself would hold such a frame
    * back for as long as it keeps its buffers. A notification is a lone store to the
    * device (or a posted message) that changes no driver-side state, so any thread may send
-   * one for a queue another thread drives.
+   * one for a queue another thread drives. They are the virtqueue's
+   * {@linkcode SplitQueue.alsoNotify}: notified from the same call site as this queue.
    */
-  siblings: readonly (() => void)[] = [];
+  set siblings(list: readonly QueueNotifier[]) {
+    this.vq.alsoNotify = list;
+    this.#siblingCount = list.length;
+  }
+
+  /** The notifiers set with the setter of the same name. */
+  get siblings(): readonly QueueNotifier[] {
+    return this.vq.alsoNotify;
+  }
 
   /**
    * Asked, once this queue has delivered every frame of a steering switch's old rule and
@@ -160,12 +170,9 @@ export class RxQueue {
       vq.add(b, pool.iovaLo[b], pool.iovaHi[b], len, true);
     }
     // A notification the device asked for means it had run dry (it re-arms avail_event
-    // only then, §2.7.10): wake the other receive queues as well (see `siblings`).
-    if (vq.publish()) {
-      const sib = this.siblings;
-      for (let i = 0; i < sib.length; i++) sib[i]();
-      c[o + P_RX_SIBLING_WAKES] += sib.length;
-    }
+    // only then, §2.7.10): publish() wakes the other receive queues with it (`siblings`).
+    // Counted without a branch: code first reached late costs a recompile (split_queue.ts).
+    c[o + P_RX_SIBLING_WAKES] += (vq.publish() ? 1 : 0) * this.#siblingCount;
     c[o + P_RX_KICKS] = vq.kicks;
     c[o + P_RX_KICKS_SUPPRESSED] = vq.kicksSuppressed;
   }

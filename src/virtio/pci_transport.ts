@@ -17,6 +17,7 @@ import {
 } from "../pci/capabilities.ts";
 import { type PciDevice, type RegionIo, SubRegionIo } from "../pci/pci_device.ts";
 import { featureNames } from "./features.ts";
+import type { QueueNotifier } from "./split_queue.ts";
 import {
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_CONFIG_S_FEATURES_OK,
@@ -121,6 +122,34 @@ export function findVirtioCaps(config: RegionIo): Map<number, VirtioCapLocation>
     found.set(type, loc);
   }
   return found;
+}
+
+/**
+ * Notifies one queue by writing its index at its notification address (§4.1.4.4), through
+ * the notify structure's region (a mapped BAR or vfio-user messages).
+ *
+ * @example
+ * ```ts ignore
+ * const n = transport.setupQueue(0, 256, desc, avail, used); // a RegionNotifier
+ * n.notify(); // 16-bit write of 0 at receiveq1's notification address
+ * ```
+ */
+export class RegionNotifier implements QueueNotifier {
+  readonly #io: RegionIo;
+  readonly #at: number;
+  readonly #index: number;
+
+  /** Writes `index` at offset `at` of `io`. */
+  constructor(io: RegionIo, at: number, index: number) {
+    this.#io = io;
+    this.#at = at;
+    this.#index = index;
+  }
+
+  /** Sends the notification. */
+  notify(): void {
+    this.#io.write16(this.#at, this.#index);
+  }
 }
 
 /** The modern virtio-pci transport of one device. */
@@ -248,7 +277,7 @@ export class VirtioPciTransport {
 
   /**
    * Registers queue `index`: size, the three ring IOVAs, no MSI-X vector (this driver
-   * polls), then queue_enable (§4.1.5.1.3). Returns a function that notifies the queue.
+   * polls), then queue_enable (§4.1.5.1.3). Returns what notifies the queue.
    */
   setupQueue(
     index: number,
@@ -256,7 +285,7 @@ export class VirtioPciTransport {
     descIova: number,
     availIova: number,
     usedIova: number,
-  ): () => void {
+  ): QueueNotifier {
     const c = this.common;
     c.write16(COMMON_Q_SELECT, index);
     c.write16(COMMON_Q_SIZE, size);
@@ -276,8 +305,7 @@ export class VirtioPciTransport {
       );
     }
     c.write16(COMMON_Q_ENABLE, 1);
-    const notify = this.#notify;
-    return () => notify.write16(at, index);
+    return new RegionNotifier(this.#notify, at, index);
   }
 
   /**

@@ -28,6 +28,34 @@ import {
   vringNeedEvent,
 } from "./ring_math.ts";
 
+/**
+ * Notifies the device that a queue has new available buffers (§2.7.13 "Supplying Buffers
+ * to The Device", last step; how, per transport: §4.1.4.4 for PCI).
+ *
+ * An object with a method rather than a closure: all notifiers of one kind share one
+ * method, so the call in {@linkcode SplitQueue.publish} keeps one target however many
+ * queues there are. With closures, each queue's is a function of its own, and optimised
+ * code that first meets one it has not seen is thrown away ("wrong call target"; a
+ * receive queue first notifies when its device first runs dry, long after warm-up) and
+ * compiled again.
+ *
+ * @example
+ * ```ts
+ * import type { QueueNotifier } from "./split_queue.ts";
+ * class CountingNotifier implements QueueNotifier {
+ *   count = 0;
+ *   notify(): void {
+ *     this.count++;
+ *   }
+ * }
+ * new CountingNotifier().notify();
+ * ```
+ */
+export interface QueueNotifier {
+  /** Sends one notification for the queue. */
+  notify(): void;
+}
+
 /** Options of a {@linkcode SplitQueue}. */
 export interface SplitQueueOptions {
   /** Queue index on the device (for messages). */
@@ -37,7 +65,7 @@ export interface SplitQueueOptions {
   /** VIRTIO_F_EVENT_IDX was negotiated. */
   eventIdx: boolean;
   /** Writes the queue's notification register. */
-  notify: () => void;
+  notify: QueueNotifier;
   /** Name of the queue for error messages, e.g. "receiveq1 of 0000:00:04.0". */
   name: string;
 }
@@ -74,7 +102,7 @@ export interface SplitQueueState {
  * ```ts
  * import { SplitQueue, splitRingLayout } from "../../mod.ts";
  * const mem = new ArrayBuffer(splitRingLayout(8).totalBytes);
- * const q = new SplitQueue(mem, 0, { index: 0, size: 8, eventIdx: false, notify: () => {}, name: "q" });
+ * const q = new SplitQueue(mem, 0, { index: 0, size: 8, eventIdx: false, notify: { notify() {} }, name: "q" });
  * q.add(42, 0x1000, 0, 2048, true); // post a device-writable buffer with token 42
  * q.publish();
  * ```
@@ -102,7 +130,10 @@ export class SplitQueue {
   readonly #freeDesc: Uint16Array;
   readonly #chainNext: Int16Array;
   readonly #eventIdx: boolean;
-  readonly #notify: () => void;
+  /** What notifies the device about this queue. */
+  readonly notifier: QueueNotifier;
+  // What publish() notifies: this queue's notifier first, then alsoNotify's.
+  #targets: readonly QueueNotifier[];
   #numFree: number;
   #availIdx = 0;
   #kickedAt = 0;
@@ -144,7 +175,8 @@ export class SplitQueue {
     for (let i = 0; i < opts.size; i++) this.#freeDesc[i] = opts.size - 1 - i;
     this.#numFree = opts.size;
     this.#eventIdx = opts.eventIdx;
-    this.#notify = opts.notify;
+    this.notifier = opts.notify;
+    this.#targets = [opts.notify];
     if (state) {
       this.#adopt(state);
       return;
@@ -341,9 +373,27 @@ export class SplitQueue {
   }
 
   /**
+   * Other queues' notifiers that {@linkcode SplitQueue.publish} calls whenever it notifies
+   * about this queue (a receive queue's siblings: rx_queue.ts). They are called from the
+   * same loop as this queue's own, which every notification runs through: the loop's
+   * call site is one V8 has seen from the first transmit notification on, so a receive
+   * queue that first needs its siblings woken long after warm-up does not reach code V8
+   * never ran (which would throw the optimised code away and compile it again).
+   */
+  set alsoNotify(list: readonly QueueNotifier[]) {
+    this.#targets = [this.notifier, ...list];
+  }
+
+  /** The notifiers set with the setter of the same name. */
+  get alsoNotify(): readonly QueueNotifier[] {
+    return this.#targets.slice(1);
+  }
+
+  /**
    * Publishes every buffer added since the last call (one avail->idx store) and notifies
-   * the device unless it suppressed notifications (§2.7.10 with EVENT_IDX, §2.7.9 without).
-   * One notification covers a whole burst. Returns true when it notified.
+   * the device unless it suppressed notifications (§2.7.10 with EVENT_IDX, §2.7.9 without),
+   * together with {@linkcode SplitQueue.alsoNotify}. One notification covers a whole
+   * burst. Returns true when it notified.
    */
   publish(): boolean {
     const newIdx = this.#availIdx;
@@ -358,7 +408,8 @@ export class SplitQueue {
       : (Atomics.load(this.#used16, 0) & VIRTQ_USED_F_NO_NOTIFY) === 0;
     if (wanted) {
       this.kicks++;
-      this.#notify();
+      const t = this.#targets;
+      for (let i = 0; i < t.length; i++) t[i].notify();
     } else {
       this.kicksSuppressed++;
     }
@@ -368,7 +419,7 @@ export class SplitQueue {
   /** Notifies the device about this queue whether or not it asked to be (counted as a kick). */
   kick(): void {
     this.kicks++;
-    this.#notify();
+    this.notifier.notify();
   }
 
   /**

@@ -150,7 +150,7 @@ export class FakeBed {
           index: q,
           size: QSIZE,
           eventIdx: false,
-          notify: () => {},
+          notify: { notify() {} },
           name: `${q ? "transmitq1" : "receiveq1"} of fake${p}`,
         });
         if (q === 0) {

@@ -32,7 +32,7 @@ function setup() {
     index: 0,
     size: SIZE,
     eventIdx: true,
-    notify: () => kicks++,
+    notify: { notify: () => kicks++ },
     name: "receiveq1 of test",
   });
   const pool = new PartitionPool(
@@ -45,7 +45,7 @@ function setup() {
   );
   const c = sharedCounters(counterLayout(2, 0, 0));
   const rx = new RxQueue(vq, pool, 12, c, portBase(0));
-  rx.siblings = [() => wakes++, () => wakes++];
+  rx.siblings = [{ notify: () => wakes++ }, { notify: () => wakes++ }];
   const view = new DataView(ring);
   let usedIdx = 0;
   const device = {

@@ -414,7 +414,7 @@ Deno.test("setupQueue() registers size, no MSI-X vector, the three IOVAs and ena
   assert.deepEqual(q.device, [0x0000_1000, 2]);
   assert.equal(q.enable, 1);
   assert.equal(bar.queues[0].enable, 0, "other queues untouched");
-  notify();
+  notify.notify();
   // queue_notify_off 1 × notify_off_multiplier 4 from the notify structure's start.
   assert.deepEqual(bar.notifications, [{ offset: 4, value: 1 }]);
 });
@@ -422,7 +422,7 @@ Deno.test("setupQueue() registers size, no MSI-X vector, the three IOVAs and ena
 Deno.test("setupQueue() honours a page-per-queue notify multiplier", () => {
   const { bar, t } = device({ multiplier: 0x400 });
   bar.queues[2].notifyOff = 3;
-  t.setupQueue(2, 64, 0x1_0000_0000, 0x1_0000_0400, 0x1_0000_0800)();
+  t.setupQueue(2, 64, 0x1_0000_0000, 0x1_0000_0400, 0x1_0000_0800).notify();
   assert.deepEqual(bar.notifications, [{ offset: 0xc00, value: 2 }]);
 });
 

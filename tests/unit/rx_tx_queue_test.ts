@@ -96,7 +96,7 @@ function rig(ringSize: number, poolCount: number, bufferSize = 2048): Rig {
     index: 0,
     size: ringSize,
     eventIdx: false,
-    notify: () => kicks++,
+    notify: { notify: () => kicks++ },
     name: "test queue",
   });
   return { region, pool, vq, nic: new FakeNic(ringMemory, ringSize, region), kicks: () => kicks };

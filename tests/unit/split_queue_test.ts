@@ -93,7 +93,7 @@ function setup(size: number, opts: { eventIdx?: boolean; base?: number } = {}) {
     index: 3,
     size,
     eventIdx: opts.eventIdx ?? false,
-    notify: () => notified++,
+    notify: { notify: () => notified++ },
     name: "transmitq1 of test",
   });
   const dev = new FakeDevice(memory, base, size);
@@ -130,7 +130,7 @@ Deno.test("the constructor zeroes the rings, asks for no interrupts and touches 
     index: 0,
     size,
     eventIdx: false,
-    notify: () => {},
+    notify: { notify() {} },
     name: "q",
   });
   const bytes = new Uint8Array(memory);

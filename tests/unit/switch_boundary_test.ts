@@ -45,7 +45,7 @@ function ringWith(q: number, frames: Uint8Array[]) {
     index: 2 * q,
     size: SIZE,
     eventIdx: true,
-    notify: () => {},
+    notify: { notify() {} },
     name: `receiveq${q + 1} of test`,
   });
   const data = new Uint8Array(SIZE * BUF);
