@@ -362,23 +362,19 @@ export class Forwarder {
     if (n === 0) return;
     const b = this.#txBufs[to], lens = this.#txLens[to];
     const sent = this.#tx[to].txBurst(b, lens, n);
-    if (sent === n) {
-      this.#txCount[to] = 0;
-      return;
-    }
+    // What the ring did not take (none, mostly) is dropped and counted with txFull "drop"
+    // (DPDK's l2fwd does the same), else kept, oldest first, for the next try (txSince
+    // stays: it is overdue). The same statements run whether or not the ring was full: a
+    // ring first fills when the device first falls behind, maybe long after V8 optimised
+    // this, and code it has never run would cost a recompile (src/engine/worker.ts).
+    const left = n - sent, drop = this.#dropWhenFull ? left : 0, keep = left - drop;
+    for (let i = 0; i < drop; i++) this.#pool.free(b[sent + i]);
     const c = this.#c, o = portBase(to);
-    if (this.#dropWhenFull) {
-      // What the ring could not take is dropped and counted (DPDK's l2fwd does the same).
-      for (let i = sent; i < n; i++) this.#pool.free(b[i]);
-      c[o + P_DROP_TX_RING_FULL] += n - sent;
-      this.#txCount[to] = 0;
-      return;
-    }
-    // Keep the rest, oldest first, for the next try (txSince stays: it is overdue).
-    c[o + P_TX_RING_FULL_WAITS]++;
+    c[o + P_DROP_TX_RING_FULL] += drop;
+    c[o + P_TX_RING_FULL_WAITS] += keep > 0 ? 1 : 0;
     b.copyWithin(0, sent, n);
     lens.copyWithin(0, sent, n);
-    this.#txCount[to] = n - sent;
+    this.#txCount[to] = keep;
   }
 
   /**
