@@ -32,8 +32,8 @@
  * "dropsScript" frames received on it that the script dropped; "dropsNoBuffer" receive
  * descriptors left empty because the worker's buffers ran out. Bytes exclude the
  * virtio-net header. Heap figures are bytes of each worker's V8 heap, sampled once a
- * second: "heapWarm" at warm-up (the first sample after `--warmup` packets, after a full
- * GC), "heapLast" at the latest sample (after a full GC at the stop: "heapLive" says the
+ * second: "heapWarm" at warm-up (the first sample after `--warmup` packets once V8
+ * compiled nothing for 5 s, or after twice those packets; after a full GC), "heapLast" at the latest sample (after a full GC at the stop: "heapLive" says the
  * two are live memory), "heapGrowth" the difference; between them, "heapStepBytes" over
  * the "heapSteps" seconds in which the heap grew by 1 KiB or more (V8 compiling, the last
  * at "lastStepPackets"), "heapCreep" over all other seconds (garbage made), "heapDrops"

@@ -24,7 +24,8 @@ export const W_LOOPS = 1;
 export const W_IDLE_WAITS = 2;
 /**
  * V8 heap used (bytes) when warm-up ended, after a full GC: at the first once-a-second
- * sample after the worker received its warm-up packets; 0 before.
+ * sample after the worker received its warm-up packets and V8 compiled nothing for 5
+ * seconds, or after twice the warm-up packets (worker.ts); 0 before.
  */
 export const W_HEAP_WARM = 3;
 /**

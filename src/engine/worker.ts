@@ -200,6 +200,15 @@ async function start(spec: WorkerSpec): Promise<void> {
  */
 const STEP_BYTES = 1024;
 
+/**
+ * Seconds in a row without a compile step that warm-up waits for once the warm-up packets
+ * arrived: V8 tiers the loop's functions up one by one, seconds apart (in the VM bed the
+ * last first-time TurboFan compile came at ~120,000 packets a worker, in the vfio-user
+ * bed at ~75,000), and how many packets that takes depends on the traffic (bigger bursts
+ * mean fewer calls a packet). After twice the warm-up packets warm-up ends anyway.
+ */
+const WARM_QUIET_SECONDS = 5;
+
 /** Stands in for the full GC at the samples that do not collect. */
 function noCollection(): void {}
 
@@ -208,7 +217,9 @@ function noCollection(): void {}
  * FFI (clock.ts), counters are stores into shared memory, and the heap is sampled once a
  * second (16 bytes each once optimised) and once more when the loop stops.
  *
- * Warm-up ends at the first sample after the warm-up packets. That sample and the last
+ * Warm-up ends at the first sample after the warm-up packets that follows
+ * {@linkcode WARM_QUIET_SECONDS} seconds without a compile step, or after twice the warm-up
+ * packets whatever V8 does (so a short run still gets figures). That sample and the last
  * one (at the stop) run a full GC (`gc`, when this Deno offers one) before they read the
  * heap, so the heap at warm-up and at the stop are live memory, both taken with the loop
  * running. In between, each sample counts, from the heap as it is (garbage included),
@@ -243,7 +254,7 @@ function run(
   const idleMs = spec.idleUs / 1000;
   const warmup = spec.warmupPackets;
   const collect = [noCollection, gc ?? noCollection];
-  let loops = 0, idle = 0, received = 0, samples = 0, nextSample = t0;
+  let loops = 0, idle = 0, received = 0, samples = 0, quiet = 0, nextSample = t0;
   let lastHeap = heapUsed();
   const time = clock.ms;
   for (;;) {
@@ -269,13 +280,17 @@ function run(
         const warmHeap = c[W_HEAP_WARM];
         const after = warmHeap === 0 ? 0 : 1;
         const ending = stop ? 1 : 0;
-        const first = (1 - after) & (received >= warmup ? 1 : 0) & (1 - ending);
         const raw = heapUsed();
+        const grew = raw - lastHeap;
+        const compiling = grew >= STEP_BYTES ? 1 : 0;
+        quiet = (quiet + 1) * (1 - compiling);
+        const settled = ((received >= warmup ? 1 : 0) & (quiet >= WARM_QUIET_SECONDS ? 1 : 0)) |
+          (received >= 2 * warmup ? 1 : 0);
+        const first = (1 - after) & settled & (1 - ending);
         collect[first | (after & ending) | (samples === 0 ? 1 : 0)]();
         samples++;
         const h = heapUsed();
-        const grew = raw - lastHeap;
-        const step = after & (grew >= STEP_BYTES ? 1 : 0);
+        const step = after & compiling;
         const gcRan = after & (grew < 0 ? 1 : 0);
         c[W_HEAP_WARM] = first === 1 ? h : warmHeap;
         c[W_WARM_AT_MS] = first === 1 ? at : c[W_WARM_AT_MS];

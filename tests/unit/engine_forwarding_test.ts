@@ -77,9 +77,9 @@ Deno.test("engine worker: after warm-up the forwarding loop allocates nothing (n
     assert.ok(warm > 0, "the worker never got past its warm-up packets");
     assert.equal(c[W_HEAP_DROPS], 0, "GCs ran in the worker after warm-up");
     assert.ok(creep < 8192, `the worker's heap crept by ${creep} bytes outside compile steps`);
-    // Live memory kept after warm-up: the fake NIC's bursts are full (32 frames), so V8
-    // still compiles a function or two after 100,000 packets here (seen: +592 to +880 B
-    // net); a leak of even 1 byte a packet would keep 300 KB.
+    // Live memory kept after warm-up (here it ends at twice the warm-up packets: V8 keeps
+    // compiling, seconds apart, in so short a run; seen: +48 B, and +592 to +880 B when it
+    // ended at 100,000 packets); a leak of even 1 byte a packet would keep 200 KB.
     assert.ok(last - warm < 4096, `the worker's live heap grew by ${last - warm} bytes`);
   } finally {
     if (!closed) await bed.close();
