@@ -84,7 +84,8 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       receiving that way until there is room; default) or drop (count
                       them, as DPDK l2fwd does)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
-  --warmup N          packets per worker before the heap figures start (default 100000)
+  --warmup N          packets per worker before the heap figures can start, once V8
+                      compiled nothing for 5 s (at 2N in any case; default 100000)
   --bind              take the functions from their kernel driver (bind to vfio-pci)
   --restore-driver    give them back to their kernel driver at exit
   --help              this text`;

@@ -46,8 +46,10 @@ export interface EngineOptions {
   /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
   idleUs?: number;
   /**
-   * Packets a worker receives before its warm-up ends (default 100,000): the heap figures
-   * after it are counted from the next once-a-second sample (counters.ts, W_HEAP_WARM).
+   * Packets a worker receives before its warm-up can end (default 100,000): it ends at the
+   * first once-a-second sample after them that follows 5 seconds in which V8 compiled
+   * nothing, or after twice them; the heap figures count from there (counters.ts,
+   * W_HEAP_WARM).
    */
   warmupPackets?: number;
   /** A script module (path or file: URL; importing it needs read permission). */
