@@ -68,7 +68,6 @@ export class RxQueue {
   readonly #holdLens: Uint32Array;
   #holdStart = 0;
   #holdCount = 0;
-  #siblingCount = 0;
 
   /** Frames delivered to the application. */
   get packets(): number {
@@ -139,7 +138,6 @@ export class RxQueue {
    */
   set siblings(list: readonly QueueNotifier[]) {
     this.vq.alsoNotify = list;
-    this.#siblingCount = list.length;
   }
 
   /** The notifiers set with the setter of the same name. */
@@ -172,7 +170,7 @@ export class RxQueue {
     // A notification the device asked for means it had run dry (it re-arms avail_event
     // only then, §2.7.10): publish() wakes the other receive queues with it (`siblings`).
     // Counted without a branch: code first reached late costs a recompile (split_queue.ts).
-    c[o + P_RX_SIBLING_WAKES] += (vq.publish() ? 1 : 0) * this.#siblingCount;
+    c[o + P_RX_SIBLING_WAKES] += (vq.publish() ? 1 : 0) * vq.alsoNotifyCount;
     c[o + P_RX_KICKS] = vq.kicks;
     c[o + P_RX_KICKS_SUPPRESSED] = vq.kicksSuppressed;
   }

@@ -389,6 +389,11 @@ export class SplitQueue {
     return this.#targets.slice(1);
   }
 
+  /** How many notifiers {@linkcode SplitQueue.alsoNotify} holds (allocates nothing). */
+  get alsoNotifyCount(): number {
+    return this.#targets.length - 1;
+  }
+
   /**
    * Publishes every buffer added since the last call (one avail->idx store) and notifies
    * the device unless it suppressed notifications (§2.7.10 with EVENT_IDX, §2.7.9 without),
