@@ -85,7 +85,7 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       them, as DPDK l2fwd does)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
   --warmup N          packets per worker before the heap figures can start, once V8
-                      compiled nothing for 5 s (at 2N in any case; default 100000)
+                      compiled nothing for 5 s (at 2N in any case; default 150000)
   --bind              take the functions from their kernel driver (bind to vfio-pci)
   --restore-driver    give them back to their kernel driver at exit
   --help              this text`;
@@ -127,7 +127,7 @@ async function main(args: string[]): Promise<number> {
         "tx-drain-us": { type: "string", default: "100" },
         "tx-full": { type: "string", default: "wait" },
         "idle-us": { type: "string", default: "50" },
-        warmup: { type: "string", default: "100000" },
+        warmup: { type: "string", default: "150000" },
         bind: { type: "boolean", default: false },
         "restore-driver": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },

@@ -1,6 +1,6 @@
 /**
  * l2fwd on the forwarding engine in the vfio-user bed (QEMU's vfio-user server, driver on
- * the host): two ports with two queue pairs each, 300,000 UDP frames of 1,024 flows each
+ * the host): two ports with two queue pairs each, 400,000 UDP frames of 1,024 flows each
  * way with MAC rewrite, everything captured equal to what was sent; per-queue counters
  * adding up; heap and GCs reported; each example script; a capture read back with
  * `tcpdump -r`; SIGINT mid-traffic ending l2fwd with status 0 within 2 s and the servers
@@ -35,7 +35,7 @@ import {
 } from "./l2fwd_checks.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const FRAMES = 300_000;
+const FRAMES = 400_000;
 const FLOWS = 1024;
 /** Frames per second offered on each port: what QEMU's vfio-user server takes in full. */
 const RATE = 5000;

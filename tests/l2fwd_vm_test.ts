@@ -1,6 +1,6 @@
 /**
  * l2fwd on the forwarding engine (one Worker per queue pair) in the VM bed, through real
- * kernel VFIO: two NICs with two queue pairs each, 300,000 UDP frames of 1,024 flows
+ * kernel VFIO: two NICs with two queue pairs each, 400,000 UDP frames of 1,024 flows
  * each way with MAC rewrite, everything captured on the host equal to what was sent;
  * per-queue counters adding up; the workers' heap and GCs reported; each example script
  * changing forwarding as it says; a capture file read back with `tcpdump -r`; SIGINT in
@@ -31,7 +31,7 @@ import {
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const L2FWD = `${ROOT}/examples/l2fwd.ts`;
-const FRAMES = 300_000;
+const FRAMES = 400_000;
 const FLOWS = 1024;
 /** Frames per second offered on each NIC: what the TCG guest forwards without loss. */
 const RATE = 5000;

@@ -46,7 +46,7 @@ export interface EngineOptions {
   /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
   idleUs?: number;
   /**
-   * Packets a worker receives before its warm-up can end (default 100,000): it ends at the
+   * Packets a worker receives before its warm-up can end (default 150,000): it ends at the
    * first once-a-second sample after them that follows 5 seconds in which V8 compiled
    * nothing, or after twice them; the heap figures count from there (counters.ts,
    * W_HEAP_WARM).
@@ -332,7 +332,7 @@ export class ForwardingEngine {
           macRewrite: options.macRewrite ?? false,
           txFull: options.txFull ?? "wait",
           idleUs: options.idleUs ?? 50,
-          warmupPackets: options.warmupPackets ?? 100_000,
+          warmupPackets: options.warmupPackets ?? 150_000,
           pool: {
             address: addressOfBuffer(pool.region.buffer),
             bytes: pool.count * pool.bufferSize,

@@ -182,11 +182,12 @@ async function start(spec: WorkerSpec): Promise<void> {
   // Buffers that arrived before this worker took over are forwarded like any others; the
   // receive rings are already full (the main thread refilled them at open).
   c[W_STATE] = STATE_RUNNING;
-  scope.postMessage({ type: "ready" });
   const t0 = clock.nowMs();
   const gc = await fullGc();
   c[W_FULL_GC] = gc ? 1 : 0;
-  run(spec, fwd, mailbox, c, ctl, clock, t0, gc);
+  // "ready" goes out from the loop's first sample, after its full GC (~0.6 s under TCG),
+  // so that pause falls before the main thread starts steering or reports the ports.
+  run(spec, fwd, mailbox, c, ctl, clock, t0, gc, () => scope.postMessage({ type: "ready" }));
   c[W_STATE] = STATE_DRAINING;
   const inFlight = fwd.drain(500);
   c[W_STATE] = STATE_DONE;
@@ -203,7 +204,7 @@ const STEP_BYTES = 1024;
 /**
  * Seconds in a row without a compile step that warm-up waits for once the warm-up packets
  * arrived: V8 tiers the loop's functions up one by one, seconds apart (in the VM bed the
- * last first-time TurboFan compile came at ~120,000 packets a worker, in the vfio-user
+ * last first-time TurboFan compile came at 114,000–140,000 packets a worker, in the vfio-user
  * bed at ~75,000), and how many packets that takes depends on the traffic (bigger bursts
  * mean fewer calls a packet). After twice the warm-up packets warm-up ends anyway.
  */
@@ -237,9 +238,9 @@ function noCollection(): void {}
  * operation" at the 50,000th packet, then +114 KB). Every comparison runs at every
  * sample, none behind a `&&` or in one arm of a choice; `&` on 0/1 values does not
  * short-circuit. The GC is called through the same call site as its stand-in, and the
- * first sample, taken as the loop starts (before V8 optimised anything, and before most
- * traffic: a full GC takes a few ms, ~0.6 s under TCG emulation), collects too, so V8
- * has seen both targets there long before warm-up.
+ * first sample, taken as the loop starts (before V8 optimised anything, and before the
+ * worker says it is `ready`: a full GC takes a few ms, ~0.6 s under TCG emulation),
+ * collects too, so V8 has seen both targets there long before warm-up.
  */
 function run(
   spec: WorkerSpec,
@@ -250,6 +251,7 @@ function run(
   clock: FfiClock,
   t0: number,
   gc: (() => void) | null,
+  ready: () => void,
 ): void {
   const idleMs = spec.idleUs / 1000;
   const warmup = spec.warmupPackets;
@@ -288,6 +290,7 @@ function run(
           (received >= 2 * warmup ? 1 : 0);
         const first = (1 - after) & settled & (1 - ending);
         collect[first | (after & ending) | (samples === 0 ? 1 : 0)]();
+        if (samples === 0) ready(); // run once, long before V8 optimises the loop
         samples++;
         const h = heapUsed();
         const step = after & compiling;
