@@ -129,6 +129,9 @@ export class SplitQueue {
   readonly #postedLen: Uint32Array;
   readonly #freeDesc: Uint16Array;
   readonly #chainNext: Int16Array;
+  // The ids takeUsed() checked, so that it commits exactly those: the device can rewrite
+  // the ring between the check and the commit.
+  readonly #takenId: Uint16Array;
   readonly #eventIdx: boolean;
   /** What notifies the device about this queue. */
   readonly notifier: QueueNotifier;
@@ -172,6 +175,7 @@ export class SplitQueue {
     this.#postedLen = new Uint32Array(opts.size);
     this.#freeDesc = new Uint16Array(opts.size);
     this.#chainNext = new Int16Array(opts.size).fill(-1);
+    this.#takenId = new Uint16Array(opts.size);
     for (let i = 0; i < opts.size; i++) this.#freeDesc[i] = opts.size - 1 - i;
     this.#numFree = opts.size;
     this.#eventIdx = opts.eventIdx;
@@ -449,11 +453,11 @@ export class SplitQueue {
       pending = Math.min(tokens.length, lens.length) - at;
       if (pending <= 0) return 0;
     }
-    const used32 = this.#used32, token = this.#token;
+    const used32 = this.#used32, token = this.#token, taken = this.#takenId;
     // Check the whole batch before consuming any of it: a bad entry must leave every
     // buffer where it was (§2.7.8: the device returns each buffer exactly once). Tokens
     // are cleared as entries are checked so a descriptor named twice is caught, and put
-    // back if the batch is refused.
+    // back if the batch is refused. Each id is read from the ring once.
     let last = this.#lastUsed;
     for (let i = 0; i < pending; i++) {
       const slot = last & this.#mask;
@@ -471,22 +475,21 @@ export class SplitQueue {
           }-byte buffer`,
         );
       }
+      taken[i] = id;
       tokens[at + i] = token[id];
       lens[at + i] = len;
       token[id] = -1;
       last = (last + 1) & 0xffff;
     }
-    // Commit: free the descriptors (and chain tails) of the whole batch.
-    last = this.#lastUsed;
+    // Commit: free the descriptors (and chain tails) checked above.
     for (let i = 0; i < pending; i++) {
-      const id = used32[1 + 2 * (last & this.#mask)];
+      const id = taken[i];
       this.#freeDesc[this.#numFree++] = id;
       const next = this.#chainNext[id];
       if (next >= 0) {
         this.#chainNext[id] = -1;
         this.#freeDesc[this.#numFree++] = next;
       }
-      last = (last + 1) & 0xffff;
     }
     this.#lastUsed = last;
     return pending;
@@ -494,11 +497,7 @@ export class SplitQueue {
 
   /** Puts back the tokens of the first `n` entries checked in a refused batch. */
   #refuse(tokens: Uint32Array, at: number, n: number): void {
-    let last = this.#lastUsed;
-    for (let i = 0; i < n; i++) {
-      this.#token[this.#used32[1 + 2 * (last & this.#mask)]] = tokens[at + i];
-      last = (last + 1) & 0xffff;
-    }
+    for (let i = 0; i < n; i++) this.#token[this.#takenId[i]] = tokens[at + i];
   }
 
   #misbehaved(what: string): never {

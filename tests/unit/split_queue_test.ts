@@ -565,3 +565,41 @@ Deno.test("enabling and disabling interrupts leaves the rings' buffers and count
   assert.deepEqual(dev.takeAvail().length, 2);
   assert.equal(q.inFlight, 2);
 });
+
+/**
+ * A `lens` output array laid over used element 0's id: the queue's own store of the
+ * length it took rewrites the id right after it was checked, as a device writing the ring
+ * between the check and the commit would (deterministically, without a second thread).
+ */
+function lensOverUsedId(memory: ArrayBuffer, dev: FakeDevice, n: number): Uint32Array {
+  return new Uint32Array(memory, dev.base + dev.l.usedOffset + 4, n);
+}
+
+Deno.test("a used id rewritten after validation is not put on the free list", () => {
+  const { q, dev, memory } = setup(8);
+  post(q, [100, 101, 102, 103, 104, 105]); // descriptors 0…5
+  q.publish();
+  dev.takeAvail();
+  dev.use([[2, 5]]); // descriptor 2, 5 bytes: the id becomes 5 once the length is stored
+  const tokens = new Uint32Array(1), lens = lensOverUsedId(memory, dev, 1);
+  assert.equal(q.takeUsed(tokens, lens, 0, 1), 1);
+  assert.equal(tokens[0], 102);
+  const s = q.exportState();
+  const free = [...s.freeDesc.subarray(0, s.numFree)];
+  assert.ok(free.includes(2), `descriptor 2 was returned, so it is free: free list ${free}`);
+  assert.ok(!free.includes(5), `descriptor 5 is still in flight: free list ${free}`);
+  assert.deepEqual([...s.token], [100, 101, -1, 103, 104, 105, -1, -1]);
+});
+
+Deno.test("a refused batch puts back the tokens of the ids it checked, not of ids rewritten since", () => {
+  const { q, dev, memory } = setup(8);
+  post(q, [100, 101, 102, 103, 104, 105]);
+  q.publish();
+  dev.takeAvail();
+  dev.use([[2, 5], [7, 10]]); // the second names a free descriptor: the batch is refused
+  const tokens = new Uint32Array(2), lens = lensOverUsedId(memory, dev, 2);
+  assertMisbehaved(() => q.takeUsed(tokens, lens, 0, 2), /descriptor 7, which is not in flight/);
+  const s = q.exportState();
+  assert.deepEqual([...s.token], [100, 101, 102, 103, 104, 105, -1, -1]);
+  assert.equal(s.numFree, 2);
+});
