@@ -5,6 +5,8 @@
  *
  * The 2012 draft's modes map onto virtio 1.x (docs/steering.md says more):
  * - "single": one queue pair — VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 1 (or no VIRTIO_NET_F_MQ);
+ *   with VIRTIO_NET_F_RSS an RSS table of one entry, so no pair-count change detaches a
+ *   host queue (the RSS mode keeps max_tx_vq at the port's pairs for the same reason);
  * - "auto": the draft's RX_FOLLOWS_TX, the standard's automatic receive steering
  *   (§5.1.6.5.6.1): VQ_PAIRS_SET N, and the device delivers a flow's packets on the queue
  *   pair the driver last transmitted that flow on;
@@ -252,7 +254,25 @@ export class Steering {
 
   /** With RSS on either side: the used indices before the command (switch_boundary.ts). */
   #bracket(next: SingleQueueRule | AutoSteeringRule | ResolvedRssRule): number[] | null {
-    return this.#current.mode === "rss" || next.mode === "rss" ? usedIndices(this.#rx) : null;
+    return this.#asRss(this.#current) || this.#asRss(next) ? usedIndices(this.#rx) : null;
+  }
+
+  /**
+   * The RSS rule the device is given for `rule`, or null when it is not sent as RSS_CONFIG.
+   * On a device with VIRTIO_NET_F_RSS, "single" is an RSS table of one entry (queue 0), so
+   * that going to and from one pair never needs VQ_PAIRS_SET (see {@linkcode Steering.set}).
+   */
+  #asRss(rule: SingleQueueRule | AutoSteeringRule | ResolvedRssRule): ResolvedRssRule | null {
+    if (rule.mode === "rss") return rule;
+    if (rule.mode === "auto" || !this.capabilities.rss) return null;
+    return {
+      mode: "rss",
+      pairs: 1,
+      hashTypes: 0,
+      key: microsoftRssKey(),
+      indirectionTable: [0],
+      unclassifiedQueue: 0,
+    };
   }
 
   /** Where the new rule begins on each queue, when `before` bracketed the switch. */
@@ -264,7 +284,10 @@ export class Steering {
     // struct virtio_net_rss_config is what the device steers by (§5.1.6.5.7.3).
     const params = (
       r: SingleQueueRule | AutoSteeringRule | ResolvedRssRule,
-    ): RssSteeringParams | null => r.mode === "rss" ? this.#rssConfig(r).config : null;
+    ): RssSteeringParams | null => {
+      const rss = this.#asRss(r);
+      return rss ? this.#rssConfig(rss).config : null;
+    };
     return switchBoundaries(
       this.#rx,
       before,
@@ -346,7 +369,8 @@ export class Steering {
   ): void {
     const pairs = rule.mode === "single" ? 1 : rule.pairs;
     const caps = this.capabilities;
-    if (rule.mode !== "rss") {
+    const rss = this.#asRss(rule);
+    if (!rss) {
       if (caps.multiqueue) {
         const data = new Uint8Array(2);
         new DataView(data.buffer).setUint16(0, pairs, true);
@@ -354,7 +378,7 @@ export class Steering {
       }
       if (caps.hashReport && !caps.rss) {
         // Hash reports on or off (hash_types 0) with every rule change (§5.1.6.5.6.4).
-        const h = rule.hashReport;
+        const h = rule.mode === "rss" ? undefined : rule.hashReport;
         const data = encodeHashConfig(
           { hashTypes: h?.hashTypes ?? 0, key: h?.key ?? new Uint8Array(0) },
           { maxKeySize: caps.rssMaxKeySize, supportedHashTypes: caps.supportedHashTypes },
@@ -363,12 +387,19 @@ export class Steering {
       }
       return;
     }
-    const { config, limits } = this.#rssConfig(rule);
+    const { config, limits } = this.#rssConfig(rss);
     const data = encodeRssConfig(config, limits);
     control.command(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_RSS_CONFIG, data);
   }
 
-  /** struct virtio_net_rss_config of `rule`, and the limits it must keep. */
+  /**
+   * struct virtio_net_rss_config of `rule`, and the limits it must keep. max_tx_vq is every
+   * pair the port set up, whatever `rule.pairs` says: QEMU takes max_tx_vq as its pair
+   * count and detaches the tap queues above it, and a tap that gains or loses queues
+   * re-spreads its flows over them, reordering them before the device sees them. The
+   * table alone decides which receive queues are used; the driver transmits on
+   * `rule.pairs` only (max_tx_vq is an upper bound, §5.1.6.5.7.1).
+   */
   #rssConfig(rule: ResolvedRssRule): { config: RssConfig; limits: RssLimits } {
     const caps = this.capabilities;
     return {
@@ -376,11 +407,11 @@ export class Steering {
         hashTypes: rule.hashTypes,
         indirectionTable: rule.indirectionTable,
         unclassifiedQueue: rule.unclassifiedQueue,
-        maxTxVq: rule.pairs,
+        maxTxVq: this.#rx.length,
         key: rule.key,
       },
       limits: {
-        queuePairs: rule.pairs,
+        queuePairs: this.#rx.length,
         maxKeySize: caps.rssMaxKeySize,
         maxIndirectionTableLength: caps.rssMaxIndirectionTableLength,
         supportedHashTypes: caps.supportedHashTypes,
@@ -463,8 +494,10 @@ export class Steering {
         : Array.from({ length }, (_, i) => i % rule.pairs),
       unclassifiedQueue: rule.unclassifiedQueue ?? 0,
     };
-    // Throws BAD_ARGUMENT naming what is wrong; nothing has been sent yet.
+    // Throws BAD_ARGUMENT naming what is wrong; nothing has been sent yet. The table and
+    // the unclassified queue must name the rule's pairs, max_tx_vq the port's.
     const { config, limits } = this.#rssConfig(resolved);
+    validateRssConfig({ ...config, maxTxVq: rule.pairs }, { ...limits, queuePairs: rule.pairs });
     validateRssConfig(config, limits);
     return resolved;
   }
