@@ -128,7 +128,12 @@ Deno.test({
     await t.step(
       `${FRAMES} frames of ${FLOWS} flows each way with MAC rewrite: the host captures what it sent`,
       async () => {
-        const run = await startL2fwd(bed, ["--queues", "2", "--mac-rewrite"], [], "--trace-gc");
+        const run = await startL2fwd(
+          bed,
+          ["--queues", "2", "--mac-rewrite", "--heap-audit"],
+          [],
+          "--trace-gc",
+        );
         const a = udpFrames({ seed: 31, count: FRAMES, flows: FLOWS });
         const b = udpFrames({ seed: 32, count: FRAMES, flows: FLOWS });
         const timeoutMs = (FRAMES / RATE) * 1000 + 30000;
@@ -159,7 +164,7 @@ Deno.test({
           );
         }
         console.log(heapReport(s, r.stdout));
-        // The stop includes each worker's full GC (live heap at the stop): still within 2 s.
+        // --heap-audit: the stop includes each worker's full GC (live heap): still within 2 s.
         console.log(`stopped ${r.stopMs.toFixed(0)} ms after SIGINT`);
         assert.ok(r.stopMs < 2000, `l2fwd took ${r.stopMs} ms to stop`);
         assert.equal(s0.dropped + s1.dropped, 0, "the taps dropped frames (host too slow)");
