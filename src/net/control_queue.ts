@@ -5,7 +5,10 @@
  * byte for it to write — answered VIRTIO_NET_OK or VIRTIO_NET_ERR.
  *
  * Commands are rare (set-up and steering changes) and synchronous: submit, notify, poll
- * for the answer with a timeout.
+ * for the answer with a timeout. One command is in flight at a time, in one buffer: a
+ * command that does not complete cleanly (no answer in time, a ring entry that is not
+ * the command's, a wrong length) leaves the queue broken, so that a late answer is never
+ * taken for a later command's; the port must then be reset.
  *
  * @module
  */
@@ -130,6 +133,8 @@ export class ControlQueue {
   readonly #ackIova: number;
   readonly #tokens = new Uint32Array(1);
   readonly #lens = new Uint32Array(1);
+  #seq = 0;
+  #broken: string | null = null;
 
   /** Uses `CONTROL_BUFFER_BYTES` of `region` from byte `offset` for commands and acks. */
   constructor(port: string, vq: SplitQueue, region: DmaRegion, offset: number) {
@@ -142,17 +147,29 @@ export class ControlQueue {
     this.#ackIova = region.iova + this.#ackOffset;
   }
 
+  /** Why the queue is broken (see {@linkcode ControlQueue.command}), or null while it works. */
+  get broken(): string | null {
+    return this.#broken;
+  }
+
   /**
    * Sends one command and waits for the device's answer (at most `timeoutMs`). Throws
-   * {@linkcode ControlCommandError} on VIRTIO_NET_ERR, DEVICE_MISBEHAVED on no answer.
+   * {@linkcode ControlCommandError} on VIRTIO_NET_ERR; DEVICE_MISBEHAVED on no answer or
+   * a bad completion, after which the queue is broken and every later command throws
+   * DEVICE_MISBEHAVED without being sent.
    */
   command(cls: number, cmd: number, data: Uint8Array, timeoutMs = 2000): void {
+    const name = controlCommandName(cls, cmd);
+    if (this.#broken !== null) {
+      throw new DriverError(
+        "DEVICE_MISBEHAVED",
+        `${this.#port}'s control queue is broken (${this.#broken}), so ${name} was not sent: restart the port to reset the device.`,
+      );
+    }
     if (data.length > CONTROL_DATA_MAX) {
       throw new DriverError(
         "BAD_ARGUMENT",
-        `${
-          controlCommandName(cls, cmd)
-        } data of ${data.length} bytes is larger than ${CONTROL_DATA_MAX}: shorten it.`,
+        `${name} data of ${data.length} bytes is larger than ${CONTROL_DATA_MAX}: shorten it.`,
       );
     }
     const b = this.#bytes, o = this.#cmdOffset;
@@ -161,8 +178,11 @@ export class ControlQueue {
     b.set(data, o + 2);
     b[this.#ackOffset] = 0xff; // neither OK nor ERR until the device writes it
     const hi = (n: number) => Math.floor(n / 0x1_0000_0000);
-    this.vq.addChain(
-      0,
+    // A token per command (1…2^31-1: SplitQueue keeps tokens as int32), so an answer is
+    // known to be this command's.
+    const token = this.#seq = this.#seq % 0x7fff_ffff + 1;
+    const added = this.vq.addChain(
+      token,
       this.#cmdIova % 0x1_0000_0000,
       hi(this.#cmdIova),
       2 + data.length,
@@ -170,20 +190,59 @@ export class ControlQueue {
       hi(this.#ackIova),
       1,
     );
-    this.vq.publish();
-    this.commands++;
-    const deadline = performance.now() + timeoutMs;
-    while (this.vq.takeUsed(this.#tokens, this.#lens, 0, 1) === 0) {
-      if (performance.now() > deadline) {
-        throw new DriverError(
-          "DEVICE_MISBEHAVED",
-          `${this.#port} did not answer ${
-            controlCommandName(cls, cmd)
-          } within ${timeoutMs} ms: the device is stuck; restart the port to reset it.`,
-        );
-      }
+    if (!added) {
+      this.#fail(
+        "its ring is too small for a command",
+        `${this.#port}'s control queue has ${this.vq.size} descriptor(s), fewer than the 2 a command and its ack need: the device is broken (it must offer a control queue of at least 2 entries).`,
+      );
+    }
+    try {
+      this.vq.publish();
+      this.commands++;
+      this.#await(token, name, timeoutMs);
+    } catch (e) {
+      // The command may still be in flight, or the ring is corrupt: whatever the device
+      // completes next could not be told apart from a later command's answer.
+      this.#broken ??= `${name} did not complete`;
+      throw e;
     }
     const ack = b[this.#ackOffset];
     if (ack !== VIRTIO_NET_OK) throw new ControlCommandError(this.#port, cls, cmd, ack);
+  }
+
+  /** Waits for command `token`'s completion and checks it (§2.7.8). */
+  #await(token: number, name: string, timeoutMs: number): void {
+    const deadline = performance.now() + timeoutMs;
+    while (this.vq.takeUsed(this.#tokens, this.#lens, 0, 1) === 0) {
+      if (performance.now() > deadline) {
+        this.#fail(
+          `${name} timed out`,
+          `${this.#port} did not answer ${name} within ${timeoutMs} ms: the device is stuck; restart the port to reset it.`,
+        );
+      }
+    }
+    if (this.#tokens[0] !== token) {
+      this.#fail(
+        "the device completed a command that was not in flight",
+        `${this.#port} completed control command ${
+          this.#tokens[0]
+        } while ${name} (${token}) was in flight: the device is broken; restart the port to reset it.`,
+      );
+    }
+    // The ack byte counts only if the used length covers it (§2.7.8: the driver must not
+    // trust bytes beyond len).
+    const len = this.#lens[0];
+    if (len !== 1) {
+      this.#fail(
+        `the device wrote ${len} bytes of a 1-byte ack`,
+        `${this.#port} reported ${len} bytes written for the 1-byte ack of ${name}: the device is broken; restart the port to reset it.`,
+      );
+    }
+  }
+
+  /** Marks the queue broken (`reason` goes into later commands' errors) and throws `message`. */
+  #fail(reason: string, message: string): never {
+    this.#broken = reason;
+    throw new DriverError("DEVICE_MISBEHAVED", message);
   }
 }
