@@ -62,14 +62,34 @@ export function formatPciAddress(a: PciAddress): string {
   return `${h(a.domain, 4)}:${h(a.bus, 2)}:${h(a.device, 2)}.${a.fn}`;
 }
 
-/** Where a port lives: a PCI function through kernel VFIO, or a vfio-user server socket. */
+/**
+ * Where a port lives: a PCI function through kernel VFIO, or a vfio-user server socket.
+ * `name` is canonical: two spellings of one port (`00:04.0`, `0000:00:04.0`) give one name.
+ */
 export type PortSpec =
   | { kind: "pci"; address: PciAddress; name: string }
   | { kind: "vfio-user"; socketPath: string; name: string };
 
 /**
+ * A socket path with repeated slashes, `.` components and a trailing slash removed: the
+ * spellings that name the same file whatever the links on the way (`..` is kept, as it
+ * does not, after a symbolic link).
+ *
+ * @example
+ * ```ts
+ * import { normalizeSocketPath } from "./address.ts";
+ * normalizeSocketPath("//run/./net0.sock"); // "/run/net0.sock"
+ * ```
+ */
+export function normalizeSocketPath(path: string): string {
+  const parts = path.split("/").filter((p) => p !== "" && p !== ".");
+  return `/${parts.join("/")}`;
+}
+
+/**
  * Parses a port name as the tools accept it: a PCI address (kernel VFIO) or
- * `vfio-user:/path/to/socket`.
+ * `vfio-user:/path/to/socket`. The result's `name` is canonical (lower-case, zero-padded
+ * PCI address; normalised socket path), so comparing names finds one port given twice.
  *
  * @example
  * ```ts
@@ -87,8 +107,23 @@ export function parsePortSpec(text: string): PortSpec {
         `'${text}' names no socket: write vfio-user:/absolute/path/to/socket.`,
       );
     }
-    return { kind: "vfio-user", socketPath, name: text };
+    const path = normalizeSocketPath(socketPath);
+    return { kind: "vfio-user", socketPath: path, name: `vfio-user:${path}` };
   }
   const address = parsePciAddress(text);
   return { kind: "pci", address, name: formatPciAddress(address) };
+}
+
+/**
+ * The canonical name of a port (see {@linkcode parsePortSpec}); throws BAD_ADDRESS for a
+ * name that is no port.
+ *
+ * @example
+ * ```ts
+ * import { canonicalPortName } from "./address.ts";
+ * canonicalPortName("00:04.0") === canonicalPortName("0000:00:04.0"); // true
+ * ```
+ */
+export function canonicalPortName(text: string): string {
+  return parsePortSpec(text).name;
 }

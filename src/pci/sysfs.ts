@@ -12,7 +12,13 @@ import { basename, exists, listDir, readLink, readText, writeText } from "../../
 import { EACCES, EPERM, SysError } from "../../ffi/libc.ts";
 import { DriverError } from "../errors.ts";
 
-const SYS_PCI = "/sys/bus/pci";
+/** Where sysfs and procfs are found by default: the real root. Tests give a fake tree. */
+const DEFAULT_ROOT = "/";
+
+/** `root` with exactly one trailing slash, so `${root}sys/...` is a path under it. */
+function rootDir(root: string): string {
+  return root.endsWith("/") ? root : `${root}/`;
+}
 
 /** Identity of a PCI function as sysfs reports it. */
 export interface PciIdentity {
@@ -81,9 +87,12 @@ export class SysfsPciFunction {
   readonly address: string;
   /** Directory of the function in sysfs. */
   readonly path: string;
+  /** Directory that holds `sys/` and `proc/` ("/" unless a test gave a fake tree). */
+  readonly root: string;
 
   /**
-   * Looks the function up; throws NO_DEVICE when sysfs has no such function.
+   * Looks the function up; throws NO_DEVICE when sysfs has no such function. `root` is
+   * the directory holding `sys/` and `proc/` (default "/"; tests pass a fake tree).
    *
    * @example
    * ```ts ignore
@@ -92,9 +101,10 @@ export class SysfsPciFunction {
    * console.log(fn.driver()); // "virtio-pci"
    * ```
    */
-  constructor(address: string) {
+  constructor(address: string, root: string = DEFAULT_ROOT) {
     this.address = address;
-    this.path = `${SYS_PCI}/devices/${address}`;
+    this.root = rootDir(root);
+    this.path = `${this.root}sys/bus/pci/devices/${address}`;
     if (!exists(this.path)) {
       throw new DriverError(
         "NO_DEVICE",
@@ -129,7 +139,9 @@ export class SysfsPciFunction {
   /** Addresses of every function in the same IOMMU group (this one included). */
   groupMembers(): string[] {
     const group = this.iommuGroup();
-    return group === null ? [this.address] : listDir(`/sys/kernel/iommu_groups/${group}/devices`);
+    return group === null
+      ? [this.address]
+      : listDir(`${this.root}sys/kernel/iommu_groups/${group}/devices`);
   }
 
   /**
@@ -139,11 +151,11 @@ export class SysfsPciFunction {
   bindVfioPci(): string | null {
     const previous = this.driver();
     if (previous === "vfio-pci") return previous;
-    requireVfioPciDriver();
+    requireVfioPciDriver(this.root);
     try {
       writeText(`${this.path}/driver_override`, "vfio-pci");
       if (previous !== null) writeText(`${this.path}/driver/unbind`, this.address);
-      writeText(`${SYS_PCI}/drivers_probe`, this.address);
+      writeText(`${this.root}sys/bus/pci/drivers_probe`, this.address);
     } catch (e) {
       sysError(e, `Binding ${this.address} to vfio-pci`);
     }
@@ -168,7 +180,7 @@ export class SysfsPciFunction {
     try {
       writeText(`${this.path}/driver_override`, "\n");
       if (this.driver() === "vfio-pci") writeText(`${this.path}/driver/unbind`, this.address);
-      if (previous !== null) writeText(`${SYS_PCI}/drivers_probe`, this.address);
+      if (previous !== null) writeText(`${this.root}sys/bus/pci/drivers_probe`, this.address);
     } catch (e) {
       sysError(e, `Returning ${this.address} to ${previous ?? "no driver"}`);
     }
@@ -176,7 +188,8 @@ export class SysfsPciFunction {
 }
 
 /**
- * Throws NO_VFIO_PCI unless the vfio-pci driver is registered (module loaded or built in).
+ * Throws NO_VFIO_PCI unless the vfio-pci driver is registered (module loaded or built in);
+ * `root` holds `sys/` (default "/").
  *
  * @example
  * ```ts ignore
@@ -184,8 +197,8 @@ export class SysfsPciFunction {
  * requireVfioPciDriver();
  * ```
  */
-export function requireVfioPciDriver(): void {
-  if (!exists(`${SYS_PCI}/drivers/vfio-pci`)) {
+export function requireVfioPciDriver(root: string = DEFAULT_ROOT): void {
+  if (!exists(`${rootDir(root)}sys/bus/pci/drivers/vfio-pci`)) {
     throw new DriverError(
       "NO_VFIO_PCI",
       "The vfio-pci driver is not loaded: run 'modprobe vfio-pci' as root (and make sure the IOMMU is on: intel_iommu=on or amd_iommu=on).",

@@ -61,10 +61,15 @@ export interface OpenVfioOptions {
    * it, a function bound to another driver is refused with BOUND_TO_KERNEL_DRIVER.
    */
   bind?: boolean;
-  /** On close, hand the function back to the driver it had before binding. */
+  /**
+   * On close, hand the function back to the driver it had before this process bound it;
+   * a function that was on vfio-pci already stays there.
+   */
   restoreDriver?: boolean;
   /** Skip the virtio-net identity check (for tools that drive other functions). */
   anyDevice?: boolean;
+  /** Directory holding `sys/` and `proc/` (default "/"); tests point it at a fake tree. */
+  root?: string;
 }
 
 /** Register access by pread/pwrite on the device fd, for regions that cannot be mmap'd. */
@@ -165,7 +170,7 @@ export class VfioPciDevice implements PciDevice {
     const release = new ReleaseStack();
     const restore = { onClose: options.restoreDriver ?? false };
     try {
-      const fn = new SysfsPciFunction(name);
+      const fn = new SysfsPciFunction(name, options.root);
       const id = fn.identity();
       if (!options.anyDevice && !isVirtioNet(id)) {
         throw new DriverError("NOT_VIRTIO_NET", notVirtioNetMessage(name, id));
@@ -184,10 +189,9 @@ export class VfioPciDevice implements PciDevice {
         release.push(`return ${name} to ${previous ?? "no driver"}`, () => {
           if (restore.onClose) fn.restoreDriver(previous);
         });
-      } else if (options.restoreDriver) {
-        // It was on vfio-pci already: giving it back means to the kernel's own driver.
-        release.push(`return ${name} to its kernel driver`, () => fn.restoreDriver("kernel"));
       }
+      // A function already on vfio-pci was bound by someone else (another process or a
+      // VM may hold it): neither a failure nor restoreDriver unbinds it; we undo only ours.
       const groupNo = fn.iommuGroup();
       if (groupNo === null) {
         throw new DriverError(

@@ -2,7 +2,12 @@
 
 import assert from "node:assert/strict";
 import { DriverError } from "../../src/errors.ts";
-import { formatPciAddress, parsePciAddress, parsePortSpec } from "../../src/pci/address.ts";
+import {
+  canonicalPortName,
+  formatPciAddress,
+  parsePciAddress,
+  parsePortSpec,
+} from "../../src/pci/address.ts";
 
 function assertBadAddress(text: string, why?: RegExp): void {
   assert.throws(() => parsePciAddress(text), (e: unknown) => {
@@ -103,4 +108,29 @@ Deno.test("parsePortSpec() rejects a vfio-user spec without an absolute path", (
     );
   }
   assert.throws(() => parsePortSpec("eth0"), DriverError);
+});
+
+Deno.test("two spellings of one port give the same canonical name", () => {
+  for (
+    const [a, b] of [
+      ["00:03.0", "0000:00:03.0"],
+      ["0000:3A:01.2", "3a:1.2"],
+      [" 0000:00:04.0", "0000:00:04.0"],
+      ["vfio-user://run/./net0.sock", "vfio-user:/run/net0.sock"],
+      ["vfio-user:/run/net0.sock/", "vfio-user:/run/net0.sock"],
+    ]
+  ) {
+    assert.equal(canonicalPortName(a), canonicalPortName(b), `${a} and ${b}`);
+  }
+  assert.deepEqual(parsePortSpec("vfio-user:/run//net0.sock"), {
+    kind: "vfio-user",
+    socketPath: "/run/net0.sock",
+    name: "vfio-user:/run/net0.sock",
+  });
+  assert.notEqual(canonicalPortName("0000:00:04.0"), canonicalPortName("0001:00:04.0"));
+  assert.notEqual(
+    canonicalPortName("vfio-user:/run/a/../net0.sock"),
+    canonicalPortName("vfio-user:/run/net0.sock"),
+    "'..' after a symbolic link is another file: not folded",
+  );
 });

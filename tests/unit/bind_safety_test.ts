@@ -1,0 +1,112 @@
+/**
+ * Binding safety (src/pci/sysfs.ts, src/vfio/vfio_pci_device.ts) on a fake sysfs/procfs
+ * tree in a temporary directory: what --bind and --restore-driver may unbind. The fake
+ * function's address (0000:7f:1f.7) exists on no host we run on, so a path that missed
+ * the fake root would fail with NO_DEVICE instead of touching a real function.
+ */
+
+import assert from "node:assert/strict";
+import { DriverError } from "../../src/errors.ts";
+import { VfioPciDevice } from "../../src/vfio/vfio_pci_device.ts";
+
+const ADDR = "0000:7f:1f.7";
+
+interface FakeFunction {
+  /** Driver the function is bound to (null: none). */
+  driver: string | null;
+  /** Its network interface, under virtioN/net/ as virtio-net puts it (none: no interface). */
+  iface?: { name: string; flags: string; operstate: string };
+  /** Lines of /proc/net/route after the header. */
+  routes?: string[];
+  /** Lines of /proc/net/if_inet6. */
+  inet6?: string[];
+  /** Lines of /proc/net/ipv6_route. */
+  ipv6Routes?: string[];
+}
+
+/** Builds root/sys and root/proc for one virtio-net function; returns the root. */
+function fakeTree(f: FakeFunction): string {
+  const root = Deno.makeTempDirSync({ prefix: "bind_safety_" });
+  const pci = `${root}/sys/bus/pci`;
+  const dev = `${pci}/devices/${ADDR}`;
+  Deno.mkdirSync(dev, { recursive: true });
+  for (const d of ["virtio-pci", "vfio-pci"]) {
+    Deno.mkdirSync(`${pci}/drivers/${d}`, { recursive: true });
+    Deno.writeTextFileSync(`${pci}/drivers/${d}/unbind`, "");
+  }
+  Deno.writeTextFileSync(`${pci}/drivers_probe`, "");
+  const attrs = {
+    vendor: "0x1af4",
+    device: "0x1041",
+    subsystem_device: "0x1100",
+    class: "0x020000",
+  };
+  for (const [k, v] of Object.entries(attrs)) Deno.writeTextFileSync(`${dev}/${k}`, `${v}\n`);
+  Deno.writeTextFileSync(`${dev}/driver_override`, "");
+  if (f.driver) Deno.symlinkSync(`${pci}/drivers/${f.driver}`, `${dev}/driver`);
+  if (f.iface) {
+    const n = `${dev}/virtio3/net/${f.iface.name}`;
+    Deno.mkdirSync(n, { recursive: true });
+    Deno.writeTextFileSync(`${n}/flags`, `${f.iface.flags}\n`);
+    Deno.writeTextFileSync(`${n}/operstate`, `${f.iface.operstate}\n`);
+  }
+  Deno.mkdirSync(`${root}/proc/net`, { recursive: true });
+  Deno.writeTextFileSync(
+    `${root}/proc/net/route`,
+    [
+      "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT",
+      ...(f.routes ?? []),
+    ]
+      .map((l) => `${l}\n`).join(""),
+  );
+  Deno.writeTextFileSync(
+    `${root}/proc/net/if_inet6`,
+    (f.inet6 ?? []).map((l) => `${l}\n`).join(""),
+  );
+  Deno.writeTextFileSync(
+    `${root}/proc/net/ipv6_route`,
+    (f.ipv6Routes ?? []).map((l) => `${l}\n`).join(""),
+  );
+  return root;
+}
+
+/** What the binding procedure wrote into the fake tree. */
+function writes(root: string) {
+  const pci = `${root}/sys/bus/pci`;
+  return {
+    driverOverride: Deno.readTextFileSync(`${pci}/devices/${ADDR}/driver_override`),
+    virtioUnbind: Deno.readTextFileSync(`${pci}/drivers/virtio-pci/unbind`),
+    vfioUnbind: Deno.readTextFileSync(`${pci}/drivers/vfio-pci/unbind`),
+    driversProbe: Deno.readTextFileSync(`${pci}/drivers_probe`),
+  };
+}
+
+const NOTHING_WRITTEN = { driverOverride: "", virtioUnbind: "", vfioUnbind: "", driversProbe: "" };
+
+function withTree(f: FakeFunction, fn: (root: string) => void): void {
+  const root = fakeTree(f);
+  try {
+    fn(root);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+}
+
+Deno.test("a function already on vfio-pci is not unbound when opening it with restoreDriver fails", () => {
+  // No iommu_group link: open fails after the binding step, before any VFIO fd is opened.
+  withTree({ driver: "vfio-pci" }, (root) => {
+    assert.throws(
+      () =>
+        VfioPciDevice.open({ domain: 0, bus: 0x7f, device: 0x1f, fn: 7 }, {
+          restoreDriver: true,
+          root,
+        }),
+      (e: unknown) => e instanceof DriverError && /no IOMMU group/.test(e.message),
+    );
+    assert.deepEqual(
+      writes(root),
+      NOTHING_WRITTEN,
+      "another process may hold it: not ours to undo",
+    );
+  });
+});
