@@ -23,14 +23,15 @@ export const W_LOOPS = 1;
 /** Idle waits (the worker slept because nothing arrived). */
 export const W_IDLE_WAITS = 2;
 /**
- * V8 heap used (bytes) when warm-up ended, after a full GC: at the first once-a-second
- * sample after the worker received its warm-up packets and V8 compiled nothing for 5
- * seconds, or after twice the warm-up packets (worker.ts); 0 before.
+ * V8 heap used (bytes) when warm-up ended: at the first once-a-second sample after the
+ * worker received its warm-up packets and V8 compiled nothing for 5 seconds, or after
+ * twice the warm-up packets (worker.ts); after a full GC with the engine's `heapAudit`
+ * (live memory), as sampled otherwise (garbage included); 0 before.
  */
 export const W_HEAP_WARM = 3;
 /**
  * V8 heap used (bytes) at the last sample: once a second, and when the loop stops (after
- * a full GC then, once warm-up ended).
+ * a full GC then, once warm-up ended, with `heapAudit`).
  */
 export const W_HEAP_LAST = 4;
 /**
@@ -69,12 +70,18 @@ export const W_LAST_STEP_PACKETS = 15;
  */
 export const W_HEAP_CREEP = 16;
 /**
- * 1 when the worker can run a full GC before it reads the heap at warm-up and at the stop
- * (so those two figures are live memory), 0 when this Deno offers none.
+ * 1 when the worker runs a full GC before it reads the heap at warm-up and at the stop
+ * (so those two figures are live memory): only with the engine's `heapAudit`, and when
+ * this Deno offers a GC; 0 otherwise (the figures are sampled as the heap is).
  */
 export const W_FULL_GC = 17;
+/**
+ * Full GCs the worker forced (heapAudit only; each pauses forwarding, ~0.3–0.6 s under
+ * TCG emulation, so without heapAudit there are none).
+ */
+export const W_FORCED_GCS = 18;
 /** Size of the worker block. */
-export const WORKER_SLOTS = 18;
+export const WORKER_SLOTS = 19;
 
 /** The worker has been created and is building its queues. */
 export const STATE_STARTING = 0;
@@ -116,8 +123,8 @@ export interface CounterLayout {
  * ```ts
  * import { counterLayout, portBase } from "./counters.ts";
  * const l = counterLayout(2, 1, 0);
- * portBase(1); // 32
- * l.length; // 16 + 2 * 16 + 1
+ * portBase(1); // WORKER_SLOTS + PORT_SLOTS
+ * l.length; // WORKER_SLOTS + 2 * PORT_SLOTS + 1
  * ```
  */
 export function counterLayout(
@@ -143,7 +150,7 @@ export function counterLayout(
  * @example
  * ```ts
  * import { P_RX_PACKETS, portBase } from "./counters.ts";
- * portBase(0) + P_RX_PACKETS; // 16
+ * portBase(0) + P_RX_PACKETS; // WORKER_SLOTS + P_RX_PACKETS
  * ```
  */
 export function portBase(port: number): number {
@@ -156,7 +163,7 @@ export function portBase(port: number): number {
  * @example
  * ```ts
  * import { counterLayout, sharedCounters } from "./counters.ts";
- * sharedCounters(counterLayout(2, 0, 0)).length; // 48
+ * sharedCounters(counterLayout(2, 0, 0)).length; // WORKER_SLOTS + 2 * PORT_SLOTS
  * ```
  */
 export function sharedCounters(layout: CounterLayout): Float64Array {

@@ -30,6 +30,7 @@ import {
   STATE_DRAINING,
   STATE_FAILED,
   STATE_RUNNING,
+  W_FORCED_GCS,
   W_FULL_GC,
   W_HEAP_CREEP,
   W_HEAP_DROPS,
@@ -115,12 +116,12 @@ export interface WorkerStats {
   /**
    * Its isolate's V8 heap used when warm-up ended, at the first once-a-second sample after
    * its warm-up packets once V8 compiled nothing for 5 seconds (or after twice the warm-up
-   * packets), after a full GC (bytes; 0 before).
+   * packets), after a full GC with `heapAudit` (bytes; 0 before).
    */
   heapWarm: number;
   /**
    * Heap used at the last sample (bytes): once a second, and when it stopped forwarding
-   * (after a full GC then, once warm-up had ended).
+   * (after a full GC then, once warm-up had ended, with `heapAudit`).
    */
   heapLast: number;
   /**
@@ -128,8 +129,14 @@ export interface WorkerStats {
    * done, the growth of its live memory from warm-up to the stop.
    */
   heapGrowth: number;
-  /** heapWarm, and heapLast once done, were taken after a full GC (live memory). */
+  /**
+   * heapWarm, and heapLast once done, were taken after a full GC (live memory): only with
+   * the engine option `heapAudit`. Otherwise they are the heap as sampled, garbage
+   * included, and no GC was forced.
+   */
   heapLive: boolean;
+  /** Full GCs the worker forced (0 without `heapAudit`): each one paused forwarding. */
+  forcedGcs: number;
   /**
    * Seconds since warm-up in which the heap grew by 1 KiB or more: V8 compiling the loop
    * (a few steps; counters.ts, W_HEAP_STEPS).
@@ -239,6 +246,7 @@ export function readSnapshot(
       heapLast: c[W_HEAP_LAST],
       heapGrowth: growth,
       heapLive: c[W_FULL_GC] === 1,
+      forcedGcs: c[W_FORCED_GCS],
       heapSteps: c[W_HEAP_STEPS],
       heapStepBytes: c[W_HEAP_STEP_BYTES],
       heapCreep: c[W_HEAP_CREEP],

@@ -33,6 +33,7 @@ import {
   STATE_DRAINING,
   STATE_FAILED,
   STATE_RUNNING,
+  W_FORCED_GCS,
   W_FULL_GC,
   W_HEAP_CREEP,
   W_HEAP_DROPS,
@@ -95,7 +96,8 @@ function adopt(r: RingSpec): SplitQueue {
 /**
  * A full garbage collection of this worker's isolate, so that the heap figures count live
  * memory only; null when this Deno does not offer one. V8 installs `gc` in contexts made
- * after --expose-gc is set, so a node:vm context brings it.
+ * after --expose-gc is set, so a node:vm context brings it. Only with `heapAudit`: each
+ * call pauses forwarding (0.3–0.6 s under TCG emulation, long enough to lose frames).
  */
 async function fullGc(): Promise<(() => void) | null> {
   try {
@@ -183,11 +185,18 @@ async function start(spec: WorkerSpec): Promise<void> {
   // receive rings are already full (the main thread refilled them at open).
   c[W_STATE] = STATE_RUNNING;
   const t0 = clock.nowMs();
-  const gc = await fullGc();
+  // Read once: the loop gets either the counted GC or the stand-in, never a flag to test.
+  const gc = spec.heapAudit ? await fullGc() : null;
   c[W_FULL_GC] = gc ? 1 : 0;
-  // "ready" goes out from the loop's first sample, after its full GC (~0.6 s under TCG),
-  // so that pause falls before the main thread starts steering or reports the ports.
-  run(spec, fwd, mailbox, c, ctl, clock, t0, gc, () => scope.postMessage({ type: "ready" }));
+  const forcedGc = gc
+    ? () => {
+      c[W_FORCED_GCS]++;
+      gc();
+    }
+    : null;
+  // "ready" goes out from the loop's first sample, after its full GC with heapAudit (~0.6 s
+  // under TCG), so that pause falls before the main thread starts steering or reports.
+  run(spec, fwd, mailbox, c, ctl, clock, t0, forcedGc, () => scope.postMessage({ type: "ready" }));
   c[W_STATE] = STATE_DRAINING;
   const inFlight = fwd.drain(500);
   c[W_STATE] = STATE_DONE;
@@ -220,10 +229,11 @@ function noCollection(): void {}
  *
  * Warm-up ends at the first sample after the warm-up packets that follows
  * {@linkcode WARM_QUIET_SECONDS} seconds without a compile step, or after twice the warm-up
- * packets whatever V8 does (so a short run still gets figures). That sample and the last
- * one (at the stop) run a full GC (`gc`, when this Deno offers one) before they read the
+ * packets whatever V8 does (so a short run still gets figures). With `heapAudit` (`gc` is
+ * not null) that sample and the last one (at the stop) run a full GC before they read the
  * heap, so the heap at warm-up and at the stop are live memory, both taken with the loop
- * running. In between, each sample counts, from the heap as it is (garbage included),
+ * running; without it (the default: a forced GC pauses forwarding and loses frames) they
+ * call the stand-in through the same call site and read the heap as it is. In between, each sample counts, from the heap as it is (garbage included),
  * the seconds in which it grew by {@linkcode STEP_BYTES} or more (V8 compiling: a function
  * first optimised, or re-optimised after code first run late), what all other seconds
  * added (where per-packet allocation would show, as garbage) and the samples at which the
@@ -240,7 +250,8 @@ function noCollection(): void {}
  * short-circuit. The GC is called through the same call site as its stand-in, and the
  * first sample, taken as the loop starts (before V8 optimised anything, and before the
  * worker says it is `ready`: a full GC takes a few ms, ~0.6 s under TCG emulation),
- * collects too, so V8 has seen both targets there long before warm-up.
+ * collects too with `heapAudit`, so V8 has seen both targets there long before warm-up;
+ * without it both entries are the stand-in and every sample runs the same statements.
  */
 function run(
   spec: WorkerSpec,

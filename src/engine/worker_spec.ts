@@ -118,6 +118,11 @@ export interface WorkerSpec {
   idleUs: number;
   /** Packets received before the heap is sampled as "warm". */
   warmupPackets: number;
+  /**
+   * Force full GCs (at the first sample, at warm-up and at the stop) so that the heap
+   * figures are live memory; each pauses forwarding (engine option `heapAudit`).
+   */
+  heapAudit: boolean;
   /** The pool. */
   pool: PoolSpec;
   /** The ports, in forwarding order (port i forwards to port i ^ 1). */

@@ -96,6 +96,7 @@ export interface FakeBedOptions {
   txFull?: "wait" | "drop";
   idleUs?: number;
   warmupPackets?: number;
+  heapAudit?: boolean;
   script?: { url: string; args?: Record<string, string>; counters?: number; tableSize?: number };
   capture?: { port: number; direction?: "rx" | "tx" | "both" };
   poolSize?: number;
@@ -194,6 +195,7 @@ export class FakeBed {
       txFull: opts.txFull ?? "wait",
       idleUs: opts.idleUs ?? 0,
       warmupPackets: opts.warmupPackets ?? 10_000,
+      heapAudit: opts.heapAudit ?? false,
       pool: {
         address: pool.region.vaddr,
         bytes: pool.count * pool.bufferSize,

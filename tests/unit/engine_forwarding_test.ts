@@ -49,7 +49,7 @@ Deno.test("engine worker: forwards 20,000 frames each way between two fake ports
 });
 
 Deno.test("engine worker: after warm-up the forwarding loop allocates nothing (no GC, no creep)", async () => {
-  const bed = await FakeBed.start({ warmupPackets: 100_000 });
+  const bed = await FakeBed.start({ warmupPackets: 100_000, heapAudit: true });
   let closed = false;
   try {
     const frames = udpFrames({ seed: 3, count: 2000, flows: 16 });
