@@ -1,7 +1,8 @@
 /**
  * Handing a port's data queues over to forwarding workers (main thread side): describes
- * each ring by address and driver-side state, finds each queue's notification register,
- * and splits the shared buffer pool into one partition per worker.
+ * each ring by address and driver-side state, gives each queue's notification register
+ * as checked when the queue was set up, and splits the shared buffer pool into one
+ * partition per worker.
  *
  * Partitioning. The ports refilled their receive rings from the pool's free list when they
  * opened (virtio 1.x §5.1.5: receive buffers are posted before DRIVER_OK), so by the time
@@ -23,12 +24,7 @@ import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
 import { MappedRegionIo } from "../pci/pci_device.ts";
 import { VfioUserDevice } from "../vfio_user/vfio_user_device.ts";
-import {
-  COMMON_Q_NOFF,
-  COMMON_Q_SELECT,
-  findVirtioCaps,
-  VIRTIO_PCI_CAP_NOTIFY_CFG,
-} from "../virtio/pci_transport.ts";
+import { RegionNotifier } from "../virtio/pci_transport.ts";
 import { hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
 import { splitRingLayout } from "../virtio/ring_math.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
@@ -49,9 +45,12 @@ export function addressOfBuffer(buffer: ArrayBuffer): bigint {
 }
 
 /**
- * Where and how to notify virtqueue `queueIndex` of `port` (§4.1.4.4: the notify
- * capability's BAR, at cap.offset + queue_notify_off × notify_off_multiplier; the
- * transport checked at set-up that it lies inside the structure).
+ * Where and how to notify virtqueue `queueIndex` (a data queue) of `port` (§4.1.4.4: the
+ * notify capability's BAR, at cap.offset + queue_notify_off × notify_off_multiplier).
+ * Nothing is read from the device again: the register is the one the transport checked
+ * when it set the queue up (the queue's {@linkcode RegionNotifier}), in the notify
+ * structure the port read at open; a device that answers something else now cannot move
+ * a worker's stores outside the BAR.
  *
  * @example
  * ```ts ignore
@@ -60,23 +59,41 @@ export function addressOfBuffer(buffer: ArrayBuffer): bigint {
  * ```
  */
 export function notifySpec(port: VirtioNetPort, queueIndex: number): NotifySpec {
-  const t = port.transport;
-  const pci = t.pci;
-  const cap = findVirtioCaps(pci.config).get(VIRTIO_PCI_CAP_NOTIFY_CFG);
-  if (!cap) {
+  const pair = queueIndex >> 1;
+  if (!(Number.isInteger(queueIndex) && queueIndex >= 0 && pair < port.queuePairs)) {
     throw new DriverError(
-      "DEVICE_MISBEHAVED",
-      `${port.name} lost its virtio notification capability: the device is broken.`,
+      "BAD_ARGUMENT",
+      `${port.name} has no data queue ${queueIndex}: use 0 to ${2 * port.queuePairs - 1}.`,
     );
   }
-  t.common.write16(COMMON_Q_SELECT, queueIndex);
-  const offset = cap.offset + t.common.read16(COMMON_Q_NOFF) * (cap.notifyOffMultiplier ?? 0);
+  return notifySpecOf(port, queueIndex % 2 ? port.tx(pair).vq : port.rx(pair).vq);
+}
+
+function notifySpecOf(port: VirtioNetPort, vq: SplitQueue): NotifySpec {
+  const pci = port.transport.pci;
+  const cap = port.notifyCap;
+  const n = vq.notifier;
+  if (!(n instanceof RegionNotifier)) {
+    throw new DriverError(
+      "UNSUPPORTED",
+      `${vq.name} is not notified through the notify structure, so forwarding workers cannot notify it: open the port with openPort().`,
+    );
+  }
   const bar = pci.bar(cap.bar);
+  const offset = cap.offset + n.offset;
+  // Set-up checked the register against the structure; this keeps it inside the BAR
+  // even if the capability read at open differs from the transport's.
+  if (n.offset + 2 > cap.length || offset + 2 > bar.size) {
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `${port.name} put ${vq.name}'s notification register outside its BAR${cap.bar}: the device is broken.`,
+    );
+  }
   if (bar instanceof MappedRegionIo) {
     return {
       kind: "mmio",
       address: addressOfBuffer(bar.buffer) + BigInt(offset),
-      value: queueIndex,
+      value: vq.index,
     };
   }
   if (pci instanceof VfioUserDevice && pci.client.socketFd >= 0) {
@@ -85,7 +102,7 @@ export function notifySpec(port: VirtioNetPort, queueIndex: number): NotifySpec 
       fd: pci.client.socketFd,
       region: cap.bar,
       offset,
-      value: queueIndex,
+      value: vq.index,
     };
   }
   throw new DriverError(
@@ -113,7 +130,7 @@ export function describeRing(port: VirtioNetPort, vq: SplitQueue): RingSpec {
     address: addressOfBuffer(vq.ringMemory) + BigInt(vq.ringOffset),
     bytes: splitRingLayout(vq.size).totalBytes,
     state: vq.exportState(),
-    notify: notifySpec(port, vq.index),
+    notify: notifySpecOf(port, vq),
   };
 }
 

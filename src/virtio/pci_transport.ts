@@ -150,6 +150,14 @@ export class RegionNotifier implements QueueNotifier {
   notify(): void {
     this.#io.write16(this.#at, this.#index);
   }
+
+  /**
+   * Offset of the register in the notify structure, as checked at set-up (§4.1.4.4:
+   * queue_notify_off × notify_off_multiplier): forwarding workers notify here too.
+   */
+  get offset(): number {
+    return this.#at;
+  }
 }
 
 /** The modern virtio-pci transport of one device. */
