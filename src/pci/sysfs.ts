@@ -81,6 +81,30 @@ function sysError(e: unknown, what: string): never {
   throw e;
 }
 
+/** The whitespace-separated fields of each non-empty line of a /proc table; none if absent. */
+function tableLines(path: string): string[][] {
+  let text: string;
+  try {
+    text = readText(path, 1 << 22);
+  } catch {
+    return [];
+  }
+  return text.split("\n").map((l) => l.trim()).filter((l) => l).map((l) => l.split(/\s+/));
+}
+
+/**
+ * True unless the interface in sysfs directory `dir` is known to be down: IFF_UP clear in
+ * `flags` (include/uapi/linux/if.h, the administrative state) and `operstate` not up.
+ */
+function interfaceUp(dir: string): boolean {
+  try {
+    if (parseInt(readText(`${dir}/flags`).trim(), 16) & 0x1) return true;
+    return readText(`${dir}/operstate`).trim() === "up";
+  } catch {
+    return true; // cannot tell: count it as up, the safe side
+  }
+}
+
 /** A PCI function in sysfs, by canonical address. */
 export class SysfsPciFunction {
   /** Canonical address, e.g. 0000:00:04.0. */
@@ -145,13 +169,78 @@ export class SysfsPciFunction {
   }
 
   /**
-   * Binds the function to vfio-pci: driver_override, unbind from the current driver,
-   * drivers_probe. Returns the driver it had before (null if none).
+   * Network interfaces the function carries: `net/IFACE` (a NIC driver's own) and
+   * `virtioN/net/IFACE` (virtio-net sits on a virtio device below the PCI function).
    */
-  bindVfioPci(): string | null {
+  netInterfaces(): string[] {
+    return this.#netDirs().map((i) => i.name);
+  }
+
+  #netDirs(): { name: string; dir: string }[] {
+    const parents = [`${this.path}/net`];
+    for (const e of listDir(this.path)) {
+      if (e.startsWith("virtio")) parents.push(`${this.path}/${e}/net`);
+    }
+    return parents.flatMap((p) =>
+      exists(p) ? listDir(p).map((name) => ({ name, dir: `${p}/${name}` })) : []
+    );
+  }
+
+  /**
+   * The interfaces of {@linkcode SysfsPciFunction.netInterfaces} that carry this host's
+   * traffic: up, with IPv4 routes, IPv6 routes or an IPv6 address beyond link-local (as
+   * dpdk-devbind calls a device with routes "Active"). Read from sysfs and this network
+   * namespace's /proc/net.
+   */
+  interfacesInUse(): { name: string; uses: string }[] {
+    const ifaces = this.#netDirs().filter((i) => interfaceUp(i.dir));
+    if (ifaces.length === 0) return [];
+    const net = `${this.root}proc/net`;
+    const v4 = tableLines(`${net}/route`).slice(1).map((l) => l[0]);
+    // if_inet6: address ifindex prefixlen scope flags name; scope 0x20 is link, 0x10 host.
+    const v6Addrs = tableLines(`${net}/if_inet6`)
+      .filter((l) => l.length >= 6 && !(parseInt(l[3], 16) & 0x30))
+      .map((l) => ({ name: l[5], addr: l[0].match(/.{1,4}/g)!.join(":") }));
+    // ipv6_route: dest plen src plen nexthop metric refcnt use flags dev; link-local and
+    // multicast routes come with any interface that is up, so they do not count.
+    const v6Routes = tableLines(`${net}/ipv6_route`)
+      .filter((l) => l.length >= 10 && !/^(fe80|ff)/.test(l[0]))
+      .map((l) => l[9]);
+    const count = (list: string[], name: string, what: string) => {
+      const n = list.filter((x) => x === name).length;
+      return n ? [`${n} ${what}${n > 1 ? "s" : ""}`] : [];
+    };
+    return ifaces.flatMap(({ name }) => {
+      const addr = v6Addrs.find((a) => a.name === name);
+      const uses = [
+        ...count(v4, name, "IPv4 route"),
+        ...(addr ? [`IPv6 address ${addr.addr}`] : []),
+        ...count(v6Routes, name, "IPv6 route"),
+      ];
+      return uses.length ? [{ name, uses: uses.join(", ") }] : [];
+    });
+  }
+
+  /**
+   * Binds the function to vfio-pci: driver_override, unbind from the current driver,
+   * drivers_probe. Returns the driver it had before (null if none). A function whose
+   * network interface carries this host's traffic (see
+   * {@linkcode SysfsPciFunction.interfacesInUse}) is refused unless `force` is set.
+   */
+  bindVfioPci(options: { force?: boolean } = {}): string | null {
     const previous = this.driver();
     if (previous === "vfio-pci") return previous;
     requireVfioPciDriver(this.root);
+    if (previous !== null && !options.force) {
+      // As dpdk-devbind: unbinding the host's own network interface cuts the machine off.
+      const busy = this.interfacesInUse()[0];
+      if (busy) {
+        throw new DriverError(
+          "BOUND_TO_KERNEL_DRIVER",
+          `${this.address} carries ${busy.name}, a network interface of this host that is up with ${busy.uses}, so binding it to vfio-pci would cut that traffic: take ${busy.name} down first (ip link set ${busy.name} down) or pass --force (option force: true).`,
+        );
+      }
+    }
     try {
       writeText(`${this.path}/driver_override`, "vfio-pci");
       if (previous !== null) writeText(`${this.path}/driver/unbind`, this.address);

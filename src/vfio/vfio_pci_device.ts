@@ -68,6 +68,11 @@ export interface OpenVfioOptions {
   restoreDriver?: boolean;
   /** Skip the virtio-net identity check (for tools that drive other functions). */
   anyDevice?: boolean;
+  /**
+   * With `bind`: take the function even when its network interface carries this host's
+   * traffic (up with addresses or routes), which is refused otherwise.
+   */
+  force?: boolean;
   /** Directory holding `sys/` and `proc/` (default "/"); tests point it at a fake tree. */
   root?: string;
 }
@@ -183,7 +188,7 @@ export class VfioPciDevice implements PciDevice {
         );
       }
       if (driver !== "vfio-pci") {
-        const previous = fn.bindVfioPci();
+        const previous = fn.bindVfioPci({ force: options.force });
         // A failed open gives the function back to the driver it had; a successful one
         // keeps it on vfio-pci after close unless restoreDriver asks otherwise.
         release.push(`return ${name} to ${previous ?? "no driver"}`, () => {

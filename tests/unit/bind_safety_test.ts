@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { DriverError } from "../../src/errors.ts";
+import { SysfsPciFunction } from "../../src/pci/sysfs.ts";
 import { VfioPciDevice } from "../../src/vfio/vfio_pci_device.ts";
 
 const ADDR = "0000:7f:1f.7";
@@ -108,5 +109,90 @@ Deno.test("a function already on vfio-pci is not unbound when opening it with re
       NOTHING_WRITTEN,
       "another process may hold it: not ours to undo",
     );
+  });
+});
+
+const PCI_ADDR = { domain: 0, bus: 0x7f, device: 0x1f, fn: 7 };
+const ETH9_UP = { name: "eth9", flags: "0x1003", operstate: "up" };
+const ETH9_ROUTES = [
+  "eth9\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0",
+  "eth9\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0",
+];
+const LINK_LOCAL_ONLY = {
+  inet6: ["fe8000000000000000fc00fffe000001 04 40 20 80     eth9"],
+  ipv6Routes: [
+    "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth9",
+    "ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000003 00000000 00000001     eth9",
+  ],
+};
+
+/** What binding wrote once it went ahead (the fake kernel never rebinds, so it then fails). */
+function assertBindWentAhead(root: string, open: () => unknown): void {
+  assert.throws(
+    open,
+    (e: unknown) => e instanceof DriverError && /did not bind to vfio-pci/.test(e.message),
+  );
+  const w = writes(root);
+  assert.equal(w.driverOverride, "vfio-pci");
+  assert.equal(w.virtioUnbind, ADDR);
+}
+
+Deno.test("--bind refuses a function whose network interface is up with routes, naming the interface", () => {
+  withTree({ driver: "virtio-pci", iface: ETH9_UP, routes: ETH9_ROUTES }, (root) => {
+    assert.throws(() => VfioPciDevice.open(PCI_ADDR, { bind: true, root }), (e: unknown) => {
+      assert.ok(e instanceof DriverError, `expected DriverError, got ${e}`);
+      assert.match(e.message, /^0000:7f:1f\.7 carries eth9, a network interface of this host/);
+      assert.match(e.message, /2 IPv4 routes/);
+      assert.match(e.message, /--force/);
+      assert.equal(e.message.split(/[.:] [A-Z]/).length, 1, "one sentence");
+      return true;
+    });
+    assert.deepEqual(writes(root), NOTHING_WRITTEN, "nothing unbound");
+  });
+});
+
+Deno.test("--bind refuses a function whose interface has an IPv6 address beyond link-local", () => {
+  withTree({
+    driver: "virtio-pci",
+    iface: ETH9_UP,
+    inet6: ["fd000000000000000000000000000002 04 40 00 82     eth9"],
+  }, (root) => {
+    assert.deepEqual(new SysfsPciFunction(ADDR, root).interfacesInUse(), [
+      { name: "eth9", uses: "IPv6 address fd00:0000:0000:0000:0000:0000:0000:0002" },
+    ]);
+    assert.throws(
+      () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }),
+      (e: unknown) => e instanceof DriverError && /carries eth9/.test(e.message),
+    );
+    assert.deepEqual(writes(root), NOTHING_WRITTEN);
+  });
+});
+
+Deno.test("--bind with force takes a function even when its interface carries traffic", () => {
+  withTree({ driver: "virtio-pci", iface: ETH9_UP, routes: ETH9_ROUTES }, (root) => {
+    assertBindWentAhead(
+      root,
+      () => VfioPciDevice.open(PCI_ADDR, { bind: true, force: true, root }),
+    );
+  });
+});
+
+Deno.test("--bind takes a function whose interface is down, or up with only link-local IPv6", () => {
+  const down = { name: "eth9", flags: "0x1002", operstate: "down" };
+  withTree({ driver: "virtio-pci", iface: down, routes: ETH9_ROUTES }, (root) => {
+    assert.deepEqual(new SysfsPciFunction(ADDR, root).interfacesInUse(), []);
+    assertBindWentAhead(root, () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }));
+  });
+  withTree({ driver: "virtio-pci", iface: ETH9_UP, ...LINK_LOCAL_ONLY }, (root) => {
+    assert.deepEqual(new SysfsPciFunction(ADDR, root).netInterfaces(), ["eth9"]);
+    assert.deepEqual(new SysfsPciFunction(ADDR, root).interfacesInUse(), []);
+    assertBindWentAhead(root, () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }));
+  });
+});
+
+Deno.test("routes of another interface do not block --bind", () => {
+  const other = ETH9_ROUTES.map((l) => l.replace("eth9", "eth0"));
+  withTree({ driver: "virtio-pci", iface: ETH9_UP, routes: other }, (root) => {
+    assertBindWentAhead(root, () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }));
   });
 });
