@@ -7,9 +7,11 @@
  * @module
  */
 
+import { DriverError } from "../errors.ts";
 import { hasFeature } from "../virtio/features.ts";
 import type { VirtioPciTransport } from "../virtio/pci_transport.ts";
 import {
+  VIRTIO_NET_F_CTRL_VQ,
   VIRTIO_NET_F_HASH_REPORT,
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MQ,
@@ -57,7 +59,81 @@ export function formatMac(mac: Uint8Array): string {
 }
 
 /**
- * Reads the configuration for the negotiated `features`, consistently (config_generation).
+ * Bytes of struct virtio_net_config that the fields valid under `features` span (§5.1.4):
+ * a device-configuration structure shorter than this cannot be read.
+ *
+ * @example
+ * ```ts
+ * import { netConfigLength, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU } from "../../mod.ts";
+ * netConfigLength((1n << BigInt(VIRTIO_NET_F_MAC)) | (1n << BigInt(VIRTIO_NET_F_MTU))); // 12
+ * ```
+ */
+export function netConfigLength(features: bigint): number {
+  const f = (n: number) => hasFeature(features, n);
+  // rss_max_key_size (17), rss_max_indirection_table_length (18), supported_hash_types (20)
+  if (f(VIRTIO_NET_F_RSS) || f(VIRTIO_NET_F_HASH_REPORT)) return 24;
+  if (f(VIRTIO_NET_F_MTU)) return 12; // mtu (10)
+  if (f(VIRTIO_NET_F_MQ)) return 10; // max_virtqueue_pairs (8)
+  if (f(VIRTIO_NET_F_STATUS)) return 8; // status (6)
+  return f(VIRTIO_NET_F_MAC) ? 6 : 0;
+}
+
+/** The smallest rss_max_key_size a device with RSS or HASH_REPORT may report (§5.1.4.1). */
+export const RSS_MIN_KEY_SIZE = 40;
+
+/**
+ * Checks the values a device reported against what virtio 1.x allows (§5.1.4.1) and what
+ * the negotiated `features` need; throws DEVICE_MISBEHAVED naming the first bad field.
+ * {@linkcode readNetConfig} calls it on every read.
+ *
+ * @example
+ * ```ts
+ * import { validateNetConfig } from "./config.ts";
+ * const cfg = {
+ *   mac: new Uint8Array(6), linkUp: true, announce: false, maxVirtqueuePairs: 1, mtu: 1500,
+ *   rssMaxKeySize: 0, rssMaxIndirectionTableLength: 0, supportedHashTypes: 0,
+ * };
+ * validateNetConfig("0000:00:04.0", cfg, 1n << 32n); // fine: throws nothing
+ * ```
+ */
+export function validateNetConfig(name: string, cfg: NetConfig, features: bigint): void {
+  const f = (n: number) => hasFeature(features, n);
+  const broken = (what: string) => {
+    throw new DriverError("DEVICE_MISBEHAVED", `${name} reports ${what}: the device is broken.`);
+  };
+  if (cfg.mtu < 68) broken(`an MTU of ${cfg.mtu}, below IPv4's minimum of 68`);
+  // §5.1.4.1: max_virtqueue_pairs lies in 1…0x8000 (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN/MAX).
+  const pairs = cfg.maxVirtqueuePairs;
+  if (pairs < 1 || pairs > 0x8000) {
+    broken(`max_virtqueue_pairs = ${pairs}, outside 1…32768`);
+  }
+  // §5.1.2: the control queue is virtqueue 2·max_virtqueue_pairs; queue_select is 16 bits,
+  // so 0x8000 pairs would select queue 0 (receiveq1) for it.
+  if (
+    f(VIRTIO_NET_F_CTRL_VQ) && (f(VIRTIO_NET_F_MQ) || f(VIRTIO_NET_F_RSS)) && 2 * pairs > 0xffff
+  ) {
+    broken(
+      `max_virtqueue_pairs = ${pairs}, which puts the control queue at index ${
+        2 * pairs
+      }, beyond the 16-bit queue_select`,
+    );
+  }
+  if (
+    (f(VIRTIO_NET_F_RSS) || f(VIRTIO_NET_F_HASH_REPORT)) && cfg.rssMaxKeySize < RSS_MIN_KEY_SIZE
+  ) {
+    broken(`rss_max_key_size = ${cfg.rssMaxKeySize}, below the ${RSS_MIN_KEY_SIZE} bytes required`);
+  }
+  // The RSS indirection table is indexed through a mask (§5.1.6.5.7.1): a power of two.
+  const len = cfg.rssMaxIndirectionTableLength;
+  if (f(VIRTIO_NET_F_RSS) && (len === 0 || (len & (len - 1)) !== 0)) {
+    broken(`rss_max_indirection_table_length = ${len}, not a power of two`);
+  }
+}
+
+/**
+ * Reads the configuration for the negotiated `features`, consistently (config_generation),
+ * and validates it ({@linkcode validateNetConfig}). Throws DEVICE_MISBEHAVED when the
+ * device-configuration structure is too short for those features' fields.
  *
  * @example
  * ```ts ignore
@@ -68,7 +144,14 @@ export function formatMac(mac: Uint8Array): string {
  */
 export function readNetConfig(t: VirtioPciTransport, features: bigint): NetConfig {
   const f = (n: number) => hasFeature(features, n);
-  return t.readConfig((c) => {
+  const need = netConfigLength(features);
+  if (t.deviceConfig.size < need) {
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `${t.pci.name}'s device configuration structure is ${t.deviceConfig.size} bytes, shorter than the ${need} bytes of struct virtio_net_config the negotiated features need: the device is broken.`,
+    );
+  }
+  const cfg = t.readConfig((c): NetConfig => {
     const mac = new Uint8Array(6);
     if (f(VIRTIO_NET_F_MAC)) { for (let i = 0; i < 6; i++) mac[i] = c.read8(i); }
     const status = f(VIRTIO_NET_F_STATUS) ? c.read16(6) : VIRTIO_NET_S_LINK_UP;
@@ -86,4 +169,6 @@ export function readNetConfig(t: VirtioPciTransport, features: bigint): NetConfi
       supportedHashTypes: rssOrHash ? c.read32(20) : 0,
     };
   });
+  validateNetConfig(t.pci.name, cfg, features);
+  return cfg;
 }

@@ -1,34 +1,12 @@
 /**
- * The modern virtio-pci transport (src/virtio/pci_transport.ts) and the virtio-net config
- * reader (src/net/config.ts) against an emulated device: QEMU's virtio-net-pci config
- * space and a BAR4 whose common configuration registers behave as §4.1.4.3 describes
- * (feature select windows, queue select, status handshake, config generation).
+ * The modern virtio-pci transport (src/virtio/pci_transport.ts) against the emulated
+ * virtio-net-pci function of fake_virtio_pci.ts.
  */
 
 import assert from "node:assert/strict";
-import { DriverError } from "../../src/errors.ts";
-import { formatMac, readNetConfig } from "../../src/net/config.ts";
-import {
-  VIRTIO_NET_F_MAC,
-  VIRTIO_NET_F_MQ,
-  VIRTIO_NET_F_MTU,
-  VIRTIO_NET_F_RSS,
-  VIRTIO_NET_F_STATUS,
-} from "../../src/net/features.ts";
-import {
-  PCI_CAP_ID_VNDR,
-  PCI_CAPABILITY_LIST,
-  PCI_COMMAND,
-  PCI_STATUS,
-  PCI_STATUS_CAP_LIST,
-} from "../../src/pci/capabilities.ts";
-import {
-  type DmaSegment,
-  MappedRegionIo,
-  type PciDevice,
-  type RegionIo,
-} from "../../src/pci/pci_device.ts";
+import { PCI_COMMAND } from "../../src/pci/capabilities.ts";
 import { bit } from "../../src/virtio/features.ts";
+import { VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS } from "../../src/net/features.ts";
 import {
   COMMON_CFGGENERATION,
   COMMON_DF,
@@ -56,9 +34,17 @@ import {
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
 } from "../../src/virtio/status.ts";
-
-const COMMON_AT = 0x0000, ISR_AT = 0x1000, DEVCFG_AT = 0x2000, NOTIFY_AT = 0x3000;
-const BAR_SIZE = 0x4000;
+import {
+  assertDriverError,
+  BAR_SIZE,
+  COMMON_AT,
+  configSpace,
+  DEVCFG_AT,
+  device,
+  FakeBar4,
+  FakePci,
+  ISR_AT,
+} from "./fake_virtio_pci.ts";
 
 Deno.test("common configuration offsets are those of struct virtio_pci_common_cfg (§4.1.4.3)", () => {
   assert.deepEqual(
@@ -84,223 +70,6 @@ Deno.test("common configuration offsets are those of struct virtio_pci_common_cf
   );
   assert.equal(VIRTIO_MSI_NO_VECTOR, 0xffff);
 });
-
-interface QueueRegs {
-  size: number;
-  msix: number;
-  enable: number;
-  notifyOff: number;
-  desc: number[]; // [lo, hi]
-  driver: number[];
-  device: number[];
-}
-
-/** BAR4 of an emulated virtio-net device. */
-class FakeBar4 implements RegionIo {
-  readonly size = BAR_SIZE;
-  readonly mapped = true;
-  readonly mem = new MappedRegionIo(new ArrayBuffer(BAR_SIZE));
-  deviceFeatures = 0n;
-  driverFeatures = 0n;
-  dfselect = 0;
-  gfselect = 0;
-  status = 0;
-  /** Whether FEATURES_OK sticks for the driver's features. */
-  accept: (features: bigint) => boolean = () => true;
-  /** Status reads that still show the old value after a reset write (-1: forever). */
-  resetLag = 0;
-  #lagged = 0;
-  #oldStatus = 0;
-  generation = 0;
-  /** Device-config reads at offset 0 that bump the generation (a change mid-read). */
-  configChanges = 0;
-  queueSelect = 0;
-  queues: QueueRegs[];
-  notifications: { offset: number; value: number }[] = [];
-  /** Vectors the device has (a mapping to one beyond reads back as NO_VECTOR). */
-  msixTableSize = 4;
-
-  constructor(numQueues: number, maxSize = 256) {
-    this.queues = Array.from({ length: numQueues }, (_, i) => ({
-      size: maxSize,
-      msix: 0,
-      enable: 0,
-      notifyOff: i,
-      desc: [0, 0],
-      driver: [0, 0],
-      device: [0, 0],
-    }));
-  }
-  #q(): QueueRegs {
-    return this.queues[this.queueSelect] ??
-      { size: 0, msix: 0, enable: 0, notifyOff: 0, desc: [0, 0], driver: [0, 0], device: [0, 0] };
-  }
-
-  read8(o: number): number {
-    if (o === COMMON_AT + COMMON_STATUS) {
-      if (this.#lagged !== 0) {
-        if (this.#lagged > 0) this.#lagged--;
-        return this.#oldStatus;
-      }
-      return this.status;
-    }
-    if (o === COMMON_AT + COMMON_CFGGENERATION) return this.generation;
-    if (o === DEVCFG_AT && this.configChanges > 0) {
-      this.configChanges--;
-      this.generation = (this.generation + 1) & 0xff;
-    }
-    return this.mem.read8(o);
-  }
-  read16(o: number): number {
-    switch (o - COMMON_AT) {
-      case COMMON_NUMQ:
-        return this.queues.length;
-      case COMMON_Q_SELECT:
-        return this.queueSelect;
-      case COMMON_Q_SIZE:
-        return this.#q().size;
-      case COMMON_Q_MSIX:
-        return this.#q().msix;
-      case COMMON_Q_ENABLE:
-        return this.#q().enable;
-      case COMMON_Q_NOFF:
-        return this.#q().notifyOff;
-    }
-    return this.mem.read16(o);
-  }
-  read32(o: number): number {
-    if (o === COMMON_AT + COMMON_DF) {
-      if (this.dfselect > 1) return 0;
-      return Number((this.deviceFeatures >> BigInt(32 * this.dfselect)) & 0xffff_ffffn);
-    }
-    return this.mem.read32(o);
-  }
-  write8(o: number, v: number): void {
-    if (o === COMMON_AT + COMMON_STATUS) {
-      if (v === 0) {
-        this.#oldStatus = this.status;
-        this.#lagged = this.resetLag;
-        this.status = 0;
-        this.driverFeatures = 0n;
-        return;
-      }
-      const newlyOk = (v & VIRTIO_CONFIG_S_FEATURES_OK) &&
-        !(this.status & VIRTIO_CONFIG_S_FEATURES_OK);
-      this.status = newlyOk && !this.accept(this.driverFeatures)
-        ? v & ~VIRTIO_CONFIG_S_FEATURES_OK
-        : v;
-      return;
-    }
-    this.mem.write8(o, v);
-  }
-  write16(o: number, v: number): void {
-    if (o >= NOTIFY_AT) {
-      this.notifications.push({ offset: o - NOTIFY_AT, value: v });
-      return;
-    }
-    const q = this.#q();
-    switch (o - COMMON_AT) {
-      case COMMON_Q_SELECT:
-        this.queueSelect = v;
-        return;
-      case COMMON_Q_SIZE:
-        q.size = v;
-        return;
-      case COMMON_Q_MSIX:
-        // QEMU's virtio_pci_common_write: a vector msix_vector_use() refuses reads back as
-        // VIRTIO_NO_VECTOR.
-        q.msix = v !== 0xffff && v >= this.msixTableSize ? 0xffff : v;
-        return;
-      case COMMON_Q_ENABLE:
-        q.enable = v;
-        return;
-    }
-    this.mem.write16(o, v);
-  }
-  write32(o: number, v: number): void {
-    const q = this.#q();
-    const r = o - COMMON_AT;
-    if (r === COMMON_DFSELECT) this.dfselect = v;
-    else if (r === COMMON_GFSELECT) this.gfselect = v;
-    else if (r === COMMON_GF) {
-      const shift = BigInt(32 * this.gfselect);
-      this.driverFeatures = (this.driverFeatures & ~(0xffff_ffffn << shift)) |
-        (BigInt(v >>> 0) << shift);
-    } else if (r >= COMMON_Q_DESCLO && r < COMMON_Q_USEDLO + 8) {
-      const which = r < COMMON_Q_AVAILLO ? q.desc : r < COMMON_Q_USEDLO ? q.driver : q.device;
-      which[(r & 4) >> 2] = v;
-    } else this.mem.write32(o, v);
-  }
-}
-
-function writeCap(cfg: DataView, at: number, next: number, type: number, off: number, len: number) {
-  cfg.setUint8(at, PCI_CAP_ID_VNDR);
-  cfg.setUint8(at + 1, next);
-  cfg.setUint8(at + 2, type === 2 ? 0x14 : 0x10);
-  cfg.setUint8(at + 3, type);
-  cfg.setUint8(at + 4, 4);
-  cfg.setUint32(at + 8, off, true);
-  cfg.setUint32(at + 12, len, true);
-}
-
-/** QEMU virtio-net-pci config space: caps common/ISR/device/notify on BAR4. */
-function configSpace(opts: { multiplier?: number; omitCommon?: boolean } = {}): Uint8Array {
-  const bytes = new Uint8Array(256);
-  const cfg = new DataView(bytes.buffer);
-  cfg.setUint16(0, 0x1af4, true);
-  cfg.setUint16(2, 0x1041, true);
-  cfg.setUint16(PCI_COMMAND, 0x0400, true); // INTx disabled, memory and master off
-  cfg.setUint16(PCI_STATUS, PCI_STATUS_CAP_LIST, true);
-  cfg.setUint8(PCI_CAPABILITY_LIST, 0x70);
-  writeCap(cfg, 0x70, 0x60, 2, NOTIFY_AT, 0x1000);
-  cfg.setUint32(0x70 + 16, opts.multiplier ?? 4, true);
-  writeCap(cfg, 0x60, 0x50, 4, DEVCFG_AT, 0x1000);
-  writeCap(cfg, 0x50, opts.omitCommon ? 0 : 0x40, 3, ISR_AT, 0x1000);
-  if (!opts.omitCommon) writeCap(cfg, 0x40, 0, 1, COMMON_AT, 0x1000);
-  return bytes;
-}
-
-class FakePci implements PciDevice {
-  readonly name = "0000:00:04.0";
-  readonly config: MappedRegionIo;
-  readonly cfgBytes: Uint8Array;
-  readonly bar4: FakeBar4;
-  constructor(cfg: Uint8Array, bar4: FakeBar4) {
-    this.cfgBytes = cfg;
-    this.config = new MappedRegionIo(cfg.buffer as ArrayBuffer);
-    this.bar4 = bar4;
-  }
-  bar(index: number): RegionIo {
-    if (index !== 4) throw new RangeError(`BAR${index} is absent`);
-    return this.bar4;
-  }
-  iovaRanges() {
-    return [{ start: 0n, end: (1n << 39n) - 1n }];
-  }
-  dmaMap(_segment: DmaSegment, _iova: bigint): void {}
-  dmaUnmap(_iova: bigint, _size: number): void {}
-  reset(): void {}
-  irqCount(_index: number): number {
-    return 0;
-  }
-  setIrqEventfds(_index: number, _start: number, _fds: number[]): void {}
-  close(_options?: { restoreDriver?: boolean }): void {}
-}
-
-function device(opts: { multiplier?: number; queues?: number } = {}) {
-  const bar = new FakeBar4(opts.queues ?? 3);
-  const pci = new FakePci(configSpace(opts), bar);
-  return { bar, pci, t: new VirtioPciTransport(pci) };
-}
-
-function assertDriverError(fn: () => unknown, code: string, what: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof DriverError, `expected DriverError, got ${e}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, what);
-    return true;
-  });
-}
 
 Deno.test("the transport enables memory decoding and bus mastering, keeping other command bits", () => {
   const { pci } = device();
@@ -462,74 +231,6 @@ Deno.test("readConfig() gives up with DEVICE_MISBEHAVED when the generation neve
   const { bar, t } = device();
   bar.configChanges = Infinity;
   assertDriverError(() => t.readConfig((c) => c.read8(0)), "DEVICE_MISBEHAVED", /never settled/);
-});
-
-// ---------------------------------------------------------------------------------------
-// struct virtio_net_config (§5.1.4)
-// ---------------------------------------------------------------------------------------
-
-function netConfigDevice() {
-  const d = device();
-  const m = d.bar.mem;
-  [0x52, 0x54, 0x00, 0x12, 0x34, 0x56].forEach((b, i) => m.write8(DEVCFG_AT + i, b));
-  m.write16(DEVCFG_AT + 6, 0); // status: link down
-  m.write16(DEVCFG_AT + 8, 4); // max_virtqueue_pairs
-  m.write16(DEVCFG_AT + 10, 9000); // mtu
-  m.write32(DEVCFG_AT + 12, 10000); // speed
-  m.write8(DEVCFG_AT + 16, 1); // duplex
-  m.write8(DEVCFG_AT + 17, 40); // rss_max_key_size
-  m.write16(DEVCFG_AT + 18, 128); // rss_max_indirection_table_length
-  m.write32(DEVCFG_AT + 20, 0x1ff); // supported_hash_types
-  return d;
-}
-
-Deno.test("readNetConfig() reads each field its feature makes valid", () => {
-  const { t } = netConfigDevice();
-  const features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MQ) |
-    bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_RSS);
-  const cfg = readNetConfig(t, features);
-  assert.equal(formatMac(cfg.mac), "52:54:00:12:34:56");
-  assert.equal(cfg.linkUp, false);
-  assert.equal(cfg.announce, false);
-  assert.equal(cfg.maxVirtqueuePairs, 4);
-  assert.equal(cfg.mtu, 9000);
-  assert.equal(cfg.rssMaxKeySize, 40);
-  assert.equal(cfg.rssMaxIndirectionTableLength, 128);
-  assert.equal(cfg.supportedHashTypes, 0x1ff);
-});
-
-Deno.test("readNetConfig() uses the spec's defaults for fields whose feature is absent", () => {
-  const { t } = netConfigDevice();
-  assert.deepEqual(readNetConfig(t, bit(32)), {
-    mac: new Uint8Array(6),
-    linkUp: true,
-    announce: false,
-    maxVirtqueuePairs: 1,
-    mtu: 1500,
-    rssMaxKeySize: 0,
-    rssMaxIndirectionTableLength: 0,
-    supportedHashTypes: 0,
-  });
-});
-
-Deno.test("readNetConfig() decodes LINK_UP and ANNOUNCE from status", () => {
-  const { bar, t } = netConfigDevice();
-  bar.mem.write16(DEVCFG_AT + 6, 3);
-  const cfg = readNetConfig(t, bit(VIRTIO_NET_F_STATUS));
-  assert.equal(cfg.linkUp, true);
-  assert.equal(cfg.announce, true);
-});
-
-Deno.test("readNetConfig() rereads when the configuration changes under it", () => {
-  const { bar, t } = netConfigDevice();
-  bar.configChanges = 1;
-  const cfg = readNetConfig(t, bit(VIRTIO_NET_F_MAC));
-  assert.equal(formatMac(cfg.mac), "52:54:00:12:34:56");
-  assert.equal(bar.configChanges, 0);
-});
-
-Deno.test("formatMac() writes six lower-case, zero-padded hex bytes", () => {
-  assert.equal(formatMac(new Uint8Array([0, 1, 0xa, 0xff, 0x10, 0xab])), "00:01:0a:ff:10:ab");
 });
 
 Deno.test("setQueueVector() selects the queue, writes queue_msix_vector and returns the read-back", () => {
