@@ -82,6 +82,7 @@ export class DmaRegion {
   readonly iova: number;
   #ptr: Deno.PointerObject;
   readonly #mappedFor = new Set<PciDevice>();
+  #retainedBy: string | null = null;
 
   private constructor(ptr: Deno.PointerObject, size: number, fd: number, huge: boolean) {
     this.#ptr = ptr;
@@ -173,14 +174,44 @@ export class DmaRegion {
     this.#mappedFor.add(device);
   }
 
-  /** Removes the mapping for `device` (no-op when not mapped for it). */
+  /**
+   * Keeps the region mapped (for the process and every device) until the process exits:
+   * {@linkcode DmaRegion.free} and {@linkcode DmaRegion.unmapFrom} do nothing from now
+   * on. For memory that something this thread cannot stop may still use, such as a
+   * forwarding worker that did not confirm it stopped (the engine retains the shared pool
+   * then). `reason` names it.
+   *
+   * @example
+   * ```ts
+   * import { DmaRegion } from "./memory.ts";
+   * const r = DmaRegion.allocate(4096, { hugePages: false });
+   * r.retain("a worker may still use it");
+   * r.free(); // false: still mapped
+   * ```
+   */
+  retain(reason: string): void {
+    this.#retainedBy ??= reason;
+  }
+
+  /** Why the region is kept mapped ({@linkcode DmaRegion.retain}), or null. */
+  get retainedBy(): string | null {
+    return this.#retainedBy;
+  }
+
+  /** Removes the mapping for `device` (no-op when not mapped for it, or retained). */
   unmapFrom(device: PciDevice): void {
+    if (this.#retainedBy !== null) return;
     if (!this.#mappedFor.delete(device)) return;
     device.dmaUnmap(BigInt(this.iova), this.size);
   }
 
-  /** Unmaps from every device it is mapped for, unmaps the memory, closes the memfd. */
-  free(): void {
+  /**
+   * Unmaps from every device it is mapped for, unmaps the memory, closes the memfd.
+   * Returns false, and does nothing, when the region is retained
+   * ({@linkcode DmaRegion.retain}).
+   */
+  free(): boolean {
+    if (this.#retainedBy !== null) return false;
     try {
       for (const d of [...this.#mappedFor]) this.unmapFrom(d);
     } finally {
@@ -188,5 +219,6 @@ export class DmaRegion {
       libc.munmap(this.#ptr, BigInt(this.size));
       libc.close(this.fd);
     }
+    return true;
   }
 }

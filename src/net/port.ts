@@ -11,6 +11,7 @@
  */
 
 import { BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
+import { DmaRelease } from "../dma/dma_release.ts";
 import { alignUp, DmaRegion } from "../dma/memory.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { parsePortSpec, type PortSpec } from "../pci/address.ts";
@@ -115,6 +116,7 @@ interface PortParts {
   tx: TxQueue[];
   control: ControlQueue | null;
   release: ReleaseStack;
+  dma: DmaRelease;
 }
 
 /**
@@ -162,6 +164,7 @@ export class VirtioNetPort {
   readonly #rx: RxQueue[];
   readonly #tx: TxQueue[];
   readonly #release: ReleaseStack;
+  readonly #dma: DmaRelease;
 
   private constructor(p: PortParts) {
     this.name = p.name;
@@ -177,6 +180,7 @@ export class VirtioNetPort {
     this.#rx = p.rx;
     this.#tx = p.tx;
     this.#release = p.release;
+    this.#dma = p.dma;
     this.steering = new Steering(p.name, p.features, p.config, p.control, p.rx, p.tx);
     this.rxFilter = new RxFilter(p.name, p.features, p.control);
   }
@@ -188,6 +192,7 @@ export class VirtioNetPort {
   static open(spec: string | PortSpec, options: PortOptions = {}): VirtioNetPort {
     const ps = typeof spec === "string" ? parsePortSpec(spec) : spec;
     const release = new ReleaseStack();
+    const dma = new DmaRelease(ps.name);
     let failed = false;
     try {
       let pci: PciDevice;
@@ -206,8 +211,12 @@ export class VirtioNetPort {
       }
       const opened = pci;
       // When opening fails half-way, the function goes back to its kernel driver too.
-      release.push(`close ${ps.name}`, () => opened.close({ restoreDriver: failed }));
-      const port = VirtioNetPort.#start(ps.name, pci, options, release);
+      release.push(`close ${ps.name}`, () => {
+        // Whatever may still use the DMA memory may also notify through the BAR mapping
+        // or the vfio-user socket: those stay too (dma's release reports why).
+        if (dma.retainedBy === null) opened.close({ restoreDriver: failed });
+      });
+      const port = VirtioNetPort.#start(ps.name, pci, options, release, dma);
       const pairs = options.queuePairs ?? 1;
       if (pairs > 1) port.steering.set({ mode: "auto", pairs });
       return port;
@@ -223,6 +232,7 @@ export class VirtioNetPort {
     pci: PciDevice,
     options: PortOptions,
     release: ReleaseStack,
+    dma: DmaRelease,
   ): VirtioNetPort {
     const id = {
       vendor: pci.config.read16(PCI_VENDOR_ID),
@@ -235,16 +245,22 @@ export class VirtioNetPort {
     const notifyCap = readNotifyCap(name, pci);
     // §3.1.1: reset, ACKNOWLEDGE, DRIVER, negotiate, FEATURES_OK, set up queues, DRIVER_OK.
     t.reset();
-    // Reset before anything taken below is released: the device must stop using DMA
-    // memory before it is unmapped and freed.
+    // Released last pushed first: the reset, then the DMA memory below (unmapped and freed
+    // only once the reset read back 0, §4.1.4.3.2: the device no longer touches it), then
+    // the device. Also on a failed open.
+    release.push("release DMA memory", () => {
+      const failures = dma.releaseAll();
+      if (failures.length) throw new Error(failures.join("; "));
+    });
     release.push(`reset ${name}`, () => {
       try {
         t.reset();
       } catch (e) {
         // A vfio-user server that has gone away took the device and its DMA with it:
-        // there is nothing left to reset. Anything else is reported.
+        // there is nothing left to reset. Anything else keeps the DMA memory mapped.
         if (!(e instanceof DriverError && e.code === "TRANSPORT")) throw e;
       }
+      dma.deviceStopped();
     });
     t.addStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE);
     t.addStatus(VIRTIO_CONFIG_S_DRIVER);
@@ -297,7 +313,7 @@ export class VirtioNetPort {
       ringsTotal + ctrlBytes + (ownPool ? poolSize * bufferSize : 0),
       { hugePages: options.hugePages },
     );
-    release.push("free DMA memory", () => region.free());
+    dma.push("free DMA memory", () => region.free());
     region.mapFor(pci);
     let pool: BufferPool;
     if (options.pool === undefined) {
@@ -312,7 +328,7 @@ export class VirtioNetPort {
       }
       const shared = pool.region;
       shared.mapFor(pci);
-      release.push("unmap the shared pool", () => shared.unmapFrom(pci));
+      dma.push("unmap the shared pool", () => shared.unmapFrom(pci));
     }
 
     const eventIdx = hasFeature(features, VIRTIO_F_EVENT_IDX);
@@ -369,6 +385,7 @@ export class VirtioNetPort {
       tx,
       control,
       release,
+      dma,
     });
   }
 
@@ -472,11 +489,43 @@ export class VirtioNetPort {
   }
 
   /**
-   * Stops the port: resets the device (it stops DMA), unmaps and frees DMA memory, closes
-   * the transport (and returns the function to its kernel driver if asked). Idempotent.
+   * Keeps the port's DMA memory mapped and its device open when it closes (the device is
+   * still reset), until the process exits: for when something this thread cannot stop may
+   * still use them, such as a forwarding worker that did not confirm it stopped (the
+   * engine calls this). `reason` names it, e.g. "the forwarding worker of queue pair 0
+   * did not confirm it stopped".
+   *
+   * @example
+   * ```ts ignore
+   * port.retainMemory("the forwarding worker of queue pair 0 did not confirm it stopped");
+   * port.close(); // resets the device, then throws: the memory stays mapped
+   * ```
+   */
+  retainMemory(reason: string): void {
+    this.#dma.retain(reason);
+  }
+
+  /** Why {@linkcode VirtioNetPort.retainMemory} keeps the memory, or null. */
+  get memoryRetainedBy(): string | null {
+    return this.#dma.retainedBy;
+  }
+
+  /**
+   * Stops the port: resets the device and waits until the reset reads back (it stops DMA),
+   * then unmaps and frees DMA memory, closes the transport (and returns the function to
+   * its kernel driver if asked). Idempotent. A device that does not confirm its reset
+   * keeps its DMA memory mapped, as does a port whose memory is retained
+   * ({@linkcode VirtioNetPort.retainMemory}; it keeps its device open too); both throw.
    */
   close(): void {
     const failures = this.#release.releaseAll();
+    const kept = this.#dma.retainedBy;
+    if (kept !== null && failures.length) {
+      throw new DriverError(
+        "WORKER",
+        `${kept}, so ${this.name} was reset but keeps its DMA memory and device open until the process exits: let the process exit.`,
+      );
+    }
     if (failures.length) {
       const what = failures.map((f) => f.replace(/\.+$/, "")).join("; ");
       throw new DriverError(

@@ -61,6 +61,8 @@ export interface FakeDeviceOptions {
   notifyOffAfterEnable?: number;
   /** device_status never reads back 0 after a reset from the Nth reset on (1-based). */
   resetHangsFrom?: number;
+  /** The device sets DEVICE_NEEDS_RESET as soon as the driver sets DRIVER_OK. */
+  needsResetOnDriverOk?: boolean;
 }
 
 /** BAR4: common configuration registers emulated, the rest plain memory. */
@@ -113,7 +115,8 @@ class FakeBar4 extends MappedRegionIo {
         this.#enabled.fill(false);
         this.dev.events.push("reset");
       }
-      this.status = v;
+      // DRIVER_OK (4) → DEVICE_NEEDS_RESET (0x40), when asked to fail.
+      this.status = this.opts.needsResetOnDriverOk && (v & 4) ? v | 0x40 : v;
       return;
     }
     super.write8(o, v);
