@@ -175,7 +175,8 @@ export class VirtioPciTransport {
 
   /**
    * Locates the virtio structures of `pci` and enables memory decoding and bus mastering.
-   * Throws DEVICE_MISBEHAVED when a structure is missing or lies outside its BAR.
+   * Throws NOT_VIRTIO_NET when a structure is missing, DEVICE_MISBEHAVED when the
+   * capability list is malformed or a structure is misaligned or lies outside its BAR.
    *
    * @example
    * ```ts ignore
@@ -186,13 +187,25 @@ export class VirtioPciTransport {
    */
   constructor(pci: PciDevice) {
     this.pci = pci;
-    const caps = findVirtioCaps(pci.config);
-    const need = (type: number, what: string, min: number): RegionIo => {
+    const caps = readCaps(pci);
+    const broken = (what: string): never => {
+      throw new DriverError("DEVICE_MISBEHAVED", `${pci.name}'s ${what}: the device is broken.`);
+    };
+    // `align`: §4.1.4.3.1, §4.1.4.4.1 and §4.1.4.6.1 (common and device configuration
+    // 4-byte aligned, notifications 2-byte; ISR any).
+    const need = (type: number, what: string, min: number, align: number): RegionIo => {
       const loc = caps.get(type);
       if (!loc) {
         throw new DriverError(
           "NOT_VIRTIO_NET",
           `${pci.name} has no virtio ${what} capability: it is not a modern (virtio 1.x) virtio-pci device; for QEMU use disable-legacy=on or a machine type that offers virtio 1.`,
+        );
+      }
+      if (loc.offset % align !== 0) {
+        broken(
+          `virtio ${what} structure at BAR${loc.bar} +0x${
+            loc.offset.toString(16)
+          } is not ${align}-byte aligned`,
         );
       }
       const bar = pci.bar(loc.bar);
@@ -206,11 +219,17 @@ export class VirtioPciTransport {
       }
       return new SubRegionIo(bar, loc.offset, Math.min(loc.length, bar.size - loc.offset));
     };
-    this.common = need(VIRTIO_PCI_CAP_COMMON_CFG, "common configuration", COMMON_CFG_MIN_LEN);
-    this.#notify = need(VIRTIO_PCI_CAP_NOTIFY_CFG, "notification", 2);
-    this.#notifyMultiplier = caps.get(VIRTIO_PCI_CAP_NOTIFY_CFG)!.notifyOffMultiplier ?? 0;
-    this.isr = need(VIRTIO_PCI_CAP_ISR_CFG, "ISR", 1);
-    this.deviceConfig = need(VIRTIO_PCI_CAP_DEVICE_CFG, "device configuration", 0);
+    this.common = need(VIRTIO_PCI_CAP_COMMON_CFG, "common configuration", COMMON_CFG_MIN_LEN, 4);
+    this.#notify = need(VIRTIO_PCI_CAP_NOTIFY_CFG, "notification", 2, 2);
+    const m = caps.get(VIRTIO_PCI_CAP_NOTIFY_CFG)!.notifyOffMultiplier ?? 0;
+    // §4.1.4.4.1: 0 or an even power of two, so every notification address stays 2-byte
+    // aligned for the 16-bit write.
+    if (m === 1 || (m & (m - 1)) !== 0) {
+      broken(`notify_off_multiplier ${m} is neither 0 nor an even power of two`);
+    }
+    this.#notifyMultiplier = m;
+    this.isr = need(VIRTIO_PCI_CAP_ISR_CFG, "ISR", 1, 1);
+    this.deviceConfig = need(VIRTIO_PCI_CAP_DEVICE_CFG, "device configuration", 0, 4);
     const cmd = pci.config.read16(PCI_COMMAND);
     pci.config.write16(PCI_COMMAND, cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
   }
@@ -375,6 +394,20 @@ export class VirtioPciTransport {
     throw new DriverError(
       "DEVICE_MISBEHAVED",
       `${this.pci.name}'s configuration generation never settled: the device is broken.`,
+    );
+  }
+}
+
+/** findVirtioCaps over `pci`'s config space, a malformed capability list as a DriverError. */
+function readCaps(pci: PciDevice): Map<number, VirtioCapLocation> {
+  try {
+    return findVirtioCaps(pci.config);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `${pci.name}'s ${e.message}: the device is broken.`,
+      { cause: e },
     );
   }
 }

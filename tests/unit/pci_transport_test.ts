@@ -44,6 +44,7 @@ import {
   FakeBar4,
   FakePci,
   ISR_AT,
+  NOTIFY_AT,
 } from "./fake_virtio_pci.ts";
 
 Deno.test("common configuration offsets are those of struct virtio_pci_common_cfg (§4.1.4.3)", () => {
@@ -256,4 +257,49 @@ Deno.test("setConfigVector() writes config_msix_vector and reads it back", () =>
   assert.equal(t.setConfigVector(0), 0);
   assert.equal(bar.mem.read16(COMMON_AT + COMMON_MSIX), 0);
   assert.equal(t.setConfigVector(VIRTIO_MSI_NO_VECTOR), VIRTIO_MSI_NO_VECTOR);
+});
+
+Deno.test("a virtio structure at an offset its alignment forbids is DEVICE_MISBEHAVED (§4.1.4)", () => {
+  // [capability, offset, required alignment]: common 0x40, ISR 0x50, device 0x60, notify 0x70.
+  for (
+    const [cap, offset, what] of [
+      [0x40, COMMON_AT + 2, /common configuration structure at BAR4 \+0x2 is not 4-byte aligned/],
+      [0x60, DEVCFG_AT + 2, /device configuration structure at BAR4 \+0x2002 is not 4-byte/],
+      [0x70, NOTIFY_AT + 1, /notification structure at BAR4 \+0x3001 is not 2-byte aligned/],
+    ] as const
+  ) {
+    const cfg = configSpace();
+    new DataView(cfg.buffer).setUint32(cap + 8, offset, true);
+    assertDriverError(
+      () => new VirtioPciTransport(new FakePci(cfg, new FakeBar4(2))),
+      "DEVICE_MISBEHAVED",
+      new RegExp(`^0000:00:04\\.0's virtio ${what.source}.*: the device is broken\\.$`),
+    );
+  }
+  const isr = configSpace();
+  new DataView(isr.buffer).setUint32(0x50 + 8, ISR_AT + 1, true); // ISR: any offset
+  const bar = new FakeBar4(2);
+  bar.mem.write8(ISR_AT + 1, 3);
+  assert.equal(new VirtioPciTransport(new FakePci(isr, bar)).isr.read8(0), 3);
+});
+
+Deno.test("a notify_off_multiplier that is neither 0 nor an even power of two is DEVICE_MISBEHAVED", () => {
+  for (const multiplier of [1, 3, 6, 0x1001]) {
+    assertDriverError(
+      () => device({ multiplier }),
+      "DEVICE_MISBEHAVED",
+      new RegExp(`notify_off_multiplier ${multiplier} is neither 0 nor an even power of two`),
+    );
+  }
+  for (const multiplier of [0, 2, 4, 0x1000]) device({ multiplier });
+});
+
+Deno.test("a malformed PCI capability list is a DriverError naming the device", () => {
+  const cfg = configSpace();
+  cfg[0x41] = 0x70; // common cfg -> notify, which leads back round: a loop
+  assertDriverError(
+    () => new VirtioPciTransport(new FakePci(cfg, new FakeBar4(2))),
+    "DEVICE_MISBEHAVED",
+    /^0000:00:04\.0's PCI capability list is malformed at offset 0x70: the device is broken\.$/,
+  );
 });
