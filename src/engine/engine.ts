@@ -17,7 +17,7 @@
 import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError, type DriverErrorCode } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
-import { CTL_STOP, requestStop, sharedControl } from "./control.ts";
+import { awaitWorkersLeft, CTL_STOP, requestStop, sharedControl } from "./control.ts";
 import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
@@ -78,6 +78,21 @@ export interface EngineOptions {
   startTimeoutMs?: number;
   /** Called once if a worker fails while running (the engine stops forwarding). */
   onError?: (error: DriverError) => void;
+}
+
+/** What {@linkcode ForwardingEngine.stop} resolves with: the final counters, and whether the memory can go. */
+export interface EngineStopped extends EngineSnapshot {
+  /**
+   * True when a worker did not confirm in time that it left its loop for good: it may
+   * still touch the rings, the packet buffers and the notify registers. The engine then
+   * retained the ports' DMA memory and devices and the shared pool
+   * (`port.retainMemory()`, `pool.region.retain()`): closing the
+   * ports still resets the devices but keeps the rest (and throws), and
+   * `pool.region.free()` does nothing. Let the process exit, which releases them.
+   */
+  unsafeToRelease: boolean;
+  /** The queue pairs whose workers did not confirm (empty when none). */
+  stuckWorkers: number[];
 }
 
 /** A loaded script: the module and what the main thread needs of it. */
@@ -199,8 +214,10 @@ export class ForwardingEngine {
   readonly #control: Int32Array;
   readonly #script: LoadedScript | null;
   readonly #pcap: PcapSink | null;
+  readonly #pool: BufferPool;
   #finished: Promise<unknown>[] = [];
-  #stopped: Promise<EngineSnapshot> | null = null;
+  #stopped: Promise<EngineStopped> | null = null;
+  #stuck: number[] = [];
   #error: DriverError | null = null;
 
   private constructor(
@@ -211,8 +228,10 @@ export class ForwardingEngine {
     control: Int32Array,
     script: LoadedScript | null,
     pcap: PcapSink | null,
+    pool: BufferPool,
   ) {
     this.ports = ports;
+    this.#pool = pool;
     this.queues = workers.length;
     this.#layout = layout;
     this.#workers = workers;
@@ -311,7 +330,7 @@ export class ForwardingEngine {
       described.map((ps) => ps.flatMap((p) => [...buffersInRing(p.rx), ...buffersInRing(p.tx)])),
     );
 
-    const control = sharedControl();
+    const control = sharedControl(queues);
     const mailbox = steeringMailbox(ports.length, queues);
     const counters = described.map(() => sharedCounters(layout));
     const capRings = described.map((_, k) =>
@@ -370,12 +389,24 @@ export class ForwardingEngine {
         ),
       );
     } catch (e) {
-      requestStop(control);
+      // A worker that has not started yet will not (the stop flag is up); one that has
+      // must leave before the caller may close the ports.
+      const stuck = await awaitWorkersLeft(control, workers.length, 1500);
       for (const w of workers) w.terminate();
+      if (stuck.length) retainMemory(ports, pool, stuck);
       pcap?.close();
       throw e;
     }
-    const engine = new ForwardingEngine(ports, layout, workers, counters, control, script, pcap);
+    const engine = new ForwardingEngine(
+      ports,
+      layout,
+      workers,
+      counters,
+      control,
+      script,
+      pcap,
+      pool,
+    );
     // From here on a steering switch on a port goes through the workers (see Steering).
     ports.forEach((p, i) =>
       p.steering.attachWorkers(
@@ -459,23 +490,54 @@ export class ForwardingEngine {
   }
 
   /**
-   * Stops forwarding: raises the stop flag, waits (at most `timeoutMs`) for every worker to
-   * send what it buffered and exit (a worker that does not is terminated), writes the rest
-   * of the capture, and returns the final counters. The ports can be closed afterwards.
-   * Idempotent.
+   * True once {@linkcode ForwardingEngine.stop} found a worker that did not confirm it
+   * stopped: the ports' and the pool's memory is retained (see {@linkcode EngineStopped}).
    */
-  stop(timeoutMs = 1500): Promise<EngineSnapshot> {
+  get unsafeToRelease(): boolean {
+    return this.#stuck.length > 0;
+  }
+
+  /**
+   * Stops forwarding: raises the stop flag and waits (at most `timeoutMs`) until every
+   * worker has sent what it buffered and confirmed, through its presence word
+   * (control.ts), that it will not touch shared memory again; then terminates the
+   * workers, writes the rest of the capture, and returns the final counters. Once it
+   * resolves with `unsafeToRelease` false, the ports can be closed and the pool freed.
+   * With `unsafeToRelease` true (a worker still running: `Worker.terminate()` does not
+   * stop it at once), the engine has retained that memory, and the caller must not free
+   * it by other means: see {@linkcode EngineStopped}. Idempotent.
+   */
+  stop(timeoutMs = 1500): Promise<EngineStopped> {
     this.#stopped ??= (async () => {
       requestStop(this.#control);
       for (const p of this.ports) p.steering.attachWorkers(null);
+      this.#stuck = await awaitWorkersLeft(this.#control, this.#workers.length, timeoutMs);
+      // A worker that left has posted "done" or "error" last: let those arrive (briefly).
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise((r) => timer = setTimeout(r, timeoutMs));
-      await Promise.race([Promise.all(this.#finished), timeout]);
+      const settle = new Promise((r) => timer = setTimeout(r, this.#stuck.length ? 0 : 100));
+      await Promise.race([Promise.all(this.#finished), settle]);
       clearTimeout(timer);
       for (const w of this.#workers) w.terminate();
+      if (this.#stuck.length) retainMemory(this.ports, this.#pool, this.#stuck);
       this.#pcap?.close();
-      return this.snapshot();
+      return {
+        ...this.snapshot(),
+        unsafeToRelease: this.#stuck.length > 0,
+        stuckWorkers: [...this.#stuck],
+      };
     })();
     return this.#stopped;
   }
+}
+
+/**
+ * Keeps the memory workers `stuck` may still touch: the ports' DMA memory and devices, and
+ * the shared pool, until the process exits.
+ */
+function retainMemory(ports: readonly VirtioNetPort[], pool: BufferPool, stuck: number[]): void {
+  const reason = `the forwarding worker${stuck.length > 1 ? "s" : ""} of queue pair${
+    stuck.length > 1 ? "s" : ""
+  } ${stuck.join(", ")} did not confirm ${stuck.length > 1 ? "they" : "it"} stopped`;
+  for (const p of ports) p.retainMemory(reason);
+  pool.region.retain(reason);
 }

@@ -15,7 +15,7 @@
  * @module
  */
 
-export { type EngineOptions, ForwardingEngine } from "./engine.ts";
+export { type EngineOptions, type EngineStopped, ForwardingEngine } from "./engine.ts";
 export type { CaptureDirection } from "./worker_spec.ts";
 export {
   asForwardScript,

@@ -25,7 +25,7 @@
 
 import { SplitQueue } from "../virtio/split_queue.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
-import { CTL_STOP } from "./control.ts";
+import { CTL_STOP, enterShared, leaveShared } from "./control.ts";
 import {
   counterLayout,
   portBase,
@@ -116,7 +116,25 @@ function heapUsed(): number {
   return Deno.memoryUsage().heapUsed;
 }
 
+/**
+ * Runs the worker between its announcements (control.ts): inside before it first touches
+ * DMA memory or the notify BAR, left once it never will again, also when it fails.
+ */
 async function start(spec: WorkerSpec): Promise<void> {
+  const ctl = new Int32Array(spec.control);
+  let inFlight = 0;
+  if (enterShared(ctl, spec.queue)) {
+    try {
+      inFlight = await forward(spec, ctl);
+    } finally {
+      leaveShared(ctl, spec.queue);
+    }
+  }
+  scope.postMessage({ type: "done", inFlight });
+}
+
+/** Adopts the queues and the pool partition, forwards until stopped, drains. */
+async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   const p = spec.pool;
   const pool = new PartitionPool(
     memoryAt(p.address, p.bytes, "the packet pool"),
@@ -138,7 +156,6 @@ async function start(spec: WorkerSpec): Promise<void> {
       `the counters hold ${c.length} slots, the script needs ${layout.length}: main thread and worker loaded different scripts`,
     );
   }
-  const ctl = new Int32Array(spec.control);
   const clock = new FfiClock(CLOCK_MONOTONIC);
   const rx = spec.ports.map((port, i) => {
     const q = new RxQueue(adopt(port.rx), pool, port.headerSize, c, portBase(i));
@@ -200,7 +217,7 @@ async function start(spec: WorkerSpec): Promise<void> {
   c[W_STATE] = STATE_DRAINING;
   const inFlight = fwd.drain(500);
   c[W_STATE] = STATE_DONE;
-  scope.postMessage({ type: "done", inFlight });
+  return inFlight;
 }
 
 /**

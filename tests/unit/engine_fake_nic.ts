@@ -13,7 +13,7 @@
 import { createSharedPool } from "../../src/dma/buffer_pool.ts";
 import type { BufferPool } from "../../src/dma/buffer_pool.ts";
 import { DmaRegion } from "../../src/dma/memory.ts";
-import { CTL_STOP, requestStop, sharedControl } from "../../src/engine/control.ts";
+import { CTL_STOP, requestStop, sharedControl, workersInside } from "../../src/engine/control.ts";
 import {
   counterLayout,
   P_DROP_SCRIPT,
@@ -184,7 +184,7 @@ export class FakeBed {
     const parts = partitionPool(pool, [specs.flatMap((s) => buffersInRing(s.rx))]);
     const layout = counterLayout(2, opts.script?.counters ?? 0, opts.script?.tableSize ?? 0);
     const counters = sharedCounters(layout);
-    const control = sharedControl();
+    const control = sharedControl(1);
     const captureRing = opts.capture ? createPcapRing(1 << 20) : null;
     const spec: WorkerSpec = {
       queue: 0,
@@ -309,15 +309,24 @@ export class FakeBed {
     return out;
   }
 
-  /** Stops the worker (stop flag), waits for it, frees the memory. */
-  async close(): Promise<Record<string, unknown> | null> {
+  /**
+   * True when {@linkcode FakeBed.close} found the worker still inside shared memory: the
+   * rings and the pool were then left mapped.
+   */
+  workerStuck = false;
+
+  /**
+   * Stops the worker (stop flag), waits (at most `ms`) for it to leave shared memory,
+   * frees the memory unless it did not.
+   */
+  async close(ms = 3000): Promise<Record<string, unknown> | null> {
     if (this.#closed) return null;
     this.#closed = true;
     requestStop(this.control);
     let done: Record<string, unknown> | null = null;
     try {
       // The worker drains its transmit queues: keep completing them while it does.
-      const until = performance.now() + 3000;
+      const until = performance.now() + ms;
       while (!done && performance.now() < until) {
         this.drainTx(0);
         this.drainTx(1);
@@ -325,9 +334,13 @@ export class FakeBed {
         await new Promise((r) => setTimeout(r, 2));
       }
     } finally {
+      // As the engine does: memory a worker may still touch stays mapped.
+      this.workerStuck = workersInside(this.control, 1).length > 0;
       this.worker.terminate();
-      this.#region.free();
-      this.pool.region.free();
+      if (!this.workerStuck) {
+        this.#region.free();
+        this.pool.region.free();
+      }
     }
     return done;
   }

@@ -1,0 +1,84 @@
+/**
+ * Stopping the engine releases memory only once every worker has provably stopped
+ * touching it: each worker confirms through its presence word (src/engine/control.ts);
+ * one that does not (stuck in its loop: `Worker.terminate()` does not stop it at once)
+ * makes `stop()` say so, and the ports and the pool keep their memory mapped. Real
+ * forwarding workers against fake devices (port_fake_device.ts, engine_fake_nic.ts).
+ */
+
+import assert from "node:assert/strict";
+import { type BufferPool, createSharedPool } from "../../src/dma/buffer_pool.ts";
+import { ForwardingEngine } from "../../src/engine/engine.ts";
+import type { VirtioNetPort } from "../../src/net/port.ts";
+import { splitRingLayout } from "../../src/virtio/ring_math.ts";
+import { udpFrames } from "../bed/frames.ts";
+import { DeviceRing } from "./engine_fake_nic.ts";
+import { FakeNetDevice, openFakePort } from "./port_fake_device.ts";
+
+const STUCK = new URL("./engine_stuck_script.ts", import.meta.url).href;
+
+/** Two fake ports on a shared pool, and the engine forwarding between them. */
+async function engineOn(name: string, script?: string) {
+  const pool = createSharedPool(1024, 2048, { hugePages: false });
+  const devs = [0, 1].map((i) => new FakeNetDevice(`vfio-user:/${name}${i}`));
+  const ports = devs.map((d) => openFakePort(d, { pool }));
+  const engine = await ForwardingEngine.start(ports, pool, {
+    script: script ? { path: script } : undefined,
+  });
+  return { pool, devs, ports, engine };
+}
+
+/** Plays port's device: one frame into receiveq1's first posted buffer. */
+function deliverFrame(port: VirtioNetPort, pool: BufferPool, frame: Uint8Array): void {
+  const vq = port.rx(0).vq;
+  const p = Deno.UnsafePointer.offset(Deno.UnsafePointer.of(vq.ringMemory)!, vq.ringOffset)!;
+  const ring = new DeviceRing(
+    Deno.UnsafePointerView.getArrayBuffer(p, splitRingLayout(vq.size).totalBytes),
+    vq.size,
+  );
+  ring.poll();
+  const id = ring.pending[0];
+  const at = ring.desc(id).addr - pool.region.iova;
+  pool.data.fill(0, at, at + port.headerSize);
+  pool.data.set(frame, at + port.headerSize);
+  ring.used(id, port.headerSize + frame.length);
+  ring.publish();
+}
+
+Deno.test("a worker stuck in its loop: stop() reports it, and the ports and the pool keep their memory", async () => {
+  const { pool, devs, ports, engine } = await engineOn("fake-stuck", STUCK);
+  deliverFrame(ports[0], pool, udpFrames({ seed: 1, count: 1, flows: 1 })[0]);
+  await new Promise((r) => setTimeout(r, 200)); // the worker is in handleBurst now
+  const stopped = await engine.stop(300);
+  assert.equal(stopped.unsafeToRelease, true, "unsafeToRelease");
+  assert.deepEqual(stopped.stuckWorkers, [0]);
+  assert.equal(engine.unsafeToRelease, true);
+  for (const [i, port] of ports.entries()) {
+    devs[i].events.length = 0;
+    assert.throws(
+      () => port.close(),
+      /queue pair 0 did not confirm it stopped, so .* keeps its DMA memory and device open until the process exits/,
+    );
+    // Reset (the device stops its DMA), but no unmapping and no close.
+    assert.deepEqual(devs[i].events, ["reset"], `${port.name}`);
+  }
+  assert.equal(pool.region.free(), false, "the shared pool stays mapped");
+});
+
+Deno.test("workers that stopped: stop() says the memory can go, and closing releases it", async () => {
+  const { pool, devs, ports, engine } = await engineOn("fake-stop");
+  const stopped = await engine.stop();
+  assert.equal(stopped.unsafeToRelease, false, "unsafeToRelease");
+  assert.deepEqual(stopped.stuckWorkers, []);
+  for (const [i, port] of ports.entries()) {
+    devs[i].events.length = 0;
+    port.close();
+    assert.deepEqual(devs[i].events.map((e) => e.split(" ")[0]), [
+      "reset",
+      "dmaUnmap",
+      "dmaUnmap",
+      "close",
+    ]);
+  }
+  assert.equal(pool.region.free(), true);
+});
