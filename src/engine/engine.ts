@@ -197,7 +197,9 @@ function workerError(what: string, m: { code?: string; message?: string }): Driv
  * const ports = ["0000:00:04.0", "0000:00:05.0"].map((a) => openPort(a, { pool, queuePairs: 2 }));
  * const engine = await ForwardingEngine.start(ports, pool, { burst: 32 });
  * setTimeout(async () => {
- *   console.log(JSON.stringify((await engine.stop()).ports));
+ *   const final = await engine.stop();
+ *   console.log(JSON.stringify(final.ports));
+ *   if (final.unsafeToRelease) Deno.exit(1); // a worker may still run: keep its memory
  *   for (const p of ports) p.close();
  *   pool.region.free();
  * }, 10000);
