@@ -74,7 +74,16 @@ export function frameSize(seed: number, seq: number, min = MIN_FRAME, max = MAX_
   return min + (prng(mix(seed, seq, 0x5a5a))() % (max - min + 1));
 }
 
-function fillPattern(b: Uint8Array, from: number, seed: number, seq: number): void {
+/**
+ * Fills `b[from..]` with the pattern of frame `seq` of stream `seed` (what the parsers check).
+ *
+ * @example
+ * ```ts
+ * import { fillPattern } from "./frames.ts";
+ * fillPattern(new Uint8Array(64), 16, 1, 0);
+ * ```
+ */
+export function fillPattern(b: Uint8Array, from: number, seed: number, seq: number): void {
   const r = prng(mix(seed, seq, 0x1234));
   for (let i = from; i < b.length; i += 4) {
     const x = r();

@@ -13,6 +13,11 @@
  *   20000 (the tun ring size: a burst of 10,000 frames to a slow TCG guest is queued, not
  *   dropped) and are up. A tap is created `multi_queue` only when it gets more than one queue:
  *   the kernel refuses a single-queue open of a multi-queue tap (TUNSETIFF: EINVAL).
+ * - Frames are injected through a veth bridged with the tap, not written to the tap itself
+ *   (see {@linkcode injectionNames}): an 802.1Q frame sent on the tap with AF_PACKET keeps
+ *   protocol 0x8100 while its network header points past the tag, so the flow hash of a
+ *   multi-queue tap takes the IPv4 total length and spreads one tagged flow over the queues
+ *   by frame size. Through veth and bridge the frame is parsed on receive like any other.
  *
  * @module
  */
@@ -104,6 +109,94 @@ export function cleanupStaleNetns(prefix = NETNS_PREFIX): string[] {
 
 let seq = 0;
 
+/** Names of the injection path of one tap (see {@linkcode injectionNames}). */
+export interface InjectionNames {
+  /** The veth end the host sends on (`vi-…`). */
+  inject: string;
+  /** Its peer, a port of the bridge (`vp-…`). */
+  peer: string;
+  /** The bridge holding the peer and the tap (`vr-…`). */
+  bridge: string;
+}
+
+/**
+ * The injection veth pair and bridge of a bed tap `vb-…`: the same name with `vi`, `vp`,
+ * `vr` for `vb`, so a sender knowing only the tap finds them (and they fit in 15 bytes).
+ *
+ * @example
+ * ```ts
+ * import { injectionNames } from "./netns.ts";
+ * injectionNames("vb-2s-0-1"); // { inject: "vi-2s-0-1", peer: "vp-2s-0-1", bridge: "vr-2s-0-1" }
+ * ```
+ */
+export function injectionNames(tap: string): InjectionNames {
+  if (!/^vb-[0-9a-z-]{1,12}$/.test(tap)) throw new Error(`"${tap}" is not a bed tap name (vb-…)`);
+  const rest = tap.slice(2);
+  return { inject: `vi${rest}`, peer: `vp${rest}`, bridge: `vr${rest}` };
+}
+
+/**
+ * The shell commands (run inside the namespace) that put tap `tap` behind its injection
+ * path: veth `inject` ↔ `peer`, bridge `bridge` = { peer, tap }.
+ *
+ * - STP off (ports forward at once, no BPDUs), no multicast snooping, learning off on both
+ *   ports: every frame from the veth is flooded to the tap, whatever MACs were seen before.
+ * - The peer gets no flooded unicast, multicast or broadcast, and a classic-BPF
+ *   direct-action filter on the tap's ingress drops what the guest sends before the
+ *   bridge (after captures on the tap saw it; reason TC_INGRESS), so guest frames never
+ *   come back into the tap or out of the veth.
+ * - No IPv6 on the new links and no br_netfilter in the namespace (it would drop, e.g.,
+ *   IPv4 frames with a bad header checksum; it leaves tagged frames alone).
+ *
+ * @example
+ * ```ts
+ * import { bridgeSetupScript } from "./netns.ts";
+ * bridgeSetupScript("vb-2s-0-0").includes("ip link set vb-2s-0-0 master vr-2s-0-0"); // true
+ * ```
+ */
+export function bridgeSetupScript(tap: string): string {
+  const { inject, peer, bridge } = injectionNames(tap);
+  return [
+    "set -e",
+    "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -w $f ] && echo 0 > $f || true; done",
+    `ip link add ${inject} type veth peer name ${peer}`,
+    `ip link add ${bridge} type bridge stp_state 0 mcast_snooping 0`,
+    ...[inject, peer, bridge].map((d) =>
+      `f=/proc/sys/net/ipv6/conf/${d}/disable_ipv6; if [ -e $f ]; then echo 1 > $f; fi`
+    ),
+    `ip link set ${tap} master ${bridge}`,
+    `ip link set ${peer} master ${bridge}`,
+    `ip link set dev ${peer} type bridge_slave learning off flood off mcast_flood off bcast_flood off`,
+    `ip link set dev ${tap} type bridge_slave learning off`,
+    `tc qdisc add dev ${tap} clsact`,
+    // One classic BPF instruction, "ret #2": TC_ACT_SHOT for every frame.
+    `tc filter add dev ${tap} ingress bpf da bytecode "1,6 0 0 2,"`,
+    ...[peer, inject, bridge].map((d) => `ip link set ${d} up`),
+  ].join("\n");
+}
+
+/**
+ * Why the bed's bridge would not pass `frame` from the veth to the tap, or null when it
+ * does: a bridge forwards no frame from a multicast or all-zero source MAC, and keeps
+ * IEEE link-local destinations 01:80:c2:00:00:0X (STP, pause, LACP, LLDP…) to itself.
+ *
+ * @example
+ * ```ts
+ * import { bridgeRefuses } from "./netns.ts";
+ * bridgeRefuses(new Uint8Array(60)); // "its source MAC is all zeros"
+ * ```
+ */
+export function bridgeRefuses(frame: Uint8Array): string | null {
+  if (frame.length < 14) return `it is ${frame.length} bytes, shorter than an Ethernet header`;
+  if (frame[6] & 1) return "its source MAC is multicast";
+  if (frame.subarray(6, 12).every((b) => b === 0)) return "its source MAC is all zeros";
+  const ll = [0x01, 0x80, 0xc2, 0x00, 0x00];
+  if (ll.every((b, i) => frame[i] === b) && (frame[5] & 0xf0) === 0) {
+    return "its destination is an IEEE link-local address (01:80:c2:00:00:0X)";
+  }
+  return null;
+}
+
 /** Options of {@linkcode Netns.create}. */
 export interface NetnsOptions {
   /** Queues per tap (one entry per tap). */
@@ -119,6 +212,12 @@ export interface NetnsOptions {
    * the guest driver enables more queue pairs). Default true.
    */
   steerRxToCpu0?: boolean;
+  /**
+   * How frames are sent into each tap: "bridge" (default) through a veth bridged with the
+   * tap ({@linkcode bridgeSetupScript}), "tap" straight into the tap (tagged frames then get
+   * spread over a multi-queue tap's queues by size; kept to show that).
+   */
+  inject?: "bridge" | "tap";
 }
 
 /**
@@ -136,11 +235,14 @@ export class Netns {
   readonly name: string;
   /** Tap names, in the order of {@linkcode NetnsOptions.tapQueues}. */
   readonly taps: readonly string[];
+  /** How frames are sent into the taps (see {@linkcode NetnsOptions.inject}). */
+  readonly inject: "bridge" | "tap";
   #closed = false;
 
-  private constructor(name: string, taps: string[]) {
+  private constructor(name: string, taps: string[], inject: "bridge" | "tap") {
     this.name = name;
     this.taps = taps;
+    this.inject = inject;
   }
 
   /** Creates the namespace and its taps (and first removes stale ones of dead runs). */
@@ -152,7 +254,7 @@ export class Netns {
     const tag = `vb-${Deno.pid.toString(36)}-${n.toString(36)}`;
     const taps = opts.tapQueues.map((_, i) => `${tag}-${i}`);
     if (taps.some((t) => t.length > 15)) throw new Error(`tap name too long: ${taps.at(-1)}`);
-    const ns = new Netns(name, taps);
+    const ns = new Netns(name, taps, opts.inject ?? "bridge");
     try {
       destroyNetnsSync(name);
       await mustRun("ip", ["netns", "add", name]);
@@ -178,6 +280,7 @@ export class Netns {
           String(opts.txqueuelen ?? 20000),
           "up",
         ]);
+        if (ns.inject === "bridge") await ns.exec(["sh", "-c", bridgeSetupScript(tap)]);
       }
     } catch (e) {
       ns.closeSync();
@@ -189,6 +292,12 @@ export class Netns {
   /** Runs a command inside the namespace (`ip netns exec`), throwing on failure. */
   exec(args: string[]): Promise<string> {
     return mustRun("ip", ["netns", "exec", this.name, ...args]);
+  }
+
+  /** The interface frames for `tap` are sent on: its injection veth, or the tap itself. */
+  injectInterface(tap: string): string {
+    if (!this.taps.includes(tap)) throw new Error(`${tap} is not a tap of ${this.name}`);
+    return this.inject === "bridge" ? injectionNames(tap).inject : tap;
   }
 
   /** The argument vector that runs `args` inside the namespace. */

@@ -6,17 +6,19 @@
  *
  * ```sh
  * ip netns exec NS deno run --allow-ffi --allow-read --allow-write tests/bed/traffic.ts \
- *   send --if TAP --pcap FILE [--rate PPS]
+ *   send --if TAP --pcap FILE [--rate PPS] [--via IFACE]
  * ip netns exec NS deno run --allow-ffi --allow-read --allow-write tests/bed/traffic.ts \
- *   capture --if TAP --out FILE --count N --timeout-ms T [--ethertype 0x88b5]
+ *   capture --if TAP --out FILE --count N --timeout-ms T [--ethertype 0x88b5] [--ring BYTES] [--hold-ms MS]
  * ```
  *
- * `send` prints one JSON line `{"sent":N,"dropped":D,"elapsedMs":T}` (D: the tap's
- * tx_dropped increase, i.e. frames the tun ring had no room for, counted once it has been
- * stable for 100 ms: the qdisc feeds the ring after `sendto` returned). `capture` prints `READY`
- * once its socket is bound, ignores frames the host itself sent (sll_pkttype
- * PACKET_OUTGOING), writes what it got to FILE, and exits 0 when N frames arrived, 1 with a
- * message saying how many arrived on timeout.
+ * `send` sends on the tap's injection veth when the namespace has one (netns.ts; the bridge
+ * keeps a tagged flow on one tap queue), else on the tap (`--via` chooses), and prints one
+ * JSON line {@linkcode SendResult}: `dropped` counts the frames the host lost on the way,
+ * each counter once it has been stable for 100 ms (the tun ring drops after `sendto`
+ * returned). `capture` prints `READY` once its socket is bound, never sees the frames the
+ * host sends into the tap (PACKET_IGNORE_OUTGOING), writes what it got to FILE, prints one
+ * JSON line {@linkcode CaptureStats} (with the frames its socket dropped for want of buffer)
+ * and exits 0 when N frames arrived, 1 with a message saying how many arrived on timeout.
  *
  * As a module it gives the tests {@linkcode sendFrames} and {@linkcode startCapture}.
  *
@@ -24,199 +26,24 @@
  */
 
 import { parseArgs } from "node:util";
-import { readText } from "../../ffi/fs.ts";
-import { libc } from "../../ffi/libc.ts";
-import {
-  AF_PACKET,
-  check,
-  errno,
-  ETH_P_ALL,
-  htons,
-  ifIndex,
-  MSG_DONTWAIT,
-  MSG_TRUNC,
-  PACKET_OUTGOING,
-  parseSockaddrLl,
-  POLLIN,
-  setIntOption,
-  SO_RCVBUFFORCE,
-  SO_SNDBUFFORCE,
-  sock,
-  SOCK_CLOEXEC,
-  SOCK_RAW,
-  SOCKADDR_LL_SIZE,
-  sockaddrLl,
-  SOL_SOCKET,
-  SysError,
-} from "../../ffi/socket.ts";
 import { PcapWriter, readPcapFrames } from "../../src/pcap/pcap.ts";
+import { captureOnInterface, type CaptureStats } from "./host_capture.ts";
+import { sendOnInterface, type SendResult, sleepMs } from "./host_send.ts";
+import { openPacketSocket as openSocket } from "./packet_socket.ts";
 
-const ENOBUFS = 105;
-const EAGAIN = 11;
-const EINTR = 4;
+export { captureOnInterface, type CaptureStats, sendOnInterface, type SendResult };
 
-/** Opens an AF_PACKET raw socket bound to `ifname` for all EtherTypes. */
+/**
+ * Opens an AF_PACKET raw socket bound to `ifname` for all EtherTypes (see
+ * packet_socket.ts for the options a capture uses).
+ *
+ * @example
+ * ```ts ignore
+ * const fd = openPacketSocket(bed.tapName(0), 1 << 20);
+ * ```
+ */
 export function openPacketSocket(ifname: string, bufBytes = 64 << 20): number {
-  const fd = check(
-    sock.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)),
-    "socket",
-    "AF_PACKET",
-  );
-  try {
-    setIntOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, bufBytes);
-    setIntOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, bufBytes);
-    const addr = sockaddrLl(ifIndex(ifname), ETH_P_ALL);
-    check(sock.bind(fd, addr, addr.length), "bind", ifname);
-  } catch (e) {
-    libc.close(fd);
-    throw e;
-  }
-  return fd;
-}
-
-function sleepMs(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * An interface counter. Read through libc: Deno's own file APIs refuse /sys/devices/… without
- * --allow-all, even with --allow-read.
- */
-function readCounter(ifname: string, name: string): number {
-  try {
-    return Number(readText(`/sys/class/net/${ifname}/statistics/${name}`).trim());
-  } catch {
-    return 0;
-  }
-}
-
-/** Result of sending frames. */
-export interface SendResult {
-  /** Frames handed to the kernel. */
-  sent: number;
-  /** Increase of the tap's tx_dropped counter while sending. */
-  dropped: number;
-  /** Time spent sending. */
-  elapsedMs: number;
-}
-
-/**
- * Sends frames on an interface (inside the current namespace), optionally paced at `rate`
- * frames per second. Retries a frame the queue had no room for (ENOBUFS/EAGAIN).
- */
-export async function sendOnInterface(
-  ifname: string,
-  frames: Uint8Array[],
-  rate?: number,
-): Promise<SendResult> {
-  const fd = openPacketSocket(ifname);
-  const dropped0 = readCounter(ifname, "tx_dropped");
-  const t0 = performance.now();
-  let sent = 0;
-  try {
-    for (const [i, f] of frames.entries()) {
-      if (rate) {
-        const due = t0 + (i * 1000) / rate;
-        let now = performance.now();
-        if (due - now > 2) await sleepMs(due - now - 1);
-        while ((now = performance.now()) < due) { /* spin to the exact time */ }
-      }
-      for (;;) {
-        const n = Number(
-          sock.sendto(fd, f as Uint8Array<ArrayBuffer>, BigInt(f.length), 0, null, 0),
-        );
-        if (n === f.length) break;
-        const e = errno();
-        if (n < 0 && (e === ENOBUFS || e === EAGAIN || e === EINTR)) {
-          await sleepMs(1);
-          continue;
-        }
-        throw n < 0 ? new SysError("sendto", ifname, e) : new Error(`sendto: short write ${n}`);
-      }
-      sent++;
-    }
-  } finally {
-    libc.close(fd);
-  }
-  const elapsedMs = performance.now() - t0;
-  // The qdisc hands frames to the tun ring (which drops when full) after sendto returned:
-  // wait until the drop counter has been stable for 100 ms (at most 2 s).
-  let dropped = readCounter(ifname, "tx_dropped");
-  for (let stable = 0, waited = 0; stable < 100 && waited < 2000; waited += 20) {
-    await sleepMs(20);
-    const d = readCounter(ifname, "tx_dropped");
-    stable = d === dropped ? stable + 20 : 0;
-    dropped = d;
-  }
-  return { sent, dropped: dropped - dropped0, elapsedMs };
-}
-
-/** Options of {@linkcode captureOnInterface}. */
-export interface CaptureOptions {
-  /** Stop after this many frames. */
-  count: number;
-  /** Give up after this long. */
-  timeoutMs: number;
-  /** Keep only frames of this EtherType (outer, at offset 12). */
-  ethertype?: number;
-  /** Called once the socket is bound (frames arriving from then on are seen). */
-  onReady?: () => void;
-  /** If given, receives each frame's arrival time (µs since the epoch). */
-  timestamps?: number[];
-}
-
-/**
- * Captures frames arriving on an interface (not those the host sends) until `count` frames
- * were seen or the timeout passed. Blocks the calling thread (it is meant for the CLI).
- */
-export function captureOnInterface(ifname: string, opts: CaptureOptions): Uint8Array[] {
-  const fd = openPacketSocket(ifname);
-  const frames: Uint8Array[] = [];
-  const times: number[] = [];
-  try {
-    opts.onReady?.();
-    const buf = new Uint8Array(65536 + 4);
-    const from = new Uint8Array(SOCKADDR_LL_SIZE);
-    const fromLen = new Uint32Array(1);
-    const pfd = new Uint8Array(8);
-    const pv = new DataView(pfd.buffer);
-    const deadline = performance.now() + opts.timeoutMs;
-    while (frames.length < opts.count) {
-      fromLen[0] = SOCKADDR_LL_SIZE;
-      const n = Number(sock.recvfrom(
-        fd,
-        buf,
-        BigInt(buf.length),
-        MSG_DONTWAIT | MSG_TRUNC,
-        from,
-        new Uint8Array(fromLen.buffer),
-      ));
-      if (n < 0) {
-        const e = errno();
-        if (e !== EAGAIN && e !== EINTR) throw new SysError("recvfrom", ifname, e);
-        const left = Math.ceil(deadline - performance.now());
-        if (left <= 0) break;
-        pv.setInt32(0, fd, true);
-        pv.setInt16(4, POLLIN, true);
-        pv.setInt16(6, 0, true);
-        sock.poll(pfd, 1n, Math.min(left, 100));
-        continue;
-      }
-      if (parseSockaddrLl(from).pkttype === PACKET_OUTGOING) continue;
-      const len = Math.min(n, buf.length);
-      if (
-        opts.ethertype !== undefined && (len < 14 || ((buf[12] << 8) | buf[13]) !== opts.ethertype)
-      ) {
-        continue;
-      }
-      frames.push(buf.slice(0, len));
-      times.push(Date.now() * 1000);
-    }
-  } finally {
-    libc.close(fd);
-  }
-  if (opts.timestamps) { for (const t of times) opts.timestamps.push(t); }
-  return frames;
+  return openSocket(ifname, { bufBytes });
 }
 
 /** What the traffic helpers need to know about a bed. */
@@ -254,13 +81,21 @@ const dec = new TextDecoder();
 
 /**
  * Sends frames (or the frames of a pcap file) from the host into NIC `nic`'s tap, i.e. to the
- * guest. Runs traffic.ts inside the bed's namespace.
+ * guest: through the tap's injection veth and bridge when the bed has them (netns.ts), else
+ * straight into the tap; `via: "tap"` forces the tap. Runs traffic.ts inside the bed's
+ * namespace.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await sendFrames(bed, 0, udpFrames({ count: 1000, dst: bed.nicMac(0) }), { rate: 5000 });
+ * r.dropped; // frames the host lost before the guest could see them (r.drops says where)
+ * ```
  */
 export async function sendFrames(
   bed: TrafficBed,
   nic: number,
   frames: Uint8Array[] | string,
-  opts: { rate?: number } = {},
+  opts: { rate?: number; via?: "tap" } = {},
 ): Promise<SendResult> {
   let pcap = typeof frames === "string" ? frames : undefined;
   let tmp: string | undefined;
@@ -273,9 +108,10 @@ export async function sendFrames(
   try {
     const args = ["send", "--if", bed.tapName(nic), "--pcap", pcap];
     if (opts.rate) args.push("--rate", String(opts.rate));
+    if (opts.via === "tap") args.push("--via", bed.tapName(nic));
     const out = await trafficCommand(bed, args).output();
     const stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
-    if (!out.success) throw new Error(`traffic send failed (exit ${out.code}): ${stderr}`);
+    if (!out.success) throw new Error(`traffic send failed (exit ${out.code}): ${stderr.trim()}`);
     return JSON.parse(stdout.trim().split("\n").at(-1)!) as SendResult;
   } finally {
     if (tmp) await Deno.remove(tmp).catch(() => {});
@@ -286,11 +122,14 @@ export async function sendFrames(
 export class CaptureError extends Error {
   /** The frames that arrived before the timeout. */
   readonly frames: Uint8Array[];
+  /** The capture's counters (null when it was killed or died before printing them). */
+  readonly stats: CaptureStats | null;
   /** Creates the error. */
-  constructor(message: string, frames: Uint8Array[]) {
+  constructor(message: string, frames: Uint8Array[], stats: CaptureStats | null = null) {
     super(message);
     this.name = "CaptureError";
     this.frames = frames;
+    this.stats = stats;
   }
 }
 
@@ -300,18 +139,50 @@ export interface CaptureHandle {
   readonly pcapPath: string;
   /** Waits for the capture to end; gives the frames, or throws {@linkcode CaptureError}. */
   done(): Promise<Uint8Array[]>;
+  /**
+   * Waits for the capture to end (whether done() resolves or throws) and gives its
+   * counters, e.g. `socketDrops`: null when it was killed.
+   */
+  stats(): Promise<CaptureStats | null>;
   /** Stops the capture early (its frames are lost). */
   kill(): Promise<void>;
 }
 
+/** The capture's counters from its last JSON line, or null. */
+function parseStats(stdout: string): CaptureStats | null {
+  const line = stdout.trim().split("\n").findLast((l) => l.startsWith("{"));
+  if (!line) return null;
+  try {
+    const o = JSON.parse(line);
+    return typeof o.socketDrops === "number" ? o as CaptureStats : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Starts capturing what the guest sends out of NIC `nic` and resolves once the capture
- * socket is bound, so traffic triggered afterwards is not missed.
+ * socket is bound, so traffic triggered afterwards is not missed. `ringBytes` sizes its
+ * receive ring (default 64 MiB), `holdMs` delays its reading (to test accounting).
+ *
+ * @example
+ * ```ts ignore
+ * const cap = await startCapture(bed, 1, { count: 1000, timeoutMs: 20000 });
+ * const frames = await cap.done().catch((e: CaptureError) => e.frames);
+ * const { socketDrops } = (await cap.stats())!; // frames the capture socket could not hold
+ * ```
  */
 export async function startCapture(
   bed: TrafficBed,
   nic: number,
-  opts: { count: number; timeoutMs: number; ethertype?: number; pcapPath?: string },
+  opts: {
+    count: number;
+    timeoutMs: number;
+    ethertype?: number;
+    pcapPath?: string;
+    ringBytes?: number;
+    holdMs?: number;
+  },
 ): Promise<CaptureHandle> {
   const own = opts.pcapPath === undefined;
   const pcapPath = opts.pcapPath ??
@@ -319,6 +190,8 @@ export async function startCapture(
   const args = ["capture", "--if", bed.tapName(nic), "--out", pcapPath];
   args.push("--count", String(opts.count), "--timeout-ms", String(opts.timeoutMs));
   if (opts.ethertype !== undefined) args.push("--ethertype", "0x" + opts.ethertype.toString(16));
+  if (opts.ringBytes !== undefined) args.push("--ring", String(opts.ringBytes));
+  if (opts.holdMs !== undefined) args.push("--hold-ms", String(opts.holdMs));
   const child = trafficCommand(bed, args).spawn();
   const stdoutP = new Response(child.stdout).text();
   const stderrP = new Response(child.stderr).text();
@@ -343,9 +216,11 @@ export async function startCapture(
       throw new Error("traffic capture did not get ready within 30 s");
     }
   }
+  let stats: CaptureStats | null = null;
   const finish = async (): Promise<Uint8Array[]> => {
     const st = await status;
     const [stdout, stderr] = await Promise.all([stdoutP, stderrP]);
+    stats = parseStats(stdout);
     let frames: Uint8Array[] = [];
     let unreadable = "";
     try {
@@ -355,11 +230,11 @@ export async function startCapture(
     }
     if (own) await Deno.remove(pcapPath).catch(() => {});
     if (!st.success || unreadable) {
+      const said = (stderr.trim() || stdout.trim().split("\n").at(-1) || "").trim();
       throw new CaptureError(
-        `capture on ${bed.tapName(nic)}: ${
-          (stderr || stdout).trim()
-        } (exit ${st.code})${unreadable}`,
+        `capture on ${bed.tapName(nic)}: ${said} (exit ${st.code})${unreadable}`,
         frames,
+        stats,
       );
     }
     return frames;
@@ -368,6 +243,10 @@ export async function startCapture(
   return {
     pcapPath,
     done: () => (result ??= finish()),
+    stats: async () => {
+      await (result ??= finish()).catch(() => {});
+      return stats;
+    },
     kill: async () => {
       try {
         child.kill("SIGKILL");
@@ -385,14 +264,18 @@ async function main(argv: string[]): Promise<number> {
       if: { type: "string" },
       pcap: { type: "string" },
       rate: { type: "string" },
+      via: { type: "string" },
       out: { type: "string" },
       count: { type: "string" },
       "timeout-ms": { type: "string" },
       ethertype: { type: "string" },
+      ring: { type: "string" },
+      "hold-ms": { type: "string" },
     },
   });
-  const usage = "usage: traffic.ts send --if TAP --pcap FILE [--rate PPS]\n" +
-    "       traffic.ts capture --if TAP --out FILE --count N --timeout-ms T [--ethertype 0xXXXX]";
+  const usage = "usage: traffic.ts send --if TAP --pcap FILE [--rate PPS] [--via IFACE]\n" +
+    "       traffic.ts capture --if TAP --out FILE --count N --timeout-ms T [--ethertype 0xXXXX]" +
+    " [--ring BYTES] [--hold-ms MS]";
   const ifname = values.if;
   if (!ifname) {
     console.error(usage);
@@ -400,8 +283,16 @@ async function main(argv: string[]): Promise<number> {
   }
   if (positionals[0] === "send" && values.pcap) {
     const frames = readPcapFrames(await Deno.readFile(values.pcap));
-    const r = await sendOnInterface(ifname, frames, values.rate ? Number(values.rate) : undefined);
-    console.log(JSON.stringify(r));
+    try {
+      const r = await sendOnInterface(ifname, frames, {
+        rate: values.rate ? Number(values.rate) : undefined,
+        via: values.via,
+      });
+      console.log(JSON.stringify(r));
+    } catch (e) {
+      console.error((e as Error).message);
+      return 1;
+    }
     return 0;
   }
   if (positionals[0] === "capture" && values.out && values.count) {
@@ -409,10 +300,12 @@ async function main(argv: string[]): Promise<number> {
     const timeoutMs = Number(values["timeout-ms"] ?? 10000);
     const ethertype = values.ethertype === undefined ? undefined : Number(values.ethertype);
     const times: number[] = [];
-    const frames = captureOnInterface(ifname, {
+    const { frames, stats } = captureOnInterface(ifname, {
       count,
       timeoutMs,
       ethertype,
+      ringBytes: values.ring === undefined ? undefined : Number(values.ring),
+      holdMs: values["hold-ms"] === undefined ? undefined : Number(values["hold-ms"]),
       timestamps: times,
       onReady: () => {
         Deno.writeTextFileSync(`${values.out}.ready`, "READY\n");
@@ -422,13 +315,16 @@ async function main(argv: string[]): Promise<number> {
     const w = new PcapWriter();
     for (const [i, f] of frames.entries()) w.append(f, times[i]);
     await Deno.writeFile(values.out, w.bytes());
+    console.log(JSON.stringify(stats));
     if (frames.length < count) {
       console.error(
-        `timeout: ${frames.length} of ${count} frames arrived on ${ifname} within ${timeoutMs} ms`,
+        `timeout: ${frames.length} of ${count} frames arrived on ${ifname} within ${timeoutMs} ms` +
+          (stats.socketDrops
+            ? ` (its socket dropped ${stats.socketDrops} for want of room in its ring)`
+            : ""),
       );
       return 1;
     }
-    console.log(`captured ${frames.length} frames`);
     return 0;
   }
   console.error(usage);
