@@ -5,8 +5,11 @@
  * may come back with DEVICE_GET_REGION_INFO.
  *
  * Struct layouts are those of x86-64 glibc: struct msghdr (56 bytes), struct iovec (16),
- * struct cmsghdr (16, data aligned to 8), struct sockaddr_un (110), struct pollfd (8).
- * Writes pass MSG_NOSIGNAL, so a peer that went away gives EPIPE rather than SIGPIPE.
+ * struct cmsghdr (16, data aligned to 8), struct sockaddr_un (110), struct pollfd (8),
+ * struct timeval (16). Writes pass MSG_NOSIGNAL, so a peer that went away gives EPIPE
+ * rather than SIGPIPE, and MSG_DONTWAIT, so a peer that stopped reading is waited for
+ * with poll(2) up to a deadline instead of forever (the fd's own flags stay blocking:
+ * other threads may send on it too).
  *
  * @module
  */
@@ -20,6 +23,7 @@ const sys = Deno.dlopen("libc.so.6", {
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   stat: { parameters: ["buffer", "buffer"], result: "i32" },
 }).symbols;
@@ -36,12 +40,16 @@ export const SOL_SOCKET = 1;
 export const SCM_RIGHTS = 1;
 /** MSG_NOSIGNAL: no SIGPIPE when the peer is gone (EPIPE instead). */
 export const MSG_NOSIGNAL = 0x4000;
+/** MSG_DONTWAIT: this call does not block (EAGAIN instead). */
+export const MSG_DONTWAIT = 0x40;
 /** MSG_CMSG_CLOEXEC: received fds get FD_CLOEXEC. */
 export const MSG_CMSG_CLOEXEC = 0x40000000;
 /** msg_flags bit: control data was truncated (fds lost). */
 export const MSG_CTRUNC = 0x8;
 /** poll event: data to read. */
 export const POLLIN = 0x1;
+/** poll event: room to write. */
+export const POLLOUT = 0x4;
 /** poll event: error. */
 export const POLLERR = 0x8;
 /** poll event: hang-up. */
@@ -53,6 +61,10 @@ export const MAX_RECV_FDS = 16;
 
 /** errno: interrupted system call. */
 export const EINTR = 4;
+/** errno: try again (a non-blocking call found no room; a timed connect(2) timed out). */
+export const EAGAIN = 11;
+/** errno: timed out (a send or connect that did not complete before its deadline). */
+export const ETIMEDOUT = 110;
 /** errno: broken pipe (peer closed). */
 export const EPIPE = 32;
 /** errno: connection reset by peer. */
@@ -66,6 +78,8 @@ export const EBADMSG = 74;
 /** errno: socket operation on non-socket. */
 export const ENOTSOCK = 88;
 
+/** SO_SNDTIMEO: send timeout, which also bounds an AF_UNIX connect(2) (struct timeval). */
+const SO_SNDTIMEO = 21;
 const SIZEOF_STAT = 144;
 const STAT_MODE = 24; // st_mode in x86-64 struct stat
 const S_IFMT = 0o170000;
@@ -123,22 +137,37 @@ export class UnixStream {
   }
 
   /**
-   * Connects to the socket at `path`. Throws {@linkcode SysError} with connect(2)'s errno
-   * (ENOENT: no such file; ECONNREFUSED: nobody listens; ENOTSOCK; EACCES), or with
-   * ENAMETOOLONG when the path does not fit in sockaddr_un.
+   * Connects to the socket at `path`, waiting at most `timeoutMs` for a listener whose
+   * backlog is full (it accepts nobody). Throws {@linkcode SysError} with connect(2)'s errno
+   * (ENOENT: no such file; ECONNREFUSED: nobody listens; ENOTSOCK; EACCES), ETIMEDOUT when
+   * the listener took nobody in time, or ENAMETOOLONG when the path does not fit in
+   * sockaddr_un.
    */
-  static connect(path: string): UnixStream {
+  static connect(path: string, timeoutMs = Infinity): UnixStream {
     const p = cstr(path);
     if (p.length - 1 > UNIX_PATH_MAX) throw new SysError("connect", path, ENAMETOOLONG);
     const addr = new Uint8Array(2 + p.length);
     addr[0] = AF_UNIX; // sun_family, u16 little-endian
     addr.set(p, 2);
     const fd = check(sys.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket", "AF_UNIX");
+    // An AF_UNIX stream connect(2) sleeps while the listener's backlog is full, bounded only
+    // by SO_SNDTIMEO (net/unix/af_unix.c, unix_stream_connect); it is reset afterwards, as
+    // other threads may send on this fd and expect blocking sends.
+    const timed = Number.isFinite(timeoutMs);
+    if (timed && !setSendTimeout(fd, timeoutMs)) {
+      const e = errno();
+      sys.close(fd);
+      throw new SysError("connect", path, e);
+    }
     for (;;) {
-      if (sys.connect(fd, addr, addr.length) === 0) return new UnixStream(fd);
+      if (sys.connect(fd, addr, addr.length) === 0) {
+        if (timed) setSendTimeout(fd, 0);
+        return new UnixStream(fd);
+      }
       const e = errno();
       if (e === EINTR) continue;
       sys.close(fd);
+      if (e === EAGAIN) throw new SysError("connect", path, ETIMEDOUT);
       // Linux answers ECONNREFUSED for a file that is not a socket too: tell them apart.
       if (e === ECONNREFUSED && isSocketFile(path) === false) {
         throw new SysError("connect", path, ENOTSOCK);
@@ -153,26 +182,48 @@ export class UnixStream {
 
   /**
    * Writes all of `data`; `fds` travel as one SCM_RIGHTS message with the first byte.
-   * Throws {@linkcode SysError} (EPIPE/ECONNRESET when the peer is gone).
+   * Waits at most `timeoutMs` in all for the peer to make room. Throws
+   * {@linkcode SysError}: EPIPE/ECONNRESET when the peer is gone, ETIMEDOUT when it took
+   * too little in time (part of `data` may have gone: the stream is then out of step).
    */
-  send(data: Uint8Array, fds: readonly number[] = []): void {
+  send(data: Uint8Array, fds: readonly number[] = [], timeoutMs = Infinity): void {
     this.#live("sendmsg");
     let done = 0;
-    if (fds.length > 0) done = this.#sendWithFds(data, fds);
+    let deadline = 0; // set at the first full buffer: a send that fits reads no clock
+    if (fds.length > 0) {
+      for (;;) {
+        const n = this.#sendWithFds(data, fds);
+        if (n >= 0) {
+          done = n;
+          break;
+        }
+        deadline ||= performance.now() + timeoutMs;
+        this.#waitWritable(deadline, data.length - done, timeoutMs);
+      }
+    }
     while (done < data.length) {
       const rest = done === 0 ? data : data.subarray(done);
       const n = Number(
-        sys.send(this.fd, rest as Uint8Array<ArrayBuffer>, BigInt(rest.length), MSG_NOSIGNAL),
+        sys.send(
+          this.fd,
+          rest as Uint8Array<ArrayBuffer>,
+          BigInt(rest.length),
+          MSG_NOSIGNAL | MSG_DONTWAIT,
+        ),
       );
       if (n < 0) {
         const e = errno();
         if (e === EINTR) continue;
-        throw new SysError("send", "", e);
+        if (e !== EAGAIN) throw new SysError("send", "", e);
+        deadline ||= performance.now() + timeoutMs;
+        this.#waitWritable(deadline, data.length - done, timeoutMs);
+        continue;
       }
       done += n;
     }
   }
 
+  /** sendmsg(2) of `data` with `fds`: bytes sent, or -1 when the buffer is full (EAGAIN). */
   #sendWithFds(data: Uint8Array, fds: readonly number[]): number {
     if (fds.length > MAX_RECV_FDS) throw new RangeError(`too many fds: ${fds.length}`);
     if (this.#sbuf.length < data.length) {
@@ -190,10 +241,31 @@ export class UnixStream {
     fds.forEach((fd, i) => this.#ctlView.setInt32(CMSG_HDR + 4 * i, fd, true));
     this.#setMsghdr(ctlLen);
     for (;;) {
-      const n = Number(sys.sendmsg(this.fd, this.#msg, MSG_NOSIGNAL));
+      const n = Number(sys.sendmsg(this.fd, this.#msg, MSG_NOSIGNAL | MSG_DONTWAIT));
       if (n >= 0) return n;
       const e = errno();
+      if (e === EAGAIN) return -1;
       if (e !== EINTR) throw new SysError("sendmsg", "", e);
+    }
+  }
+
+  /** Polls for room to write until `deadline`; past it, throws ETIMEDOUT. */
+  #waitWritable(deadline: number, left: number, timeoutMs: number): void {
+    const v = this.#pfdView;
+    for (;;) {
+      const ms = Math.ceil(deadline - performance.now());
+      if (ms <= 0) {
+        throw new SysError("send", `${left} bytes not taken within ${timeoutMs} ms`, ETIMEDOUT);
+      }
+      v.setInt32(0, this.fd, true);
+      v.setInt16(4, POLLOUT, true);
+      v.setInt16(6, 0, true);
+      const r = sys.poll(this.#pfd, 1n, Math.min(ms, 0x7fffffff));
+      if (r > 0) return; // POLLOUT, or POLLERR/POLLHUP: the next send tells which
+      if (r < 0) {
+        const e = errno();
+        if (e !== EINTR) throw new SysError("poll", "", e);
+      }
     }
   }
 
@@ -280,6 +352,15 @@ export class UnixStream {
     sys.close(this.fd);
     this.fd = -1;
   }
+}
+
+/** Sets SO_SNDTIMEO of `fd` to `ms` (0: wait forever); false when setsockopt fails. */
+function setSendTimeout(fd: number, ms: number): boolean {
+  const tv = new BigInt64Array(2); // struct timeval: tv_sec, tv_usec
+  const us = ms > 0 ? Math.max(1000, Math.round(ms * 1000)) : 0; // 0 would mean forever
+  tv[0] = BigInt(Math.floor(us / 1e6));
+  tv[1] = BigInt(us % 1e6);
+  return sys.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, new Uint8Array(tv.buffer), 16) === 0;
 }
 
 /**

@@ -3,28 +3,34 @@
  * ("VFIO_USER_VERSION"), sends commands and matches replies to them by message ID
  * ("Header"), turns error replies into errors naming the command and errno, splits region
  * reads and writes at the server's max_data_xfer_size ("Read and Write Operations"), and
- * reports a server that went away ("Server Disconnection") or stopped answering as a
- * {@linkcode DriverError} with code TRANSPORT.
+ * reports a server that went away ("Server Disconnection"), stopped answering or reading,
+ * or broke the stream as a {@linkcode DriverError} with code TRANSPORT.
  *
- * Calls block the calling thread until the reply arrives (poll with a timeout): the
- * {@linkcode PciDevice} interface above is synchronous, like MMIO.
+ * The server is untrusted: every reply is checked before use (a malformed one is a
+ * DEVICE_MISBEHAVED {@linkcode DriverError} naming the command and the server), and every
+ * file descriptor it sends is closed unless the caller asked for it.
+ *
+ * Calls block the calling thread until the reply arrives, and connect and send wait for
+ * the server at most the timeout too (poll with a timeout): the {@linkcode PciDevice}
+ * interface above is synchronous, like MMIO.
  *
  * @module
  */
 
-import { strerror, SysError } from "../../ffi/libc.ts";
+import { SysError } from "../../ffi/libc.ts";
 import {
   closeFds,
   ECONNRESET,
   EPIPE,
+  ETIMEDOUT,
   MAX_RECV_FDS,
-  type Received,
   UnixStream,
 } from "../../ffi/unix_socket.ts";
 import { DriverError } from "../errors.ts";
+import { VfioUserCommandError } from "./command_error.ts";
+import { BrokenStream, MessageReader, type Reply } from "./message_reader.ts";
 import {
   commandName,
-  decodeHeader,
   decodeVersion,
   DEFAULT_MAX_DATA_XFER_SIZE,
   encodeHeader,
@@ -46,6 +52,9 @@ import {
   VFIO_USER_VERSION,
 } from "./protocol.ts";
 
+export { VfioUserCommandError } from "./command_error.ts";
+export type { Reply } from "./message_reader.ts";
+
 /** errno the client answers server-to-client commands with (it serves no DMA_READ/WRITE). */
 const EOPNOTSUPP = 95;
 /** Largest message this client accepts (a 1 MiB region read plus headers). */
@@ -53,52 +62,16 @@ const OWN_MAX_DATA_XFER_SIZE = DEFAULT_MAX_DATA_XFER_SIZE;
 
 /** Options of {@linkcode VfioUserClient.connect}. */
 export interface ClientOptions {
-  /** How long to wait for each reply (default 5000 ms). */
+  /**
+   * How long to wait for each reply, for the server to accept the connection, and for it
+   * to take each message (default 5000 ms).
+   */
   timeoutMs?: number;
   /**
    * This client's max_data_xfer_size, announced in VERSION (default and at most 1 MiB):
    * region reads and writes are split at the smaller of it and the server's.
    */
   maxDataXferSize?: number;
-}
-
-/** A reply to a command. */
-export interface Reply {
-  /** Its header. */
-  header: MessageHeader;
-  /** The bytes after the header (a copy the caller owns). */
-  payload: Uint8Array;
-  /** File descriptors that came with it (the caller owns and must close them). */
-  fds: number[];
-}
-
-/**
- * The server answered a command with an error reply ("Header": Error bit and errno).
- *
- * @example
- * ```ts
- * import { VfioUserCommandError } from "./client.ts";
- * const e = new VfioUserCommandError("/run/net0.sock", 2, 17);
- * e.message; // "The vfio-user server at /run/net0.sock refused VFIO_USER_DMA_MAP: File exists (errno 17)."
- * ```
- */
-export class VfioUserCommandError extends DriverError {
-  /** The refused command. */
-  readonly command: number;
-  /** The errno of the reply (0 when the server gave none). */
-  readonly errno: number;
-  /** Creates the error. */
-  constructor(socketPath: string, command: number, errno: number) {
-    super(
-      "DEVICE_REFUSED",
-      `The vfio-user server at ${socketPath} refused ${commandName(command)}: ${
-        errno ? `${strerror(errno)} (errno ${errno})` : "no errno given"
-      }.`,
-    );
-    this.name = "VfioUserCommandError";
-    this.command = command;
-    this.errno = errno;
-  }
 }
 
 /**
@@ -125,9 +98,7 @@ export class VfioUserClient {
   #sock: UnixStream | null;
   #gone: string | null = null;
   #nextId = 1;
-  #in = new Uint8Array(new ArrayBuffer(65536));
-  #inLen = 0;
-  #pendingFds: number[] = [];
+  readonly #reader = new MessageReader(OWN_MAX_DATA_XFER_SIZE + 4096, MAX_RECV_FDS);
   // Hot path: one preallocated message for small region accesses.
   readonly #small = new Uint8Array(new ArrayBuffer(HEADER_SIZE + REGION_ACCESS_SIZE + 8));
   readonly #smallView = new DataView(this.#small.buffer);
@@ -157,8 +128,6 @@ export class VfioUserClient {
           (e as Error).message
         }): it does not speak vfio-user as QEMU 7.2 does.`,
       );
-    } finally {
-      closeFds(reply.fds);
     }
     if (v.major !== VFIO_USER_MAJOR || v.minor > VFIO_USER_MINOR) {
       throw new DriverError(
@@ -173,10 +142,11 @@ export class VfioUserClient {
 
   /**
    * Connects to `socketPath` and negotiates the version. Connection errors are thrown as
-   * the {@linkcode SysError} of connect(2) (the device layer words them for users).
+   * the {@linkcode SysError} of connect(2) (the device layer words them for users);
+   * ETIMEDOUT when the listener accepted nobody within the timeout.
    */
   static connect(socketPath: string, options: ClientOptions = {}): VfioUserClient {
-    const sock = UnixStream.connect(socketPath);
+    const sock = UnixStream.connect(socketPath, options.timeoutMs ?? 5000);
     try {
       return new VfioUserClient(socketPath, sock, options);
     } catch (e) {
@@ -220,11 +190,20 @@ export class VfioUserClient {
 
   /** The server went away: release the socket and describe it once for all later calls. */
   #lost(command: number, cause: unknown): DriverError {
-    if (!this.#gone) {
-      this.#gone = `The vfio-user server at ${this.socketPath} closed the connection during ${
+    return this.#broken(
+      `The vfio-user server at ${this.socketPath} closed the connection during ${
         commandName(command)
-      } (QEMU exited or was killed): restart it and open the port again.`;
-    }
+      } (QEMU exited or was killed): restart it and open the port again.`,
+      cause,
+    );
+  }
+
+  /**
+   * The stream cannot go on (the server left, or it is out of step): release the socket
+   * and its pending fds, and give every later call the same `sentence`.
+   */
+  #broken(sentence: string, cause: unknown): DriverError {
+    this.#gone ??= sentence;
     this.#release();
     return new DriverError("TRANSPORT", this.#gone, { cause });
   }
@@ -232,18 +211,25 @@ export class VfioUserClient {
   #release(): void {
     this.#sock?.close();
     this.#sock = null;
-    closeFds(this.#pendingFds);
-    this.#pendingFds = [];
-    this.#inLen = 0;
+    this.#reader.clear();
   }
 
   #send(command: number, message: Uint8Array, fds: readonly number[]): void {
     const sock = this.#live(command);
     try {
-      sock.send(message, fds);
+      sock.send(message, fds, this.#timeoutMs);
     } catch (e) {
       if (e instanceof SysError && (e.errno === EPIPE || e.errno === ECONNRESET)) {
         throw this.#lost(command, e);
+      }
+      if (e instanceof SysError && e.errno === ETIMEDOUT) {
+        // Part of the message may be in the stream: nothing can follow it.
+        throw this.#broken(
+          `The vfio-user server at ${this.socketPath} did not take ${
+            commandName(command)
+          } within ${this.#timeoutMs} ms (it stopped reading its socket): it is stuck; restart it and open the port again.`,
+          e,
+        );
       }
       throw e;
     }
@@ -251,12 +237,14 @@ export class VfioUserClient {
 
   /**
    * Sends a command and waits for its reply; an error reply throws
-   * {@linkcode VfioUserCommandError}. `fds` travel with the message (SCM_RIGHTS).
+   * {@linkcode VfioUserCommandError}. `fds` travel with the message (SCM_RIGHTS). File
+   * descriptors that come with the reply are closed, unless `takeFds` hands them to the
+   * caller (in {@linkcode Reply.fds}).
    */
   request(
     command: number,
     payload: Uint8Array = new Uint8Array(0),
-    options: { fds?: readonly number[]; timeoutMs?: number } = {},
+    options: { fds?: readonly number[]; timeoutMs?: number; takeFds?: boolean } = {},
   ): Reply {
     const id = this.#takeId();
     const msg = new Uint8Array(HEADER_SIZE + payload.length);
@@ -269,7 +257,43 @@ export class VfioUserClient {
     });
     msg.set(payload, HEADER_SIZE);
     this.#send(command, msg, options.fds ?? []);
-    return this.#awaitReply(id, command, options.timeoutMs ?? this.#timeoutMs);
+    return this.#awaitReply(
+      id,
+      command,
+      options.timeoutMs ?? this.#timeoutMs,
+      options.takeFds ?? false,
+    );
+  }
+
+  /**
+   * Decodes the payload of a reply to `command` with `decode`; a payload it rejects (too
+   * short, fields out of range) becomes one DEVICE_MISBEHAVED sentence naming the command
+   * and the server.
+   *
+   * @example
+   * ```ts ignore
+   * import { decodeIrqInfo, VFIO_USER_DEVICE_GET_IRQ_INFO } from "./protocol.ts";
+   * const r = client.request(VFIO_USER_DEVICE_GET_IRQ_INFO, encodeIrqInfoRequest(2));
+   * client.decodeReply(VFIO_USER_DEVICE_GET_IRQ_INFO, r.payload, decodeIrqInfo).count;
+   * ```
+   */
+  decodeReply<T>(command: number, payload: Uint8Array, decode: (b: Uint8Array) => T): T {
+    try {
+      return decode(payload);
+    } catch (e) {
+      if (e instanceof DriverError) throw e;
+      throw this.#malformed(command, (e as Error).message, e);
+    }
+  }
+
+  #malformed(command: number, detail: string, cause?: unknown): DriverError {
+    return new DriverError(
+      "DEVICE_MISBEHAVED",
+      `The vfio-user server at ${this.socketPath} sent a malformed ${
+        commandName(command)
+      } reply (${detail}): the device model is broken; fix the server or use another.`,
+      { cause },
+    );
   }
 
   /**
@@ -289,7 +313,7 @@ export class VfioUserClient {
     this.#send(command, msg, []);
   }
 
-  #awaitReply(id: number, command: number, timeoutMs: number): Reply {
+  #awaitReply(id: number, command: number, timeoutMs: number, takeFds = false): Reply {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const m = this.#readMessage(command, deadline, timeoutMs);
@@ -302,12 +326,19 @@ export class VfioUserClient {
         continue;
       }
       if (h.msgId !== id || h.command !== command) {
-        closeFds(m.fds); // a late reply to a command that timed out
+        // A late reply to a command that timed out, or to a posted write another thread
+        // sent (msgId 0xf000, src/engine/notifier.ts).
+        closeFds(m.fds);
         continue;
       }
       if (h.flags & FLAG_ERROR) {
         closeFds(m.fds);
         throw new VfioUserCommandError(this.socketPath, command, h.errorNo);
+      }
+      // A hostile server must not fill our fd table with replies that carry fds unasked.
+      if (!takeFds && m.fds.length) {
+        closeFds(m.fds);
+        m.fds.length = 0;
       }
       return m;
     }
@@ -325,56 +356,38 @@ export class VfioUserClient {
     this.#send(h.command, b, []);
   }
 
-  /** Reads the next whole message ("Header": its size field covers header and payload). */
+  /** Reads the next whole message; a broken stream drops the connection with a sentence. */
   #readMessage(command: number, deadline: number, timeoutMs: number): Reply {
-    for (;;) {
-      if (this.#inLen >= HEADER_SIZE) {
-        const size = new DataView(this.#in.buffer).getUint32(4, true);
-        if (size < HEADER_SIZE || size > OWN_MAX_DATA_XFER_SIZE + 4096) {
-          // "Header": the size covers the header; nothing this client asks for is larger
-          // than a maximal region read. The stream cannot be resynchronised: drop it.
-          this.#gone =
-            `The vfio-user server at ${this.socketPath} sent a ${size}-byte message during ${
-              commandName(command)
-            }, which is no valid vfio-user message: restart it and open the port again.`;
-          throw this.#lost(command, new Error(`message size ${size}`));
-        }
-        if (this.#inLen >= size) {
-          const header = decodeHeader(this.#in);
-          const payload = this.#in.slice(HEADER_SIZE, size);
-          this.#in.copyWithin(0, size, this.#inLen);
-          this.#inLen -= size;
-          const fds = this.#pendingFds;
-          this.#pendingFds = [];
-          return { header, payload, fds };
-        }
-        if (size > this.#in.length) {
-          const bigger = new Uint8Array(new ArrayBuffer(size));
-          bigger.set(this.#in.subarray(0, this.#inLen));
-          this.#in = bigger;
-        }
-      }
-      const sock = this.#live(command);
-      const left = deadline - performance.now();
-      let r: Received | null;
-      try {
-        r = left > 0 ? sock.recvInto(this.#in.subarray(this.#inLen), left) : null;
-      } catch (e) {
-        if (e instanceof SysError && e.errno === ECONNRESET) throw this.#lost(command, e);
-        throw e;
-      }
-      if (r === null) {
-        throw new DriverError(
-          "TRANSPORT",
-          `The vfio-user server at ${this.socketPath} did not answer ${
-            commandName(command)
-          } within ${timeoutMs} ms: it is stuck or serves another client; restart it and open the port again.`,
-        );
-      }
-      if (r.fds.length) this.#pendingFds.push(...r.fds);
-      if (r.n === 0) throw this.#lost(command, new Error("EOF"));
-      this.#inLen += r.n;
+    let m: Reply | null;
+    try {
+      m = this.#reader.next(this.#live(command), deadline);
+    } catch (e) {
+      if (!(e instanceof BrokenStream)) throw e;
+      if (e.kind === "fds") throw this.#tooManyFds(command, e);
+      if (e.kind === "eof") throw this.#lost(command, e);
+      throw this.#broken(
+        `The vfio-user server at ${this.socketPath} sent a ${e.size}-byte message during ${
+          commandName(command)
+        }, which is no valid vfio-user message: restart it and open the port again.`,
+        e,
+      );
     }
+    if (m) return m;
+    throw new DriverError(
+      "TRANSPORT",
+      `The vfio-user server at ${this.socketPath} did not answer ${
+        commandName(command)
+      } within ${timeoutMs} ms: it is stuck or serves another client; restart it and open the port again.`,
+    );
+  }
+
+  #tooManyFds(command: number, cause: unknown): DriverError {
+    return this.#broken(
+      `The vfio-user server at ${this.socketPath} sent more than ${MAX_RECV_FDS} file descriptors with one message during ${
+        commandName(command)
+      } (this client announced max_msg_fds ${MAX_RECV_FDS}): the server is broken; restart it and open the port again.`,
+      cause,
+    );
   }
 
   /**
@@ -388,7 +401,6 @@ export class VfioUserClient {
       const req = new Uint8Array(REGION_ACCESS_SIZE);
       encodeRegionAccessInto(req, 0, offset + done, region, n);
       const r = this.request(VFIO_USER_REGION_READ, req);
-      closeFds(r.fds);
       const got = r.payload.length >= REGION_ACCESS_SIZE
         ? new DataView(r.payload.buffer).getUint32(12, true)
         : -1;
@@ -416,7 +428,6 @@ export class VfioUserClient {
         this.post(VFIO_USER_REGION_WRITE, req);
       } else {
         const r = this.request(VFIO_USER_REGION_WRITE, req);
-        closeFds(r.fds);
         const got = r.payload.length >= REGION_ACCESS_SIZE
           ? new DataView(r.payload.buffer).getUint32(12, true)
           : -1;
@@ -446,12 +457,20 @@ export class VfioUserClient {
     encodeRegionAccessInto(this.#small, HEADER_SIZE, offset, region, width);
     this.#send(VFIO_USER_REGION_READ, msg, []);
     const r = this.#awaitReply(id, VFIO_USER_REGION_READ, this.#timeoutMs);
-    closeFds(r.fds);
+    if (r.payload.length < REGION_ACCESS_SIZE) throw this.#short("read", region, offset, width, -1);
+    const v = new DataView(r.payload.buffer);
+    // "VFIO_USER_REGION_READ": the reply's count is the bytes read, all of them after it.
+    const got = v.getUint32(12, true);
+    if (got !== width) throw this.#short("read", region, offset, width, got);
     if (r.payload.length < REGION_ACCESS_SIZE + width) {
       throw this.#short("read", region, offset, width, r.payload.length - REGION_ACCESS_SIZE);
     }
-    const v = new DataView(r.payload.buffer, REGION_ACCESS_SIZE);
-    return width === 1 ? v.getUint8(0) : width === 2 ? v.getUint16(0, true) : v.getUint32(0, true);
+    const at = REGION_ACCESS_SIZE;
+    return width === 1
+      ? v.getUint8(at)
+      : width === 2
+      ? v.getUint16(at, true)
+      : v.getUint32(at, true);
   }
 
   /** Writes a 1-, 2- or 4-byte little-endian register (`posted`: with No_reply). */
@@ -472,8 +491,7 @@ export class VfioUserClient {
     else this.#smallView.setUint32(at, value, true);
     this.#send(VFIO_USER_REGION_WRITE, msg, []);
     if (posted) return;
-    const r = this.#awaitReply(id, VFIO_USER_REGION_WRITE, this.#timeoutMs);
-    closeFds(r.fds);
+    this.#awaitReply(id, VFIO_USER_REGION_WRITE, this.#timeoutMs);
   }
 
   #smallHeader(id: number, command: number, size: number, flags: number): void {

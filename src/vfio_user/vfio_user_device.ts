@@ -26,6 +26,7 @@ import {
   ECONNREFUSED,
   ENAMETOOLONG,
   ENOTSOCK,
+  ETIMEDOUT,
   MAX_RECV_FDS,
   UNIX_PATH_MAX,
 } from "../../ffi/unix_socket.ts";
@@ -138,6 +139,12 @@ export function connectFailure(path: string, errno: number, cause?: unknown): Dr
         `${path} is not a socket: give the path that QEMU's x-vfio-user-server listens on.`,
         { cause },
       );
+    case ETIMEDOUT:
+      return new DriverError(
+        "TRANSPORT",
+        `The vfio-user server at ${path} accepted no connection in time (its listen queue is full: it is stuck, or busy with other clients): restart it, or check the path.`,
+        { cause },
+      );
     case ENAMETOOLONG:
       return new DriverError(
         "BAD_ADDRESS",
@@ -184,8 +191,7 @@ export class VfioUserDevice implements PciDevice {
     this.#posted = options.postedWrites ?? false;
     // "VFIO_USER_DEVICE_GET_INFO".
     const r = client.request(VFIO_USER_DEVICE_GET_INFO, encodeDeviceInfoRequest());
-    closeFds(r.fds);
-    this.info = decodeDeviceInfo(r.payload);
+    this.info = client.decodeReply(VFIO_USER_DEVICE_GET_INFO, r.payload, decodeDeviceInfo);
     if (!(this.info.flags & DEVICE_FLAGS_PCI) || this.info.numRegions <= CONFIG_REGION) {
       throw new DriverError(
         "UNSUPPORTED",
@@ -253,8 +259,19 @@ export class VfioUserDevice implements PciDevice {
       const r = this.client.request(
         VFIO_USER_DEVICE_GET_REGION_INFO,
         encodeRegionInfoRequest(index, argsz),
+        { takeFds: takeFd !== undefined },
       );
-      const info = decodeRegionInfo(r.payload);
+      let info: RegionInfo;
+      try {
+        info = this.client.decodeReply(
+          VFIO_USER_DEVICE_GET_REGION_INFO,
+          r.payload,
+          decodeRegionInfo,
+        );
+      } catch (e) {
+        closeFds(r.fds);
+        throw e;
+      }
       if (info.argsz > argsz && argsz === REGION_INFO_ARGSZ) {
         closeFds(r.fds);
         argsz = info.argsz;
@@ -273,8 +290,7 @@ export class VfioUserDevice implements PciDevice {
   /** DEVICE_GET_IRQ_INFO of IRQ type `index` (0 INTx, 1 MSI, 2 MSI-X, 3 ERR, 4 REQ). */
   irqInfo(index: number): IrqInfo {
     const r = this.client.request(VFIO_USER_DEVICE_GET_IRQ_INFO, encodeIrqInfoRequest(index));
-    closeFds(r.fds);
-    return decodeIrqInfo(r.payload);
+    return this.client.decodeReply(VFIO_USER_DEVICE_GET_IRQ_INFO, r.payload, decodeIrqInfo);
   }
 
   irqCount(index: number): number {
@@ -427,8 +443,7 @@ export class VfioUserDevice implements PciDevice {
       size: BigInt(segment.size),
     });
     try {
-      const r = this.client.request(VFIO_USER_DMA_MAP, payload, { fds: [segment.fd] });
-      closeFds(r.fds);
+      this.client.request(VFIO_USER_DMA_MAP, payload, { fds: [segment.fd] });
     } catch (e) {
       if (!(e instanceof VfioUserCommandError)) throw e;
       const why = e.errno === 17 /* EEXIST, as the spec has it */
@@ -456,11 +471,10 @@ export class VfioUserDevice implements PciDevice {
     // Disconnection"): nothing is left to unmap.
     if (!this.client.connected) return;
     // "VFIO_USER_DMA_UNMAP": address and size must match the mapping exactly.
-    const r = this.client.request(
+    this.client.request(
       VFIO_USER_DMA_UNMAP,
       encodeDmaUnmap({ flags: 0, address: iova, size: BigInt(size) }),
     );
-    closeFds(r.fds);
   }
 
   reset(): void {

@@ -257,6 +257,44 @@ Deno.test("DEVICE_GET_REGION_INFO: sparse mmap and region type capabilities", ()
   assert.throws(() => decodeRegionInfo(r), RangeError);
 });
 
+Deno.test("DEVICE_GET_REGION_INFO: sparse areas must lie inside the region, apart", () => {
+  // A 0x4000-byte region with a sparse mmap cap at 32 holding `areas`.
+  const reply = (areas: [bigint, bigint][], size = 0x4000n) => {
+    const r = new Uint8Array(48 + 16 * areas.length);
+    const v = new DataView(r.buffer);
+    v.setUint32(0, r.length, true);
+    v.setUint32(4, REGION_INFO_FLAG_READ | REGION_INFO_FLAG_MMAP | REGION_INFO_FLAG_CAPS, true);
+    v.setUint32(12, 32, true);
+    v.setBigUint64(16, size, true);
+    v.setUint16(32, 1, true);
+    v.setUint32(40, areas.length, true);
+    areas.forEach(([o, n], i) => {
+      v.setBigUint64(48 + 16 * i, o, true);
+      v.setBigUint64(56 + 16 * i, n, true);
+    });
+    return r;
+  };
+  assert.deepEqual(decodeRegionInfo(reply([[0x3000n, 0x1000n], [0n, 0x3000n]])).sparseAreas, [
+    { offset: 0x3000, size: 0x1000 },
+    { offset: 0, size: 0x3000 },
+  ]);
+  assert.throws(() => decodeRegionInfo(reply([[0x3000n, 0x1001n]])), /area 0 .* ends past/);
+  // offset + size wraps around 2^64 in u64 arithmetic.
+  assert.throws(
+    () => decodeRegionInfo(reply([[-0x1000n & 0xffff_ffff_ffff_ffffn, 0x2000n]])),
+    /area 0 .* ends past/,
+  );
+  assert.throws(
+    () => decodeRegionInfo(reply([[0n, 0x2000n], [0x1fffn, 1n]])),
+    /areas 0 and 1 overlap/,
+  );
+  assert.throws(() => decodeRegionInfo(reply([], 1n << 60n)), /beyond 2\^53/);
+  // nr_areas larger than the reply holds.
+  const r = reply([[0n, 0x1000n]]);
+  new DataView(r.buffer).setUint32(40, 0xffff_ffff, true);
+  assert.throws(() => decodeRegionInfo(r), RangeError);
+});
+
 Deno.test("DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS layouts", () => {
   assert.deepEqual(encodeIrqInfoRequest(2), u8(16, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0));
   assert.deepEqual(

@@ -134,7 +134,10 @@ export function encodeRegionInfoRequest(
  * Decodes a DEVICE_GET_REGION_INFO reply with its capability list ("VFIO region
  * capabilities": each header is id u16, version u16, next u32, offsets from the start of
  * the structure; sparse mmap: nr_areas u32, reserved u32, then offset/size u64 pairs).
- * Capabilities are read only when the reply holds all `argsz` bytes.
+ * Capabilities are read only when the reply holds all `argsz` bytes. Throws RangeError
+ * for a reply this driver must not act on: too short, a broken capability chain, a region
+ * size beyond 2^53, or sparse areas that end past the region or overlap ("Sparse
+ * Regions": each area is a part of the region to mmap).
  *
  * @example
  * ```ts
@@ -145,12 +148,16 @@ export function encodeRegionInfoRequest(
 export function decodeRegionInfo(b: Uint8Array): RegionInfo {
   need(b, REGION_INFO_SIZE, "a DEVICE_GET_REGION_INFO reply");
   const d = dv(b);
+  const size = d.getBigUint64(16, true);
+  if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new RangeError(`region size ${hex(size)} is beyond 2^53 bytes`);
+  }
   const info: RegionInfo = {
     argsz: d.getUint32(0, true),
     flags: d.getUint32(4, true),
     index: d.getUint32(8, true),
     capOffset: d.getUint32(12, true),
-    size: Number(d.getBigUint64(16, true)),
+    size: Number(size),
     offset: d.getBigUint64(24, true),
   };
   if (!(info.flags & REGION_INFO_FLAG_CAPS) || !info.capOffset || info.argsz > b.length) {
@@ -160,16 +167,13 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
     if (cap.id === REGION_INFO_CAP_SPARSE_MMAP) {
       need(b, cap.offset + 16, "a sparse mmap capability");
       const n = d.getUint32(cap.offset + 8, true);
-      const areas: SparseArea[] = [];
+      need(b, cap.offset + 16 + n * 16, `${n} sparse mmap areas`);
+      const raw: { offset: bigint; size: bigint }[] = [];
       for (let i = 0; i < n; i++) {
         const a = cap.offset + 16 + i * 16;
-        need(b, a + 16, "a sparse mmap area");
-        areas.push({
-          offset: Number(d.getBigUint64(a, true)),
-          size: Number(d.getBigUint64(a + 8, true)),
-        });
+        raw.push({ offset: d.getBigUint64(a, true), size: d.getBigUint64(a + 8, true) });
       }
-      info.sparseAreas = areas;
+      info.sparseAreas = checkSparseAreas(raw, size);
     } else if (cap.id === REGION_INFO_CAP_TYPE) {
       need(b, cap.offset + 16, "a region type capability");
       info.type = {
@@ -179,6 +183,39 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
     }
   }
   return info;
+}
+
+function hex(n: bigint): string {
+  return "0x" + n.toString(16);
+}
+
+/**
+ * The sparse areas as numbers, once each lies inside the region (u64 sums cannot wrap
+ * here: the arithmetic is BigInt) and no two overlap; else a RangeError naming the area.
+ */
+function checkSparseAreas(
+  raw: { offset: bigint; size: bigint }[],
+  regionSize: bigint,
+): SparseArea[] {
+  raw.forEach((a, i) => {
+    if (a.offset + a.size > regionSize) {
+      throw new RangeError(
+        `sparse mmap area ${i} (offset ${hex(a.offset)}, size ${
+          hex(a.size)
+        }) ends past the region's ${hex(regionSize)} bytes`,
+      );
+    }
+  });
+  const order = raw.map((_, i) => i).filter((i) => raw[i].size > 0n)
+    .sort((x, y) => (raw[x].offset < raw[y].offset ? -1 : raw[x].offset > raw[y].offset ? 1 : 0));
+  for (let k = 1; k < order.length; k++) {
+    const prev = raw[order[k - 1]], cur = raw[order[k]];
+    if (cur.offset < prev.offset + prev.size) {
+      const [i, j] = [order[k - 1], order[k]].sort((x, y) => x - y);
+      throw new RangeError(`sparse mmap areas ${i} and ${j} overlap`);
+    }
+  }
+  return raw.map((a) => ({ offset: Number(a.offset), size: Number(a.size) }));
 }
 
 // ---------------------------------------------------------------------------------------
