@@ -33,228 +33,190 @@
  * descriptors left empty because the worker's buffers ran out. Bytes exclude the
  * virtio-net header. Heap figures are bytes of each worker's V8 heap, sampled once a
  * second: "heapWarm" at warm-up (the first sample after `--warmup` packets once V8
- * compiled nothing for 5 s, or after twice those packets; after a full GC), "heapLast" at the latest sample (after a full GC at the stop: "heapLive" says the
- * two are live memory), "heapGrowth" the difference; between them, "heapStepBytes" over
+ * compiled nothing for 5 s, or after twice those packets), "heapLast" at the latest
+ * sample, "heapGrowth" the difference. Only with `--heap-audit` are heapWarm and heapLast
+ * taken after a full GC (at warm-up and at the stop), so that they are live memory
+ * ("heapLive" says so); those GCs pause forwarding. Between them, "heapStepBytes" over
  * the "heapSteps" seconds in which the heap grew by 1 KiB or more (V8 compiling, the last
  * at "lastStepPackets"), "heapCreep" over all other seconds (garbage made), "heapDrops"
  * the GCs; "warmPackets"/"packets" the packets received by then and by now. Exit
- * status: 0 after a clean stop (duration over, SIGINT or SIGTERM), 1 on a driver or worker error or a
- * device that reports DEVICE_NEEDS_RESET, 2 on bad usage.
+ * status: 0 after a clean stop (duration over, SIGINT or SIGTERM while forwarding), 1 on a
+ * driver or worker error or a device that reports DEVICE_NEEDS_RESET, 2 on bad usage,
+ * 130 (SIGINT) or 143 (SIGTERM) when a signal stops the start-up.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
+// Only modules that do not reach libc are imported statically: the library's modules open
+// libc as they load, so they come in after the --allow-ffi check (see main()).
+import type { VirtioNetPort } from "../mod.ts";
+import type { EngineOptions, ForwardingEngine } from "../src/engine/engine.ts";
+import type { EngineSnapshot } from "../src/engine/snapshot.ts";
+import { DriverError } from "../src/errors.ts";
 import {
-  createSharedPool,
-  DriverError,
-  formatMac,
-  openPort,
-  VIRTIO_NET_F_STATUS,
-  type VirtioNetPort,
-} from "../mod.ts";
-import { ForwardingEngine } from "../src/engine/engine.ts";
-import { type EngineSnapshot } from "../src/engine/snapshot.ts";
-import { buildReport, formatTable } from "../src/engine/stats_report.ts";
-import { hasFeature } from "../src/virtio/features.ts";
-
-const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
-
-Forwards PORT0 -> PORT1 and PORT1 -> PORT0 on one worker per queue pair. A PORT is a PCI
-address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
-
-  --queues N          queue pairs per port, one worker each (default 1)
-  --burst N           frames per receive and transmit burst (default 32)
-  --steering MODE     single | auto | rss (default: auto with several queues)
-  --rebalance-ms MS   with rss: every MS milliseconds give each port a new indirection
-                      table (rotated by one queue) while forwarding, with no reordering
-  --mac-rewrite       rewrite source MAC to the sending port's, destination to
-                      02:00:00:00:00:<port> (as DPDK l2fwd does)
-  --script FILE       run every burst through FILE's handleBurst (needs --allow-read=FILE)
-  --script-arg K=V    an option for the script (repeatable)
-  --pcap FILE         capture frames of --pcap-port into FILE (needs --allow-write=FILE)
-  --pcap-port P       port to capture (default 0)
-  --pcap-direction D  rx (frames it received; default), tx (frames sent out of it, as
-                      they leave) or both
-  --pcap-queue Q      queue pair to capture, or all (default all)
-  --stats MODE        table | json | off (default: table on a terminal, json otherwise)
-  --duration S        stop after S seconds (default: run until SIGINT/SIGTERM)
-  --tx-drain-us US    send a partial transmit burst after US microseconds (default 100)
-  --tx-full MODE      frames a full transmit ring does not take: wait (keep them, stop
-                      receiving that way until there is room; default) or drop (count
-                      them, as DPDK l2fwd does)
-  --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
-  --warmup N          packets per worker before the heap figures can start, once V8
-                      compiled nothing for 5 s (at 2N in any case; default 150000)
-  --bind              take the functions from their kernel driver (bind to vfio-pci)
-  --restore-driver    give them back to their kernel driver at exit
-  --help              this text`;
+  checkFiles,
+  parseCommandLine,
+  reason,
+  type Run,
+  USAGE,
+  UsageError,
+} from "./l2fwd_options.ts";
 
 /** Set when closing a port failed (the exit status is then 1). */
 let closeFailed = false;
 
-function usageError(message: string): never {
-  throw new DriverError("BAD_ARGUMENT", `${message}: see --help.`);
-}
-
-function intOption(value: string | undefined, name: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!(Number.isInteger(n) && n >= min && n <= max)) {
-    usageError(`--${name} must be an integer from ${min} to ${max}, not '${value}'`);
-  }
-  return n;
-}
+/** Thrown at a start-up step when SIGINT/SIGTERM came: start-up ends and all is released. */
+class StartupInterrupted extends Error {}
 
 async function main(args: string[]): Promise<number> {
-  let parsed;
+  let run: Run | "help";
   try {
-    parsed = parseArgs({
-      args,
-      options: {
-        queues: { type: "string", default: "1" },
-        burst: { type: "string", default: "32" },
-        steering: { type: "string" },
-        "rebalance-ms": { type: "string", default: "0" },
-        "mac-rewrite": { type: "boolean", default: false },
-        script: { type: "string" },
-        "script-arg": { type: "string", multiple: true, default: [] },
-        pcap: { type: "string" },
-        "pcap-port": { type: "string", default: "0" },
-        "pcap-direction": { type: "string", default: "rx" },
-        "pcap-queue": { type: "string", default: "all" },
-        stats: { type: "string" },
-        duration: { type: "string" },
-        "tx-drain-us": { type: "string", default: "100" },
-        "tx-full": { type: "string", default: "wait" },
-        "idle-us": { type: "string", default: "50" },
-        warmup: { type: "string", default: "150000" },
-        bind: { type: "boolean", default: false },
-        "restore-driver": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      allowPositionals: true,
-    });
+    run = parseCommandLine(args);
   } catch (e) {
-    console.error(`error: ${(e as Error).message}\n\n${USAGE}`);
+    if (!(e instanceof DriverError)) throw e;
+    const usage = e instanceof UsageError && e.withUsage ? `\n\n${USAGE}` : "";
+    console.error(`error: ${e.message}${usage}`);
     return 2;
   }
-  const { values, positionals } = parsed;
-  if (values.help) {
+  if (run === "help") {
     console.log(USAGE);
     return 0;
   }
-  let queues: number, burst: number, durationMs: number, steering: string, rebalanceMs: number;
-  let pcapQueue: number | undefined, pcapPort: number;
-  const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "table" : "json");
-  const scriptArgs: Record<string, string> = {};
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    console.error(
+      `error: l2fwd needs --allow-ffi (it reaches libc and VFIO through Deno FFI): run deno run --allow-ffi examples/l2fwd.ts ${
+        args.join(" ")
+      }.`,
+    );
+    return 1;
+  }
+
+  // From here on a signal does not kill the process: it stops start-up at its next step,
+  // or forwarding, and everything taken is released in order (reset before DMA memory).
+  let signalled: Deno.Signal | null = null;
+  let wake: (() => void) | null = null as (() => void) | null;
+  const onSigint = () => {
+    signalled ??= "SIGINT";
+    wake?.();
+  };
+  const onSigterm = () => {
+    signalled ??= "SIGTERM";
+    wake?.();
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  Deno.addSignalListener("SIGTERM", onSigterm);
+  /** Lets a pending signal's listener run (they run from the event loop), then acts on it. */
+  const step = async () => {
+    await new Promise((r) => setTimeout(r, 0));
+    if (signalled) throw new StartupInterrupted();
+  };
+  let pcapCreated = false, forwarding = false;
   try {
-    if (positionals.length !== 2) usageError(`l2fwd needs two ports, not ${positionals.length}`);
-    queues = intOption(values.queues, "queues", 1, 64);
-    burst = intOption(values.burst, "burst", 1, 256);
-    steering = values.steering ?? (queues > 1 ? "auto" : "single");
-    if (!["single", "auto", "rss"].includes(steering)) {
-      usageError(`--steering must be single, auto or rss, not '${steering}'`);
+    try {
+      pcapCreated = await checkFiles(run.script, run.pcap);
+    } catch (e) {
+      if (!(e instanceof DriverError)) throw e;
+      console.error(`error: ${e.message}`);
+      return 2;
     }
-    rebalanceMs = intOption(values["rebalance-ms"], "rebalance-ms", 0, 3_600_000);
-    if (rebalanceMs > 0 && (steering !== "rss" || queues < 2)) {
-      usageError(`--rebalance-ms needs --steering rss and --queues 2 or more`);
-    }
-    if (!["wait", "drop"].includes(values["tx-full"])) {
-      usageError(`--tx-full must be wait or drop, not '${values["tx-full"]}'`);
-    }
-    if (!["table", "json", "off"].includes(statsMode)) {
-      usageError(`--stats must be table, json or off, not '${statsMode}'`);
-    }
-    durationMs = values.duration === undefined ? Infinity : Number(values.duration) * 1000;
-    if (!(durationMs > 0)) usageError(`--duration must be a positive number of seconds`);
-    pcapQueue = values["pcap-queue"] === "all"
-      ? undefined
-      : intOption(values["pcap-queue"], "pcap-queue", 0, queues - 1);
-    pcapPort = intOption(values["pcap-port"], "pcap-port", 0, 1);
-    if (!["rx", "tx", "both"].includes(values["pcap-direction"])) {
-      usageError(`--pcap-direction must be rx, tx or both, not '${values["pcap-direction"]}'`);
-    }
-    for (const a of values["script-arg"]) {
-      const eq = a.indexOf("=");
-      if (eq < 1) usageError(`--script-arg takes KEY=VALUE, not '${a}'`);
-      scriptArgs[a.slice(0, eq)] = a.slice(eq + 1);
-    }
+    return await forward(run, {
+      step,
+      signalled: () => signalled,
+      setWake: (fn) => wake = fn,
+      forwarding: () => forwarding = true,
+    });
   } catch (e) {
-    if (!(e instanceof DriverError)) throw e;
-    console.error(`error: ${e.message}`);
-    return 2;
-  }
-  // Permissions first, before any device is touched.
-  const need: [string | undefined, "read" | "write", string][] = [
-    [values.script, "read", "--script"],
-    [values.pcap, "write", "--pcap"],
-  ];
-  for (const [path, name, opt] of need) {
-    if (path !== undefined && Deno.permissions.querySync({ name, path }).state !== "granted") {
-      console.error(
-        `error: ${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${path}.`,
-      );
-      return 2;
+    if (!(e instanceof StartupInterrupted)) throw e;
+    console.error(
+      `error: ${signalled} arrived during start-up, so l2fwd stopped before forwarding and released everything it had taken.`,
+    );
+    return signalled === "SIGINT" ? 130 : 143;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+    Deno.removeSignalListener("SIGTERM", onSigterm);
+    // The capture file this run created is removed when forwarding never began.
+    if (pcapCreated && !forwarding) {
+      try {
+        Deno.removeSync(run.pcap!);
+      } catch { /* leaving an empty file behind is harmless */ }
     }
   }
-  const drainUs = Number(values["tx-drain-us"]);
-  const idleUs = Number(values["idle-us"]);
-  const warmup = Number(values.warmup);
-  for (
-    const [v, name] of [[drainUs, "tx-drain-us"], [idleUs, "idle-us"], [warmup, "warmup"]] as const
-  ) {
-    if (!(v >= 0 && v <= 1e9)) {
-      console.error(`error: --${name} must be a number from 0 to 1000000000: see --help.`);
-      return 2;
-    }
-  }
+}
+
+/** How forward() learns of signals: main() installed the listeners before start-up. */
+interface SignalHooks {
+  /** A start-up step boundary: throws StartupInterrupted when a signal came. */
+  step(): Promise<void>;
+  /** The first signal that came, if any. */
+  signalled(): Deno.Signal | null;
+  /** What a signal calls once forwarding runs (null: nothing). */
+  setWake(fn: (() => void) | null): void;
+  /** Start-up is over: from now on a signal is a clean stop. */
+  forwarding(): void;
+}
+
+/** Opens both ports, starts the engine, forwards until a stop, and releases everything. */
+async function forward(run: Run, signals: SignalHooks): Promise<number> {
+  const { createSharedPool, formatMac, openPort, VIRTIO_NET_F_STATUS } = await import(
+    "../mod.ts"
+  );
+  const { ForwardingEngine } = await import("../src/engine/engine.ts");
+  const { buildReport, formatTable } = await import("../src/engine/stats_report.ts");
+  const { hasFeature } = await import("../src/virtio/features.ts");
+  const { queues, burst, steering, rebalanceMs, statsMode } = run;
 
   // Room for every ring of both ports, what the workers buffer, and slack to refill.
   const pool = createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
   const ports: VirtioNetPort[] = [];
   let engine: ForwardingEngine | null = null;
+  let started = false;
   try {
-    for (const spec of positionals) {
+    await signals.step();
+    for (const spec of run.ports) {
       ports.push(openPort(spec, {
-        bind: values.bind,
-        restoreDriver: values["restore-driver"],
+        bind: run.bind,
+        force: run.force,
+        restoreDriver: run.restoreDriver,
         pool,
         queuePairs: queues,
         // Both ports must put frames at the same offset: no hash report (8 more bytes).
         hashReport: false,
       }));
+      await signals.step();
     }
     for (const p of ports) {
       if (steering === "single") p.steering.set({ mode: "single" });
       else if (steering === "rss") p.steering.set({ mode: "rss", pairs: queues });
       else if (queues > 1) p.steering.set({ mode: "auto", pairs: queues });
     }
+    await signals.step();
     const failed: DriverError[] = [];
     /** Records an error of the control path; anything but a DriverError counts as TRANSPORT. */
     const noteFailure = (e: unknown) =>
       failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
     let wake: (() => void) | null = null as (() => void) | null;
-    engine = await ForwardingEngine.start(ports, pool, {
+    // heapAudit: the engine's switch for the full GCs of live heap figures.
+    const engineOptions: EngineOptions & { heapAudit?: boolean } = {
       burst,
-      drainUs,
-      idleUs,
-      macRewrite: values["mac-rewrite"],
-      txFull: values["tx-full"] as "wait" | "drop",
-      warmupPackets: warmup,
-      script: values.script ? { path: values.script, args: scriptArgs } : undefined,
-      capture: values.pcap
-        ? {
-          path: values.pcap,
-          port: pcapPort,
-          queue: pcapQueue,
-          direction: values["pcap-direction"] as "rx" | "tx" | "both",
-        }
+      drainUs: run.drainUs,
+      idleUs: run.idleUs,
+      macRewrite: run.macRewrite,
+      txFull: run.txFull,
+      warmupPackets: run.warmup,
+      heapAudit: run.heapAudit,
+      script: run.script ? { path: run.script, args: run.scriptArgs } : undefined,
+      capture: run.pcap
+        ? { path: run.pcap, port: run.pcapPort, queue: run.pcapQueue, direction: run.pcapDirection }
         : undefined,
       onError: (e) => {
         failed.push(e);
         wake?.();
       },
-    });
+    };
+    engine = await ForwardingEngine.start(ports, pool, engineOptions);
+    await signals.step();
+    started = true;
+    signals.forwarding();
     for (const [i, p] of ports.entries()) {
       console.error(
         `port ${i}: ${p.name} mac ${formatMac(p.config.mac)} link ${
@@ -262,7 +224,6 @@ async function main(args: string[]): Promise<number> {
         } queues ${queues} steering ${steering} features ${p.negotiatedFeatureNames().join(" ")}`,
       );
     }
-
     // Reading the link status is also how a port that went away (a vfio-user server that
     // died) is noticed: the first failure ends the run; later reports say "unknown".
     let linksFailed = false;
@@ -287,7 +248,7 @@ async function main(args: string[]): Promise<number> {
         intervalS: event === "summary" ? (now - t0) / 1000 : (now - lastAt) / 1000,
         links: links(),
         scriptReport: engine!.scriptReport(),
-        pcapWritten: values.pcap ? engine!.pcapWritten : undefined,
+        pcapWritten: run.pcap ? engine!.pcapWritten : undefined,
       });
       if (statsMode === "json" || (event === "summary" && statsMode === "off")) {
         console.log(JSON.stringify(r));
@@ -304,9 +265,8 @@ async function main(args: string[]): Promise<number> {
         clearInterval(ticker);
         clearInterval(rebalance);
         clearTimeout(ends);
-        Deno.removeSignalListener("SIGINT", finish);
-        Deno.removeSignalListener("SIGTERM", finish);
         wake = null;
+        signals.setWake(null);
         resolve();
       };
       const ticker = setInterval(() => {
@@ -346,11 +306,11 @@ async function main(args: string[]): Promise<number> {
           }
         }, rebalanceMs)
         : undefined;
-      const ends = Number.isFinite(durationMs) ? setTimeout(finish, durationMs) : undefined;
-      Deno.addSignalListener("SIGINT", finish);
-      Deno.addSignalListener("SIGTERM", finish);
+      // main() checked that durationMs fits setTimeout (2^31-1 ms; more would fire at once).
+      const ends = Number.isFinite(run.durationMs) ? setTimeout(finish, run.durationMs) : undefined;
       wake = finish;
-      if (failed.length) finish();
+      signals.setWake(finish);
+      if (failed.length || signals.signalled()) finish();
     });
     const final = await engine.stop();
     report("summary", final, performance.now());
@@ -361,7 +321,16 @@ async function main(args: string[]): Promise<number> {
     }
     for (const e of failed) console.error(`error: ${e.message}`);
     return failed.length ? 1 : 0;
+  } catch (e) {
+    // A step that fails while a signal waits (a blocked call returns with an error once
+    // it gives up): the user asked to stop, so that is what is reported.
+    if (!started && !(e instanceof StartupInterrupted)) {
+      await new Promise((r) => setTimeout(r, 0));
+      if (signals.signalled()) throw new StartupInterrupted();
+    }
+    throw e;
   } finally {
+    signals.setWake(null);
     if (engine) await engine.stop();
     const problems: string[] = [];
     for (const p of ports.reverse()) {
@@ -383,10 +352,12 @@ if (import.meta.main) {
     const code = await main(Deno.args);
     Deno.exit(code === 0 && closeFailed ? 1 : code);
   } catch (e) {
-    if (e instanceof DriverError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(1);
-    }
-    throw e;
+    // A DriverError is the user's to act on; anything else is a bug, still one line.
+    console.error(
+      e instanceof DriverError
+        ? `error: ${e.message}`
+        : `error: l2fwd failed unexpectedly (${reason(e)}): please report it.`,
+    );
+    Deno.exit(1);
   }
 }

@@ -2,7 +2,7 @@
  * Opens a virtio-net port, prints what was negotiated and the device configuration, and
  * closes it again.
  *
- *     deno run --allow-ffi examples/port_info.ts [--bind] [--restore-driver] PORT
+ *     deno run --allow-ffi examples/port_info.ts [--bind [--force]] [--restore-driver] PORT
  *
  * PORT is a PCI address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
  *
@@ -10,36 +10,71 @@
  */
 
 import { parseArgs } from "node:util";
-import { DriverError, featureNames, formatMac, openPort } from "../mod.ts";
+// Only modules that do not reach libc are imported statically: the library's modules open
+// libc when they load, so they come in after the --allow-ffi check (see main()).
+import { DriverError } from "../src/errors.ts";
 
-const USAGE = `usage: deno run --allow-ffi examples/port_info.ts [--bind] [--restore-driver] PORT
+const USAGE =
+  `usage: deno run --allow-ffi examples/port_info.ts [--bind [--force]] [--restore-driver] PORT
 
   PORT               a PCI address (0000:00:04.0) or vfio-user:/path/to/socket
   --bind             take the function from its kernel driver (bind it to vfio-pci)
+  --force            with --bind: take it even if its network interface is up with
+                     addresses or routes (this host's own network, perhaps)
   --restore-driver   give it back to its kernel driver when done
   --json             print one JSON object instead of text`;
 
-function main(args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      bind: { type: "boolean", default: false },
-      "restore-driver": { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    allowPositionals: true,
-  });
+/** One sentence for a command line that parseArgs refuses (its own messages run to two). */
+function argumentError(e: unknown): string {
+  const message = (e as Error).message;
+  const unknown = /^Unknown option '([^']*)'/.exec(message);
+  return unknown ? `unknown option '${unknown[1]}'` : message.split("\n")[0].replace(/\.$/, "");
+}
+
+/** The sentence for a run without --allow-ffi, or null when FFI is granted. */
+function missingFfi(program: string, usage: string): string | null {
+  if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") return null;
+  return `${program} needs --allow-ffi (it reaches libc and VFIO through Deno FFI): run deno run --allow-ffi ${usage}.`;
+}
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        bind: { type: "boolean", default: false },
+        force: { type: "boolean", default: false },
+        "restore-driver": { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      allowPositionals: true,
+    });
+  } catch (e) {
+    console.error(`error: ${argumentError(e)}: see the usage below.\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
   if (positionals.length !== 1) {
-    console.error(USAGE);
+    console.error(
+      `error: port_info takes one PORT, not ${positionals.length}: see the usage below.\n\n${USAGE}`,
+    );
     return 2;
   }
+  const noFfi = missingFfi("port_info", "examples/port_info.ts PORT");
+  if (noFfi) {
+    console.error(`error: ${noFfi}`);
+    return 1;
+  }
+  const { featureNames, formatMac, openPort } = await import("../mod.ts");
   const port = openPort(positionals[0], {
     bind: values.bind,
+    force: values.force,
     restoreDriver: values["restore-driver"],
   });
   try {
@@ -74,12 +109,14 @@ function main(args: string[]): number {
 
 if (import.meta.main) {
   try {
-    Deno.exit(main(Deno.args));
+    Deno.exit(await main(Deno.args));
   } catch (e) {
-    if (e instanceof DriverError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(1);
-    }
-    throw e;
+    // A DriverError is the user's to act on; anything else is a bug, still one line.
+    console.error(
+      e instanceof DriverError
+        ? `error: ${e.message}`
+        : `error: port_info failed unexpectedly (${e}): please report it.`,
+    );
+    Deno.exit(1);
   }
 }

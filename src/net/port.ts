@@ -73,6 +73,8 @@ export interface PortOptions extends NegotiationOptions {
   bind?: boolean;
   /** Give the function back to its previous kernel driver on close. */
   restoreDriver?: boolean;
+  /** With `bind`: take it even if its network interface carries this host's traffic. */
+  force?: boolean;
   /**
    * Queue pairs to set up (default 1). More than one needs VIRTIO_NET_F_MQ; at most
    * max_virtqueue_pairs. Steering can later use any number from 1 to this.
@@ -200,6 +202,7 @@ export class VirtioNetPort {
         pci = VfioPciDevice.open(ps.address, {
           bind: options.bind,
           restoreDriver: options.restoreDriver,
+          force: options.force,
         });
       } else if (options.openDevice) {
         pci = options.openDevice(ps);
