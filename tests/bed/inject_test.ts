@@ -107,3 +107,17 @@ Deno.test("a capture reports the frames its socket dropped: captured + socketDro
   assert.equal(stats.captured, got.length);
   assert.equal(stats.captured + stats.socketDrops + stats.unread + stats.ignored, count);
 });
+
+Deno.test("jumbo frames reach a tap whose MTU was raised, through the bridge, and are captured whole", async () => {
+  await using ns = await Netns.create({ tapQueues: [1], steerRxToCpu0: false });
+  await ns.exec(["ip", "link", "set", ns.taps[0], "mtu", "9000"]);
+  using q = TapQueues.open(ns.name, ns.taps[0], 1);
+  const frames = [60, 1514, 4000, 9014].map((n, i) => mixedFrame(8, i, 0, n, NIC_MAC));
+  const sent = await sendFrames(trafficBed(ns), 0, frames);
+  assert.deepEqual([sent.sent, sent.dropped], [4, 0]);
+  assert.deepEqual(q.drain(), [frames]);
+  const cap = await startCapture(trafficBed(ns), 0, { count: 4, timeoutMs: 10000 });
+  for (const f of frames) q.write(0, f);
+  assert.deepEqual(await cap.done(), frames);
+  assert.equal((await cap.stats())?.truncated, 0);
+});

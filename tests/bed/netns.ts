@@ -159,7 +159,7 @@ export function bridgeSetupScript(tap: string): string {
   return [
     "set -e",
     "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -w $f ] && echo 0 > $f || true; done",
-    `ip link add ${inject} type veth peer name ${peer}`,
+    `ip link add ${inject} mtu 65535 type veth peer name ${peer} mtu 65535`,
     `ip link add ${bridge} type bridge stp_state 0 mcast_snooping 0`,
     ...[inject, peer, bridge].map((d) =>
       `f=/proc/sys/net/ipv6/conf/${d}/disable_ipv6; if [ -e $f ]; then echo 1 > $f; fi`
