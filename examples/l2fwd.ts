@@ -195,8 +195,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
     const noteFailure = (e: unknown) =>
       failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
     let wake: (() => void) | null = null as (() => void) | null;
-    // heapAudit: the engine's switch for the full GCs of live heap figures.
-    const engineOptions: EngineOptions & { heapAudit?: boolean } = {
+    const engineOptions: EngineOptions = {
       burst,
       drainUs: run.drainUs,
       idleUs: run.idleUs,
