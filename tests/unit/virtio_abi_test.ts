@@ -209,7 +209,11 @@ Deno.test({
     v.setUint16(c["net.rss_max_indirection_table_length"], 256, true);
     v.setUint32(c["net.supported_hash_types"], 0x3f, true);
     const io: RegionIo = new MappedRegionIo(bytes.buffer);
-    const t = { readConfig: <T>(read: (cfg: RegionIo) => T): T => read(io) };
+    const t = {
+      pci: { name: "test" },
+      deviceConfig: io,
+      readConfig: <T>(read: (cfg: RegionIo) => T): T => read(io),
+    };
     const all = bit(netFeatures.VIRTIO_NET_F_MAC) | bit(netFeatures.VIRTIO_NET_F_STATUS) |
       bit(netFeatures.VIRTIO_NET_F_MQ) | bit(netFeatures.VIRTIO_NET_F_MTU) |
       bit(netFeatures.VIRTIO_NET_F_RSS);
