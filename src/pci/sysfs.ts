@@ -242,20 +242,29 @@ export class SysfsPciFunction {
       }
     }
     try {
-      writeText(`${this.path}/driver_override`, "vfio-pci");
-      if (previous !== null) writeText(`${this.path}/driver/unbind`, this.address);
-      writeText(`${this.root}sys/bus/pci/drivers_probe`, this.address);
+      try {
+        writeText(`${this.path}/driver_override`, "vfio-pci");
+        if (previous !== null) writeText(`${this.path}/driver/unbind`, this.address);
+        writeText(`${this.root}sys/bus/pci/drivers_probe`, this.address);
+      } catch (e) {
+        sysError(e, `Binding ${this.address} to vfio-pci`);
+      }
+      const now = this.driver();
+      if (now !== "vfio-pci") {
+        throw new DriverError(
+          "VFIO",
+          `${this.address} did not bind to vfio-pci (driver now: ${
+            now ?? "none"
+          }): check 'dmesg' for the reason.`,
+        );
+      }
     } catch (e) {
-      sysError(e, `Binding ${this.address} to vfio-pci`);
-    }
-    const now = this.driver();
-    if (now !== "vfio-pci") {
-      throw new DriverError(
-        "VFIO",
-        `${this.address} did not bind to vfio-pci (driver now: ${
-          now ?? "none"
-        }): check 'dmesg' for the reason.`,
-      );
+      // Undo what was done (a driver_override left at vfio-pci keeps the function's own
+      // driver away for good); the first failure is the one reported.
+      try {
+        this.restoreDriver(previous);
+      } catch { /* reported through e */ }
+      throw e;
     }
     return previous;
   }

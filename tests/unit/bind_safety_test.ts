@@ -133,8 +133,8 @@ function assertBindWentAhead(root: string, open: () => unknown): void {
     (e: unknown) => e instanceof DriverError && /did not bind to vfio-pci/.test(e.message),
   );
   const w = writes(root);
-  assert.equal(w.driverOverride, "vfio-pci");
-  assert.equal(w.virtioUnbind, ADDR);
+  assert.equal(w.virtioUnbind, ADDR, "unbound from its driver");
+  assert.equal(w.driversProbe, ADDR);
 }
 
 Deno.test("--bind refuses a function whose network interface is up with routes, naming the interface", () => {
@@ -194,5 +194,18 @@ Deno.test("routes of another interface do not block --bind", () => {
   const other = ETH9_ROUTES.map((l) => l.replace("eth9", "eth0"));
   withTree({ driver: "virtio-pci", iface: ETH9_UP, routes: other }, (root) => {
     assertBindWentAhead(root, () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }));
+  });
+});
+
+Deno.test("a bind that fails half-way clears the driver_override it set", () => {
+  // The fake kernel never rebinds. Left at "vfio-pci", driver_override would keep the
+  // function's own driver from ever binding it again.
+  withTree({ driver: "virtio-pci" }, (root) => {
+    assert.throws(
+      () => new SysfsPciFunction(ADDR, root).bindVfioPci(),
+      (e: unknown) => e instanceof DriverError && /did not bind to vfio-pci/.test(e.message),
+    );
+    // sysfs attributes are written at offset 0 without truncation: the last write leads.
+    assert.ok(writes(root).driverOverride.startsWith("\n"), "driver_override cleared again");
   });
 });
