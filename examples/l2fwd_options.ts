@@ -110,27 +110,49 @@ export function reason(e: unknown): string {
 
 /** l2fwd's validated command line: the ports and every option, in the types used. */
 export interface Run {
+  /** The two port names as given (PCI address or vfio-user:/path). */
   ports: string[];
+  /** Queue pairs per port (--queues). */
   queues: number;
+  /** Frames per burst (--burst). */
   burst: number;
+  /** Run time in ms (--duration), Infinity without one. */
   durationMs: number;
+  /** single, auto or rss (--steering). */
   steering: string;
+  /** RSS table change interval in ms, 0 for none (--rebalance-ms). */
   rebalanceMs: number;
+  /** Rewrite MAC addresses as DPDK l2fwd (--mac-rewrite). */
   macRewrite: boolean;
+  /** The script module (--script). */
   script: string | undefined;
+  /** Its --script-arg KEY=VALUE pairs. */
   scriptArgs: Record<string, string>;
+  /** The capture file (--pcap). */
   pcap: string | undefined;
+  /** Port to capture (--pcap-port). */
   pcapPort: number;
+  /** Queue pair to capture, undefined for all (--pcap-queue). */
   pcapQueue: number | undefined;
+  /** Which frames to capture (--pcap-direction). */
   pcapDirection: "rx" | "tx" | "both";
+  /** table, json or off (--stats). */
   statsMode: string;
+  /** Partial transmit burst delay in µs (--tx-drain-us). */
   drainUs: number;
+  /** Sleep when idle in µs (--idle-us). */
   idleUs: number;
+  /** What a full transmit ring does to frames (--tx-full). */
   txFull: "wait" | "drop";
+  /** Warm-up packets per worker (--warmup). */
   warmup: number;
+  /** Live heap figures with full GCs (--heap-audit). */
   heapAudit: boolean;
+  /** Bind the functions to vfio-pci (--bind). */
   bind: boolean;
+  /** Bind even a function that carries host traffic (--force). */
   force: boolean;
+  /** Give the functions back at exit (--restore-driver). */
   restoreDriver: boolean;
 }
 
