@@ -47,8 +47,14 @@ export class KernelDropTrace {
     this.#dir = dir;
   }
 
-  /** Starts recording; throws one sentence when kernel tracing is not available. */
-  static start(): KernelDropTrace {
+  /**
+   * Starts recording the drops of the given reasons (enum skb_drop_reason names, default
+   * NOT_SPECIFIED, which a tun purge gives); throws one sentence when kernel tracing is not
+   * available. E.g. `["CPU_BACKLOG", "SOCKET_RCVBUFF", "FULL_RING"]` for where the host lost
+   * frames a guest sent (the numbers differ between kernels: they are read from the
+   * tracepoint's format).
+   */
+  static start(reasons: string[] = ["NOT_SPECIFIED"]): KernelDropTrace {
     try {
       Deno.statSync(`${TRACEFS}/instances`);
     } catch {
@@ -70,7 +76,14 @@ export class KernelDropTrace {
       Deno.writeTextFileSync(`${dir}/options/record-tgid`, "1");
       // A purge gives no reason (NOT_SPECIFIED); FULL_RING and the like are counted by the
       // interface already. Filtering in the kernel keeps the buffer for what matters.
-      Deno.writeTextFileSync(`${dir}/events/skb/kfree_skb/filter`, "reason == 2");
+      const codes = dropReasonCodes(
+        Deno.readTextFileSync(`${TRACEFS}/events/skb/kfree_skb/format`),
+        reasons,
+      );
+      Deno.writeTextFileSync(
+        `${dir}/events/skb/kfree_skb/filter`,
+        codes.map((c) => `reason == ${c}`).join(" || "),
+      );
       Deno.writeTextFileSync(`${dir}/events/skb/kfree_skb/enable`, "1");
     } catch (e) {
       trace.#remove();
@@ -94,6 +107,12 @@ export class KernelDropTrace {
     return this.#drops;
   }
 
+  /** Frames dropped in process `tgid`'s context for `reason` (any location). */
+  count(tgid: number, reason: string): number {
+    return this.drops.filter((d) => d.tgid === tgid && d.reason === reason)
+      .reduce((n, d) => n + d.count, 0);
+  }
+
   /** Frames process `tgid` had the kernel purge from tun queues (queue detach, close). */
   tunPurged(tgid: number): number {
     return this.drops.filter((d) => d.tgid === tgid && isTunPurge(d.location))
@@ -105,6 +124,28 @@ export class KernelDropTrace {
       Deno.removeSync(this.#dir);
     } catch { /* already gone */ }
   }
+}
+
+/**
+ * The numbers of drop reasons by name, from the kfree_skb tracepoint's format file
+ * (`__print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, …)`); throws for an unknown name.
+ *
+ * @example
+ * ```ts
+ * import { dropReasonCodes } from "./kernel_drops.ts";
+ * dropReasonCodes('{ 2, "NOT_SPECIFIED" }, { 71, "CPU_BACKLOG" }', ["CPU_BACKLOG"]); // [71]
+ * ```
+ */
+export function dropReasonCodes(format: string, names: string[]): number[] {
+  const known = new Map<string, number>();
+  for (const m of format.matchAll(/\{\s*(\d+),\s*"([A-Z0-9_]+)"\s*\}/g)) {
+    known.set(m[2], Number(m[1]));
+  }
+  return names.map((n) => {
+    const c = known.get(n);
+    if (c === undefined) throw new Error(`this kernel has no skb drop reason ${n}`);
+    return c;
+  });
 }
 
 /** Where a tun queue's frames are freed on detach (the name differs with inlining). */
