@@ -5,8 +5,22 @@
  * Every struct here is little-endian with natural alignment, as on x86-64. The layouts are
  * checked against the C header by `tests/unit/vfio_uapi_test.ts`.
  *
+ * Info replies (region, IOMMU) are checked before anyone sizes a buffer, maps memory or
+ * picks addresses from them: argsz, capability offsets, sparse-mmap areas and IOVA ranges.
+ * A reply that fails is a RangeError naming the field.
+ *
  * @module
  */
+
+import {
+  capabilityChain,
+  checkArgsz,
+  checkSparseAreas,
+  hex,
+  needBytes as need,
+} from "./vfio_info_checks.ts";
+
+export { capabilityChain, MAX_INFO_ARGSZ } from "./vfio_info_checks.ts";
 
 /** `VFIO_TYPE`, the ioctl type byte `';'`. */
 export const VFIO_TYPE = 0x3b;
@@ -229,35 +243,12 @@ export function encodeRegionInfoRequest(
 }
 
 /**
- * Walks a VFIO capability chain (struct vfio_info_cap_header: id u16, version u16, next
- * u32) and returns each capability's id and offset within `b`.
- *
- * @example
- * ```ts
- * import { capabilityChain } from "./vfio_uapi.ts";
- * capabilityChain(new Uint8Array(64), 0); // []
- * ```
- */
-export function capabilityChain(
-  b: Uint8Array,
-  first: number,
-): { id: number; version: number; offset: number }[] {
-  const v = dv(b);
-  const caps = [];
-  const seen = new Set<number>();
-  for (let off = first; off !== 0;) {
-    if (off + 8 > b.length || seen.has(off)) {
-      throw new RangeError(`VFIO capability chain is malformed at offset ${off}`);
-    }
-    seen.add(off);
-    caps.push({ id: v.getUint16(off, true), version: v.getUint16(off + 2, true), offset: off });
-    off = v.getUint32(off + 4, true);
-  }
-  return caps;
-}
-
-/**
- * Decodes struct vfio_region_info and its sparse-mmap capability.
+ * Decodes struct vfio_region_info and its sparse-mmap capability. The capability chain is
+ * read only when `b` holds all argsz bytes, and only within them (the kernel writes no
+ * more). Throws RangeError for a reply the driver must not act on: shorter than the
+ * struct, argsz below the struct or beyond {@linkcode MAX_INFO_ARGSZ}, a size beyond
+ * 2^53, a region ending past 2^63 (the largest file offset), a broken capability chain,
+ * or sparse areas that end past the region or overlap.
  *
  * @example
  * ```ts
@@ -266,29 +257,45 @@ export function capabilityChain(
  * ```
  */
 export function decodeRegionInfo(b: Uint8Array): RegionInfo {
+  need(b, SIZEOF_REGION_INFO, "struct vfio_region_info");
   const v = dv(b);
+  const argsz = v.getUint32(0, true);
+  const index = v.getUint32(8, true);
+  checkArgsz(argsz, SIZEOF_REGION_INFO, `region ${index} info`);
+  const size = v.getBigUint64(16, true);
+  const offset = v.getBigUint64(24, true);
+  if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new RangeError(`region ${index} size ${hex(size)} is beyond 2^53 bytes`);
+  }
+  // pread/pwrite/mmap take a signed 64-bit off_t.
+  if (offset + size > 1n << 63n) {
+    throw new RangeError(
+      `region ${index} (offset ${hex(offset)}, size ${
+        hex(size)
+      }) ends past 2^63, the largest file offset`,
+    );
+  }
   const info: RegionInfo = {
-    argsz: v.getUint32(0, true),
+    argsz,
     flags: v.getUint32(4, true),
-    index: v.getUint32(8, true),
-    size: Number(v.getBigUint64(16, true)),
-    offset: v.getBigUint64(24, true),
+    index,
+    size: Number(size),
+    offset,
   };
   const capOffset = v.getUint32(12, true);
-  if ((info.flags & VFIO_REGION_INFO_FLAG_CAPS) && capOffset && info.argsz <= b.length) {
-    for (const cap of capabilityChain(b, capOffset)) {
+  if ((info.flags & VFIO_REGION_INFO_FLAG_CAPS) && capOffset && argsz <= b.length) {
+    const reply = b.subarray(0, argsz);
+    for (const cap of capabilityChain(reply, capOffset, SIZEOF_REGION_INFO)) {
       if (cap.id !== VFIO_REGION_INFO_CAP_SPARSE_MMAP) continue;
+      need(reply, cap.offset + 16, `the sparse mmap capability at offset ${cap.offset}`);
       const n = v.getUint32(cap.offset + 8, true);
-      const areas: SparseArea[] = [];
+      need(reply, cap.offset + 16 + 16 * n, `the list of ${n} sparse mmap areas`);
+      const raw: { offset: bigint; size: bigint }[] = [];
       for (let i = 0; i < n; i++) {
         const a = cap.offset + 16 + i * 16;
-        if (a + 16 > b.length) throw new RangeError("VFIO sparse mmap capability is truncated");
-        areas.push({
-          offset: Number(v.getBigUint64(a, true)),
-          size: Number(v.getBigUint64(a + 8, true)),
-        });
+        raw.push({ offset: v.getBigUint64(a, true), size: v.getBigUint64(a + 8, true) });
       }
-      info.sparseAreas = areas;
+      info.sparseAreas = checkSparseAreas(raw, size);
     }
   }
   return info;
@@ -315,7 +322,10 @@ export interface IommuInfo {
 }
 
 /**
- * Decodes struct vfio_iommu_type1_info and its IOVA-range capability.
+ * Decodes struct vfio_iommu_type1_info and its IOVA-range capability, read as the region
+ * info's chain is (within argsz bytes). Throws RangeError for argsz below the struct or
+ * beyond {@linkcode MAX_INFO_ARGSZ}, a broken capability chain, or a range that ends
+ * before it starts.
  *
  * @example
  * ```ts
@@ -324,22 +334,32 @@ export interface IommuInfo {
  * ```
  */
 export function decodeIommuInfo(b: Uint8Array): IommuInfo {
+  need(b, SIZEOF_IOMMU_TYPE1_INFO, "struct vfio_iommu_type1_info");
   const v = dv(b);
   const info: IommuInfo = {
     argsz: v.getUint32(0, true),
     flags: v.getUint32(4, true),
     iovaPgsizes: v.getBigUint64(8, true),
   };
+  checkArgsz(info.argsz, SIZEOF_IOMMU_TYPE1_INFO, "IOMMU info");
   const capOffset = v.getUint32(16, true);
   if ((info.flags & VFIO_IOMMU_INFO_CAPS) && capOffset && info.argsz <= b.length) {
-    for (const cap of capabilityChain(b, capOffset)) {
+    const reply = b.subarray(0, info.argsz);
+    for (const cap of capabilityChain(reply, capOffset, SIZEOF_IOMMU_TYPE1_INFO)) {
       if (cap.id !== VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) continue;
+      need(reply, cap.offset + 16, `the IOVA range capability at offset ${cap.offset}`);
       const n = v.getUint32(cap.offset + 8, true);
+      need(reply, cap.offset + 16 + 16 * n, `the list of ${n} IOVA ranges`);
       const ranges: IovaRange[] = [];
       for (let i = 0; i < n; i++) {
         const a = cap.offset + 16 + i * 16;
-        if (a + 16 > b.length) throw new RangeError("VFIO IOVA range capability is truncated");
-        ranges.push({ start: v.getBigUint64(a, true), end: v.getBigUint64(a + 8, true) });
+        const start = v.getBigUint64(a, true), end = v.getBigUint64(a + 8, true);
+        if (end < start) {
+          throw new RangeError(
+            `IOVA range ${i} (${hex(start)}–${hex(end)}) ends before it starts`,
+          );
+        }
+        ranges.push({ start, end });
       }
       info.iovaRanges = ranges;
     }

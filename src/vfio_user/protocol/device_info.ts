@@ -7,6 +7,7 @@
  */
 
 import { capabilityChain } from "../../../ffi/vfio_uapi.ts";
+import { checkSparseAreas } from "../../../ffi/vfio_info_checks.ts";
 import { dv, need } from "./bytes.ts";
 
 /** Size of struct vfio_user_device_info. */
@@ -187,35 +188,6 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
 
 function hex(n: bigint): string {
   return "0x" + n.toString(16);
-}
-
-/**
- * The sparse areas as numbers, once each lies inside the region (u64 sums cannot wrap
- * here: the arithmetic is BigInt) and no two overlap; else a RangeError naming the area.
- */
-function checkSparseAreas(
-  raw: { offset: bigint; size: bigint }[],
-  regionSize: bigint,
-): SparseArea[] {
-  raw.forEach((a, i) => {
-    if (a.offset + a.size > regionSize) {
-      throw new RangeError(
-        `sparse mmap area ${i} (offset ${hex(a.offset)}, size ${
-          hex(a.size)
-        }) ends past the region's ${hex(regionSize)} bytes`,
-      );
-    }
-  });
-  const order = raw.map((_, i) => i).filter((i) => raw[i].size > 0n)
-    .sort((x, y) => (raw[x].offset < raw[y].offset ? -1 : raw[x].offset > raw[y].offset ? 1 : 0));
-  for (let k = 1; k < order.length; k++) {
-    const prev = raw[order[k - 1]], cur = raw[order[k]];
-    if (cur.offset < prev.offset + prev.size) {
-      const [i, j] = [order[k - 1], order[k]].sort((x, y) => x - y);
-      throw new RangeError(`sparse mmap areas ${i} and ${j} overlap`);
-    }
-  }
-  return raw.map((a) => ({ offset: Number(a.offset), size: Number(a.size) }));
 }
 
 // ---------------------------------------------------------------------------------------
