@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { CaptureError, type CaptureHandle } from "./bed/traffic.ts";
 import { parseMac, parseUdpTestFrame, udpFrames } from "./bed/frames.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 
@@ -98,6 +99,26 @@ export interface Summary {
   workers: WorkerLine[];
   script?: { counters: Record<string, number>; report?: unknown };
   pcap?: { captured: number; dropped: number; written: number };
+}
+
+/**
+ * Frames of a capture, even when it ended early; then also says why it ended and what the
+ * capture socket itself dropped (PACKET_STATISTICS), so a short capture is accounted for.
+ */
+export async function framesOf(c: CaptureHandle): Promise<Uint8Array[]> {
+  try {
+    return await c.done();
+  } catch (e) {
+    if (e instanceof CaptureError) {
+      const st = e.stats;
+      console.log(
+        `capture ended early: ${e.message}` +
+          (st ? ` (capture socket dropped ${st.socketDrops}, ${st.unread} unread)` : ""),
+      );
+      return e.frames;
+    }
+    throw e;
+  }
 }
 
 /** The last `"event":"summary"` line of l2fwd's standard output. */

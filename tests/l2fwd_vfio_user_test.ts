@@ -20,7 +20,7 @@ import { notifySpec } from "../src/engine/handoff.ts";
 import { makeNotifier } from "../src/engine/notifier.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 import { udpFlow, udpFrames } from "./bed/frames.ts";
-import { CaptureError, sendFrames, startCapture } from "./bed/traffic.ts";
+import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 import {
   assertCaptured,
@@ -29,6 +29,7 @@ import {
   assertSameFramesPerFlow,
   checkMacSwapTxPcap,
   checkRebalancing,
+  framesOf,
   heapReport,
   rewritten,
   summaryOf,
@@ -88,19 +89,6 @@ async function startL2fwd(bed: VfioUserBed, args: string[], perms: string[] = []
     return { code: st.code, stopMs, stdout: await stdout, stderr };
   };
   return { child, interrupt };
-}
-
-async function framesOf(c: { done(): Promise<Uint8Array[]> }): Promise<Uint8Array[]> {
-  try {
-    return await c.done();
-  } catch (e) {
-    if (e instanceof CaptureError) {
-      // The assertions on the frames say what is missing; this says why the capture ended.
-      console.log(`capture ended early: ${e.message}`);
-      return e.frames;
-    }
-    throw e;
-  }
 }
 
 /** What each port's QEMU printed so far, for a failure message. */

@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { udpFlow, udpFrames } from "./bed/frames.ts";
-import { CaptureError, sendFrames, startCapture } from "./bed/traffic.ts";
+import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 import {
@@ -24,6 +24,7 @@ import {
   assertSameFramesPerFlow,
   checkMacSwapTxPcap,
   checkRebalancing,
+  framesOf,
   heapReport,
   rewritten,
   summaryOf,
@@ -76,20 +77,6 @@ async function startL2fwd(bed: VmBed, cmd: string) {
     return { ...r, code: Number(m[1]), stopMs: (Number(m[2]) - t0) / 1e6 };
   };
   return { p, pid, interrupt };
-}
-
-/** Frames of the capture, even when it ended early. */
-async function framesOf(c: { done(): Promise<Uint8Array[]> }): Promise<Uint8Array[]> {
-  try {
-    return await c.done();
-  } catch (e) {
-    if (e instanceof CaptureError) {
-      // The assertions on the frames say what is missing; this says why the capture ended.
-      console.log(`capture ended early: ${e.message}`);
-      return e.frames;
-    }
-    throw e;
-  }
 }
 
 Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel VFIO", async (t) => {
