@@ -4,7 +4,8 @@
  * and the device model lives in another process. Config space is region 7 reached by
  * REGION_READ/WRITE; BARs are mmap'd where the server offers an fd and messages
  * otherwise; DMA memory is shared by passing its memfd with DMA_MAP (vfio-user.rst,
- * "Client memory access").
+ * "Client memory access"). Interrupt routing (SET_IRQS and the MSI-X enabling the client
+ * does itself) lives in irq_routing.ts.
  *
  * @module
  */
@@ -27,22 +28,11 @@ import {
   ENAMETOOLONG,
   ENOTSOCK,
   ETIMEDOUT,
-  MAX_RECV_FDS,
   UNIX_PATH_MAX,
 } from "../../ffi/unix_socket.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../pci/capabilities.ts";
 import {
-  findMsix,
-  type MsixCapability,
-  msixControlOffset,
-  msixVectorControlOffset,
-  PCI_MSIX_ENTRY_CTRL_MASKBIT,
-  PCI_MSIX_FLAGS_ENABLE,
-  PCI_MSIX_FLAGS_MASKALL,
-} from "../pci/msix.ts";
-import {
-  checkIrqRange,
   type DmaSegment,
   MappedRegionIo,
   type PciDevice,
@@ -51,7 +41,6 @@ import {
 import { type ClientOptions, VfioUserClient, VfioUserCommandError } from "./client.ts";
 import {
   decodeDeviceInfo,
-  decodeIrqInfo,
   decodeRegionInfo,
   DEVICE_FLAGS_PCI,
   DEVICE_FLAGS_RESET,
@@ -61,26 +50,20 @@ import {
   encodeDeviceInfoRequest,
   encodeDmaMap,
   encodeDmaUnmap,
-  encodeIrqInfoRequest,
   encodeRegionInfoRequest,
   type IrqInfo,
-  irqSetMessages,
   REGION_INFO_FLAG_MMAP,
   REGION_INFO_SIZE,
   type RegionInfo,
   VFIO_USER_DEVICE_GET_INFO,
-  VFIO_USER_DEVICE_GET_IRQ_INFO,
   VFIO_USER_DEVICE_GET_REGION_INFO,
   VFIO_USER_DEVICE_RESET,
-  VFIO_USER_DEVICE_SET_IRQS,
   VFIO_USER_DMA_MAP,
   VFIO_USER_DMA_UNMAP,
 } from "./protocol.ts";
 import { assignBars, restoreBars, saveBars } from "./bar_assignment.ts";
+import { VfioUserIrqs } from "./irq_routing.ts";
 import { type MappedArea, MessageRegionIo, SparseRegionIo } from "./region_io.ts";
-
-/** IRQ type index of MSI-X (VFIO_PCI_MSIX_IRQ_INDEX in Linux vfio.h). */
-const MSIX_IRQ_INDEX = 2;
 
 /** Region index of PCI config space (VFIO_PCI_CONFIG_REGION_INDEX). */
 export const CONFIG_REGION = 7;
@@ -178,11 +161,7 @@ export class VfioUserDevice implements PciDevice {
   readonly #bars = new Map<number, RegionIo>();
   readonly #dma = new Map<bigint, number>();
   readonly #posted: boolean;
-  /** Per IRQ type set up with eventfds: the vectors that have one. */
-  readonly #irqs = new Map<number, Set<number>>();
-  #msix: MsixCapability | null | undefined;
-  /** Message Control as it was before this client enabled MSI-X. */
-  #msixControlBefore: number | null = null;
+  readonly #irqs: VfioUserIrqs;
   #closed = false;
 
   private constructor(client: VfioUserClient, options: VfioUserOpenOptions) {
@@ -202,6 +181,13 @@ export class VfioUserDevice implements PciDevice {
     }
     const cfg = this.regionInfo(CONFIG_REGION);
     this.config = new MessageRegionIo(client, CONFIG_REGION, cfg.size);
+    this.#irqs = new VfioUserIrqs(
+      client,
+      this.name,
+      this.config,
+      this.info.numIrqs,
+      (i) => this.bar(i),
+    );
     // Act as firmware: QEMU's server reaches a BAR only once it has an address and memory
     // decoding is on (see bar_assignment.ts).
     const sizes = [0, 1, 2, 3, 4, 5].map((i) =>
@@ -289,93 +275,15 @@ export class VfioUserDevice implements PciDevice {
 
   /** DEVICE_GET_IRQ_INFO of IRQ type `index` (0 INTx, 1 MSI, 2 MSI-X, 3 ERR, 4 REQ). */
   irqInfo(index: number): IrqInfo {
-    const r = this.client.request(VFIO_USER_DEVICE_GET_IRQ_INFO, encodeIrqInfoRequest(index));
-    return this.client.decodeReply(VFIO_USER_DEVICE_GET_IRQ_INFO, r.payload, decodeIrqInfo);
+    return this.#irqs.info(index);
   }
 
   irqCount(index: number): number {
-    if (!Number.isInteger(index) || index < 0 || index >= this.info.numIrqs) return 0;
-    return this.irqInfo(index).count;
+    return this.#irqs.count(index);
   }
 
   setIrqEventfds(index: number, start: number, fds: number[]): void {
-    const routed = this.#irqs.get(index);
-    if (fds.length === 0) {
-      if (!routed) return;
-      this.#irqs.delete(index);
-      if (index === MSIX_IRQ_INDEX) this.#msixOff(routed);
-      for (const m of irqSetMessages(index, 0, [], 1)) {
-        this.client.request(VFIO_USER_DEVICE_SET_IRQS, m.payload);
-      }
-      return;
-    }
-    checkIrqRange(this.name, index, start, fds.length, this.irqCount(index));
-    // "VFIO_USER_DEVICE_SET_IRQS": the eventfds go as SCM_RIGHTS, at most max_msg_fds per
-    // message (the server's, from VERSION; and what one sendmsg here carries).
-    const perMessage = Math.min(this.client.server.maxMsgFds, MAX_RECV_FDS);
-    const set = routed ?? new Set<number>();
-    for (const m of irqSetMessages(index, start, fds, perMessage)) {
-      try {
-        this.client.request(VFIO_USER_DEVICE_SET_IRQS, m.payload, { fds: m.fds });
-      } catch (e) {
-        if (!(e instanceof VfioUserCommandError)) throw e;
-        throw new DriverError(
-          "DEVICE_REFUSED",
-          `The vfio-user server at ${this.client.socketPath} refused to route interrupts of IRQ type ${index} to eventfds (${
-            e.errno ? strerror(e.errno) : "no errno"
-          }): see the server's log for why.`,
-          { cause: e },
-        );
-      }
-    }
-    fds.forEach((fd, i) => fd < 0 ? set.delete(start + i) : set.add(start + i));
-    this.#irqs.set(index, set);
-    if (index === MSIX_IRQ_INDEX) this.#msixOn(set);
-  }
-
-  /**
-   * Kernel VFIO enables MSI-X in the function when SET_IRQS routes its vectors; QEMU's
-   * vfio-user server does not: its virtio-pci signals a vector only while the MSI-X Enable
-   * bit of Message Control is set (else it raises INTx), and msix_notify() holds back a
-   * vector whose Vector Control mask bit is set (all are masked after reset), or all while
-   * Function Mask is set (PCI 3.0 §6.8.2.3, §6.8.2.9). So the client does here what a
-   * kernel does for its own MSI-X: unmask the routed vectors in the table, then set Enable
-   * and clear Function Mask. The table's address/data need no programming: the server
-   * turns vector v into a signal of eventfd v. Checked against QEMU 7.2's server: without
-   * Enable no signal comes (and none later: the event went out as INTx); with the vector
-   * masked the signal is held pending and arrives once the vector is unmasked.
-   */
-  #msixOn(vectors: Set<number>): void {
-    this.#msix ??= findMsix(this.config);
-    const cap = this.#msix;
-    if (!cap) return;
-    const table = this.bar(cap.tableBar);
-    for (const v of vectors) {
-      const at = msixVectorControlOffset(cap, v);
-      const ctrl = table.read32(at);
-      if (ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT) {
-        table.write32(at, ctrl & ~PCI_MSIX_ENTRY_CTRL_MASKBIT);
-      }
-    }
-    const mc = this.config.read16(msixControlOffset(cap));
-    this.#msixControlBefore ??= mc;
-    const want = (mc | PCI_MSIX_FLAGS_ENABLE) & ~PCI_MSIX_FLAGS_MASKALL;
-    if (want !== mc) this.config.write16(msixControlOffset(cap), want);
-  }
-
-  /** Masks the vectors {@linkcode VfioUserDevice.#msixOn} unmasked; puts Message Control back. */
-  #msixOff(vectors: Set<number>): void {
-    const cap = this.#msix;
-    if (!cap) return;
-    const table = this.bar(cap.tableBar);
-    for (const v of vectors) {
-      const at = msixVectorControlOffset(cap, v);
-      table.write32(at, table.read32(at) | PCI_MSIX_ENTRY_CTRL_MASKBIT);
-    }
-    if (this.#msixControlBefore !== null) {
-      this.config.write16(msixControlOffset(cap), this.#msixControlBefore);
-      this.#msixControlBefore = null;
-    }
+    this.#irqs.setEventfds(index, start, fds);
   }
 
   bar(index: number): RegionIo {
@@ -487,13 +395,7 @@ export class VfioUserDevice implements PciDevice {
     this.client.request(VFIO_USER_DEVICE_RESET);
     restoreBars(this.config, bars);
     this.config.write16(PCI_COMMAND, cmd);
-    // The server keeps its eventfds across a reset, but the function's MSI-X state was
-    // reset (disabled, every vector masked): set it up again.
-    const msix = this.#irqs.get(MSIX_IRQ_INDEX);
-    if (msix) {
-      this.#msixControlBefore = null;
-      this.#msixOn(msix);
-    }
+    this.#irqs.afterReset();
   }
 
   close(_options: { restoreDriver?: boolean } = {}): void {
@@ -501,7 +403,7 @@ export class VfioUserDevice implements PciDevice {
     this.#closed = true;
     const failures: string[] = [];
     // Interrupts go off first, while the device still has its BARs and the connection.
-    for (const index of [...this.#irqs.keys()]) {
+    for (const index of this.#irqs.routedTypes()) {
       try {
         if (this.client.connected) this.setIrqEventfds(index, 0, []);
       } catch (e) {
@@ -510,7 +412,7 @@ export class VfioUserDevice implements PciDevice {
         }
       }
     }
-    this.#irqs.clear();
+    this.#irqs.forget();
     for (const [iova, size] of [...this.#dma]) {
       try {
         this.dmaUnmap(iova, size);
