@@ -93,11 +93,11 @@ export class VfioContainer {
   iovaRanges(): IovaRange[] {
     let b = argszBuffer(SIZEOF_IOMMU_TYPE1_INFO);
     check(libc.ioctl(this.fd, BigInt(VFIO_IOMMU_GET_INFO), b), "ioctl VFIO_IOMMU_GET_INFO");
-    let info = decodeIommuInfo(b);
+    let info = decodeIommuInfoChecked(b);
     if (info.argsz > b.length) {
       b = argszBuffer(info.argsz);
       check(libc.ioctl(this.fd, BigInt(VFIO_IOMMU_GET_INFO), b), "ioctl VFIO_IOMMU_GET_INFO");
-      info = decodeIommuInfo(b);
+      info = decodeIommuInfoChecked(b);
     }
     return info.iovaRanges ?? [{ start: 1n << 32n, end: (1n << 38n) - 1n }];
   }
@@ -130,5 +130,18 @@ export class VfioContainer {
     if (this.#closed) return;
     this.#closed = true;
     libc.close(this.fd);
+  }
+}
+
+/** decodeIommuInfo, its RangeError (a reply that breaks its own layout) as one sentence. */
+function decodeIommuInfoChecked(b: Uint8Array): ReturnType<typeof decodeIommuInfo> {
+  try {
+    return decodeIommuInfo(b);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new DriverError(
+      "DEVICE_MISBEHAVED",
+      `The kernel's VFIO_IOMMU_GET_INFO reply is inconsistent (${e.message}): check the IOMMU driver (vfio_iommu_type1) and reload it.`,
+    );
   }
 }

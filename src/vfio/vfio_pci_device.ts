@@ -225,13 +225,26 @@ export class VfioPciDevice implements PciDevice {
   regionInfo(index: number): RegionInfo {
     let b = encodeRegionInfoRequest(index);
     check(libc.ioctl(this.#fd, BigInt(VFIO_DEVICE_GET_REGION_INFO), b), "ioctl GET_REGION_INFO");
-    let info = decodeRegionInfo(b);
+    let info = this.#decodeRegionInfo(b, index);
     if (info.argsz > b.length) {
       b = encodeRegionInfoRequest(index, info.argsz);
       check(libc.ioctl(this.#fd, BigInt(VFIO_DEVICE_GET_REGION_INFO), b), "ioctl GET_REGION_INFO");
-      info = decodeRegionInfo(b);
+      info = this.#decodeRegionInfo(b, index);
     }
     return info;
+  }
+
+  /** The decoder's RangeError (a reply that breaks its own layout) as one sentence. */
+  #decodeRegionInfo(b: Uint8Array, index: number): RegionInfo {
+    try {
+      return decodeRegionInfo(b);
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new DriverError(
+        "DEVICE_MISBEHAVED",
+        `VFIO described region ${index} of ${this.name} inconsistently (${e.message}): check the device and its kernel driver, then open it again.`,
+      );
+    }
   }
 
   bar(index: number): RegionIo {

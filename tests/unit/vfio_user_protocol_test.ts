@@ -389,3 +389,18 @@ Deno.test("DEVICE_SET_IRQS: -1 entries de-assign (DATA_EVENTFD, no fds); [] turn
   assert.equal(le32(off[0].payload, 12), 0, "start 0: libvfio-user refuses count 0 otherwise");
   assert.equal(le32(off[0].payload, 16), 0);
 });
+
+Deno.test("DEVICE_GET_REGION_INFO: a capability placed inside the fixed struct is refused", () => {
+  // argsz 48: the struct (32 bytes) and one 16-byte capability header at offset 32 whose
+  // `next` points back into the struct (offset 16), where the size field would be read as
+  // a capability header.
+  const b = new Uint8Array(48);
+  const d = new DataView(b.buffer);
+  d.setUint32(0, 48, true); // argsz
+  d.setUint32(4, 1 << 3, true); // VFIO_REGION_INFO_FLAG_CAPS
+  d.setUint32(12, 32, true); // cap_offset
+  d.setBigUint64(16, 4096n, true); // size
+  d.setUint16(32, 99, true); // an unknown capability id
+  d.setUint32(36, 16, true); // next: inside the struct
+  assert.throws(() => decodeRegionInfo(b), RangeError);
+});

@@ -164,7 +164,7 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
   if (!(info.flags & REGION_INFO_FLAG_CAPS) || !info.capOffset || info.argsz > b.length) {
     return info;
   }
-  for (const cap of capabilityChain(b, info.capOffset)) {
+  for (const cap of capabilityChain(b.subarray(0, info.argsz), info.capOffset, REGION_INFO_SIZE)) {
     if (cap.id === REGION_INFO_CAP_SPARSE_MMAP) {
       need(b, cap.offset + 16, "a sparse mmap capability");
       const n = d.getUint32(cap.offset + 8, true);
