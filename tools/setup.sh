@@ -9,6 +9,9 @@ APT_PACKAGES=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod iproute2
   tcpdump tcpreplay python3-scapy gcc libc6-dev linux-libc-dev
 )
+# DPDK 22.11: dpdk-testpmd (in dpdk-dev) with its virtio PMD, run inside the VM bed's guest
+# as the reference forwarder of tests/mixed_traffic_vm_test.ts.
+APT_PACKAGES+=(dpdk-dev librte-net-virtio23 librte-mempool-ring23)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
