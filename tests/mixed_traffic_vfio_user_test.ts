@@ -90,7 +90,10 @@ Deno.test({
           await bed.restart(0);
           await bed.restart(1);
           const l2 = await startL2fwd(bed, ["--queues", String(q), ...extra]);
-          const pass = await sendMixed(bed, frames, RATE);
+          const pass = await sendMixed(bed, frames, RATE).catch(async (e) => {
+            await l2.stop().catch(() => {}); // l2fwd holds the servers
+            throw e;
+          });
           const s = await l2.stop();
           const c = countMixed(frames, pass.out);
           console.log(mixedLine({

@@ -61,6 +61,14 @@ async function startL2fwd(bed: VmBed, args: string[]) {
   };
 }
 
+/** A rejection handler that stops `fwd` (ignoring how that goes) and rethrows. */
+function stopAnd(fwd: { stop(): Promise<unknown> }): (e: unknown) => Promise<never> {
+  return async (e) => {
+    await fwd.stop().catch(() => {});
+    throw e;
+  };
+}
+
 /** Counts one pass, prints its line and returns the counts. */
 function report(
   forwarder: string,
@@ -127,7 +135,8 @@ Deno.test({
             ports: [bed.nicAddress(0), bed.nicAddress(1)],
             queues: q,
           });
-          const tpPass = await sendMixed(bed, frames, RATE);
+          // Stopped whatever happens: a running testpmd holds the NICs.
+          const tpPass = await sendMixed(bed, frames, RATE).catch(stopAnd(tp));
           const { stats } = await tp.stop();
           const tpQueues = q === 1
             ? [stats.ports[0].rxPackets]
@@ -138,7 +147,7 @@ Deno.test({
           if (q > 1) modes.push(["l2fwd-rss", ["--steering", "rss"]]);
           for (const [name, extra] of modes) {
             const l2 = await startL2fwd(bed, ["--queues", String(q), ...extra]);
-            const pass = await sendMixed(bed, frames, RATE);
+            const pass = await sendMixed(bed, frames, RATE).catch(stopAnd(l2));
             const s = await l2.stop();
             const c = report(name, q, frames, pass, s.ports[0].queues.map((x) => x.rxPackets));
             assertProduct(name, c, pass, ref);
