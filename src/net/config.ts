@@ -81,6 +81,9 @@ export function netConfigLength(features: bigint): number {
 /** The smallest rss_max_key_size a device with RSS or HASH_REPORT may report (§5.1.4.1). */
 export const RSS_MIN_KEY_SIZE = 40;
 
+/** The smallest rss_max_indirection_table_length a device with RSS may report (§5.1.4.1). */
+export const RSS_MIN_TABLE_LENGTH = 128;
+
 /**
  * Checks the values a device reported against what virtio 1.x allows (§5.1.4.1) and what
  * the negotiated `features` need; throws DEVICE_MISBEHAVED naming the first bad field.
@@ -123,10 +126,13 @@ export function validateNetConfig(name: string, cfg: NetConfig, features: bigint
   ) {
     broken(`rss_max_key_size = ${cfg.rssMaxKeySize}, below the ${RSS_MIN_KEY_SIZE} bytes required`);
   }
-  // The RSS indirection table is indexed through a mask (§5.1.6.5.7.1): a power of two.
+  // §5.1.4.1: a device with RSS takes tables of at least 128 entries. The maximum need not
+  // be a power of two; the tables the driver sends are (Steering uses 128 by default).
   const len = cfg.rssMaxIndirectionTableLength;
-  if (f(VIRTIO_NET_F_RSS) && (len === 0 || (len & (len - 1)) !== 0)) {
-    broken(`rss_max_indirection_table_length = ${len}, not a power of two`);
+  if (f(VIRTIO_NET_F_RSS) && len < RSS_MIN_TABLE_LENGTH) {
+    broken(
+      `rss_max_indirection_table_length = ${len}, below the ${RSS_MIN_TABLE_LENGTH} entries required`,
+    );
   }
 }
 

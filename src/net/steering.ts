@@ -353,7 +353,9 @@ export class Steering {
     try {
       this.#send(control, rule);
     } catch (e) {
-      if (e instanceof ControlCommandError && this.#current.mode !== "single") {
+      // Always: QEMU turns RSS off before it looks at any class-4 command, and with RSS even
+      // "single" is an RSS table the device has just dropped.
+      if (e instanceof ControlCommandError) {
         try {
           this.#send(control, this.#current);
         } catch { /* the original error says what went wrong */ }
