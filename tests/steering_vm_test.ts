@@ -73,7 +73,9 @@ Deno.test("multiqueue in a QEMU guest: automatic steering and run-time switching
     // one flow's frames can sit in two tap queues that QEMU drains independently, and the
     // device itself receives them out of order. What the driver guarantees here is each
     // ring's order and the switch gate; flow order across a pair-count change needs RSS
-    // (rss_vm_test.ts, "pair counts and RSS tables"; docs/steering.md, section 3).
+    // (docs/steering.md, section 3). The gate itself is held to zero reorders by the same
+    // switching run with RSS tables (rss_vm_test.ts, steering_vfio_user_test.ts), where the
+    // tap's queue count never changes: the control that shows these reorders are the tap's.
     await t.step(
       "pairs switched 1→4→2→1 every 100 ms by automatic steering: no flow reordered within a queue, every frame accounted for",
       async () => {
