@@ -1,6 +1,6 @@
 /**
  * The steering rules a port can be given, and what a device offers for them
- * ({@linkcode Steering} in ./steering.ts puts them in force).
+ * (`Steering` in ./steering.ts puts them in force).
  *
  * @module
  */
