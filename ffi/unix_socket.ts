@@ -24,6 +24,7 @@ const sys = Deno.dlopen("libc.so.6", {
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   stat: { parameters: ["buffer", "buffer"], result: "i32" },
 }).symbols;
@@ -77,6 +78,9 @@ export const ENAMETOOLONG = 36;
 export const EBADMSG = 74;
 /** errno: socket operation on non-socket. */
 export const ENOTSOCK = 88;
+
+/** shutdown(2) `how`: no more reads nor writes, on either side of the connection. */
+export const SHUT_RDWR = 2;
 
 /** SO_SNDTIMEO: send timeout, which also bounds an AF_UNIX connect(2) (struct timeval). */
 const SO_SNDTIMEO = 21;
@@ -344,6 +348,15 @@ export class UnixStream {
       const e = errno();
       if (e !== EINTR) throw new SysError("poll", "", e);
     }
+  }
+
+  /**
+   * Shuts the connection down both ways (shutdown(2), SHUT_RDWR) but keeps the fd number:
+   * other threads that still send on it get EPIPE, and the number cannot be reused by an
+   * unrelated open() until {@linkcode UnixStream.close}. Idempotent.
+   */
+  shutdown(): void {
+    if (this.fd >= 0) sys.shutdown(this.fd, SHUT_RDWR);
   }
 
   /** Closes the socket. Idempotent. */

@@ -29,13 +29,12 @@ import {
 import { DriverError } from "../errors.ts";
 import { VfioUserCommandError } from "./command_error.ts";
 import { BrokenStream, MessageReader, type Reply } from "./message_reader.ts";
+import { negotiateVersion } from "./version_negotiation.ts";
 import {
   commandName,
-  decodeVersion,
   DEFAULT_MAX_DATA_XFER_SIZE,
   encodeHeader,
   encodeRegionAccessInto,
-  encodeVersion,
   FLAG_ERROR,
   FLAG_NO_REPLY,
   FLAG_TYPE_COMMAND,
@@ -45,11 +44,8 @@ import {
   type MessageHeader,
   REGION_ACCESS_SIZE,
   type VersionCapabilities,
-  VFIO_USER_MAJOR,
-  VFIO_USER_MINOR,
   VFIO_USER_REGION_READ,
   VFIO_USER_REGION_WRITE,
-  VFIO_USER_VERSION,
 } from "./protocol.ts";
 
 export { VfioUserCommandError } from "./command_error.ts";
@@ -108,36 +104,10 @@ export class VfioUserClient {
     this.#sock = sock;
     this.#timeoutMs = options.timeoutMs ?? 5000;
     const own = Math.min(options.maxDataXferSize ?? OWN_MAX_DATA_XFER_SIZE, OWN_MAX_DATA_XFER_SIZE);
-    // "VFIO_USER_VERSION": propose 0.1 and our capabilities; the reply must keep the major
-    // and may lower the minor.
-    const reply = this.request(
-      VFIO_USER_VERSION,
-      encodeVersion({
-        major: VFIO_USER_MAJOR,
-        minor: VFIO_USER_MINOR,
-        capabilities: { maxMsgFds: MAX_RECV_FDS, maxDataXferSize: own },
-      }),
-    );
-    let v;
-    try {
-      v = decodeVersion(reply.payload);
-    } catch (e) {
-      throw new DriverError(
-        "TRANSPORT",
-        `The vfio-user server at ${path} sent a malformed VERSION reply (${
-          (e as Error).message
-        }): it does not speak vfio-user as QEMU 7.2 does.`,
-      );
-    }
-    if (v.major !== VFIO_USER_MAJOR || v.minor > VFIO_USER_MINOR) {
-      throw new DriverError(
-        "TRANSPORT",
-        `The vfio-user server at ${path} speaks protocol ${v.major}.${v.minor}, this driver ${VFIO_USER_MAJOR}.${VFIO_USER_MINOR}: use a server built from libvfio-user of QEMU 7.2.`,
-      );
-    }
-    this.version = `${v.major}.${v.minor}`;
-    this.server = v.capabilities;
-    this.maxDataXferSize = Math.max(1, Math.min(v.capabilities.maxDataXferSize, own));
+    const n = negotiateVersion(path, own, (command, payload) => this.request(command, payload));
+    this.version = n.version;
+    this.server = n.server;
+    this.maxDataXferSize = n.maxDataXferSize;
   }
 
   /**
@@ -157,14 +127,15 @@ export class VfioUserClient {
 
   /** False once the server went away or {@linkcode VfioUserClient.close} ran. */
   get connected(): boolean {
-    return this.#sock !== null;
+    return this.#sock !== null && this.#gone === null;
   }
 
   /**
    * The socket's file descriptor (-1 once closed). Other threads of the process may send
    * posted (No_reply) messages of their own on it, e.g. a forwarding worker's queue
    * notifications: small messages go into a stream socket whole, and only this client
-   * reads from it. It stays valid until {@linkcode VfioUserClient.close}.
+   * reads from it. It stays valid until {@linkcode VfioUserClient.close}: a broken stream
+   * is shut down (their sends fail with EPIPE), not closed, so its number is not reused.
    */
   get socketFd(): number {
     return this.#sock?.fd ?? -1;
@@ -178,7 +149,7 @@ export class VfioUserClient {
 
   /** The socket, or the TRANSPORT error that says why there is none. */
   #live(command: number): UnixStream {
-    if (this.#sock) return this.#sock;
+    if (this.#sock && this.#gone === null) return this.#sock;
     throw new DriverError(
       "TRANSPORT",
       this.#gone ??
@@ -188,7 +159,7 @@ export class VfioUserClient {
     );
   }
 
-  /** The server went away: release the socket and describe it once for all later calls. */
+  /** The server went away: drop the connection and describe it once for all later calls. */
   #lost(command: number, cause: unknown): DriverError {
     return this.#broken(
       `The vfio-user server at ${this.socketPath} closed the connection during ${
@@ -199,19 +170,15 @@ export class VfioUserClient {
   }
 
   /**
-   * The stream cannot go on (the server left, or it is out of step): release the socket
-   * and its pending fds, and give every later call the same `sentence`.
+   * The stream cannot go on (the server left, or it is out of step): shut the socket down
+   * and drop its pending fds, and give every later call the same `sentence`. The fd stays
+   * open until close(), as workers may still send on its number (see `socketFd`).
    */
   #broken(sentence: string, cause: unknown): DriverError {
     this.#gone ??= sentence;
-    this.#release();
-    return new DriverError("TRANSPORT", this.#gone, { cause });
-  }
-
-  #release(): void {
-    this.#sock?.close();
-    this.#sock = null;
+    this.#sock?.shutdown();
     this.#reader.clear();
+    return new DriverError("TRANSPORT", this.#gone, { cause });
   }
 
   #send(command: number, message: Uint8Array, fds: readonly number[]): void {
@@ -505,6 +472,8 @@ export class VfioUserClient {
 
   /** Closes the connection (the server then drops this client's mappings). Idempotent. */
   close(): void {
-    this.#release();
+    this.#sock?.close();
+    this.#sock = null;
+    this.#reader.clear();
   }
 }
