@@ -51,6 +51,26 @@ export function checkArgsz(argsz: number, structSize: number, what: string): voi
 }
 
 /**
+ * Refuses a region whose file range (`offset` in the device fd, `size` bytes) ends past
+ * 2^63: pread/pwrite/mmap take a signed 64-bit off_t.
+ *
+ * @example
+ * ```ts
+ * import { checkRegionEnd } from "./vfio_info_checks.ts";
+ * checkRegionEnd(0, 0x4000n, 0x1000n); // fine; offset 2^63 - 0x800 would throw
+ * ```
+ */
+export function checkRegionEnd(index: number, offset: bigint, size: bigint): void {
+  if (offset + size > 1n << 63n) {
+    throw new RangeError(
+      `region ${index} (offset ${hex(offset)}, size ${
+        hex(size)
+      }) ends past 2^63, the largest file offset`,
+    );
+  }
+}
+
+/**
  * Refuses a reply whose `what` would end at byte `end`, past the reply's `b.length`.
  *
  * @example

@@ -15,6 +15,7 @@
 import {
   capabilityChain,
   checkArgsz,
+  checkRegionEnd,
   checkSparseAreas,
   hex,
   needBytes as need,
@@ -267,14 +268,7 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
   if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new RangeError(`region ${index} size ${hex(size)} is beyond 2^53 bytes`);
   }
-  // pread/pwrite/mmap take a signed 64-bit off_t.
-  if (offset + size > 1n << 63n) {
-    throw new RangeError(
-      `region ${index} (offset ${hex(offset)}, size ${
-        hex(size)
-      }) ends past 2^63, the largest file offset`,
-    );
-  }
+  checkRegionEnd(index, offset, size);
   const info: RegionInfo = {
     argsz,
     flags: v.getUint32(4, true),

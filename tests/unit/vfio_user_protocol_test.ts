@@ -404,3 +404,43 @@ Deno.test("DEVICE_GET_REGION_INFO: a capability placed inside the fixed struct i
   d.setUint32(36, 16, true); // next: inside the struct
   assert.throws(() => decodeRegionInfo(b), RangeError);
 });
+
+Deno.test("DEVICE_GET_REGION_INFO: argsz below the struct or beyond 64 KiB is refused", () => {
+  const reply = (argsz: number) => {
+    const r = new Uint8Array(32);
+    const v = new DataView(r.buffer);
+    v.setUint32(0, argsz, true);
+    v.setUint32(8, 4, true);
+    v.setBigUint64(16, 0x4000n, true);
+    return r;
+  };
+  assert.throws(() => decodeRegionInfo(reply(16)), /region 4 info argsz 16 is below the 32 bytes/);
+  // A server asking for 1 MiB would have the client allocate and request that much.
+  assert.throws(
+    () => decodeRegionInfo(reply(1 << 20)),
+    /region 4 info argsz 1048576 is beyond 65536 bytes/,
+  );
+  assert.equal(decodeRegionInfo(reply(65536)).argsz, 65536);
+});
+
+Deno.test("DEVICE_GET_REGION_INFO: a region ending past 2^63 (the largest file offset) is refused", () => {
+  const reply = (offset: bigint, size: bigint) => {
+    const r = new Uint8Array(32);
+    const v = new DataView(r.buffer);
+    v.setUint32(0, 32, true);
+    v.setUint32(8, 4, true);
+    v.setBigUint64(16, size, true);
+    v.setBigUint64(24, offset, true);
+    return r;
+  };
+  // The mmap offset of the region's fd is a signed 64-bit off_t.
+  assert.throws(
+    () => decodeRegionInfo(reply((1n << 63n) - 0x1000n, 0x2000n)),
+    /region 4 \(offset 0x7ffffffffffff000, size 0x2000\) ends past 2\^63/,
+  );
+  assert.throws(
+    () => decodeRegionInfo(reply(0xffff_ffff_ffff_f000n, 0x2000n)),
+    /ends past 2\^63/,
+  );
+  assert.equal(decodeRegionInfo(reply((1n << 63n) - 0x2000n, 0x2000n)).size, 0x2000);
+});

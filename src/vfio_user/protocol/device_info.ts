@@ -6,8 +6,13 @@
  * @module
  */
 
-import { capabilityChain } from "../../../ffi/vfio_uapi.ts";
-import { checkSparseAreas } from "../../../ffi/vfio_info_checks.ts";
+import {
+  capabilityChain,
+  checkArgsz,
+  checkRegionEnd,
+  checkSparseAreas,
+  hex,
+} from "../../../ffi/vfio_info_checks.ts";
 import { dv, need } from "./bytes.ts";
 
 /** Size of struct vfio_user_device_info. */
@@ -136,9 +141,10 @@ export function encodeRegionInfoRequest(
  * capabilities": each header is id u16, version u16, next u32, offsets from the start of
  * the structure; sparse mmap: nr_areas u32, reserved u32, then offset/size u64 pairs).
  * Capabilities are read only when the reply holds all `argsz` bytes. Throws RangeError
- * for a reply this driver must not act on: too short, a broken capability chain, a region
- * size beyond 2^53, or sparse areas that end past the region or overlap ("Sparse
- * Regions": each area is a part of the region to mmap).
+ * for a reply this driver must not act on: too short, argsz below the struct or beyond 64
+ * KiB, a broken capability chain, a region size beyond 2^53 or ending past 2^63, or sparse
+ * areas that end past the region or overlap ("Sparse Regions": each area is a part of
+ * the region to mmap).
  *
  * @example
  * ```ts
@@ -149,17 +155,24 @@ export function encodeRegionInfoRequest(
 export function decodeRegionInfo(b: Uint8Array): RegionInfo {
   need(b, REGION_INFO_SIZE, "a DEVICE_GET_REGION_INFO reply");
   const d = dv(b);
+  const argsz = d.getUint32(0, true);
+  const index = d.getUint32(8, true);
+  // The same checks as kernel VFIO's reply (ffi/vfio_uapi.ts): the client asks again with
+  // argsz bytes, and mmaps the region's fd at `offset`.
+  checkArgsz(argsz, REGION_INFO_SIZE, `region ${index} info`);
   const size = d.getBigUint64(16, true);
+  const offset = d.getBigUint64(24, true);
   if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RangeError(`region size ${hex(size)} is beyond 2^53 bytes`);
+    throw new RangeError(`region ${index} size ${hex(size)} is beyond 2^53 bytes`);
   }
+  checkRegionEnd(index, offset, size);
   const info: RegionInfo = {
-    argsz: d.getUint32(0, true),
+    argsz,
     flags: d.getUint32(4, true),
-    index: d.getUint32(8, true),
+    index,
     capOffset: d.getUint32(12, true),
     size: Number(size),
-    offset: d.getBigUint64(24, true),
+    offset,
   };
   if (!(info.flags & REGION_INFO_FLAG_CAPS) || !info.capOffset || info.argsz > b.length) {
     return info;
@@ -184,10 +197,6 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
     }
   }
   return info;
-}
-
-function hex(n: bigint): string {
-  return "0x" + n.toString(16);
 }
 
 // ---------------------------------------------------------------------------------------
