@@ -19,6 +19,12 @@
  * @module
  */
 
+/**
+ * How long a stopping worker drains (ms): it sends what it buffered and waits for the
+ * devices to complete it, then leaves (stopping.ts keeps the stop timeout above this).
+ */
+export const WORKER_DRAIN_MS = 500;
+
 /** Index of the stop flag: 0 run, 1 stop (drain and exit). */
 export const CTL_STOP = 0;
 /** Words before the workers' presence words. */

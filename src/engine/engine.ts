@@ -17,14 +17,16 @@
 import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError, type DriverErrorCode } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
-import { awaitWorkersLeft, CTL_STOP, requestStop, sharedControl } from "./control.ts";
+import { CTL_STOP, requestStop, sharedControl } from "./control.ts";
 import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
+import { NOTIFY_SEND_TIMEOUT_MS } from "./notifier.ts";
 import { createPcapRing } from "./pcap_ring.ts";
 import { PcapSink } from "./pcap_sink.ts";
-import { asForwardScript, type ForwardScript } from "./script_api.ts";
+import { type LoadedScript, loadScript } from "./script_loader.ts";
 import { type EngineSnapshot, readSnapshot } from "./snapshot.ts";
+import { type EngineStopped, STOP_TIMEOUT_MS, stopWorkers } from "./stopping.ts";
 import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
 import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
@@ -74,72 +76,19 @@ export interface EngineOptions {
     direction?: CaptureDirection;
     ringBytes?: number;
   };
+  /**
+   * How long a worker's vfio-user queue notification waits for room on a server's full
+   * socket before the worker fails (ms, default 5000, the vfio-user client's own timeout).
+   * A stop request ends such a wait at once (within 10 ms).
+   */
+  notifyTimeoutMs?: number;
   /** How long workers may take to start (default 60 s: slow under TCG). */
   startTimeoutMs?: number;
   /** Called once if a worker fails while running (the engine stops forwarding). */
   onError?: (error: DriverError) => void;
 }
 
-/** What {@linkcode ForwardingEngine.stop} resolves with: the final counters, and whether the memory can go. */
-export interface EngineStopped extends EngineSnapshot {
-  /**
-   * True when a worker did not confirm in time that it left its loop for good: it may
-   * still touch the rings, the packet buffers and the notify registers. The engine then
-   * retained the ports' DMA memory and devices and the shared pool
-   * (`port.retainMemory()`, `pool.region.retain()`): closing the
-   * ports still resets the devices but keeps the rest (and throws), and
-   * `pool.region.free()` does nothing. Let the process exit, which releases them.
-   */
-  unsafeToRelease: boolean;
-  /** The queue pairs whose workers did not confirm (empty when none). */
-  stuckWorkers: number[];
-}
-
-/** A loaded script: the module and what the main thread needs of it. */
-interface LoadedScript {
-  url: string;
-  module: ForwardScript;
-  args: Record<string, string>;
-}
-
-async function loadScript(path: string): Promise<{ url: string; module: ForwardScript }> {
-  let url: string;
-  if (path.startsWith("file:")) {
-    url = path;
-  } else {
-    const perm = Deno.permissions.querySync({ name: "read", path });
-    if (perm.state !== "granted") {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `Loading the script ${path} needs read permission for it: run deno with --allow-read=${path}.`,
-      );
-    }
-    let abs: string;
-    try {
-      abs = Deno.realPathSync(path);
-    } catch (e) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `The script ${path} cannot be read (${(e as Error).message}): give the path of a module.`,
-      );
-    }
-    url = new URL(`file://${abs}`).href;
-  }
-  let mod: Record<string, unknown>;
-  try {
-    mod = await import(url);
-  } catch (e) {
-    throw new DriverError(
-      "BAD_ARGUMENT",
-      `The script ${path} does not load (${(e as Error).message}): fix it and try again.`,
-    );
-  }
-  try {
-    return { url, module: asForwardScript(mod, path) };
-  } catch (e) {
-    throw new DriverError("BAD_ARGUMENT", `${(e as Error).message}: see src/engine/script_api.ts.`);
-  }
-}
+export type { EngineStopped };
 
 /** Waits for one message of `type` from `w` (or an error), at most `ms`. */
 function awaitMessage(w: Worker, type: string, ms: number, what: string): Promise<unknown> {
@@ -289,6 +238,13 @@ export class ForwardingEngine {
     if (!(Number.isInteger(burst) && burst >= 1 && burst <= 256)) {
       throw new DriverError("BAD_ARGUMENT", `A burst of ${burst} is not possible: use 1 to 256.`);
     }
+    const notifyTimeoutMs = options.notifyTimeoutMs ?? NOTIFY_SEND_TIMEOUT_MS;
+    if (!(Number.isFinite(notifyTimeoutMs) && notifyTimeoutMs > 0)) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `A notify timeout of ${notifyTimeoutMs} ms is not possible: give a positive number of milliseconds.`,
+      );
+    }
     const cap = options.capture;
     if (
       cap &&
@@ -363,6 +319,7 @@ export class ForwardingEngine {
           idleUs: options.idleUs ?? 50,
           warmupPackets: options.warmupPackets ?? 150_000,
           heapAudit: options.heapAudit ?? false,
+          notifyTimeoutMs,
           pool: {
             address: addressOfBuffer(pool.region.buffer),
             bytes: pool.count * pool.bufferSize,
@@ -393,9 +350,7 @@ export class ForwardingEngine {
     } catch (e) {
       // A worker that has not started yet will not (the stop flag is up); one that has
       // must leave before the caller may close the ports.
-      const stuck = await awaitWorkersLeft(control, workers.length, 1500);
-      for (const w of workers) w.terminate();
-      if (stuck.length) retainMemory(ports, pool, stuck);
+      await stopWorkers({ control, workers, ports, pool });
       pcap?.close();
       throw e;
     }
@@ -500,7 +455,8 @@ export class ForwardingEngine {
   }
 
   /**
-   * Stops forwarding: raises the stop flag and waits (at most `timeoutMs`) until every
+   * Stops forwarding: raises the stop flag and waits (at most `timeoutMs`, default
+   * 1500 ms: a worker needs at most its drain and one notify poll slice) until every
    * worker has sent what it buffered and confirmed, through its presence word
    * (control.ts), that it will not touch shared memory again; then terminates the
    * workers, writes the rest of the capture, and returns the final counters. Once it
@@ -509,18 +465,18 @@ export class ForwardingEngine {
    * stop it at once), the engine has retained that memory, and the caller must not free
    * it by other means: see {@linkcode EngineStopped}. Idempotent.
    */
-  stop(timeoutMs = 1500): Promise<EngineStopped> {
+  stop(timeoutMs: number = STOP_TIMEOUT_MS): Promise<EngineStopped> {
     this.#stopped ??= (async () => {
       requestStop(this.#control);
       for (const p of this.ports) p.steering.attachWorkers(null);
-      this.#stuck = await awaitWorkersLeft(this.#control, this.#workers.length, timeoutMs);
-      // A worker that left has posted "done" or "error" last: let those arrive (briefly).
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const settle = new Promise((r) => timer = setTimeout(r, this.#stuck.length ? 0 : 100));
-      await Promise.race([Promise.all(this.#finished), settle]);
-      clearTimeout(timer);
-      for (const w of this.#workers) w.terminate();
-      if (this.#stuck.length) retainMemory(this.ports, this.#pool, this.#stuck);
+      this.#stuck = await stopWorkers({
+        control: this.#control,
+        workers: this.#workers,
+        ports: this.ports,
+        pool: this.#pool,
+        finished: this.#finished,
+        timeoutMs,
+      });
       this.#pcap?.close();
       return {
         ...this.snapshot(),
@@ -530,16 +486,4 @@ export class ForwardingEngine {
     })();
     return this.#stopped;
   }
-}
-
-/**
- * Keeps the memory workers `stuck` may still touch: the ports' DMA memory and devices, and
- * the shared pool, until the process exits.
- */
-function retainMemory(ports: readonly VirtioNetPort[], pool: BufferPool, stuck: number[]): void {
-  const reason = `the forwarding worker${stuck.length > 1 ? "s" : ""} of queue pair${
-    stuck.length > 1 ? "s" : ""
-  } ${stuck.join(", ")} did not confirm ${stuck.length > 1 ? "they" : "it"} stopped`;
-  for (const p of ports) p.retainMemory(reason);
-  pool.region.retain(reason);
 }

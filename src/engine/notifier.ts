@@ -13,8 +13,11 @@
  *   VFIO_USER_REGION_WRITE message ("Read and Write Operations"). The worker sends it
  *   itself, posted (the No_reply flag, "Header"), on the connection's socket, which the
  *   main thread keeps open and alone reads from. The send does not block (MSG_DONTWAIT):
- *   a server that leaves no room is waited for in poll(2) for at most 1 s, then the
- *   worker fails with one sentence rather than hang. A 34-byte message goes into the stream
+ *   a server that leaves no room is waited for in poll(2), in slices of
+ *   {@linkcode NOTIFY_POLL_SLICE_MS} between which the worker reads the engine's stop
+ *   flag (a stop ends the wait, notification skipped), for at most the notify deadline
+ *   (default {@linkcode NOTIFY_SEND_TIMEOUT_MS}); past it the worker fails with one
+ *   sentence rather than hang. A 34-byte message goes into the stream
  *   as one piece (AF_UNIX stream sockets queue each send of less than half the send buffer
  *   as one skb, under the peer's lock), so it cannot interleave with the main thread's
  *   messages; the server runs messages in order, and the avail->idx store precedes the
@@ -26,6 +29,7 @@
 
 import { DriverError } from "../errors.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
+import { CTL_STOP } from "./control.ts";
 import {
   encodeHeader,
   FLAG_NO_REPLY,
@@ -46,10 +50,26 @@ const EPIPE = 32;
 const ECONNRESET = 104;
 
 /**
- * How long a notification waits for room on the socket before the worker gives up: a
- * server that has not made room in its socket's send buffer for this long is stuck.
+ * How long a notification waits for room on the socket by default before the worker gives
+ * up: a server that has not made room in its socket's send buffer for this long is stuck.
+ * The vfio-user client's own reply timeout (src/vfio_user/client.ts), so a server stall
+ * the main thread would sit out does not end forwarding.
  */
-export const NOTIFY_SEND_TIMEOUT_MS = 1000;
+export const NOTIFY_SEND_TIMEOUT_MS = 5000;
+
+/**
+ * Longest single poll(2) while waiting for room: between slices the worker reads the stop
+ * flag, so a stop request waits at most this long for a worker stuck behind a full socket.
+ */
+export const NOTIFY_POLL_SLICE_MS = 10;
+
+/** How a vfio-user notification waits for a server that leaves no room on its socket. */
+export interface NotifierOptions {
+  /** Give up (and fail the worker) after waiting this long (ms; default {@linkcode NOTIFY_SEND_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  /** The engine's control words (control.ts): a raised stop flag ends the wait, notification skipped. */
+  control?: Int32Array;
+}
 
 interface SendLib {
   send(fd: number, buf: Uint8Array<ArrayBuffer>, len: bigint, flags: number): number;
@@ -87,7 +107,7 @@ function libcSend(): SendLib {
 
 /**
  * Builds the notifier a worker's SplitQueue calls after publishing. `name` names the
- * queue in errors.
+ * queue in errors; `options` bound a vfio-user notification's wait for room.
  *
  * @example
  * ```ts ignore
@@ -96,7 +116,11 @@ function libcSend(): SendLib {
  * n.notify(); // one 16-bit store of 1 into the notify register
  * ```
  */
-export function makeNotifier(spec: NotifySpec, name: string): QueueNotifier {
+export function makeNotifier(
+  spec: NotifySpec,
+  name: string,
+  options: NotifierOptions = {},
+): QueueNotifier {
   if (spec.kind === "mmio") {
     const p = Deno.UnsafePointer.create(spec.address);
     if (p === null) throw new RangeError(`${name}: notify address 0 is not a register`);
@@ -105,7 +129,11 @@ export function makeNotifier(spec: NotifySpec, name: string): QueueNotifier {
       spec.value,
     );
   }
-  return new PostedWriteNotifier(spec.fd, spec.region, spec.offset, spec.value, name);
+  const timeoutMs = options.timeoutMs ?? NOTIFY_SEND_TIMEOUT_MS;
+  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    throw new RangeError(`${name}: a notify timeout of ${timeoutMs} ms is not possible`);
+  }
+  return new PostedWriteNotifier(spec, name, timeoutMs, options.control ?? null);
 }
 
 /** A 16-bit store of the queue index into the mapped notify register. */
@@ -127,26 +155,37 @@ class MmioNotifier implements QueueNotifier {
  * A posted VFIO_USER_REGION_WRITE of one 16-bit value, sent from a message built once:
  * each notification is one send(2) through FFI and no allocation. The send does not
  * block (MSG_DONTWAIT, leaving the fd's flags to the main thread's client): when the
- * server leaves no room, the worker waits in poll(2) for at most
- * {@linkcode NOTIFY_SEND_TIMEOUT_MS}, then fails instead of hanging where the engine
- * cannot stop it.
+ * server leaves no room, its slow path (`#stalled`) waits in short poll(2)
+ * slices until there is room, the engine stops the worker (notification skipped) or the
+ * deadline passes (the worker fails instead of hanging where the engine cannot stop it).
  */
 class PostedWriteNotifier implements QueueNotifier {
   readonly #lib: SendLib;
   readonly #fd: number;
   readonly #msg: Uint8Array<ArrayBuffer>;
   readonly #len: bigint;
+  readonly #size: number;
   readonly #ids: Uint16Array;
   readonly #name: string;
+  readonly #timeoutMs: number;
+  readonly #control: Int32Array | null;
   readonly #pfd = new Uint8Array(new ArrayBuffer(8)); // struct pollfd
   readonly #pfdView = new DataView(this.#pfd.buffer);
   #seq = 0;
 
-  constructor(fd: number, region: number, offset: number, value: number, name: string) {
+  constructor(
+    spec: Extract<NotifySpec, { kind: "vfio-user" }>,
+    name: string,
+    timeoutMs: number,
+    control: Int32Array | null,
+  ) {
     this.#lib = libcSend();
-    this.#fd = fd;
+    this.#fd = spec.fd;
     this.#name = name;
+    this.#timeoutMs = timeoutMs;
+    this.#control = control;
     const size = HEADER_SIZE + REGION_ACCESS_SIZE + 2;
+    this.#size = size;
     this.#msg = new Uint8Array(new ArrayBuffer(size));
     // Message IDs only match replies to commands ("Header"); a posted write gets none. The
     // worker's IDs count in their own range so traces can tell them apart.
@@ -157,69 +196,66 @@ class PostedWriteNotifier implements QueueNotifier {
       flags: FLAG_TYPE_COMMAND | FLAG_NO_REPLY,
       errorNo: 0,
     });
-    encodeRegionAccessInto(this.#msg, HEADER_SIZE, offset, region, 2);
+    encodeRegionAccessInto(this.#msg, HEADER_SIZE, spec.offset, spec.region, 2);
     this.#ids = new Uint16Array(this.#msg.buffer, 0, 1);
-    new Uint16Array(this.#msg.buffer, HEADER_SIZE + REGION_ACCESS_SIZE, 1)[0] = value;
+    new Uint16Array(this.#msg.buffer, HEADER_SIZE + REGION_ACCESS_SIZE, 1)[0] = spec.value;
     this.#len = BigInt(size);
-    this.#pfdView.setInt32(0, fd, true);
+    this.#pfdView.setInt32(0, spec.fd, true);
     this.#pfdView.setInt16(4, POLLOUT, true);
   }
 
   notify(): void {
     this.#ids[0] = 0xf000 | (this.#seq = (this.#seq + 1) & 0xfff);
-    const size = this.#msg.length;
-    let deadline = 0; // read the clock only once the socket is full
-    for (;;) {
-      const n = this.#lib.send(this.#fd, this.#msg, this.#len, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n === size) return;
-      if (n < 0) {
-        const e = this.#lib.errno();
-        if (e === EINTR) continue;
-        if (e === EAGAIN) {
-          if (deadline === 0) {
-            this.#lib.tick();
-            deadline = this.#lib.ms[0] + NOTIFY_SEND_TIMEOUT_MS;
-          }
-          this.#waitWritable(deadline);
-          continue;
-        }
-        if (e === EPIPE || e === ECONNRESET) {
-          throw new DriverError(
-            "TRANSPORT",
-            `The vfio-user server went away while ${this.#name} was being notified (QEMU exited or was killed): restart it and open the port again.`,
-          );
-        }
+    const n = this.#lib.send(this.#fd, this.#msg, this.#len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    // Anything but the whole message is rare (a stalled server, an error): handled apart,
+    // so the hot function stays one send.
+    if (n !== this.#size) this.#stalled(n);
+  }
+
+  /**
+   * The send returned `n` (not the whole message): retries after EINTR, waits for room
+   * after EAGAIN, fails on anything else. Waits in poll(2) slices of at most
+   * {@linkcode NOTIFY_POLL_SLICE_MS}, reading the stop flag before each: once the engine
+   * stops the worker, the notification is skipped (the worker leaves its loop next).
+   * POLLERR/POLLHUP return from poll too: the next send tells which.
+   */
+  #stalled(n: number): void {
+    let deadline = 0; // the clock is read only once the socket is full
+    for (;; n = this.#lib.send(this.#fd, this.#msg, this.#len, MSG_NOSIGNAL | MSG_DONTWAIT)) {
+      if (n === this.#size) return;
+      if (n >= 0) {
+        // A short send would leave half a message in the stream: nothing can repair that.
+        throw new DriverError(
+          "TRANSPORT",
+          `Notifying ${this.#name} over vfio-user sent ${n} of ${this.#size} bytes, which breaks the connection: restart the port.`,
+        );
+      }
+      const e = this.#lib.errno();
+      if (e === EINTR) continue;
+      if (e === EPIPE || e === ECONNRESET) {
+        throw new DriverError(
+          "TRANSPORT",
+          `The vfio-user server went away while ${this.#name} was being notified (QEMU exited or was killed): restart it and open the port again.`,
+        );
+      }
+      if (e !== EAGAIN) {
         throw new DriverError(
           "TRANSPORT",
           `Notifying ${this.#name} over vfio-user failed (send: errno ${e}): restart the port.`,
         );
       }
-      // A short send would leave half a message in the stream: nothing can repair that.
-      throw new DriverError(
-        "TRANSPORT",
-        `Notifying ${this.#name} over vfio-user sent ${n} of ${size} bytes, which breaks the connection: restart the port.`,
-      );
-    }
-  }
-
-  /**
-   * Waits in poll(2) for room on the socket until `deadline` (CLOCK_MONOTONIC ms); past
-   * it, the server is stuck and the worker fails. POLLERR/POLLHUP return too: the next
-   * send tells which.
-   */
-  #waitWritable(deadline: number): void {
-    for (;;) {
+      if (this.#control && Atomics.load(this.#control, CTL_STOP) !== 0) return;
       this.#lib.tick();
+      if (deadline === 0) deadline = this.#lib.ms[0] + this.#timeoutMs;
       const left = Math.ceil(deadline - this.#lib.ms[0]);
       if (left <= 0) {
         throw new DriverError(
           "TRANSPORT",
-          `The vfio-user server stopped reading notifications (${this.#name} waited ${NOTIFY_SEND_TIMEOUT_MS} ms for room on its socket): restart it and open the port again.`,
+          `The vfio-user server stopped reading notifications (${this.#name} waited ${this.#timeoutMs} ms for room on its socket): restart it and open the port again.`,
         );
       }
       this.#pfdView.setInt16(6, 0, true); // revents
-      const r = this.#lib.poll(this.#pfd, 1n, left);
-      if (r > 0) return;
+      const r = this.#lib.poll(this.#pfd, 1n, Math.min(left, NOTIFY_POLL_SLICE_MS));
       if (r < 0 && this.#lib.errno() !== EINTR) {
         throw new DriverError(
           "TRANSPORT",

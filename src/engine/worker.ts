@@ -25,7 +25,7 @@
 
 import { SplitQueue } from "../virtio/split_queue.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
-import { CTL_STOP, enterShared, leaveShared } from "./control.ts";
+import { CTL_STOP, enterShared, leaveShared, WORKER_DRAIN_MS } from "./control.ts";
 import {
   counterLayout,
   portBase,
@@ -54,7 +54,7 @@ import { RxQueue } from "../net/rx_queue.ts";
 import { MailboxReader } from "./steering_mailbox.ts";
 import { TxQueue } from "../net/tx_queue.ts";
 import { Forwarder } from "./forwarder.ts";
-import { makeNotifier } from "./notifier.ts";
+import { makeNotifier, type NotifierOptions } from "./notifier.ts";
 import { PartitionPool } from "./partition_pool.ts";
 import { PcapRingWriter } from "./pcap_ring.ts";
 import { asForwardScript, type ForwardScript } from "./script_api.ts";
@@ -78,7 +78,7 @@ function memoryAt(address: bigint, bytes: number, what: string): ArrayBuffer {
   return Deno.UnsafePointerView.getArrayBuffer(p, bytes);
 }
 
-function adopt(r: RingSpec): SplitQueue {
+function adopt(r: RingSpec, notify: NotifierOptions): SplitQueue {
   return new SplitQueue(
     memoryAt(r.address, r.bytes, r.name),
     0,
@@ -86,7 +86,7 @@ function adopt(r: RingSpec): SplitQueue {
       index: r.index,
       size: r.size,
       eventIdx: r.eventIdx,
-      notify: makeNotifier(r.notify, r.name),
+      notify: makeNotifier(r.notify, r.name, notify),
       name: r.name,
     },
     r.state,
@@ -157,13 +157,17 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     );
   }
   const clock = new FfiClock(CLOCK_MONOTONIC);
+  // A notification waiting for a stalled vfio-user server gives up at the stop flag.
+  const notify: NotifierOptions = { timeoutMs: spec.notifyTimeoutMs, control: ctl };
   const rx = spec.ports.map((port, i) => {
-    const q = new RxQueue(adopt(port.rx), pool, port.headerSize, c, portBase(i));
-    q.siblings = port.rxSiblings.map((n) => makeNotifier(n, `a receive queue of ${port.name}`));
+    const q = new RxQueue(adopt(port.rx, notify), pool, port.headerSize, c, portBase(i));
+    q.siblings = port.rxSiblings.map((n) =>
+      makeNotifier(n, `a receive queue of ${port.name}`, notify)
+    );
     return q;
   });
   const tx = spec.ports.map((port, i) =>
-    new TxQueue(adopt(port.tx), pool, port.headerSize, c, portBase(i))
+    new TxQueue(adopt(port.tx, notify), pool, port.headerSize, c, portBase(i))
   );
   const mailbox = new MailboxReader(spec.steering, spec.queue, spec.workers, rx);
   const macs = spec.ports.map((port) => port.mac);
@@ -215,7 +219,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   // under TCG), so that pause falls before the main thread starts steering or reports.
   run(spec, fwd, mailbox, c, ctl, clock, t0, forcedGc, () => scope.postMessage({ type: "ready" }));
   c[W_STATE] = STATE_DRAINING;
-  const inFlight = fwd.drain(500);
+  const inFlight = fwd.drain(WORKER_DRAIN_MS);
   c[W_STATE] = STATE_DONE;
   return inFlight;
 }

@@ -123,6 +123,11 @@ export interface WorkerSpec {
    * figures are live memory; each pauses forwarding (engine option `heapAudit`).
    */
   heapAudit: boolean;
+  /**
+   * How long a vfio-user queue notification waits for room on the server's full socket
+   * before the worker fails (ms; engine option `notifyTimeoutMs`).
+   */
+  notifyTimeoutMs: number;
   /** The pool. */
   pool: PoolSpec;
   /** The ports, in forwarding order (port i forwards to port i ^ 1). */

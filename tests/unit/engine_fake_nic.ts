@@ -100,6 +100,13 @@ export interface FakeBedOptions {
   script?: { url: string; args?: Record<string, string>; counters?: number; tableSize?: number };
   capture?: { port: number; direction?: "rx" | "tx" | "both" };
   poolSize?: number;
+  /** Deadline of a vfio-user notification waiting for room (engine option, ms). */
+  notifyTimeoutMs?: number;
+  /**
+   * Notify both transmit queues with posted vfio-user writes on this socket (as over a
+   * vfio-user connection) instead of doorbell stores.
+   */
+  txNotifyFd?: number;
 }
 
 /** Two fake ports and one forwarding worker (queue pair 0) between them. */
@@ -169,7 +176,9 @@ export class FakeBed {
           address: region.vaddr + BigInt(off),
           bytes: splitRingLayout(QSIZE).totalBytes,
           state: vq.exportState(),
-          notify: { kind: "mmio", address: doorbell + BigInt(4 * p + 2 * q), value: q },
+          notify: q === 1 && opts.txNotifyFd !== undefined
+            ? { kind: "vfio-user", fd: opts.txNotifyFd, region: 4, offset: 0x3000, value: q }
+            : { kind: "mmio", address: doorbell + BigInt(4 * p + 2 * q), value: q },
         };
       };
       const mac = Uint8Array.from([2, 0, 0, 0, 0xaa, p]);
@@ -196,6 +205,7 @@ export class FakeBed {
       idleUs: opts.idleUs ?? 0,
       warmupPackets: opts.warmupPackets ?? 10_000,
       heapAudit: opts.heapAudit ?? false,
+      notifyTimeoutMs: opts.notifyTimeoutMs ?? 5000,
       pool: {
         address: pool.region.vaddr,
         bytes: pool.count * pool.bufferSize,
