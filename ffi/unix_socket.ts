@@ -85,7 +85,9 @@ export const SHUT_RDWR = 2;
 /** SO_SNDTIMEO: send timeout, which also bounds an AF_UNIX connect(2) (struct timeval). */
 const SO_SNDTIMEO = 21;
 const SIZEOF_STAT = 144;
-const STAT_MODE = 24; // st_mode in x86-64 struct stat
+const STAT_DEV = 0; // st_dev, u64, in x86-64 struct stat
+const STAT_INO = 8; // st_ino, u64
+const STAT_MODE = 24; // st_mode
 const S_IFMT = 0o170000;
 const S_IFSOCK = 0o140000;
 const SIZEOF_MSGHDR = 56;
@@ -389,6 +391,24 @@ export function isSocketFile(path: string): boolean | null {
   const st = new Uint8Array(SIZEOF_STAT);
   if (sys.stat(cstr(path), st) !== 0) return null;
   return (new DataView(st.buffer).getUint32(STAT_MODE, true) & S_IFMT) === S_IFSOCK;
+}
+
+/**
+ * The identity of the file at `path` after following links (stat(2): st_dev and st_ino,
+ * as "dev:ino"), or null when it cannot be stat'ed. Two paths with one identity name one
+ * file.
+ *
+ * @example
+ * ```ts
+ * import { fileIdentity } from "./unix_socket.ts";
+ * fileIdentity("/proc/self/..") === fileIdentity("/proc"); // true
+ * ```
+ */
+export function fileIdentity(path: string): string | null {
+  const st = new Uint8Array(SIZEOF_STAT);
+  if (sys.stat(cstr(path), st) !== 0) return null;
+  const v = new DataView(st.buffer);
+  return `${v.getBigUint64(STAT_DEV, true)}:${v.getBigUint64(STAT_INO, true)}`;
 }
 
 /**

@@ -73,7 +73,7 @@ export type PortSpec =
 /**
  * A socket path with repeated slashes, `.` components and a trailing slash removed: the
  * spellings that name the same file whatever the links on the way (`..` is kept, as it
- * does not, after a symbolic link).
+ * does not, after a symbolic link). This is the path a port connects to.
  *
  * @example
  * ```ts
@@ -87,9 +87,32 @@ export function normalizeSocketPath(path: string): string {
 }
 
 /**
+ * A socket path with `.` and `..` resolved lexically (`..` drops the component before it;
+ * at the root it stays there): the spelling port names compare by, so `/run/a/../s.sock`
+ * and `/run/s.sock` are one port. After a symbolic link the two may differ; comparing the
+ * files themselves is `samePortTarget` (src/vfio_user/same_port.ts).
+ *
+ * @example
+ * ```ts
+ * import { lexicalSocketPath } from "./address.ts";
+ * lexicalSocketPath("/run/a/../b/./net0.sock"); // "/run/b/net0.sock"
+ * ```
+ */
+export function lexicalSocketPath(path: string): string {
+  const parts: string[] = [];
+  for (const p of path.split("/")) {
+    if (p === "" || p === ".") continue;
+    if (p === "..") parts.pop();
+    else parts.push(p);
+  }
+  return `/${parts.join("/")}`;
+}
+
+/**
  * Parses a port name as the tools accept it: a PCI address (kernel VFIO) or
  * `vfio-user:/path/to/socket`. The result's `name` is canonical (lower-case, zero-padded
- * PCI address; normalised socket path), so comparing names finds one port given twice.
+ * PCI address; socket path with `.` and `..` resolved lexically), so comparing names finds
+ * one port given twice unless a symbolic link hides it (`samePortTarget` finds those).
  *
  * @example
  * ```ts
@@ -107,8 +130,12 @@ export function parsePortSpec(text: string): PortSpec {
         `'${text}' names no socket: write vfio-user:/absolute/path/to/socket.`,
       );
     }
-    const path = normalizeSocketPath(socketPath);
-    return { kind: "vfio-user", socketPath: path, name: `vfio-user:${path}` };
+    // The kernel resolves `..` where the port connects; names fold it to compare.
+    return {
+      kind: "vfio-user",
+      socketPath: normalizeSocketPath(socketPath),
+      name: `vfio-user:${lexicalSocketPath(socketPath)}`,
+    };
   }
   const address = parsePciAddress(text);
   return { kind: "pci", address, name: formatPciAddress(address) };

@@ -128,9 +128,27 @@ Deno.test("two spellings of one port give the same canonical name", () => {
     name: "vfio-user:/run/net0.sock",
   });
   assert.notEqual(canonicalPortName("0000:00:04.0"), canonicalPortName("0001:00:04.0"));
+});
+
+Deno.test("'..' and '.' components fold in a vfio-user port's canonical name", () => {
+  for (
+    const [a, b] of [
+      ["vfio-user:/run/a/../net0.sock", "vfio-user:/run/net0.sock"],
+      ["vfio-user:/run/a/b/../../net0.sock", "vfio-user:/run/./net0.sock"],
+      ["vfio-user:/../run/net0.sock", "vfio-user:/run/net0.sock"],
+    ]
+  ) {
+    assert.equal(canonicalPortName(a), canonicalPortName(b), `${a} and ${b}`);
+  }
   assert.notEqual(
     canonicalPortName("vfio-user:/run/a/../net0.sock"),
-    canonicalPortName("vfio-user:/run/net0.sock"),
-    "'..' after a symbolic link is another file: not folded",
+    canonicalPortName("vfio-user:/run/a/net0.sock"),
   );
+  // The port still connects where the kernel resolves the path given (after a symbolic
+  // link, `..` is not the directory before it).
+  assert.deepEqual(parsePortSpec("vfio-user:/run/a/../net0.sock"), {
+    kind: "vfio-user",
+    socketPath: "/run/a/../net0.sock",
+    name: "vfio-user:/run/net0.sock",
+  });
 });
