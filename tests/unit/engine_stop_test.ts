@@ -1,7 +1,7 @@
 /**
  * Stopping the engine releases memory only once every worker has provably stopped
  * touching it: each worker confirms through its presence word (src/engine/control.ts);
- * one that does not (stuck in its loop: `Worker.terminate()` does not stop it at once)
+ * one that does not (stuck in a foreign call, which `Worker.terminate()` cannot interrupt)
  * makes `stop()` say so, and the ports and the pool keep their memory mapped. Real
  * forwarding workers against fake devices (port_fake_device.ts, engine_fake_nic.ts).
  */
@@ -45,10 +45,15 @@ function deliverFrame(port: VirtioNetPort, pool: BufferPool, frame: Uint8Array):
   ring.publish();
 }
 
-Deno.test("a worker stuck in its loop: stop() reports it, and the ports and the pool keep their memory", async () => {
+Deno.test("a worker stuck in a foreign call: stop() reports it, and the ports and the pool keep their memory", async () => {
   const { pool, devs, ports, engine } = await engineOn("fake-stuck", STUCK);
   deliverFrame(ports[0], pool, udpFrames({ seed: 1, count: 1, flows: 1 })[0]);
-  await new Promise((r) => setTimeout(r, 200)); // the worker is in handleBurst now
+  // The script counts the burst before it blocks: then the worker is inside poll(2).
+  const until = performance.now() + 10_000;
+  while (!engine.snapshot().scriptCounters?.entered && performance.now() < until) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.equal(engine.snapshot().scriptCounters?.entered, 1, "the script was never called");
   const stopped = await engine.stop(300);
   assert.equal(stopped.unsafeToRelease, true, "unsafeToRelease");
   assert.deepEqual(stopped.stuckWorkers, [0]);
