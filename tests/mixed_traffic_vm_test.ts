@@ -119,15 +119,7 @@ Deno.test({
   async fn(t) {
     // 256 huge pages: testpmd's pool (in-memory, memfd); l2fwd takes what is left or
     // ordinary pages. rss=on: testpmd and `--steering rss` spread flows by Toeplitz hash.
-    // no_timer_check: on a loaded host the TCG guest's boot-time IO-APIC timer check can
-    // miss its ticks and panic ("timer doesn't work through Interrupt-remapped IO-APIC").
-    const bed = await VmBed.start({
-      nics: 2,
-      queuePairs: 4,
-      hugepages: 256,
-      nicProps: "rss=on",
-      kernelArgs: "no_timer_check",
-    });
+    const bed = await VmBed.start({ nics: 2, queuePairs: 4, hugepages: 256, nicProps: "rss=on" });
     try {
       const mod = await bed.exec("modprobe vfio-pci && modprobe vfio_iommu_type1");
       assert.equal(mod.code, 0, mod.stderr);
