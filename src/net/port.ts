@@ -20,12 +20,7 @@ import type { PciDevice } from "../pci/pci_device.ts";
 import { isVirtioNet, notVirtioNetMessage } from "../pci/sysfs.ts";
 import { VfioPciDevice } from "../vfio/vfio_pci_device.ts";
 import { featureNames, hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
-import {
-  findVirtioCaps,
-  VIRTIO_PCI_CAP_NOTIFY_CFG,
-  type VirtioCapLocation,
-  VirtioPciTransport,
-} from "../virtio/pci_transport.ts";
+import { type NotifyLocation, VirtioPciTransport } from "../virtio/pci_transport.ts";
 import { isValidQueueSize, splitRingLayout } from "../virtio/ring_math.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
 import {
@@ -51,21 +46,6 @@ import { RxQueue } from "./rx_queue.ts";
 import { Steering } from "./steering.ts";
 import { TxQueue } from "./tx_queue.ts";
 import { PORT_SLOTS } from "./queue_counters.ts";
-
-/**
- * The notify capability, read once (the transport read it too, and a device could answer
- * differently now): frozen, and only if the structure fits its BAR.
- */
-function readNotifyCap(name: string, pci: PciDevice): Readonly<VirtioCapLocation> {
-  const cap = findVirtioCaps(pci.config).get(VIRTIO_PCI_CAP_NOTIFY_CFG);
-  if (!cap || cap.length < 2 || cap.offset + 2 > pci.bar(cap.bar).size) {
-    throw new DriverError(
-      "DEVICE_MISBEHAVED",
-      `${name}'s virtio notification capability changed or left its BAR while the port opened: the device is broken.`,
-    );
-  }
-  return Object.freeze({ ...cap });
-}
 
 /** Options of {@linkcode VirtioNetPort.open}. */
 export interface PortOptions extends NegotiationOptions {
@@ -108,7 +88,7 @@ export interface PortOptions extends NegotiationOptions {
 interface PortParts {
   name: string;
   transport: VirtioPciTransport;
-  notifyCap: Readonly<VirtioCapLocation>;
+  notifyCap: NotifyLocation;
   deviceFeatures: bigint;
   features: bigint;
   config: NetConfig;
@@ -139,10 +119,11 @@ export class VirtioNetPort {
   /** The transport. */
   readonly transport: VirtioPciTransport;
   /**
-   * The notification structure (§4.1.4.4) as read once at open and checked against its
-   * BAR: forwarding workers notify at its offset plus each queue's set-up offset.
+   * The notification structure (§4.1.4.4) as the transport checked it against its BAR in
+   * its one walk of the capability list ({@linkcode VirtioPciTransport.notifyLocation}):
+   * forwarding workers notify at its offset plus each queue's set-up offset.
    */
-  readonly notifyCap: Readonly<VirtioCapLocation>;
+  readonly notifyCap: NotifyLocation;
   /** Features the device offered. */
   readonly deviceFeatures: bigint;
   /** Features negotiated. */
@@ -245,7 +226,6 @@ export class VirtioNetPort {
     };
     if (!isVirtioNet(id)) throw new DriverError("NOT_VIRTIO_NET", notVirtioNetMessage(name, id));
     const t = new VirtioPciTransport(pci);
-    const notifyCap = readNotifyCap(name, pci);
     // §3.1.1: reset, ACKNOWLEDGE, DRIVER, negotiate, FEATURES_OK, set up queues, DRIVER_OK.
     t.reset();
     // Released last pushed first: the reset, then the DMA memory below (unmapped and freed
@@ -378,7 +358,7 @@ export class VirtioNetPort {
     return new VirtioNetPort({
       name,
       transport: t,
-      notifyCap,
+      notifyCap: t.notifyLocation,
       deviceFeatures: offered,
       features,
       config,

@@ -89,6 +89,21 @@ export interface VirtioCapLocation {
 }
 
 /**
+ * The notification structure (§4.1.4.4) as the transport checked it, from its one walk of
+ * the capability list: forwarding workers notify at `offset` plus a queue's set-up offset.
+ */
+export interface NotifyLocation {
+  /** BAR index. */
+  readonly bar: number;
+  /** Offset of the structure within the BAR (2-byte aligned). */
+  readonly offset: number;
+  /** Bytes of the structure that lie inside the BAR (every queue's register is within). */
+  readonly length: number;
+  /** notify_off_multiplier: 0 or an even power of two (§4.1.4.4.1). */
+  readonly multiplier: number;
+}
+
+/**
  * Reads virtio's vendor capabilities from config space (struct virtio_pci_cap, §4.1.4).
  * The first capability of each type wins, as the spec asks drivers to use (§4.1.4.1).
  *
@@ -170,6 +185,16 @@ export class VirtioPciTransport {
   readonly deviceConfig: RegionIo;
   /** The ISR status byte. */
   readonly isr: RegionIo;
+  /**
+   * Where the notification structure is, checked against its BAR when the transport was
+   * made; the capability list is not read again.
+   *
+   * @example
+   * ```ts ignore
+   * const { bar, offset } = transport.notifyLocation; // e.g. BAR4 +0x3000
+   * ```
+   */
+  readonly notifyLocation: NotifyLocation;
   readonly #notify: RegionIo;
   readonly #notifyMultiplier: number;
 
@@ -221,13 +246,20 @@ export class VirtioPciTransport {
     };
     this.common = need(VIRTIO_PCI_CAP_COMMON_CFG, "common configuration", COMMON_CFG_MIN_LEN, 4);
     this.#notify = need(VIRTIO_PCI_CAP_NOTIFY_CFG, "notification", 2, 2);
-    const m = caps.get(VIRTIO_PCI_CAP_NOTIFY_CFG)!.notifyOffMultiplier ?? 0;
+    const notifyCap = caps.get(VIRTIO_PCI_CAP_NOTIFY_CFG)!;
+    const m = notifyCap.notifyOffMultiplier ?? 0;
     // §4.1.4.4.1: 0 or an even power of two, so every notification address stays 2-byte
     // aligned for the 16-bit write.
     if (m === 1 || (m & (m - 1)) !== 0) {
       broken(`notify_off_multiplier ${m} is neither 0 nor an even power of two`);
     }
     this.#notifyMultiplier = m;
+    this.notifyLocation = Object.freeze({
+      bar: notifyCap.bar,
+      offset: notifyCap.offset,
+      length: this.#notify.size,
+      multiplier: m,
+    });
     this.isr = need(VIRTIO_PCI_CAP_ISR_CFG, "ISR", 1, 1);
     this.deviceConfig = need(VIRTIO_PCI_CAP_DEVICE_CFG, "device configuration", 0, 4);
     const cmd = pci.config.read16(PCI_COMMAND);

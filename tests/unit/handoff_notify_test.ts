@@ -32,3 +32,17 @@ Deno.test("notifySpec refuses a queue that is not one of the port's data queues"
     port.close();
   }
 });
+
+Deno.test("a worker's doorbell stays in the notify structure checked at open when the capability later names another offset", () => {
+  const dev = new FakeNetDevice("vfio-user:/fake-moved", { capsAfterEnable: "moved" });
+  const port = openFakePort(dev);
+  try {
+    const bar = addressOfBuffer(dev.bar4.buffer);
+    for (const [q, vq] of [[0, port.rx(0).vq], [1, port.tx(0).vq]] as const) {
+      const want = { kind: "mmio", address: bar + BigInt(NOTIFY_AT + q * MULTIPLIER), value: q };
+      assert.deepEqual(describeRing(port, vq).notify, want, vq.name);
+    }
+  } finally {
+    port.close();
+  }
+});

@@ -63,6 +63,28 @@ export interface FakeDeviceOptions {
   resetHangsFrom?: number;
   /** The device sets DEVICE_NEEDS_RESET as soon as the driver sets DRIVER_OK. */
   needsResetOnDriverOk?: boolean;
+  /**
+   * Config space changes once the driver enables the function (writes PCI_COMMAND, which
+   * the transport does after its walk of the capabilities): "loop" makes the capability
+   * list a loop, "moved" has the notify capability name offset NOTIFY_MOVED_TO.
+   */
+  capsAfterEnable?: "loop" | "moved";
+}
+
+/** Where a "moved" notify capability points after the function is enabled. */
+export const NOTIFY_MOVED_TO = 0x3800;
+
+/** Config space that rewrites itself when PCI_COMMAND is written (see capsAfterEnable). */
+class FakeConfig extends MappedRegionIo {
+  constructor(buffer: ArrayBuffer, readonly opts: FakeDeviceOptions) {
+    super(buffer);
+  }
+  override write16(o: number, v: number): void {
+    super.write16(o, v);
+    if (o !== PCI_COMMAND) return;
+    if (this.opts.capsAfterEnable === "loop") super.write8(0x40 + 1, 0x70);
+    if (this.opts.capsAfterEnable === "moved") super.write32(0x70 + 8, NOTIFY_MOVED_TO);
+  }
 }
 
 /** BAR4: common configuration registers emulated, the rest plain memory. */
@@ -170,7 +192,7 @@ export class FakeNetDevice implements PciDevice {
     writeCap(cfg, 0x60, 0x50, 4, DEVCFG_AT, 0x1000);
     writeCap(cfg, 0x50, 0x40, 3, ISR_AT, 0x1000);
     writeCap(cfg, 0x40, 0, 1, COMMON_AT, 0x1000);
-    this.config = new MappedRegionIo(bytes.buffer);
+    this.config = new FakeConfig(bytes.buffer, opts);
     this.bar4 = new FakeBar4(this, opts);
     for (let i = 0; i < 6; i++) this.bar4.write8(DEVCFG_AT + i, [2, 0, 0, 0, 0xfa, 0][i]);
   }

@@ -1,0 +1,35 @@
+/**
+ * A port takes the virtio capabilities from the transport's one walk of config space
+ * (src/net/port.ts, src/virtio/pci_transport.ts): what the device answers in a later read
+ * neither breaks opening nor moves the notification structure. Against the fake
+ * virtio-net function of port_fake_device.ts.
+ */
+
+import assert from "node:assert/strict";
+import { FakeNetDevice, NOTIFY_AT, openFakePort } from "./port_fake_device.ts";
+
+Deno.test("a port opens when the capability list turns into a loop after the transport read it", () => {
+  const dev = new FakeNetDevice("vfio-user:/fake-loop", { capsAfterEnable: "loop" });
+  const port = openFakePort(dev);
+  try {
+    assert.equal(port.notifyCap.offset, NOTIFY_AT);
+  } finally {
+    port.close();
+  }
+});
+
+Deno.test("a port's notify structure is the one the transport checked when the capability later moves", () => {
+  const dev = new FakeNetDevice("vfio-user:/fake-moved", { capsAfterEnable: "moved" });
+  const port = openFakePort(dev);
+  try {
+    assert.deepEqual(port.notifyCap, port.transport.notifyLocation);
+    assert.deepEqual({ ...port.notifyCap }, {
+      bar: 4,
+      offset: NOTIFY_AT,
+      length: 0x1000,
+      multiplier: 4,
+    });
+  } finally {
+    port.close();
+  }
+});
