@@ -21,7 +21,7 @@ import { isVirtioNet, notVirtioNetMessage } from "../pci/sysfs.ts";
 import { VfioPciDevice } from "../vfio/vfio_pci_device.ts";
 import { featureNames, hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
 import { type NotifyLocation, VirtioPciTransport } from "../virtio/pci_transport.ts";
-import { isValidQueueSize, splitRingLayout } from "../virtio/ring_math.ts";
+import { splitRingLayout } from "../virtio/ring_math.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
 import {
   VIRTIO_CONFIG_S_ACKNOWLEDGE,
@@ -31,13 +31,7 @@ import {
 } from "../virtio/status.ts";
 import { type NetConfig, readNetConfig } from "./config.ts";
 import { CONTROL_BUFFER_BYTES, ControlQueue } from "./control_queue.ts";
-import {
-  VIRTIO_NET_F_CTRL_VQ,
-  VIRTIO_NET_F_GUEST_ANNOUNCE,
-  VIRTIO_NET_F_HASH_REPORT,
-  VIRTIO_NET_F_MQ,
-  VIRTIO_NET_F_RSS,
-} from "./features.ts";
+import { VIRTIO_NET_F_GUEST_ANNOUNCE, VIRTIO_NET_F_HASH_REPORT } from "./features.ts";
 import { netHeaderSize } from "./header.ts";
 import { type NegotiationOptions, selectFeatures } from "./negotiate.ts";
 import { rarpAnnouncement, RxFilter } from "./rx_filter.ts";
@@ -46,6 +40,13 @@ import { RxQueue } from "./rx_queue.ts";
 import { Steering } from "./steering.ts";
 import { TxQueue } from "./tx_queue.ts";
 import { PORT_SLOTS } from "./queue_counters.ts";
+import {
+  checkPairs,
+  checkSharedPool,
+  planQueues,
+  receiveBufferSize,
+  validateConfig,
+} from "./port_checks.ts";
 
 /** Options of {@linkcode VirtioNetPort.open}. */
 export interface PortOptions extends NegotiationOptions {
@@ -260,32 +261,12 @@ export class VirtioNetPort {
     validateConfig(name, config);
     const pairs = checkPairs(name, options.queuePairs ?? 1, features, config);
     const headerSize = netHeaderSize(hasFeature(features, VIRTIO_NET_F_HASH_REPORT));
-    // Without VIRTIO_NET_F_MRG_RXBUF every received frame must fit one buffer (§5.1.6.3.1):
-    // the largest is the MTU plus an Ethernet header and a VLAN tag.
-    const frameMax = config.mtu + 18;
-    const need = alignUp(headerSize + frameMax, 64);
-    const bufferSize = options.bufferSize ?? Math.max(2048, need);
-    if (bufferSize < need || bufferSize % 64 !== 0) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `A buffer size of ${bufferSize} cannot hold a ${frameMax}-byte frame (MTU ${config.mtu}) and its ${headerSize}-byte header: use a multiple of 64 of at least ${need}.`,
-      );
-    }
+    const bufferSize = receiveBufferSize(config, headerSize, options.bufferSize);
 
-    // Virtqueue indices (§5.1.2): the data queues of `pairs` pairs, then the control queue.
-    const hasCtrl = hasFeature(features, VIRTIO_NET_F_CTRL_VQ);
-    const multi = hasFeature(features, VIRTIO_NET_F_MQ) || hasFeature(features, VIRTIO_NET_F_RSS);
-    const ctrlIndex = multi ? 2 * config.maxVirtqueuePairs : 2;
-    const indices = Array.from({ length: 2 * pairs }, (_, i) => i);
-    if (hasCtrl) indices.push(ctrlIndex);
-    // Even indices are receive queues, odd ones transmit queues (§5.1.2); then control.
-    const wanted = (q: number) =>
-      q === ctrlIndex && hasCtrl
-        ? undefined
-        : q % 2 === 0
-        ? options.rxQueueSize ?? options.queueSize
-        : options.txQueueSize ?? options.queueSize;
-    const sizes = indices.map((q) => queueSize(t, name, q, wanted(q)));
+    const { hasCtrl, ctrlIndex, indices, sizes } = planQueues(t, name, pairs, features, config, {
+      rx: options.rxQueueSize ?? options.queueSize,
+      tx: options.txQueueSize ?? options.queueSize,
+    });
     const ringBytes = sizes.map((s) => alignUp(splitRingLayout(s).totalBytes, 4096));
     const ringsTotal = ringBytes.reduce((a, b) => a + b, 0);
     const ctrlBytes = hasCtrl ? alignUp(CONTROL_BUFFER_BYTES, 4096) : 0;
@@ -303,12 +284,7 @@ export class VirtioNetPort {
       pool = new BufferPool(region, ringsTotal + ctrlBytes, poolSize, bufferSize);
     } else {
       pool = options.pool;
-      if (pool.bufferSize < headerSize + frameMax) {
-        throw new DriverError(
-          "BAD_ARGUMENT",
-          `The shared pool's ${pool.bufferSize}-byte buffers cannot hold a ${frameMax}-byte frame (MTU ${config.mtu}) and its header: use buffers of at least ${need} bytes.`,
-        );
-      }
+      checkSharedPool(pool, config, headerSize);
       const shared = pool.region;
       shared.mapFor(pci);
       dma.push("unmap the shared pool", () => shared.unmapFrom(pci));
@@ -517,72 +493,4 @@ export class VirtioNetPort {
       );
     }
   }
-}
-
-// The largest device MTU a port takes: without VIRTIO_NET_F_MRG_RXBUF every receive
-// buffer holds a whole frame (§5.1.6.3.1), so a 65,535-byte MTU would cost 256 MiB of pool.
-const MTU_MAX = 9216;
-
-// The device's values are checked against the spec by readNetConfig (config.ts); this
-// checks what this driver supports.
-function validateConfig(name: string, config: NetConfig): void {
-  if (config.mtu > MTU_MAX) {
-    throw new DriverError(
-      "UNSUPPORTED",
-      `${name} reports an MTU of ${config.mtu}, more than the ${MTU_MAX} bytes this driver sizes its receive buffers for: give the device an MTU of at most ${MTU_MAX} (QEMU: host_mtu=9000).`,
-    );
-  }
-}
-
-function checkPairs(name: string, pairs: number, features: bigint, config: NetConfig): number {
-  if (!Number.isInteger(pairs) || pairs < 1) {
-    throw new DriverError(
-      "BAD_ARGUMENT",
-      `${pairs} queue pairs is not a positive integer: use 1 or more.`,
-    );
-  }
-  if (
-    pairs > 1 && !hasFeature(features, VIRTIO_NET_F_MQ) && !hasFeature(features, VIRTIO_NET_F_RSS)
-  ) {
-    throw new DriverError(
-      "UNSUPPORTED",
-      `${name} does not offer VIRTIO_NET_F_MQ, so it has one queue pair, not ${pairs}: use --queues 1, or give the device multiqueue (QEMU: mq=on with a multi-queue netdev).`,
-    );
-  }
-  if (pairs > config.maxVirtqueuePairs) {
-    throw new DriverError(
-      "BAD_ARGUMENT",
-      `${pairs} queue pairs is more than ${name}'s max_virtqueue_pairs of ${config.maxVirtqueuePairs}: use at most ${config.maxVirtqueuePairs}.`,
-    );
-  }
-  return pairs;
-}
-
-function queueSize(
-  t: VirtioPciTransport,
-  name: string,
-  q: number,
-  wanted: number | undefined,
-): number {
-  const max = t.queueMaxSize(q);
-  if (max === 0) {
-    throw new DriverError(
-      "DEVICE_MISBEHAVED",
-      `${name} has no virtqueue ${q}: the device is broken.`,
-    );
-  }
-  if (!isValidQueueSize(max)) {
-    throw new DriverError(
-      "DEVICE_MISBEHAVED",
-      `${name} offers virtqueue ${q} with ${max} entries, not a power of two: the device is broken.`,
-    );
-  }
-  const size = wanted ?? Math.min(256, max);
-  if (!isValidQueueSize(size) || size > max) {
-    throw new DriverError(
-      "BAD_ARGUMENT",
-      `A queue size of ${size} is not possible on ${name}: use a power of two up to ${max}.`,
-    );
-  }
-  return size;
 }
