@@ -105,6 +105,66 @@ function interfaceUp(dir: string): boolean {
   }
 }
 
+/** How deep {@linkcode SysfsPciFunction.interfacesInUse} follows master/upper links. */
+const MAX_UPPER_INTERFACES = 64;
+
+/** A network interface that carries this host's traffic, itself or through one above it. */
+export interface InterfaceInUse {
+  /** The function's own interface, e.g. eth0. */
+  name: string;
+  /** What carries the traffic: "2 IPv4 routes", "IPv6 address …", joined by ", ". */
+  uses: string;
+  /** The interfaces above `name` (master/upper links), up to the one with `uses`. */
+  via?: string[];
+}
+
+/**
+ * Names of the interfaces directly above the one in sysfs directory `dir`: its `master`
+ * link (bridge, bond, team) and its `upper_NAME` links (those, VLANs, macvlans).
+ */
+function upperInterfaces(dir: string): string[] {
+  const names = new Set<string>();
+  const master = readLink(`${dir}/master`);
+  if (master !== null && basename(master)) names.add(basename(master));
+  let entries: string[];
+  try {
+    entries = listDir(dir);
+  } catch {
+    return [...names];
+  }
+  for (const e of entries) if (e.startsWith("upper_") && e.length > 6) names.add(e.slice(6));
+  return [...names];
+}
+
+/**
+ * From the namespace's /proc/net tables under `net`: a function that tells what makes an
+ * interface carry this host's traffic ("2 IPv4 routes, IPv6 address …"), "" for nothing.
+ */
+function hostUses(net: string): (name: string) => string {
+  const v4 = tableLines(`${net}/route`).slice(1).map((l) => l[0]);
+  // if_inet6: address ifindex prefixlen scope flags name; scope 0x20 is link, 0x10 host.
+  const v6Addrs = tableLines(`${net}/if_inet6`)
+    .filter((l) => l.length >= 6 && !(parseInt(l[3], 16) & 0x30))
+    .map((l) => ({ name: l[5], addr: l[0].match(/.{1,4}/g)!.join(":") }));
+  // ipv6_route: dest plen src plen nexthop metric refcnt use flags dev; link-local and
+  // multicast routes come with any interface that is up, so they do not count.
+  const v6Routes = tableLines(`${net}/ipv6_route`)
+    .filter((l) => l.length >= 10 && !/^(fe80|ff)/.test(l[0]))
+    .map((l) => l[9]);
+  const count = (list: string[], name: string, what: string) => {
+    const n = list.filter((x) => x === name).length;
+    return n ? [`${n} ${what}${n > 1 ? "s" : ""}`] : [];
+  };
+  return (name) => {
+    const addr = v6Addrs.find((a) => a.name === name);
+    return [
+      ...count(v4, name, "IPv4 route"),
+      ...(addr ? [`IPv6 address ${addr.addr}`] : []),
+      ...count(v6Routes, name, "IPv6 route"),
+    ].join(", ");
+  };
+}
+
 /** A PCI function in sysfs, by canonical address. */
 export class SysfsPciFunction {
   /** Canonical address, e.g. 0000:00:04.0. */
@@ -189,35 +249,40 @@ export class SysfsPciFunction {
   /**
    * The interfaces of {@linkcode SysfsPciFunction.netInterfaces} that carry this host's
    * traffic: up, with IPv4 routes, IPv6 routes or an IPv6 address beyond link-local (as
-   * dpdk-devbind calls a device with routes "Active"). Read from sysfs and this network
-   * namespace's /proc/net.
+   * dpdk-devbind calls a device with routes "Active"), or up under an interface that does
+   * (its `master` or an `upper_*` link: a bridge or bond it belongs to, a VLAN on it, and
+   * so on up): then `via` names the interfaces above it, the last one carrying the
+   * traffic. Read from sysfs and this network namespace's /proc/net.
+   *
+   * @example
+   * ```ts ignore
+   * new SysfsPciFunction("0000:00:04.0").interfacesInUse();
+   * // [{ name: "eth0", uses: "2 IPv4 routes", via: ["br0"] }] for a bridge port of br0
+   * ```
    */
-  interfacesInUse(): { name: string; uses: string }[] {
+  interfacesInUse(): InterfaceInUse[] {
     const ifaces = this.#netDirs().filter((i) => interfaceUp(i.dir));
     if (ifaces.length === 0) return [];
-    const net = `${this.root}proc/net`;
-    const v4 = tableLines(`${net}/route`).slice(1).map((l) => l[0]);
-    // if_inet6: address ifindex prefixlen scope flags name; scope 0x20 is link, 0x10 host.
-    const v6Addrs = tableLines(`${net}/if_inet6`)
-      .filter((l) => l.length >= 6 && !(parseInt(l[3], 16) & 0x30))
-      .map((l) => ({ name: l[5], addr: l[0].match(/.{1,4}/g)!.join(":") }));
-    // ipv6_route: dest plen src plen nexthop metric refcnt use flags dev; link-local and
-    // multicast routes come with any interface that is up, so they do not count.
-    const v6Routes = tableLines(`${net}/ipv6_route`)
-      .filter((l) => l.length >= 10 && !/^(fe80|ff)/.test(l[0]))
-      .map((l) => l[9]);
-    const count = (list: string[], name: string, what: string) => {
-      const n = list.filter((x) => x === name).length;
-      return n ? [`${n} ${what}${n > 1 ? "s" : ""}`] : [];
+    const usesOf = hostUses(`${this.root}proc/net`);
+    // Depth first through master/upper links; `seen` ends loops a broken tree could have.
+    const above = (dir: string, seen: Set<string>): { via: string[]; uses: string } | null => {
+      for (const up of upperInterfaces(dir)) {
+        if (seen.has(up) || seen.size >= MAX_UPPER_INTERFACES) continue;
+        seen.add(up);
+        const upDir = `${this.root}sys/class/net/${up}`;
+        if (!interfaceUp(upDir)) continue; // a down upper carries nothing through this one
+        const uses = usesOf(up);
+        if (uses) return { via: [up], uses };
+        const higher = above(upDir, seen);
+        if (higher) return { via: [up, ...higher.via], uses: higher.uses };
+      }
+      return null;
     };
-    return ifaces.flatMap(({ name }) => {
-      const addr = v6Addrs.find((a) => a.name === name);
-      const uses = [
-        ...count(v4, name, "IPv4 route"),
-        ...(addr ? [`IPv6 address ${addr.addr}`] : []),
-        ...count(v6Routes, name, "IPv6 route"),
-      ];
-      return uses.length ? [{ name, uses: uses.join(", ") }] : [];
+    return ifaces.flatMap(({ name, dir }) => {
+      const uses = usesOf(name);
+      if (uses) return [{ name, uses }];
+      const higher = above(dir, new Set([name]));
+      return higher ? [{ name, ...higher }] : [];
     });
   }
 
@@ -235,9 +300,16 @@ export class SysfsPciFunction {
       // As dpdk-devbind: unbinding the host's own network interface cuts the machine off.
       const busy = this.interfacesInUse()[0];
       if (busy) {
+        const what = busy.via
+          ? `${busy.name}, a network interface of this host that is up under ${
+            busy.via.join(", itself under ")
+          } (its master or upper interface: a bridge, bond or VLAN), and it is ${
+            busy.via[busy.via.length - 1]
+          } that carries this host's traffic, up with ${busy.uses}`
+          : `${busy.name}, a network interface of this host that is up with ${busy.uses}`;
         throw new DriverError(
           "BOUND_TO_KERNEL_DRIVER",
-          `${this.address} carries ${busy.name}, a network interface of this host that is up with ${busy.uses}, so binding it to vfio-pci would cut that traffic: take ${busy.name} down first (ip link set ${busy.name} down) or pass --force (option force: true).`,
+          `${this.address} carries ${what}, so binding it to vfio-pci would cut that traffic: take ${busy.name} down first (ip link set ${busy.name} down) or pass --force (option force: true).`,
         );
       }
     }

@@ -23,6 +23,12 @@ interface FakeFunction {
   inet6?: string[];
   /** Lines of /proc/net/ipv6_route. */
   ipv6Routes?: string[];
+  /**
+   * Interfaces above others (bridge, bond, VLAN), under sys/devices/virtual/net with a
+   * sys/class/net link: `of` gets an `upper_NAME` link to it, and a `master` link too
+   * when `master` is set (as the kernel makes them for bridge ports and bond members).
+   */
+  uppers?: { name: string; of: string; master?: boolean; flags: string; operstate: string }[];
 }
 
 /** Builds root/sys and root/proc for one virtio-net function; returns the root. */
@@ -50,6 +56,19 @@ function fakeTree(f: FakeFunction): string {
     Deno.mkdirSync(n, { recursive: true });
     Deno.writeTextFileSync(`${n}/flags`, `${f.iface.flags}\n`);
     Deno.writeTextFileSync(`${n}/operstate`, `${f.iface.operstate}\n`);
+  }
+  for (const u of f.uppers ?? []) {
+    const dir = `${root}/sys/devices/virtual/net/${u.name}`;
+    Deno.mkdirSync(dir, { recursive: true });
+    Deno.writeTextFileSync(`${dir}/flags`, `${u.flags}\n`);
+    Deno.writeTextFileSync(`${dir}/operstate`, `${u.operstate}\n`);
+    Deno.mkdirSync(`${root}/sys/class/net`, { recursive: true });
+    Deno.symlinkSync(dir, `${root}/sys/class/net/${u.name}`);
+    const lower = u.of === f.iface?.name
+      ? `${dev}/virtio3/net/${u.of}`
+      : `${root}/sys/devices/virtual/net/${u.of}`;
+    Deno.symlinkSync(dir, `${lower}/upper_${u.name}`);
+    if (u.master) Deno.symlinkSync(dir, `${lower}/master`);
   }
   Deno.mkdirSync(`${root}/proc/net`, { recursive: true });
   Deno.writeTextFileSync(
@@ -207,5 +226,91 @@ Deno.test("a bind that fails half-way clears the driver_override it set", () => 
     );
     // sysfs attributes are written at offset 0 without truncation: the last write leads.
     assert.ok(writes(root).driverOverride.startsWith("\n"), "driver_override cleared again");
+  });
+});
+
+const UP = { flags: "0x1003", operstate: "up" };
+const routesOf = (name: string) => ETH9_ROUTES.map((l) => l.replace("eth9", name));
+
+Deno.test("--bind refuses a bridge port whose bridge carries this host's traffic, naming the bridge", () => {
+  withTree({
+    driver: "virtio-pci",
+    iface: ETH9_UP,
+    ...LINK_LOCAL_ONLY,
+    uppers: [{ name: "br0", of: "eth9", master: true, ...UP }],
+    routes: routesOf("br0"),
+  }, (root) => {
+    assert.deepEqual(new SysfsPciFunction(ADDR, root).interfacesInUse(), [
+      { name: "eth9", uses: "2 IPv4 routes", via: ["br0"] },
+    ]);
+    assert.throws(() => VfioPciDevice.open(PCI_ADDR, { bind: true, root }), (e: unknown) => {
+      assert.ok(e instanceof DriverError, `expected DriverError, got ${e}`);
+      assert.match(e.message, /^0000:7f:1f\.7 carries eth9, .*up under br0 \(its master or upper/);
+      assert.match(e.message, /it is br0 that carries this host's traffic, up with 2 IPv4 routes/);
+      assert.match(e.message, /--force/);
+      assert.equal(e.message.split(/[.:] [A-Z]/).length, 1, "one sentence");
+      return true;
+    });
+    assert.deepEqual(writes(root), NOTHING_WRITTEN, "nothing unbound");
+  });
+});
+
+Deno.test("--bind refuses a function with a VLAN on it that carries this host's traffic", () => {
+  withTree({
+    driver: "virtio-pci",
+    iface: ETH9_UP,
+    uppers: [{ name: "eth9.100", of: "eth9", ...UP }],
+    inet6: ["fd000000000000000000000000000002 05 40 00 82  eth9.100"],
+  }, (root) => {
+    assert.throws(
+      () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }),
+      (e: unknown) =>
+        e instanceof DriverError && /it is eth9\.100 that carries .* IPv6 address/.test(e.message),
+    );
+    assert.deepEqual(writes(root), NOTHING_WRITTEN);
+  });
+});
+
+Deno.test("--bind refuses a bond member whose bond is a port of a bridge with traffic", () => {
+  withTree({
+    driver: "virtio-pci",
+    iface: ETH9_UP,
+    uppers: [
+      { name: "bond0", of: "eth9", master: true, ...UP },
+      { name: "br0", of: "bond0", master: true, ...UP },
+    ],
+    routes: routesOf("br0"),
+  }, (root) => {
+    assert.deepEqual(new SysfsPciFunction(ADDR, root).interfacesInUse(), [
+      { name: "eth9", uses: "2 IPv4 routes", via: ["bond0", "br0"] },
+    ]);
+    assert.throws(
+      () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }),
+      (e: unknown) =>
+        e instanceof DriverError &&
+        /up under bond0, itself under br0 .*it is br0 that/.test(e.message),
+    );
+    assert.deepEqual(writes(root), NOTHING_WRITTEN);
+  });
+});
+
+Deno.test("--bind takes a bridge port whose bridge is down or carries nothing", () => {
+  const down = { flags: "0x1002", operstate: "down" };
+  withTree({
+    driver: "virtio-pci",
+    iface: ETH9_UP,
+    uppers: [{ name: "br0", of: "eth9", master: true, ...down }],
+    routes: routesOf("br0"),
+  }, (root) => {
+    assert.deepEqual(new SysfsPciFunction(ADDR, root).interfacesInUse(), []);
+    assertBindWentAhead(root, () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }));
+  });
+  withTree({
+    driver: "virtio-pci",
+    iface: ETH9_UP,
+    uppers: [{ name: "br0", of: "eth9", master: true, ...UP }],
+    routes: routesOf("eth0"),
+  }, (root) => {
+    assertBindWentAhead(root, () => VfioPciDevice.open(PCI_ADDR, { bind: true, root }));
   });
 });
