@@ -99,15 +99,34 @@ Deno.test("kernel VFIO in a QEMU guest: the driver binds, negotiates, and moves 
       },
     );
 
-    await t.step("--restore-driver hands the function back to virtio-pci at exit", async () => {
-      const r = await bed.exec(
-        guestDeno("examples/port_info.ts", ["--bind", "--restore-driver", nic]),
-        { timeoutMs: 60000 },
-      );
-      assert.equal(r.code, 0, r.stderr);
-      const drv = await bed.exec(`readlink /sys/bus/pci/devices/${nic}/driver`);
-      assert.match(drv.stdout, /virtio-pci$/m);
-    });
+    await t.step(
+      "--restore-driver undoes only its own bind: a function already on vfio-pci stays there, one it took from virtio-pci goes back",
+      async () => {
+        const driver = async () =>
+          (await bed.exec(`readlink /sys/bus/pci/devices/${nic}/driver`)).stdout.trim();
+        const portInfo = async () => {
+          const r = await bed.exec(
+            guestDeno("examples/port_info.ts", ["--bind", "--restore-driver", nic]),
+            { timeoutMs: 60000 },
+          );
+          assert.equal(r.code, 0, r.stderr);
+        };
+        // The step above left it on vfio-pci: this process did not bind it.
+        assert.match(await driver(), /vfio-pci$/);
+        await portInfo();
+        assert.match(await driver(), /vfio-pci$/, "a bind this process did not make was undone");
+        // Back to virtio-pci by hand, then a bind of its own, which it undoes at exit.
+        const d = `/sys/bus/pci/devices/${nic}`;
+        const back = await bed.exec(
+          `echo ${nic} > ${d}/driver/unbind && echo > ${d}/driver_override && ` +
+            `echo ${nic} > /sys/bus/pci/drivers_probe`,
+        );
+        assert.equal(back.code, 0, back.stderr);
+        assert.match(await driver(), /virtio-pci$/);
+        await portInfo();
+        assert.match(await driver(), /virtio-pci$/);
+      },
+    );
 
     await t.step(`receives ${FRAMES} frames and transmits ${FRAMES}, byte for byte`, async () => {
       const toGuest = testFrames({ seed: 11, count: FRAMES, dst: bed.nicMac(0) });
