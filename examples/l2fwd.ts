@@ -41,8 +41,10 @@
  * at "lastStepPackets"), "heapCreep" over all other seconds (garbage made), "heapDrops"
  * the GCs; "warmPackets"/"packets" the packets received by then and by now. Exit
  * status: 0 after a clean stop (duration over, SIGINT or SIGTERM while forwarding), 1 on a
- * driver or worker error or a device that reports DEVICE_NEEDS_RESET, 2 on bad usage,
- * 130 (SIGINT) or 143 (SIGTERM) when a signal stops the start-up.
+ * driver or worker error, a device that reports DEVICE_NEEDS_RESET or a missing
+ * --allow-ffi (the environment, not the command line), 2 on bad usage, 130 (SIGINT) or
+ * 143 (SIGTERM) when a signal stops the start-up, or when a second signal ends l2fwd at
+ * once without releasing (the kernel does at exit).
  *
  * @module
  */
@@ -95,14 +97,20 @@ async function main(args: string[]): Promise<number> {
   // or forwarding, and everything taken is released in order (reset before DMA memory).
   let signalled: Deno.Signal | null = null;
   let wake: (() => void) | null = null as (() => void) | null;
-  const onSigint = () => {
-    signalled ??= "SIGINT";
+  const onSignal = (signal: Deno.Signal) => {
+    if (signalled !== null) {
+      // The user insists (a stop that hangs, e.g. on a stuck worker or device): exiting is
+      // safe, as the kernel closes the fds and VFIO's IOMMU unmaps the DMA with the container.
+      console.error(
+        `error: a second signal (${signal}) arrived while l2fwd was stopping, so it exits at once without releasing anything itself: the kernel closes its devices and frees its memory as the process ends.`,
+      );
+      Deno.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    signalled = signal;
     wake?.();
   };
-  const onSigterm = () => {
-    signalled ??= "SIGTERM";
-    wake?.();
-  };
+  const onSigint = () => onSignal("SIGINT");
+  const onSigterm = () => onSignal("SIGTERM");
   Deno.addSignalListener("SIGINT", onSigint);
   Deno.addSignalListener("SIGTERM", onSigterm);
   /** Lets a pending signal's listener run (they run from the event loop), then acts on it. */

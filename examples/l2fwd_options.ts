@@ -45,13 +45,22 @@ address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
                       live-measured with --heap-audit, which forces full GCs (at warm-up
                       and at the stop) that pause forwarding (default off)
   --bind              take the functions from their kernel driver (bind to vfio-pci)
-  --force             with --bind: take a function even if its network interface is up
-                      with addresses or routes (this host's own network, perhaps)
+  --force             with --bind: take a function even if its network interface, or a
+                      bridge, bond or VLAN above it, is up with addresses or routes (this
+                      host's own network, perhaps)
   --restore-driver    give them back to their kernel driver at exit
   --help              this text
 
 SIGINT or SIGTERM while forwarding stops cleanly (exit 0); during start-up they stop it
-between steps, release everything and exit 130 or 143.`;
+between steps, release everything and exit 130 or 143. A second signal while l2fwd stops
+ends it at once without releasing (the kernel closes the devices and frees the memory).
+
+exit status:
+  0     stopped cleanly: --duration over, or SIGINT/SIGTERM while forwarding
+  1     a device, driver or worker error, or no --allow-ffi (the environment, not usage)
+  2     a bad command line (options, ports, --script or --pcap files)
+  130   SIGINT during start-up, or a second SIGINT while stopping
+  143   SIGTERM during start-up, or a second SIGTERM while stopping`;
 
 /**
  * A bad command line (l2fwd exits 2): one sentence; `withUsage` asks for the usage text

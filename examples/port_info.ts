@@ -19,10 +19,18 @@ const USAGE =
 
   PORT               a PCI address (0000:00:04.0) or vfio-user:/path/to/socket
   --bind             take the function from its kernel driver (bind it to vfio-pci)
-  --force            with --bind: take it even if its network interface is up with
-                     addresses or routes (this host's own network, perhaps)
+  --force            with --bind: take it even if its network interface, or a bridge,
+                     bond or VLAN above it, is up with addresses or routes (this host's
+                     own network, perhaps)
   --restore-driver   give it back to its kernel driver when done
-  --json             print one JSON object instead of text`;
+  --json             print one JSON object instead of text
+
+exit status:
+  0     printed
+  1     a device or driver error, or no --allow-ffi (the environment, not usage)
+  2     a bad command line
+  130   ended by SIGINT (as any program; the kernel closes the device and frees the memory)
+  143   ended by SIGTERM (likewise)`;
 
 /** One sentence for a command line that parseArgs refuses (its own messages run to two). */
 function argumentError(e: unknown): string {

@@ -202,3 +202,63 @@ Deno.test("a signal during l2fwd's start-up stops it cleanly with one sentence",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--help of both examples says what each exit status means", async () => {
+  for (const example of ["port_info", "l2fwd"]) {
+    const help = (await run(example, ["--help"], [])).stdout;
+    const section = help.split(/^exit status:$/m)[1];
+    assert.ok(section, `${example} --help has an "exit status:" section:\n${help}`);
+    for (const code of [0, 1, 2, 130, 143]) {
+      assert.match(section, new RegExp(`^  ${code} +\\S`, "m"), `${example}: exit ${code}`);
+    }
+    assert.match(section, /^ {2}1 .*--allow-ffi/m, `${example}: a missing --allow-ffi is 1`);
+    assert.match(section, /^ {2}2 .*command line/m, `${example}: a bad command line is 2`);
+  }
+});
+
+Deno.test("a second signal ends l2fwd at once with one sentence while the first waits for a start-up step", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    // A script whose loading takes 30 s: the first signal waits for it (a start-up step).
+    const script = `${dir}/slow.ts`;
+    await Deno.writeTextFile(
+      script,
+      'console.log("script loading");\nawait new Promise((r) => setTimeout(r, 30_000));\nexport function handleBurst() {}\n',
+    );
+    for (const [first, second] of [["SIGINT", "SIGINT"], ["SIGINT", "SIGTERM"]] as const) {
+      const child = command("l2fwd", ["--script", script, NO_SOCK0, NO_SOCK1], [
+        "--allow-ffi",
+        `--allow-read=${script}`,
+      ]).spawn();
+      const stderr = new Response(child.stderr).text();
+      const stdout = child.stdout.getReader();
+      let seen = "";
+      while (!seen.includes("script loading")) {
+        const { value, done } = await stdout.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+      }
+      assert.match(seen, /script loading/);
+      child.kill(first);
+      await new Promise((r) => setTimeout(r, 500));
+      child.kill(second);
+      const killer = setTimeout(() => child.kill("SIGKILL"), 8000);
+      const status = await child.status;
+      clearTimeout(killer);
+      await stdout.cancel();
+      const r = { code: status.code, signal: status.signal, stdout: seen, stderr: await stderr };
+      assert.equal(
+        r.signal,
+        null,
+        `l2fwd did not exit within 8 s of the second signal: ${r.stderr}`,
+      );
+      assertOneSentence(
+        r,
+        second === "SIGINT" ? 130 : 143,
+        new RegExp(`second signal \\(${second}\\).*at once`),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
