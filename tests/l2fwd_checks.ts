@@ -192,11 +192,12 @@ function secondsAfterWarmUp(w: WorkerLine): number {
 /**
  * Every worker got past warm-up and, from there to the stop, kept no memory and made no
  * garbage to speak of: its live heap (after the worker's full GCs at warm-up and at the
- * stop) within 4 KiB of warm-up's (measured: 0 B; less than one function V8 might still
- * compile late, while a leak of 1 byte a packet would keep 150 KB and more), no GC in
- * between, and under 32 KiB of garbage in the seconds without compiling (each
- * once-a-second sample makes 16 bytes; allocating even 8 bytes a packet would make 40 KB
- * every second at 5,000 frames/s), over at least 150,000 packets a worker.
+ * stop) within 4 KiB of warm-up's besides the code V8 compiled in between (quiet: 0 B and
+ * no compile step; on a busy host V8's concurrent compiler finishes later, and a compile
+ * step of ~7 KB came after warm-up: code, not data; a leak of 1 byte a packet would keep
+ * 150 KB and more), no GC in between, and under 32 KiB of garbage in the seconds without
+ * compiling (each once-a-second sample makes 16 bytes; allocating even 8 bytes a packet
+ * would make 40 KB every second at 5,000 frames/s), over at least 150,000 packets a worker.
  */
 export function assertHeapFlat(s: Summary): void {
   for (const w of s.workers) {
@@ -212,9 +213,9 @@ export function assertHeapFlat(s: Summary): void {
         } packets after warm-up: too short a run to tell`,
       );
     }
-    if (!(w.heapGrowth < 4096)) {
+    if (!(w.heapGrowth < 4096 + w.heapStepBytes)) {
       throw new Error(
-        `worker ${w.queue}'s live heap grew by ${w.heapGrowth} bytes after warm-up (${w.heapSteps} compile steps, the last at ${w.lastStepPackets} packets)`,
+        `worker ${w.queue}'s live heap grew by ${w.heapGrowth} bytes after warm-up, more than the ${w.heapStepBytes} bytes of its ${w.heapSteps} compile steps (the last at ${w.lastStepPackets} packets)`,
       );
     }
     if (!(w.heapCreep < 32768)) {
