@@ -24,7 +24,8 @@ export const W_LOOPS = 1;
 export const W_IDLE_WAITS = 2;
 /**
  * V8 heap used (bytes) when warm-up ended: at the first once-a-second sample after the
- * worker received its warm-up packets and V8 compiled nothing for 5 seconds, or after
+ * worker received its warm-up packets and V8 compiled nothing for the engine's
+ * `warmupQuietSeconds` (default 5), or after
  * twice the warm-up packets (worker.ts); after a full GC with the engine's `heapAudit`
  * (live memory), as sampled otherwise (garbage included); 0 before.
  */

@@ -15,7 +15,7 @@
  */
 
 import type { BufferPool } from "../dma/buffer_pool.ts";
-import { DriverError, type DriverErrorCode } from "../errors.ts";
+import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
 import { CTL_STOP, requestStop, sharedControl } from "./control.ts";
 import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
@@ -25,6 +25,7 @@ import { NOTIFY_SEND_TIMEOUT_MS } from "./notifier.ts";
 import { createPcapRing } from "./pcap_ring.ts";
 import { PcapSink } from "./pcap_sink.ts";
 import { type LoadedScript, loadScript } from "./script_loader.ts";
+import { awaitMessage, workerError } from "./worker_messages.ts";
 import { type EngineSnapshot, readSnapshot } from "./snapshot.ts";
 import { type EngineStopped, STOP_TIMEOUT_MS, stopWorkers } from "./stopping.ts";
 import { startBlobWorker } from "./worker_loader.ts";
@@ -49,11 +50,16 @@ export interface EngineOptions {
   idleUs?: number;
   /**
    * Packets a worker receives before its warm-up can end (default 150,000): it ends at the
-   * first once-a-second sample after them that follows 5 seconds in which V8 compiled
-   * nothing, or after twice them; the heap figures count from there (counters.ts,
+   * first once-a-second sample after them that follows `warmupQuietSeconds` in which V8
+   * compiled nothing, or after twice them; the heap figures count from there (counters.ts,
    * W_HEAP_WARM).
    */
   warmupPackets?: number;
+  /**
+   * Seconds in a row without a compile step that warm-up waits for once the warm-up
+   * packets arrived (default 5: V8 tiers the loop's functions up seconds apart).
+   */
+  warmupQuietSeconds?: number;
   /**
    * Heap audit (default false): each worker forces a full GC at its first sample, at the
    * end of warm-up and at the stop, so that the heap figures are live memory
@@ -89,51 +95,6 @@ export interface EngineOptions {
 }
 
 export type { EngineStopped };
-
-/** Waits for one message of `type` from `w` (or an error), at most `ms`. */
-function awaitMessage(w: Worker, type: string, ms: number, what: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(
-        new DriverError(
-          "WORKER",
-          `${what} did not start within ${ms} ms: the system is overloaded; try again.`,
-        ),
-      );
-    }, ms);
-    const onMessage = (e: MessageEvent) => {
-      const m = e.data as { type: string; code?: string; message?: string };
-      if (m.type === type) {
-        cleanup();
-        resolve(m);
-      } else if (m.type === "error") {
-        cleanup();
-        reject(workerError(what, m));
-      }
-    };
-    const onError = (e: ErrorEvent) => {
-      e.preventDefault();
-      cleanup();
-      reject(new DriverError("WORKER", `${what} failed to load: ${e.message}.`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      w.removeEventListener("message", onMessage);
-      w.removeEventListener("error", onError);
-    };
-    w.addEventListener("message", onMessage);
-    w.addEventListener("error", onError);
-  });
-}
-
-function workerError(what: string, m: { code?: string; message?: string }): DriverError {
-  const msg = (m.message ?? "unknown error").replace(/\.?$/, "");
-  return new DriverError(
-    (m.code ?? "WORKER") as DriverErrorCode,
-    `${what} stopped: ${msg}.`,
-  );
-}
 
 /**
  * Forwarding between two ports on one worker per queue pair.
@@ -238,6 +199,13 @@ export class ForwardingEngine {
     if (!(Number.isInteger(burst) && burst >= 1 && burst <= 256)) {
       throw new DriverError("BAD_ARGUMENT", `A burst of ${burst} is not possible: use 1 to 256.`);
     }
+    const quiet = options.warmupQuietSeconds ?? 5;
+    if (!(Number.isInteger(quiet) && quiet >= 0)) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `A warm-up quiet period of ${quiet} s is not possible: give whole seconds.`,
+      );
+    }
     const notifyTimeoutMs = options.notifyTimeoutMs ?? NOTIFY_SEND_TIMEOUT_MS;
     if (!(Number.isFinite(notifyTimeoutMs) && notifyTimeoutMs > 0)) {
       throw new DriverError(
@@ -318,6 +286,7 @@ export class ForwardingEngine {
           txFull: options.txFull ?? "wait",
           idleUs: options.idleUs ?? 50,
           warmupPackets: options.warmupPackets ?? 150_000,
+          warmupQuietSeconds: quiet,
           heapAudit: options.heapAudit ?? false,
           notifyTimeoutMs,
           pool: {

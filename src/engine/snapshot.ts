@@ -115,7 +115,8 @@ export interface WorkerStats {
   idleWaits: number;
   /**
    * Its isolate's V8 heap used when warm-up ended, at the first once-a-second sample after
-   * its warm-up packets once V8 compiled nothing for 5 seconds (or after twice the warm-up
+   * its warm-up packets once V8 compiled nothing for `warmupQuietSeconds` (default 5 s;
+   * or after twice the warm-up
    * packets), after a full GC with `heapAudit` (bytes; 0 before).
    */
   heapWarm: number;

@@ -231,15 +231,6 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
  */
 const STEP_BYTES = 1024;
 
-/**
- * Seconds in a row without a compile step that warm-up waits for once the warm-up packets
- * arrived: V8 tiers the loop's functions up one by one, seconds apart (in the VM bed the
- * last first-time TurboFan compile came at 114,000–140,000 packets a worker, in the vfio-user
- * bed at ~75,000), and how many packets that takes depends on the traffic (bigger bursts
- * mean fewer calls a packet). After twice the warm-up packets warm-up ends anyway.
- */
-const WARM_QUIET_SECONDS = 5;
-
 /** Stands in for the full GC at the samples that do not collect. */
 function noCollection(): void {}
 
@@ -249,7 +240,9 @@ function noCollection(): void {}
  * second (16 bytes each once optimised) and once more when the loop stops.
  *
  * Warm-up ends at the first sample after the warm-up packets that follows
- * {@linkcode WARM_QUIET_SECONDS} seconds without a compile step, or after twice the warm-up
+ * `spec.warmupQuietSeconds` seconds without a compile step (V8 tiers the loop's functions
+ * up one by one, seconds apart: in the VM bed the last first-time TurboFan compile came at
+ * 114,000–140,000 packets a worker, in the vfio-user bed at ~75,000), or after twice the warm-up
  * packets whatever V8 does (so a short run still gets figures). With `heapAudit` (`gc` is
  * not null) that sample and the last one (at the stop) run a full GC before they read the
  * heap, so the heap at warm-up and at the stop are live memory, both taken with the loop
@@ -287,6 +280,7 @@ function run(
 ): void {
   const idleMs = spec.idleUs / 1000;
   const warmup = spec.warmupPackets;
+  const quietSeconds = spec.warmupQuietSeconds;
   const collect = [noCollection, gc ?? noCollection];
   let loops = 0, idle = 0, received = 0, samples = 0, quiet = 0, nextSample = t0;
   let lastHeap = heapUsed();
@@ -318,7 +312,7 @@ function run(
         const grew = raw - lastHeap;
         const compiling = grew >= STEP_BYTES ? 1 : 0;
         quiet = (quiet + 1) * (1 - compiling);
-        const settled = ((received >= warmup ? 1 : 0) & (quiet >= WARM_QUIET_SECONDS ? 1 : 0)) |
+        const settled = ((received >= warmup ? 1 : 0) & (quiet >= quietSeconds ? 1 : 0)) |
           (received >= 2 * warmup ? 1 : 0);
         const first = (1 - after) & settled & (1 - ending);
         collect[first | (after & ending) | (samples === 0 ? 1 : 0)]();

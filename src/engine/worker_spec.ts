@@ -118,6 +118,8 @@ export interface WorkerSpec {
   idleUs: number;
   /** Packets received before the heap is sampled as "warm". */
   warmupPackets: number;
+  /** Seconds without a compile step that warm-up waits for after its packets. */
+  warmupQuietSeconds: number;
   /**
    * Force full GCs (at the first sample, at warm-up and at the stop) so that the heap
    * figures are live memory; each pauses forwarding (engine option `heapAudit`).

@@ -96,6 +96,7 @@ export interface FakeBedOptions {
   txFull?: "wait" | "drop";
   idleUs?: number;
   warmupPackets?: number;
+  warmupQuietSeconds?: number;
   heapAudit?: boolean;
   script?: { url: string; args?: Record<string, string>; counters?: number; tableSize?: number };
   capture?: { port: number; direction?: "rx" | "tx" | "both" };
@@ -204,6 +205,7 @@ export class FakeBed {
       txFull: opts.txFull ?? "wait",
       idleUs: opts.idleUs ?? 0,
       warmupPackets: opts.warmupPackets ?? 10_000,
+      warmupQuietSeconds: opts.warmupQuietSeconds ?? 5,
       heapAudit: opts.heapAudit ?? false,
       notifyTimeoutMs: opts.notifyTimeoutMs ?? 5000,
       pool: {
@@ -302,19 +304,24 @@ export class FakeBed {
     const done = () => out[0].length + out[1].length + dropped() - drop0;
     let i = 0;
     const until = performance.now() + 60000;
-    while (done() < frames.length) {
-      if (performance.now() > until) {
-        throw new Error(`only ${done()} of ${frames.length} frames came out or were dropped`);
+    const yielder = new Yielder();
+    try {
+      while (done() < frames.length) {
+        if (performance.now() > until) {
+          throw new Error(`only ${done()} of ${frames.length} frames came out or were dropped`);
+        }
+        let n = 0;
+        while (i < frames.length && i - done() < window) {
+          if (!this.inject(from, frames[i])) break;
+          i++;
+          n++;
+        }
+        this.publishRx(from);
+        for (let p = 0; p < 2; p++) out[p].push(...this.drainTx(p));
+        if (n === 0) await yielder.next();
       }
-      let n = 0;
-      while (i < frames.length && i - done() < window) {
-        if (!this.inject(from, frames[i])) break;
-        i++;
-        n++;
-      }
-      this.publishRx(from);
-      for (let p = 0; p < 2; p++) out[p].push(...this.drainTx(p));
-      if (n === 0) await new Promise((r) => setTimeout(r, 0));
+    } finally {
+      yielder.close();
     }
     return out;
   }
@@ -358,6 +365,33 @@ export class FakeBed {
   /** True once the stop flag was raised. */
   get stopping(): boolean {
     return Atomics.load(this.control, CTL_STOP) !== 0;
+  }
+}
+
+/**
+ * A macrotask yield (worker messages arrive) without the 1-2 ms a setTimeout(0) sleeps:
+ * with timers the fake device, not the worker, set the pace. Close it after use: an open
+ * port keeps the process alive.
+ */
+class Yielder {
+  readonly #ch = new MessageChannel();
+  #wake: () => void = () => {};
+
+  constructor() {
+    this.#ch.port1.onmessage = () => this.#wake();
+  }
+
+  /** Lets the event loop run once. */
+  next(): Promise<void> {
+    return new Promise((r) => {
+      this.#wake = r;
+      this.#ch.port2.postMessage(0);
+    });
+  }
+
+  close(): void {
+    this.#ch.port1.close();
+    this.#ch.port2.close();
   }
 }
 
