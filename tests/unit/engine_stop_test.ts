@@ -3,7 +3,7 @@
  * touching it: each worker confirms through its presence word (src/engine/control.ts);
  * one that does not (stuck in a foreign call, which `Worker.terminate()` cannot interrupt)
  * makes `stop()` say so, and the ports and the pool keep their memory mapped. Real
- * forwarding workers against fake devices (port_fake_device.ts, engine_fake_nic.ts).
+ * forwarding workers against fake devices (fake_virtio_pci.ts, engine_fake_nic.ts).
  */
 
 import assert from "node:assert/strict";
@@ -13,14 +13,14 @@ import type { VirtioNetPort } from "../../src/net/port.ts";
 import { splitRingLayout } from "../../src/virtio/ring_math.ts";
 import { udpFrames } from "../bed/frames.ts";
 import { DeviceRing } from "./engine_fake_nic.ts";
-import { FakeNetDevice, openFakePort } from "./port_fake_device.ts";
+import { openFakePort, portDevice } from "./fake_virtio_pci.ts";
 
 const STUCK = new URL("./engine_stuck_script.ts", import.meta.url).href;
 
 /** Two fake ports on a shared pool, and the engine forwarding between them. */
 async function engineOn(name: string, script?: string) {
   const pool = createSharedPool(1024, 2048, { hugePages: false });
-  const devs = [0, 1].map((i) => new FakeNetDevice(`vfio-user:/${name}${i}`));
+  const devs = [0, 1].map((i) => portDevice(`vfio-user:/${name}${i}`));
   const ports = devs.map((d) => openFakePort(d, { pool }));
   const engine = await ForwardingEngine.start(ports, pool, {
     script: script ? { path: script } : undefined,

@@ -1,8 +1,14 @@
 /**
  * An emulated modern virtio-net-pci function for unit tests: QEMU's config space (virtio
- * capabilities for common, ISR, device-config and notify structures in BAR4) and a BAR4
+ * capabilities for common, ISR, device-config and notify structures in BAR4), a BAR4
  * whose common configuration registers behave as virtio 1.x §4.1.4.3 describes (feature
- * select windows, a 16-bit queue_select, status handshake, config generation).
+ * select windows, a 16-bit queue_select, status handshake, config generation), and a log
+ * of what the driver did to the function (resets, DMA mappings, close), in order. Serves
+ * the transport directly ({@linkcode device}) and real {@linkcode VirtioNetPort}s opened
+ * on it ({@linkcode portDevice}, {@linkcode openFakePort}), as vfio-user ports are opened.
+ *
+ * BAR4 is a {@linkcode MappedRegionIo} over ordinary memory, so the engine hands workers
+ * its address as it would a mmap'd BAR's: a worker's notification is a store there.
  *
  * @module
  */
@@ -40,13 +46,24 @@ import {
   COMMON_STATUS,
   VirtioPciTransport,
 } from "../../src/virtio/pci_transport.ts";
-import { VIRTIO_CONFIG_S_FEATURES_OK } from "../../src/virtio/status.ts";
+import {
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+} from "../../src/virtio/status.ts";
+import { VirtioNetPort } from "../../src/net/port.ts";
+import type { PortOptions } from "../../src/net/port.ts";
 
-/** Where BAR4 holds each structure. */
+/** Where BAR4 holds each structure (as QEMU lays them out). */
 export const COMMON_AT = 0x0000, ISR_AT = 0x1000, DEVCFG_AT = 0x2000, NOTIFY_AT = 0x3000;
 /** BAR4's size. */
 export const BAR_SIZE = 0x4000;
+/** notify_off_multiplier of {@linkcode configSpace} unless told otherwise. */
+export const MULTIPLIER = 4;
+/** Where a "moved" notify capability points after the function is enabled. */
+export const NOTIFY_MOVED_TO = 0x3800;
 
+/** One queue's registers as the device holds them. */
 export interface QueueRegs {
   size: number;
   msix: number;
@@ -57,11 +74,22 @@ export interface QueueRegs {
   device: number[];
 }
 
-/** BAR4 of an emulated virtio-net device. */
-export class FakeBar4 implements RegionIo {
-  readonly size = BAR_SIZE;
-  readonly mapped = true;
-  readonly mem = new MappedRegionIo(new ArrayBuffer(BAR_SIZE));
+/**
+ * BAR4 of an emulated virtio-net device: the common configuration registers emulated, the
+ * rest plain memory ({@linkcode mem} writes it as the device would, bypassing emulation).
+ *
+ * @example
+ * ```ts ignore
+ * const bar = new FakeBar4(3);
+ * bar.deviceFeatures = 1n << 32n;
+ * bar.mem.write16(DEVCFG_AT + 10, 1500); // the device's MTU
+ * ```
+ */
+export class FakeBar4 extends MappedRegionIo {
+  /** The same memory without the emulation, for a test playing the device. */
+  readonly mem: MappedRegionIo = new MappedRegionIo(this.buffer);
+  /** "reset" per reset the driver wrote; the function's log (see {@linkcode FakePci}). */
+  readonly events: string[] = [];
   deviceFeatures = 0n;
   driverFeatures = 0n;
   dfselect = 0;
@@ -73,16 +101,21 @@ export class FakeBar4 implements RegionIo {
   resetLag = 0;
   #lagged = 0;
   #oldStatus = 0;
+  /** The device sets DEVICE_NEEDS_RESET as soon as the driver sets DRIVER_OK. */
+  needsResetOnDriverOk = false;
   generation = 0;
   /** Device-config reads at offset 0 that bump the generation (a change mid-read). */
   configChanges = 0;
   queueSelect = 0;
   queues: QueueRegs[];
+  /** queue_notify_off read for an enabled queue (a device that changes its mind later). */
+  notifyOffAfterEnable: number | undefined;
   notifications: { offset: number; value: number }[] = [];
   /** Vectors the device has (a mapping to one beyond reads back as NO_VECTOR). */
   msixTableSize = 4;
 
   constructor(numQueues: number, maxSize = 256) {
+    super(new ArrayBuffer(BAR_SIZE));
     this.queues = Array.from({ length: numQueues }, (_, i) => ({
       size: maxSize,
       msix: 0,
@@ -98,7 +131,7 @@ export class FakeBar4 implements RegionIo {
       { size: 0, msix: 0, enable: 0, notifyOff: 0, desc: [0, 0], driver: [0, 0], device: [0, 0] };
   }
 
-  read8(o: number): number {
+  override read8(o: number): number {
     if (o === COMMON_AT + COMMON_STATUS) {
       if (this.#lagged !== 0) {
         if (this.#lagged > 0) this.#lagged--;
@@ -111,35 +144,39 @@ export class FakeBar4 implements RegionIo {
       this.configChanges--;
       this.generation = (this.generation + 1) & 0xff;
     }
-    return this.mem.read8(o);
+    return super.read8(o);
   }
-  read16(o: number): number {
+  override read16(o: number): number {
+    const q = this.#q();
     switch (o - COMMON_AT) {
       case COMMON_NUMQ:
         return this.queues.length;
       case COMMON_Q_SELECT:
         return this.queueSelect;
       case COMMON_Q_SIZE:
-        return this.#q().size;
+        return q.size;
       case COMMON_Q_MSIX:
-        return this.#q().msix;
+        return q.msix;
       case COMMON_Q_ENABLE:
-        return this.#q().enable;
+        return q.enable;
       case COMMON_Q_NOFF:
-        return this.#q().notifyOff;
+        return q.enable && this.notifyOffAfterEnable !== undefined
+          ? this.notifyOffAfterEnable
+          : q.notifyOff;
     }
-    return this.mem.read16(o);
+    return super.read16(o);
   }
-  read32(o: number): number {
+  override read32(o: number): number {
     if (o === COMMON_AT + COMMON_DF) {
       if (this.dfselect > 1) return 0;
       return Number((this.deviceFeatures >> BigInt(32 * this.dfselect)) & 0xffff_ffffn);
     }
-    return this.mem.read32(o);
+    return super.read32(o);
   }
-  write8(o: number, v: number): void {
+  override write8(o: number, v: number): void {
     if (o === COMMON_AT + COMMON_STATUS) {
       if (v === 0) {
+        this.events.push("reset");
         this.#oldStatus = this.status;
         this.#lagged = this.resetLag;
         this.status = 0;
@@ -151,11 +188,14 @@ export class FakeBar4 implements RegionIo {
       this.status = newlyOk && !this.accept(this.driverFeatures)
         ? v & ~VIRTIO_CONFIG_S_FEATURES_OK
         : v;
+      if (this.needsResetOnDriverOk && (v & VIRTIO_CONFIG_S_DRIVER_OK)) {
+        this.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+      }
       return;
     }
-    this.mem.write8(o, v);
+    super.write8(o, v);
   }
-  write16(o: number, v: number): void {
+  override write16(o: number, v: number): void {
     if (o >= NOTIFY_AT) {
       this.notifications.push({ offset: o - NOTIFY_AT, value: v });
       return;
@@ -177,9 +217,9 @@ export class FakeBar4 implements RegionIo {
         q.enable = v;
         return;
     }
-    this.mem.write16(o, v);
+    super.write16(o, v);
   }
-  write32(o: number, v: number): void {
+  override write32(o: number, v: number): void {
     const q = this.#q();
     const r = o - COMMON_AT;
     if (r === COMMON_DFSELECT) this.dfselect = v;
@@ -191,10 +231,18 @@ export class FakeBar4 implements RegionIo {
     } else if (r >= COMMON_Q_DESCLO && r < COMMON_Q_USEDLO + 8) {
       const which = r < COMMON_Q_AVAILLO ? q.desc : r < COMMON_Q_USEDLO ? q.driver : q.device;
       which[(r & 4) >> 2] = v;
-    } else this.mem.write32(o, v);
+    } else super.write32(o, v);
   }
 }
 
+/**
+ * Writes a virtio vendor capability (struct virtio_pci_cap, §4.1.4) at `at`, BAR4.
+ *
+ * @example
+ * ```ts ignore
+ * writeCap(new DataView(cfg.buffer), 0x40, 0, 1, COMMON_AT, 0x1000); // common config
+ * ```
+ */
 export function writeCap(
   cfg: DataView,
   at: number,
@@ -212,7 +260,15 @@ export function writeCap(
   cfg.setUint32(at + 12, len, true);
 }
 
-/** QEMU virtio-net-pci config space: caps common/ISR/device/notify on BAR4. */
+/**
+ * QEMU virtio-net-pci (1af4:1041) config space: caps notify (0x70), device (0x60), ISR
+ * (0x50) and common (0x40) on BAR4.
+ *
+ * @example
+ * ```ts ignore
+ * const pci = new FakePci(configSpace({ multiplier: 0x400 }), new FakeBar4(3));
+ * ```
+ */
 export function configSpace(opts: { multiplier?: number; omitCommon?: boolean } = {}): Uint8Array {
   const bytes = new Uint8Array(256);
   const cfg = new DataView(bytes.buffer);
@@ -222,50 +278,105 @@ export function configSpace(opts: { multiplier?: number; omitCommon?: boolean } 
   cfg.setUint16(PCI_STATUS, PCI_STATUS_CAP_LIST, true);
   cfg.setUint8(PCI_CAPABILITY_LIST, 0x70);
   writeCap(cfg, 0x70, 0x60, 2, NOTIFY_AT, 0x1000);
-  cfg.setUint32(0x70 + 16, opts.multiplier ?? 4, true);
+  cfg.setUint32(0x70 + 16, opts.multiplier ?? MULTIPLIER, true);
   writeCap(cfg, 0x60, 0x50, 4, DEVCFG_AT, 0x1000);
   writeCap(cfg, 0x50, opts.omitCommon ? 0 : 0x40, 3, ISR_AT, 0x1000);
   if (!opts.omitCommon) writeCap(cfg, 0x40, 0, 1, COMMON_AT, 0x1000);
   return bytes;
 }
 
+/** Config space that rewrites its capabilities when PCI_COMMAND is written. */
+class FakeConfig extends MappedRegionIo {
+  /**
+   * Once the driver enables the function (writes PCI_COMMAND, which the transport does
+   * after its walk of the capabilities): "loop" makes the capability list a loop, "moved"
+   * has the notify capability name offset {@linkcode NOTIFY_MOVED_TO}.
+   */
+  capsAfterEnable: "loop" | "moved" | undefined;
+  override write16(o: number, v: number): void {
+    super.write16(o, v);
+    if (o !== PCI_COMMAND) return;
+    if (this.capsAfterEnable === "loop") super.write8(0x40 + 1, 0x70);
+    if (this.capsAfterEnable === "moved") super.write32(0x70 + 8, NOTIFY_MOVED_TO);
+  }
+}
+
+/**
+ * The emulated function: `cfg` as config space, `bar4` as BAR4, and {@linkcode events}
+ * logging what the driver did to it.
+ *
+ * @example
+ * ```ts ignore
+ * const pci = new FakePci(configSpace(), new FakeBar4(3));
+ * new VirtioPciTransport(pci).reset();
+ * pci.events; // ["reset"]
+ * ```
+ */
 export class FakePci implements PciDevice {
-  readonly name = "0000:00:04.0";
-  readonly config: MappedRegionIo;
+  readonly name: string;
+  readonly config: FakeConfig;
   readonly cfgBytes: Uint8Array;
   readonly bar4: FakeBar4;
-  constructor(cfg: Uint8Array, bar4: FakeBar4) {
+  /** "reset", "dmaMap <iova>", "dmaUnmap <iova>", "function reset", "close", in order. */
+  readonly events: string[];
+  /** DMA mappings asked for. */
+  dmaMaps = 0;
+
+  constructor(cfg: Uint8Array, bar4: FakeBar4, name = "0000:00:04.0") {
+    this.name = name;
     this.cfgBytes = cfg;
-    this.config = new MappedRegionIo(cfg.buffer as ArrayBuffer);
+    this.config = new FakeConfig(cfg.buffer as ArrayBuffer);
     this.bar4 = bar4;
+    this.events = bar4.events;
   }
   bar(index: number): RegionIo {
     if (index !== 4) throw new RangeError(`BAR${index} is absent`);
     return this.bar4;
   }
-  iovaRanges() {
+  iovaRanges(): { start: bigint; end: bigint }[] {
     return [{ start: 0n, end: (1n << 39n) - 1n }];
   }
-  /** DMA mappings asked for. */
-  dmaMaps = 0;
-  dmaMap(_segment: DmaSegment, _iova: bigint): void {
+  dmaMap(_segment: DmaSegment, iova: bigint): void {
     this.dmaMaps++;
+    this.events.push(`dmaMap ${iova}`);
   }
-  dmaUnmap(_iova: bigint, _size: number): void {}
-  reset(): void {}
+  dmaUnmap(iova: bigint, _size: number): void {
+    this.events.push(`dmaUnmap ${iova}`);
+  }
+  reset(): void {
+    this.events.push("function reset");
+  }
   irqCount(_index: number): number {
     return 0;
   }
   setIrqEventfds(_index: number, _start: number, _fds: number[]): void {}
-  close(_options?: { restoreDriver?: boolean }): void {}
+  close(_options?: { restoreDriver?: boolean }): void {
+    this.events.push("close");
+  }
 }
 
+/**
+ * The function with `queues` queues and its transport.
+ *
+ * @example
+ * ```ts ignore
+ * const { bar, t } = device({ multiplier: 0x400 });
+ * ```
+ */
 export function device(opts: { multiplier?: number; queues?: number } = {}) {
   const bar = new FakeBar4(opts.queues ?? 3);
   const pci = new FakePci(configSpace(opts), bar);
   return { bar, pci, t: new VirtioPciTransport(pci) };
 }
 
+/**
+ * Asserts that `fn` throws a {@linkcode DriverError} with `code` and a message matching `what`.
+ *
+ * @example
+ * ```ts ignore
+ * assertDriverError(() => device({ multiplier: 3 }), "DEVICE_MISBEHAVED", /multiplier/);
+ * ```
+ */
 export function assertDriverError(fn: () => unknown, code: string, what: RegExp): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof DriverError, `expected DriverError, got ${e}`);
@@ -275,6 +386,16 @@ export function assertDriverError(fn: () => unknown, code: string, what: RegExp)
   });
 }
 
+/**
+ * {@linkcode device} with every struct virtio_net_config field set (§5.1.4): MAC
+ * 52:54:00:12:34:56, link down, 4 pairs, MTU 9000, 10 Gb/s full duplex, RSS limits.
+ *
+ * @example
+ * ```ts ignore
+ * const { t } = netConfigDevice();
+ * readNetConfig(t, bit(VIRTIO_NET_F_MTU)).mtu; // 9000
+ * ```
+ */
 export function netConfigDevice() {
   const d = device();
   const m = d.bar.mem;
@@ -288,4 +409,44 @@ export function netConfigDevice() {
   m.write16(DEVCFG_AT + 18, 128); // rss_max_indirection_table_length
   m.write32(DEVCFG_AT + 20, 0x1ff); // supported_hash_types
   return d;
+}
+
+/** VERSION_1 | ACCESS_PLATFORM | VIRTIO_NET_F_MAC: what the driver cannot do without. */
+const PORT_FEATURES = (1n << 32n) | (1n << 33n) | (1n << 5n);
+
+/**
+ * A function named `name` for {@linkcode openFakePort}: one queue pair and a control queue
+ * slot, offering only the features a port needs, MAC 02:00:00:00:fa:00.
+ *
+ * @example
+ * ```ts ignore
+ * const dev = portDevice("vfio-user:/fake");
+ * dev.bar4.needsResetOnDriverOk = true; // opening fails after DMA memory was mapped
+ * ```
+ */
+export function portDevice(name = "vfio-user:/fake"): FakePci {
+  const bar = new FakeBar4(3);
+  bar.deviceFeatures = PORT_FEATURES;
+  [2, 0, 0, 0, 0xfa, 0].forEach((b, i) => bar.mem.write8(DEVCFG_AT + i, b));
+  return new FakePci(configSpace(), bar, name);
+}
+
+/**
+ * Opens a port on `device` (small pool, no huge pages).
+ *
+ * @example
+ * ```ts ignore
+ * const dev = portDevice();
+ * const port = openFakePort(dev);
+ * port.close();
+ * dev.events; // ["reset", "dmaMap …", …]
+ * ```
+ */
+export function openFakePort(device: FakePci, options: PortOptions = {}): VirtioNetPort {
+  return VirtioNetPort.open(device.name, {
+    hugePages: false,
+    poolSize: 512,
+    ...options,
+    openDevice: () => device,
+  });
 }

@@ -6,10 +6,11 @@
 
 import assert from "node:assert/strict";
 import { addressOfBuffer, describeRing, notifySpec } from "../../src/engine/handoff.ts";
-import { FakeNetDevice, MULTIPLIER, NOTIFY_AT, openFakePort } from "./port_fake_device.ts";
+import { MULTIPLIER, NOTIFY_AT, openFakePort, portDevice } from "./fake_virtio_pci.ts";
 
 Deno.test("a worker's doorbell stays the one checked at set-up when queue_notify_off later says 0xffff", () => {
-  const dev = new FakeNetDevice("vfio-user:/fake-noff", { notifyOffAfterEnable: 0xffff });
+  const dev = portDevice("vfio-user:/fake-noff");
+  dev.bar4.notifyOffAfterEnable = 0xffff;
   const port = openFakePort(dev);
   try {
     const bar = addressOfBuffer(dev.bar4.buffer);
@@ -25,7 +26,7 @@ Deno.test("a worker's doorbell stays the one checked at set-up when queue_notify
 });
 
 Deno.test("notifySpec refuses a queue that is not one of the port's data queues", () => {
-  const port = openFakePort(new FakeNetDevice("vfio-user:/fake-q"));
+  const port = openFakePort(portDevice("vfio-user:/fake-q"));
   try {
     assert.throws(() => notifySpec(port, 2), /has no data queue 2: use 0 to 1/);
   } finally {
@@ -34,7 +35,8 @@ Deno.test("notifySpec refuses a queue that is not one of the port's data queues"
 });
 
 Deno.test("a worker's doorbell stays in the notify structure checked at open when the capability later names another offset", () => {
-  const dev = new FakeNetDevice("vfio-user:/fake-moved", { capsAfterEnable: "moved" });
+  const dev = portDevice("vfio-user:/fake-moved");
+  dev.config.capsAfterEnable = "moved";
   const port = openFakePort(dev);
   try {
     const bar = addressOfBuffer(dev.bar4.buffer);

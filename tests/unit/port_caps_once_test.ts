@@ -2,14 +2,15 @@
  * A port takes the virtio capabilities from the transport's one walk of config space
  * (src/net/port.ts, src/virtio/pci_transport.ts): what the device answers in a later read
  * neither breaks opening nor moves the notification structure. Against the fake
- * virtio-net function of port_fake_device.ts.
+ * virtio-net function of fake_virtio_pci.ts.
  */
 
 import assert from "node:assert/strict";
-import { FakeNetDevice, NOTIFY_AT, openFakePort } from "./port_fake_device.ts";
+import { NOTIFY_AT, openFakePort, portDevice } from "./fake_virtio_pci.ts";
 
 Deno.test("a port opens when the capability list turns into a loop after the transport read it", () => {
-  const dev = new FakeNetDevice("vfio-user:/fake-loop", { capsAfterEnable: "loop" });
+  const dev = portDevice("vfio-user:/fake-loop");
+  dev.config.capsAfterEnable = "loop";
   const port = openFakePort(dev);
   try {
     assert.equal(port.notifyCap.offset, NOTIFY_AT);
@@ -19,7 +20,8 @@ Deno.test("a port opens when the capability list turns into a loop after the tra
 });
 
 Deno.test("a port's notify structure is the one the transport checked when the capability later moves", () => {
-  const dev = new FakeNetDevice("vfio-user:/fake-moved", { capsAfterEnable: "moved" });
+  const dev = portDevice("vfio-user:/fake-moved");
+  dev.config.capsAfterEnable = "moved";
   const port = openFakePort(dev);
   try {
     assert.deepEqual(port.notifyCap, port.transport.notifyLocation);
