@@ -22,6 +22,7 @@ import { readPcap } from "../src/pcap/pcap.ts";
 import { udpFlow, udpFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
+import { startVfioUserL2fwd } from "./bed/vfio_user_l2fwd.ts";
 import {
   assertCaptured,
   assertHeapFlat,
@@ -43,53 +44,6 @@ const RATE = 5000;
 const isRoot = Deno.uid() === 0;
 /** The MACs QEMU gives the bed's NICs (l2fwd prints them too). */
 const MACS = ["52:54:00:12:34:56", "52:54:00:12:34:57"];
-
-/** l2fwd running on the host with `--allow-ffi` (and `perms`), ready once it printed its ports. */
-async function startL2fwd(bed: VfioUserBed, args: string[], perms: string[] = [], v8 = "") {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      ...(v8 ? [`--v8-flags=${v8}`] : []),
-      "--allow-ffi",
-      ...perms,
-      `${ROOT}/examples/l2fwd.ts`,
-      "--stats",
-      "json",
-      ...args,
-      bed.portName(0),
-      bed.portName(1),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Response(child.stdout).text();
-  let stderr = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const stderrDone = (async () => {
-    for (let r = await reader.read(); !r.done; r = await reader.read()) stderr += r.value;
-  })();
-  const deadline = performance.now() + 60000;
-  while (!/port 1: /.test(stderr)) {
-    const st = await Promise.race([child.status, new Promise((r) => setTimeout(r, 20))]);
-    if (st || performance.now() > deadline) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      throw new Error(`l2fwd did not start: ${stderr}${await stdout}`);
-    }
-  }
-  /** Sends SIGINT; returns the exit code, how long the stop took and the output. */
-  const interrupt = async () => {
-    const t0 = performance.now();
-    child.kill("SIGINT");
-    const st = await child.status;
-    const stopMs = performance.now() - t0;
-    await stderrDone;
-    return { code: st.code, stopMs, stdout: await stdout, stderr };
-  };
-  return { child, interrupt };
-}
 
 /** What each port's QEMU printed so far, for a failure message. */
 function qemuSaid(bed: VfioUserBed): string[] {
@@ -116,7 +70,7 @@ Deno.test({
     await t.step(
       `${FRAMES} frames of ${FLOWS} flows each way with MAC rewrite: the host captures what it sent`,
       async () => {
-        const run = await startL2fwd(
+        const run = await startVfioUserL2fwd(
           bed,
           ["--queues", "2", "--mac-rewrite", "--heap-audit"],
           [],
@@ -190,7 +144,7 @@ Deno.test({
       expect: number,
     ) => {
       await freshServers(bed);
-      const run = await startL2fwd(bed, args, perms);
+      const run = await startVfioUserL2fwd(bed, args, perms);
       const cap = await startCapture(bed, 1, { count: expect, timeoutMs: 20000 });
       const sent = await sendFrames(bed, 0, frames, { rate: RATE });
       assert.equal(sent.dropped, 0);
@@ -314,7 +268,7 @@ Deno.test({
       "SIGINT in the middle of traffic: exit 0 within 2 s, servers released",
       async () => {
         await freshServers(bed);
-        const run = await startL2fwd(bed, ["--queues", "2"]);
+        const run = await startVfioUserL2fwd(bed, ["--queues", "2"]);
         const sending = sendFrames(bed, 0, udpFrames({ seed: 37, count: 20000, flows: FLOWS }), {
           rate: RATE,
         });

@@ -17,6 +17,35 @@ import {
   type TrafficBed,
 } from "./bed/traffic.ts";
 
+/** What each bed's mixed-traffic test sends (see {@linkcode mixedPlan}). */
+export interface MixedPlan {
+  /** Run number: MIXED_RUN, default 1 (tools/mixed_runs.sh numbers runs; it picks the frames). */
+  run: number;
+  /** Frames per pass. */
+  count: number;
+  /** Flows among them. */
+  flows: number;
+  /** Frames per second sent into NIC 0. */
+  rate: number;
+  /** Queue pairs per port, one pass each. */
+  queues: number[];
+}
+
+/**
+ * The plan both mixed-traffic bed tests follow, so that tools/mixed_runs.sh adds up like
+ * runs: 3,000 frames of 600 flows at 2,000/s, for 1, 2 and 4 queue pairs.
+ *
+ * @example
+ * ```ts ignore
+ * const { run, count, flows } = mixedPlan(); // reads MIXED_RUN (needs --allow-env)
+ * mixedFrames({ seed: 1000 * run + 1, count, flows, dst: "52:54:00:12:34:56" });
+ * ```
+ */
+export function mixedPlan(): MixedPlan {
+  const run = Number(Deno.env.get("MIXED_RUN") ?? "1");
+  return { run, count: 3000, flows: 600, rate: 2000, queues: [1, 2, 4] };
+}
+
 /** The counts of one forwarder run (see {@linkcode countMixed}). */
 export interface MixedCount {
   /** Frames sent. */

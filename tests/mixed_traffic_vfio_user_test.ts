@@ -18,59 +18,23 @@
 import assert from "node:assert/strict";
 import { mixedFrames } from "./bed/mixed_frames.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
+import { startVfioUserL2fwd } from "./bed/vfio_user_l2fwd.ts";
 import { summaryOf } from "./l2fwd_checks.ts";
-import { countMixed, mixedLine, sendMixed } from "./mixed_checks.ts";
+import { countMixed, mixedLine, mixedPlan, sendMixed } from "./mixed_checks.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const RUN = Number(Deno.env.get("MIXED_RUN") ?? "1");
-const COUNT = 3000;
-const FLOWS = 600;
-const RATE = 2000;
-const QUEUES = [1, 2, 4];
+const { run: RUN, count: COUNT, flows: FLOWS, rate: RATE, queues: QUEUES } = mixedPlan();
 /** The MAC QEMU gives the bed's port 0. */
 const MAC0 = "52:54:00:12:34:56";
 const isRoot = Deno.uid() === 0;
 
 /** l2fwd on the host with `--allow-ffi` only; resolves once both ports are up. */
 async function startL2fwd(bed: VfioUserBed, args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-ffi",
-      `${ROOT}/examples/l2fwd.ts`,
-      "--stats",
-      "json",
-      ...args,
-      bed.portName(0),
-      bed.portName(1),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Response(child.stdout).text();
-  let stderr = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const stderrDone = (async () => {
-    for (let r = await reader.read(); !r.done; r = await reader.read()) stderr += r.value;
-  })();
-  const deadline = performance.now() + 60000;
-  while (!/port 1: /.test(stderr)) {
-    const st = await Promise.race([child.status, new Promise((r) => setTimeout(r, 20))]);
-    if (st || performance.now() > deadline) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      throw new Error(`l2fwd did not start: ${stderr}${await stdout}`);
-    }
-  }
+  const run = await startVfioUserL2fwd(bed, args);
   return {
     async stop() {
-      child.kill("SIGINT");
-      const st = await child.status;
-      await stderrDone;
-      assert.equal(st.code, 0, `l2fwd exited ${st.code}: ${stderr.trim().slice(-1500)}`);
-      return summaryOf(await stdout);
+      const r = await run.interrupt();
+      assert.equal(r.code, 0, `l2fwd exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
+      return summaryOf(r.stdout);
     },
   };
 }

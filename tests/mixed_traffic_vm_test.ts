@@ -26,16 +26,13 @@ import {
   type MixedCount,
   mixedLine,
   type MixedPass,
+  mixedPlan,
   reordersNotInReference,
   sendMixed,
 } from "./mixed_checks.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const RUN = Number(Deno.env.get("MIXED_RUN") ?? "1");
-const COUNT = 3000;
-const FLOWS = 600;
-const RATE = 2000;
-const QUEUES = [1, 2, 4];
+const { run: RUN, count: COUNT, flows: FLOWS, rate: RATE, queues: QUEUES } = mixedPlan();
 const isRoot = Deno.uid() === 0;
 
 /** Starts l2fwd in the guest; resolves once both ports are up. */

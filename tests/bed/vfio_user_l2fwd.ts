@@ -1,0 +1,92 @@
+/**
+ * examples/l2fwd.ts run on the host against the vfio-user bed's two ports (tests/bed/
+ * vfio_user_bed.ts), with `--allow-ffi` and `--stats json`, for the bed tests
+ * (tests/l2fwd_vfio_user_test.ts, tests/mixed_traffic_vfio_user_test.ts).
+ *
+ * @module
+ */
+
+import type { VfioUserBed } from "./vfio_user_bed.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** How an l2fwd run ended (see {@linkcode startVfioUserL2fwd}). */
+export interface L2fwdExit {
+  /** Its exit status. */
+  code: number;
+  /** Milliseconds from SIGINT to exit. */
+  stopMs: number;
+  /** All it printed on stdout (the `--stats json` lines). */
+  stdout: string;
+  /** All it printed on stderr. */
+  stderr: string;
+}
+
+/** A running l2fwd (see {@linkcode startVfioUserL2fwd}). */
+export interface L2fwdRun {
+  /** The l2fwd process. */
+  child: Deno.ChildProcess;
+  /** Sends SIGINT; resolves once it exited and its output is read. */
+  interrupt(): Promise<L2fwdExit>;
+}
+
+/**
+ * Starts l2fwd on the host on ports 0 and 1 of `bed` with `args`, `perms` (besides
+ * `--allow-ffi`) and `v8` as `--v8-flags`; resolves once it printed "port 1: " on stderr,
+ * and throws (killing it) when it exits first or has not within 60 s.
+ *
+ * @example
+ * ```ts ignore
+ * const run = await startVfioUserL2fwd(bed, ["--queues", "2"]);
+ * const { code, stdout } = await run.interrupt();
+ * ```
+ */
+export async function startVfioUserL2fwd(
+  bed: VfioUserBed,
+  args: string[],
+  perms: string[] = [],
+  v8 = "",
+): Promise<L2fwdRun> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      ...(v8 ? [`--v8-flags=${v8}`] : []),
+      "--allow-ffi",
+      ...perms,
+      `${ROOT}/examples/l2fwd.ts`,
+      "--stats",
+      "json",
+      ...args,
+      bed.portName(0),
+      bed.portName(1),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = new Response(child.stdout).text();
+  let stderr = "";
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const stderrDone = (async () => {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) stderr += r.value;
+  })();
+  const deadline = performance.now() + 60000;
+  while (!/port 1: /.test(stderr)) {
+    const st = await Promise.race([child.status, new Promise((r) => setTimeout(r, 20))]);
+    if (st || performance.now() > deadline) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      throw new Error(`l2fwd did not start: ${stderr}${await stdout}`);
+    }
+  }
+  const interrupt = async () => {
+    const t0 = performance.now();
+    child.kill("SIGINT");
+    const st = await child.status;
+    const stopMs = performance.now() - t0;
+    await stderrDone;
+    return { code: st.code, stopMs, stdout: await stdout, stderr };
+  };
+  return { child, interrupt };
+}
