@@ -92,6 +92,17 @@ async function main(args: string[]): Promise<number> {
     );
     return 1;
   }
+  // The same socket under two names (a symlink, '..'): told apart by the file itself, so
+  // only now that the library (and with it libc) may load.
+  const { samePortTarget } = await import("../src/vfio_user/same_port.ts");
+  if (samePortTarget(run.ports[0], run.ports[1])) {
+    console.error(
+      `error: l2fwd was given the same port twice (${run.ports[0]} and ${
+        run.ports[1]
+      } are one socket); give two different ports`,
+    );
+    return 2;
+  }
 
   // From here on a signal does not kill the process: it stops start-up at its next step,
   // or forwarding, and everything taken is released in order (reset before DMA memory).
@@ -332,7 +343,11 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
     // A step that fails while a signal waits (a blocked call returns with an error once
     // it gives up): the user asked to stop, so that is what is reported.
     if (!started && !(e instanceof StartupInterrupted)) {
-      await new Promise((r) => setTimeout(r, 0));
+      // A signal that came during a blocking call reaches its listener only after a few
+      // turns of the event loop (one zero-delay timer was seen to be too few).
+      for (let i = 0; i < 10 && !signals.signalled(); i++) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
       if (signals.signalled()) throw new StartupInterrupted();
     }
     throw e;

@@ -10,7 +10,6 @@ import { parseArgs } from "node:util";
 import { asForwardScript } from "../src/engine/script_api.ts";
 import { DriverError } from "../src/errors.ts";
 import { canonicalPortName } from "../src/pci/address.ts";
-import { samePortTarget } from "../src/vfio_user/same_port.ts";
 
 /** l2fwd's --help text. */
 export const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
@@ -220,7 +219,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
   const warmup = Number(values.warmup);
   if (positionals.length !== 2) usageError(`l2fwd needs two ports, not ${positionals.length}`);
   const names = positionals.map(canonicalPortName);
-  if (samePortTarget(positionals[0], positionals[1])) {
+  if (names[0] === names[1]) {
     usageError(`l2fwd was given the same port twice (${names[0]}); give two different ports`);
   }
   const queues = intOption(values.queues, "queues", 1, 64);

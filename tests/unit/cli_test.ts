@@ -117,6 +117,20 @@ Deno.test("l2fwd refuses one port given twice in two spellings", async () => {
   }
 });
 
+Deno.test("l2fwd refuses one socket given twice through a symlink", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
+  const sock = `${dir}/net0.sock`;
+  const listener = Deno.listen({ transport: "unix", path: sock });
+  try {
+    await Deno.symlink(sock, `${dir}/alias.sock`);
+    const r = await run("l2fwd", [`vfio-user:${sock}`, `vfio-user:${dir}/alias.sock`]);
+    assertOneSentence(r, 2, /the same port twice .*one socket/);
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("l2fwd refuses a --duration setTimeout cannot hold, and other bad durations", async () => {
   for (const d of ["2147484", "1e400", "Infinity", "-1", "0", "abc"]) {
     // "=" so that parseArgs takes "-1" as the value, not as an option.
