@@ -22,6 +22,7 @@ import {
 } from "../../src/engine/counters.ts";
 import { buffersInRing, partitionPool } from "../../src/engine/handoff.ts";
 import { createPcapRing } from "../../src/engine/pcap_ring.ts";
+import { asForwardScript } from "../../src/engine/script_api.ts";
 import { steeringMailbox } from "../../src/engine/steering_mailbox.ts";
 import { startBlobWorker } from "../../src/engine/worker_loader.ts";
 import { WORKER_ENTRY, workerSources } from "../../src/engine/worker_sources.ts";
@@ -98,7 +99,11 @@ export interface FakeBedOptions {
   warmupPackets?: number;
   warmupQuietSeconds?: number;
   heapAudit?: boolean;
-  script?: { url: string; args?: Record<string, string>; counters?: number; tableSize?: number };
+  /**
+   * A forwarding script; the bed sizes the counters from the module itself, as the engine
+   * does (a layout the worker disagrees with fails its start).
+   */
+  script?: { url: string; args?: Record<string, string> };
   capture?: { port: number; direction?: "rx" | "tx" | "both" };
   poolSize?: number;
   /** Deadline of a vfio-user notification waiting for room (engine option, ms). */
@@ -118,6 +123,8 @@ export class FakeBed {
   readonly counters: Float64Array;
   readonly control: Int32Array;
   readonly captureRing: SharedArrayBuffer | null;
+  /** Names of the script's counters (empty without a script). */
+  readonly scriptCounterNames: readonly string[];
   readonly #region: DmaRegion;
   readonly #messages: { type: string; [k: string]: unknown }[] = [];
   #closed = false;
@@ -130,7 +137,9 @@ export class FakeBed {
     counters: Float64Array,
     control: Int32Array,
     captureRing: SharedArrayBuffer | null,
+    scriptCounterNames: readonly string[],
   ) {
+    this.scriptCounterNames = scriptCounterNames;
     this.pool = pool;
     this.#region = region;
     this.ports = ports;
@@ -192,7 +201,11 @@ export class FakeBed {
       });
     }
     const parts = partitionPool(pool, [specs.flatMap((s) => buffersInRing(s.rx))]);
-    const layout = counterLayout(2, opts.script?.counters ?? 0, opts.script?.tableSize ?? 0);
+    const script = opts.script
+      ? asForwardScript(await import(opts.script.url), opts.script.url)
+      : null;
+    const names = script?.counters ?? [];
+    const layout = counterLayout(2, names.length, script?.tableSize ?? 0);
     const counters = sharedCounters(layout);
     const control = sharedControl(1);
     const captureRing = opts.capture ? createPcapRing(1 << 20) : null;
@@ -227,7 +240,7 @@ export class FakeBed {
         : null,
     };
     const worker = startBlobWorker(WORKER_ENTRY, workerSources, "fake queue pair 0");
-    const bed = new FakeBed(pool, region, ports, worker, counters, control, captureRing);
+    const bed = new FakeBed(pool, region, ports, worker, counters, control, captureRing, names);
     worker.postMessage({ type: "start", spec });
     await bed.waitFor("ready", 30000);
     for (const port of ports) port.rx.poll();
@@ -246,6 +259,13 @@ export class FakeBed {
       if (performance.now() > until) throw new Error(`no ${type} from the worker in ${ms} ms`);
       await new Promise((r) => setTimeout(r, 5));
     }
+  }
+
+  /** The script's counter `name`. */
+  scriptCounter(name: string): number {
+    const i = this.scriptCounterNames.indexOf(name);
+    if (i < 0) throw new Error(`the script has no counter ${name}`);
+    return this.counters[counterLayout(2, this.scriptCounterNames.length, 0).scriptBase + i];
   }
 
   /** Offset of IOVA `addr` in the pool's bytes. */
@@ -296,8 +316,15 @@ export class FakeBed {
    * Injects `frames` into port `from`, at most `window` not yet accounted for at a time (a
    * device of finite speed), and collects what both ports transmit until every frame came
    * out of some port or was dropped by the script. Returns the frames each port sent.
+   * `eachRound` runs before each round of injections (e.g. a pcap sink's drain: then at
+   * most `window` frames arrive between two calls, however fast the worker goes).
    */
-  async exchange(from: number, frames: Uint8Array[], window = 128): Promise<Uint8Array[][]> {
+  async exchange(
+    from: number,
+    frames: Uint8Array[],
+    window = 128,
+    eachRound: () => void = () => {},
+  ): Promise<Uint8Array[][]> {
     const out: Uint8Array[][] = [[], []];
     const dropped = () => this.counters[portBase(from) + P_DROP_SCRIPT];
     const drop0 = dropped();
@@ -310,6 +337,7 @@ export class FakeBed {
         if (performance.now() > until) {
           throw new Error(`only ${done()} of ${frames.length} frames came out or were dropped`);
         }
+        eachRound();
         let n = 0;
         while (i < frames.length && i - done() < window) {
           if (!this.inject(from, frames[i])) break;

@@ -23,7 +23,12 @@ Deno.test("fake NIC: a worker stuck in its loop stays inside shared memory after
   const bed = await FakeBed.start({ script: { url: STUCK } });
   bed.inject(0, udpFrames({ seed: 2, count: 1, flows: 1 })[0]);
   bed.publishRx(0);
-  await new Promise((r) => setTimeout(r, 200));
+  // The script counts `entered` before it blocks (5 s): then the worker is surely stuck.
+  const until = performance.now() + 30_000;
+  while (bed.scriptCounter("entered") === 0) {
+    assert.ok(performance.now() < until, "the worker never reached the script");
+    await new Promise((r) => setTimeout(r, 5));
+  }
   const done = await bed.close(300);
   assert.equal(done, null, "the worker did not finish");
   assert.equal(bed.workerStuck, true, "the worker is still inside");

@@ -16,9 +16,7 @@ async function bedWith(name: string, args: Record<string, string> = {}) {
   const url = scriptUrl(name);
   const mod = asForwardScript(await import(url), name);
   const names = mod.counters ?? [];
-  const bed = await FakeBed.start({
-    script: { url, args, counters: names.length, tableSize: mod.tableSize ?? 0 },
-  });
+  const bed = await FakeBed.start({ script: { url, args } });
   const layout = counterLayout(2, names.length, mod.tableSize ?? 0);
   const counter = (n: string) => bed.counters[layout.scriptBase + names.indexOf(n)];
   const table = new Float64Array(bed.counters.buffer, 8 * layout.tableBase, layout.tableSize);
