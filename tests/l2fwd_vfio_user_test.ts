@@ -109,13 +109,17 @@ Deno.test({
         // --heap-audit: the stop includes each worker's full GC (live heap): still within 2 s.
         console.log(`stopped ${r.stopMs.toFixed(0)} ms after SIGINT`);
         assert.ok(r.stopMs < 2000, `l2fwd took ${r.stopMs} ms to stop`);
-        assert.equal(s0.dropped + s1.dropped, 0, "the taps dropped frames (host too slow)");
         assertCaptured(
           [["port 1", out1.length], ["port 0", out0.length]],
           FRAMES,
           s,
           r.stderr,
-          qemuSaid(bed),
+          [
+            ...qemuSaid(bed),
+            `host drops before the ports: ${JSON.stringify(s0.drops)} + ${
+              JSON.stringify(s1.drops)
+            }`,
+          ],
         );
         assert.equal(
           assertSameFramesPerFlow(a, out1, (f) => rewritten(f, 1, MACS[1]), "port 1"),
@@ -125,6 +129,10 @@ Deno.test({
           assertSameFramesPerFlow(b, out0, (f) => rewritten(f, 0, MACS[0]), "port 0"),
           FLOWS,
         );
+        // Every frame sent arrived, byte for byte (a host drop of one would have failed the
+        // checks above, naming it): a drop the taps counted meanwhile was of another frame.
+        const hostDrops = s0.dropped + s1.dropped;
+        if (hostDrops) console.log(`taps counted ${hostDrops} drops, none of them a test frame`);
         assertQueuesAddUp(s);
         for (const p of s.ports) {
           assert.equal(p.rxPackets, FRAMES);

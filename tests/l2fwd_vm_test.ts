@@ -125,12 +125,17 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
         // --heap-audit: the stop includes each worker's full GC (live heap): still within 2 s.
         console.log(`stopped ${r.stopMs.toFixed(0)} ms after SIGINT`);
         assert.ok(r.stopMs < 2000, `l2fwd took ${r.stopMs} ms to stop`);
-        assert.equal(s0.dropped + s1.dropped, 0, "the taps dropped frames (host too slow)");
-        assertCaptured([["NIC 1", out1.length], ["NIC 0", out0.length]], FRAMES, s, r.stderr);
+        assertCaptured([["NIC 1", out1.length], ["NIC 0", out0.length]], FRAMES, s, r.stderr, [
+          `host drops before the NICs: ${JSON.stringify(s0.drops)} + ${JSON.stringify(s1.drops)}`,
+        ]);
         const flows1 = assertSameFramesPerFlow(a, out1, (f) => rewritten(f, 1, mac[1]), "NIC 1");
         const flows0 = assertSameFramesPerFlow(b, out0, (f) => rewritten(f, 0, mac[0]), "NIC 0");
         assert.equal(flows1, FLOWS);
         assert.equal(flows0, FLOWS);
+        // Every frame sent arrived, byte for byte (a host drop of one would have failed the
+        // checks above, naming it): a drop the taps counted meanwhile was of another frame.
+        const hostDrops = s0.dropped + s1.dropped;
+        if (hostDrops) console.log(`taps counted ${hostDrops} drops, none of them a test frame`);
         assertQueuesAddUp(s);
         assert.equal(s.ports[0].rxPackets, FRAMES);
         assert.equal(s.ports[1].txPackets, FRAMES);
@@ -202,8 +207,9 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
             `(ring-full drops ${p1.dropsTxRingFull}, waits ${p1.txRingFullWaits}); ` +
             `captured ${out.length}, capture socket drops ${st?.socketDrops ?? "?"}`,
         );
-        assert.equal(sent.dropped, 0, "the host dropped frames before NIC 0 (the guest stalled)");
-        assertCaptured([["NIC 1", out.length]], count, s, r.stderr);
+        assertCaptured([["NIC 1", out.length]], count, s, r.stderr, [
+          `host drops before NIC 0: ${JSON.stringify(sent.drops)}`,
+        ]);
         assertSameFramesPerFlow(frames, out, (f) => f, "NIC 1");
       },
     );
