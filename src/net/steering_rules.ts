@@ -41,7 +41,7 @@ export interface HashReportOptions {
 export interface RssSteeringRule {
   /** Mode name. */
   mode: "rss";
-  /** Queue pairs in use (sent as max_tx_vq; every table entry is below it). */
+  /** Queue pairs in use: every table entry is below it (max_tx_vq is sent as all the port set up). */
   pairs: number;
   /** VIRTIO_NET_RSS_HASH_TYPE_* bits (default: every type the device supports). */
   hashTypes?: number;
