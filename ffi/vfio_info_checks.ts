@@ -51,8 +51,9 @@ export function checkArgsz(argsz: number, structSize: number, what: string): voi
 }
 
 /**
- * Refuses a region whose file range (`offset` in the device fd, `size` bytes) ends past
- * 2^63: pread/pwrite/mmap take a signed 64-bit off_t.
+ * Refuses a region whose size is beyond 2^53 (it becomes a Number) or whose file range
+ * (`offset` in the device fd, `size` bytes) ends past 2^63: pread/pwrite/mmap take a
+ * signed 64-bit off_t.
  *
  * @example
  * ```ts
@@ -61,6 +62,10 @@ export function checkArgsz(argsz: number, structSize: number, what: string): voi
  * ```
  */
 export function checkRegionEnd(index: number, offset: bigint, size: bigint): void {
+  // Sizes become Numbers (mmap lengths, bounds checks): beyond 2^53 they would round.
+  if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new RangeError(`region ${index} size ${hex(size)} is beyond 2^53 bytes`);
+  }
   if (offset + size > 1n << 63n) {
     throw new RangeError(
       `region ${index} (offset ${hex(offset)}, size ${

@@ -265,9 +265,6 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
   checkArgsz(argsz, SIZEOF_REGION_INFO, `region ${index} info`);
   const size = v.getBigUint64(16, true);
   const offset = v.getBigUint64(24, true);
-  if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RangeError(`region ${index} size ${hex(size)} is beyond 2^53 bytes`);
-  }
   checkRegionEnd(index, offset, size);
   const info: RegionInfo = {
     argsz,

@@ -11,7 +11,6 @@ import {
   checkArgsz,
   checkRegionEnd,
   checkSparseAreas,
-  hex,
 } from "../../../ffi/vfio_info_checks.ts";
 import { dv, need } from "./bytes.ts";
 
@@ -162,9 +161,6 @@ export function decodeRegionInfo(b: Uint8Array): RegionInfo {
   checkArgsz(argsz, REGION_INFO_SIZE, `region ${index} info`);
   const size = d.getBigUint64(16, true);
   const offset = d.getBigUint64(24, true);
-  if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RangeError(`region ${index} size ${hex(size)} is beyond 2^53 bytes`);
-  }
   checkRegionEnd(index, offset, size);
   const info: RegionInfo = {
     argsz,
