@@ -4,7 +4,7 @@
  * virtio-net served over a vfio-user socket, and l2fwd forwards between two such ports
  * with the notifications it needed counted (each one is a REGION_WRITE round trip here).
  *
- * Needs root and QEMU's vfio-user server (tools/build_qemu_vfio_user.sh).
+ * Needs root and QEMU's vfio-user server (tools/build_bed_qemu.sh).
  * Run: `deno test --allow-all tests/driver_vfio_user_test.ts`.
  *
  * @module

@@ -8,7 +8,7 @@
  * driver wake-up latency is measured on one clock (both run on this kernel), next to the
  * same measurement with a busy-polling driver.
  *
- * Needs root and QEMU's vfio-user server (tools/build_qemu_vfio_user.sh).
+ * Needs root and QEMU's vfio-user server (tools/build_bed_qemu.sh).
  * Run: `deno test --allow-all tests/irq_vfio_user_test.ts`.
  *
  * @module

@@ -7,7 +7,7 @@
  * released. Also measures what a queue notification costs a worker here (a posted
  * VFIO_USER_REGION_WRITE it sends itself) against an acknowledged one.
  *
- * Needs root and QEMU's vfio-user server (tools/build_qemu_vfio_user.sh).
+ * Needs root and QEMU's vfio-user server (tools/build_bed_qemu.sh).
  * Run: `deno test --allow-all tests/l2fwd_vfio_user_test.ts`.
  *
  * @module

@@ -9,7 +9,7 @@
  * fails. Each run prints one `MIXED {json}` line (tools/mixed_runs.sh adds them up;
  * MIXED_RUN numbers the run and picks the frames).
  *
- * Needs root and QEMU's vfio-user server (tools/build_qemu_vfio_user.sh).
+ * Needs root and QEMU's vfio-user server (tools/build_bed_qemu.sh).
  * Run: `deno test --allow-all tests/mixed_traffic_vfio_user_test.ts`.
  *
  * @module

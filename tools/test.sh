@@ -6,10 +6,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bash tools/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
-if [ -f tools/build_qemu_vfio_user.sh ]; then
-  bash tools/build_qemu_vfio_user.sh >/tmp/virtio-deno-qemu-build.log 2>&1 || {
+if [ -f tools/build_bed_qemu.sh ]; then
+  bash tools/build_bed_qemu.sh >/tmp/virtio-deno-qemu-build.log 2>&1 || {
     tail -30 /tmp/virtio-deno-qemu-build.log
-    echo "building QEMU's vfio-user server failed (log: /tmp/virtio-deno-qemu-build.log)"
+    echo "building the test beds' QEMU failed (log: /tmp/virtio-deno-qemu-build.log)"
     echo "0 passed, 1 failed"
     exit 1
   }

@@ -6,7 +6,7 @@
  * this process and reaches the device over the socket; the host side of the traffic is
  * the tap, inside the namespace ({@link ./traffic.ts} works with this bed).
  *
- * Facts this bed relies on (checked with QEMU 7.2 built by tools/build_qemu_vfio_user.sh):
+ * Facts this bed relies on (checked with QEMU 7.2 built by tools/build_bed_qemu.sh):
  * - the server takes one client and QEMU exits when that client disconnects, so every
  *   open of a port needs a fresh bed (or a fresh server: {@linkcode VfioUserBed.restart});
  * - `disable-legacy=on` is needed for `iommu_platform=on` (the x-remote machine has no
@@ -15,44 +15,14 @@
  *   the per-device address space that DMA_MAP fills; without it, it would DMA into the
  *   remote machine's own (empty) memory.
  *
- * The QEMU binary: env QEMU_VFIO_USER, else what tools/build_qemu_vfio_user.sh prints
- * (it builds QEMU once, ~4 min, and only prints the path afterwards).
+ * The QEMU binary: {@linkcode bedQemu} (built once by tools/build_bed_qemu.sh).
  *
  * @module
  */
 
+import { bedQemu } from "./bed_qemu.ts";
 import { Netns } from "./netns.ts";
 import type { TrafficBed } from "./traffic.ts";
-
-const BUILD_SCRIPT = new URL("../../tools/build_qemu_vfio_user.sh", import.meta.url).pathname;
-const dec = new TextDecoder();
-
-/**
- * The QEMU binary with the vfio-user server: env QEMU_VFIO_USER, else the path the
- * build script prints (building it the first time).
- *
- * @example
- * ```ts ignore
- * import { vfioUserQemu } from "./vfio_user_bed.ts";
- * console.log(await vfioUserQemu()); // /var/cache/virtio-deno/qemu-vfio-user/…/qemu-system-x86_64
- * ```
- */
-export async function vfioUserQemu(): Promise<string> {
-  const env = Deno.env.get("QEMU_VFIO_USER");
-  if (env) return env;
-  const out = await new Deno.Command("bash", {
-    args: [BUILD_SCRIPT],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = dec.decode(out.stdout).trim();
-  if (!out.success) {
-    throw new Error(
-      `tools/build_qemu_vfio_user.sh failed (exit ${out.code}): ${dec.decode(out.stderr).trim()}`,
-    );
-  }
-  return stdout.split("\n").at(-1)!;
-}
 
 /** Options of {@linkcode VfioUserBed.start}. */
 export interface VfioUserBedOptions {
@@ -126,7 +96,7 @@ export class VfioUserBed implements TrafficBed {
       nicProps: options.nicProps ?? "",
       startTimeoutMs: options.startTimeoutMs ?? 20000,
     };
-    const qemu = await vfioUserQemu();
+    const qemu = await bedQemu();
     const ns = await Netns.create({
       tapQueues: new Array(opts.ports).fill(opts.queues),
       prefix: "vdvfu",

@@ -29,6 +29,7 @@
  * @module
  */
 
+import { bedQemu } from "./bed_qemu.ts";
 import { buildInitramfs, GUEST_SHARE_DIR } from "./initramfs.ts";
 import { cleanupStaleNetns, Netns } from "./netns.ts";
 import {
@@ -169,7 +170,7 @@ export class VmBed {
     this.kernelVersion = kv;
   }
 
-  /** Boots a guest and waits until its agent answers. */
+  /** Boots a guest (building the bed's QEMU first if needed) and waits until its agent answers. */
   static async start(opts: VmBedOptions = {}): Promise<VmBed> {
     const nics = opts.nics ?? 1;
     if (nics < 0 || nics > MAX_NICS) throw new Error(`nics must be 0..${MAX_NICS}`);
@@ -180,6 +181,7 @@ export class VmBed {
     if (opts.sharedGroup) qp.push(1, 1);
     cleanupStaleNetns();
     cleanupStaleTempDirs();
+    const qemu = await bedQemu();
     const initramfs = await buildInitramfs({ kernelVersion: opts.kernelVersion });
     const dir = await Deno.makeTempDir({ prefix: `vdbed-${Deno.pid}-` });
     let ns: Netns | undefined;
@@ -203,8 +205,8 @@ export class VmBed {
         }),
       );
       const args = bed.#qemuArgs(opts, initramfs.path, initramfs.kernel.image);
-      await Deno.writeTextFile(`${dir}/qemu.cmdline`, args.join(" ") + "\n");
-      await bed.#boot(args, opts.bootTimeoutMs ?? 90000);
+      await Deno.writeTextFile(`${dir}/qemu.cmdline`, [qemu, ...args].join(" ") + "\n");
+      await bed.#boot(qemu, args, opts.bootTimeoutMs ?? 90000);
       return bed;
     } catch (e) {
       if (bed) bed.closeSync();
@@ -236,6 +238,9 @@ export class VmBed {
     ].join(" ");
     const kvm = opts.accel === "kvm";
     const a = [
+      // The bed's QEMU runs from its build tree and the source package has no firmware:
+      // Debian's SeaBIOS, linuxboot and the virtio option ROM.
+      ...["/usr/share/seabios", "/usr/share/qemu", "/usr/lib/ipxe/qemu"].flatMap((d) => ["-L", d]),
       "-nodefaults",
       "-no-user-config",
       "-display",
@@ -300,10 +305,10 @@ export class VmBed {
     return a;
   }
 
-  async #boot(args: string[], timeoutMs: number): Promise<void> {
+  async #boot(qemu: string, args: string[], timeoutMs: number): Promise<void> {
     const t0 = performance.now();
     this.#child = new Deno.Command("ip", {
-      args: this.ns.wrap(["setpriv", "--pdeathsig", "KILL", "qemu-system-x86_64", ...args])
+      args: this.ns.wrap(["setpriv", "--pdeathsig", "KILL", qemu, ...args])
         .slice(1),
       stdin: "null",
       stdout: "null",
