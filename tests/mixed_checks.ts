@@ -183,7 +183,7 @@ export interface MixedLine extends Omit<MixedCount, "examples"> {
   forwarder: string;
   /** Queue pairs per port. */
   queues: number;
-  /** Frames the host dropped on the way in (tap, veth). */
+  /** Frames the host dropped on the way in (the tap's ring). */
   hostDrops: number;
   /** Frames the capture socket dropped (PACKET_STATISTICS). */
   captureDrops: number;

@@ -84,7 +84,7 @@ try {
     const [p0, p1] = summary.ports;
     const backlog = trace.count(bed.qemuPid, BACKLOG);
     const rows: [string, number][] = [
-      ["dropped by the host before NIC 0 (tap ring full / injection veth)", sent.dropped],
+      ["dropped by the host before NIC 0 (tap ring full)", sent.dropped],
       [
         "sent into NIC 0 but not received by l2fwd (in QEMU or the ring)",
         sent.sent - sent.dropped - p0.rxPackets,

@@ -42,9 +42,16 @@ export interface SendResult {
   drops: {
     /** The tap's tx_dropped: its tun ring (txqueuelen frames) was full. */
     tap: number;
-    /** The injection veth's tx_dropped plus its peer's rx_dropped (0 when sent on the tap). */
-    veth: number;
   };
+  /**
+   * Frames the injection veth refused and that were sent again (0 when sent on the tap):
+   * veth_xmit returns NET_XMIT_DROP for every frame it drops (its peer's backlog was full),
+   * sendto reports ENOBUFS, and the frame goes again. So the veth loses none of them; its
+   * counters (tx_dropped, the peer's rx_dropped) rise by `refusals` meanwhile.
+   */
+  resent: number;
+  /** The injection veth's tx_dropped plus its peer's rx_dropped while sending. */
+  refusals: number;
   /** The interface the frames were sent on (the injection veth or the tap). */
   via: string;
   /** Time spent sending. */
@@ -106,7 +113,7 @@ export async function sendOnInterface(
   const fd = openPacketSocket(via, { receive: false });
   const before = counters();
   const t0 = performance.now();
-  let sent = 0;
+  let sent = 0, resent = 0;
   try {
     for (const [i, f] of frames.entries()) {
       if (rate) {
@@ -122,6 +129,7 @@ export async function sendOnInterface(
         if (n === f.length) break;
         const e = errno();
         if (n < 0 && (e === ENOBUFS || e === EAGAIN || e === EINTR)) {
+          if (e === ENOBUFS && via !== tap) resent++;
           await sleepMs(1);
           continue;
         }
@@ -142,6 +150,7 @@ export async function sendOnInterface(
     stable = c[0] === now[0] && c[1] === now[1] ? stable + 20 : 0;
     now = c;
   }
-  const drops = { tap: now[0] - before[0], veth: now[1] - before[1] };
-  return { sent, dropped: drops.tap + drops.veth, drops, via, elapsedMs };
+  const drops = { tap: now[0] - before[0] };
+  const refusals = now[1] - before[1];
+  return { sent, dropped: drops.tap, drops, resent, refusals, via, elapsedMs };
 }

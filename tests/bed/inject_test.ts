@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Netns } from "./netns.ts";
+import { injectionNames, Netns } from "./netns.ts";
 import { TapQueues } from "./tap_queues.ts";
 import { CaptureError, sendFrames, startCapture, type TrafficBed } from "./traffic.ts";
 import { mixedFrame, mixedFrames, parseMixedFrame } from "./mixed_frames.ts";
@@ -120,4 +120,26 @@ Deno.test("jumbo frames reach a tap whose MTU was raised, through the bridge, an
   for (const f of frames) q.write(0, f);
   assert.deepEqual(await cap.done(), frames);
   assert.equal((await cap.stats())?.truncated, 0);
+});
+
+Deno.test("a frame the injection veth refuses is sent again and not counted as dropped", async () => {
+  await using ns = await Netns.create({ tapQueues: [1], steerRxToCpu0: false });
+  using q = TapQueues.open(ns.name, ns.taps[0], 1);
+  const { peer } = injectionNames(ns.taps[0]);
+  // The veth drops a frame longer than its peer's MTU with NET_XMIT_DROP (sendto: ENOBUFS)
+  // and counts it, as it does when the peer's backlog is full.
+  await ns.exec(["ip", "link", "set", peer, "mtu", "1000"]);
+  const frame = mixedFrame(9, 0, 0, 1200, NIC_MAC);
+  const sending = sendFrames(trafficBed(ns), 0, [frame]);
+  const veth = ns.injectInterface(ns.taps[0]);
+  for (let t = 0; (await ns.stat(veth, "tx_dropped")) === 0; t += 20) {
+    assert.ok(t < 10000, "the veth refused the frame within 10 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await ns.exec(["ip", "link", "set", peer, "mtu", "65535"]);
+  const sent = await sending;
+  console.log(`resent ${sent.resent} times, veth counters +${sent.refusals}`);
+  assert.ok(sent.resent > 0 && sent.refusals >= sent.resent, JSON.stringify(sent));
+  assert.deepEqual([sent.sent, sent.dropped], [1, 0]);
+  assert.deepEqual(q.drain(), [[frame]], "the frame reached the guest end of the tap once");
 });
