@@ -2,7 +2,7 @@
 # Builds the QEMU both test beds run: Debian 12's QEMU 7.2 from its own source package, with
 # the vfio-user server (Debian's binary lacks `-object x-vfio-user-server`; the source
 # package carries subprojects/libvfio-user), virtio-9p for the VM bed, and the fixes in
-# tools/qemu_patches/ (why: docs/test_beds.md). Run as root on Debian 12, it:
+# tools/qemu_patches/ (why: tests/bed/README.md, "The bed's QEMU"). Run as root on Debian 12, it:
 #   1. installs the build dependencies with apt-get (adds a bookworm deb-src entry if none),
 #   2. unpacks the source package into a cache directory outside the repository
 #      (default /var/cache/virtio-deno/qemu-bed, override with BED_QEMU_CACHE), downloading

@@ -24,7 +24,10 @@ const { values } = parseArgs({
 });
 if (values.qemu) Deno.env.set("BED_QEMU", values.qemu);
 const secs = Number(values.seconds);
-if (!(secs > 0)) throw new Error("--seconds must be a positive number");
+if (!(secs > 0)) {
+  console.error(`tcg_race: --seconds must be a positive number, not "${values.seconds}".`);
+  Deno.exit(2);
+}
 
 await using bed = await VmBed.start({ nics: 2 });
 const [a0, a1] = [bed.nicAddress(0), bed.nicAddress(1)];
