@@ -5,7 +5,7 @@
  * refused DMA map, device without ACCESS_PLATFORM).
  *
  * Needs root (network namespace, taps) and the QEMU built by
- * tools/build_bed_qemu.sh (the bed builds it on first use, about 4 minutes).
+ * tools/build_bed_qemu.sh (the bed builds it on first use, 6–7 minutes).
  * Run: `deno test --allow-all tests/vfio_user_test.ts`.
  *
  * @module

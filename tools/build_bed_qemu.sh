@@ -147,7 +147,7 @@ if [ ! -f build/build.ninja ]; then
     exit 1
   }
 fi
-log "building qemu-system-x86_64 (about 5 minutes on 2 cores; log: $CACHE/build.log)"
+log "building qemu-system-x86_64 (6–7 minutes on 2 cores; log: $CACHE/build.log)"
 ninja -C build qemu-system-x86_64 >"$CACHE/build.log" 2>&1 || {
   log "ninja failed; see $CACHE/build.log"
   tail -30 "$CACHE/build.log" >&2
