@@ -55,7 +55,12 @@ export type {
 export { Eventfd } from "./ffi/eventfd.ts";
 export * from "./src/vfio_user/client.ts";
 export * from "./src/vfio_user/vfio_user_device.ts";
-export * from "./src/vfio_user/open_port.ts";
+export * from "./src/open_port.ts";
+export * from "./src/port_name.ts";
+export * from "./src/same_port.ts";
+export type * from "./src/virtio/transport.ts";
+export type { Doorbell } from "./src/dma/doorbell.ts";
+export type { DmaSegment, DmaTarget } from "./src/dma/dma_target.ts";
 export type {
   DeviceInfo as VfioUserDeviceInfo,
   IrqInfo as VfioUserIrqInfo,

@@ -94,7 +94,7 @@ async function main(args: string[]): Promise<number> {
   }
   // The same socket under two names (a symlink, '..'): told apart by the file itself, so
   // only now that the library (and with it libc) may load.
-  const { samePortTarget } = await import("../src/vfio_user/same_port.ts");
+  const { samePortTarget } = await import("../src/same_port.ts");
   if (samePortTarget(run.ports[0], run.ports[1])) {
     console.error(
       `error: l2fwd was given the same port twice (${run.ports[0]} and ${

@@ -18,11 +18,12 @@ import { openPort } from "../mod.ts";
 import { createSharedPool } from "../src/dma/buffer_pool.ts";
 import { notifySpec } from "../src/engine/handoff.ts";
 import { makeNotifier } from "../src/engine/notifier.ts";
+import type { RegionNotifier, VirtioPciTransport } from "../src/virtio/pci_transport.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 import { udpFlow, udpFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
-import { startVfioUserL2fwd } from "./bed/vfio_user_l2fwd.ts";
+import { startHostL2fwd } from "./bed/host_l2fwd.ts";
 import {
   assertCaptured,
   assertHeapFlat,
@@ -70,7 +71,7 @@ Deno.test({
     await t.step(
       `${FRAMES} frames of ${FLOWS} flows each way with MAC rewrite: the host captures what it sent`,
       async () => {
-        const run = await startVfioUserL2fwd(
+        const run = await startHostL2fwd(
           bed,
           ["--queues", "2", "--mac-rewrite", "--heap-audit"],
           [],
@@ -152,7 +153,7 @@ Deno.test({
       expect: number,
     ) => {
       await freshServers(bed);
-      const run = await startVfioUserL2fwd(bed, args, perms);
+      const run = await startHostL2fwd(bed, args, perms);
       const cap = await startCapture(bed, 1, { count: expect, timeoutMs: 20000 });
       const sent = await sendFrames(bed, 0, frames, { rate: RATE });
       assert.equal(sent.dropped, 0);
@@ -245,7 +246,7 @@ Deno.test({
       const port = openPort(bed.portName(0), { pool, hashReport: false });
       try {
         const spec = notifySpec(port, 1); // transmitq1: nothing is queued, nothing is sent
-        assert.equal(spec.kind, "vfio-user");
+        assert.equal(spec.kind, "message");
         const notifier = makeNotifier(spec, "transmitq1");
         const N = 20000;
         for (let i = 0; i < 1000; i++) notifier.notify();
@@ -254,8 +255,10 @@ Deno.test({
         const postedUs = (performance.now() - t0) * 1000 / N;
         // The server handles messages in order: this answer comes after it ran them all.
         port.readConfig();
-        const bar = port.transport.pci.bar(spec.kind === "vfio-user" ? spec.region : 4);
-        const offset = spec.kind === "vfio-user" ? spec.offset : 0;
+        // The same register, written with an acknowledged REGION_WRITE each time.
+        const t = port.transport as VirtioPciTransport;
+        const bar = t.pci.bar(t.notifyLocation.bar);
+        const offset = t.notifyLocation.offset + (port.tx(0).vq.notifier as RegionNotifier).offset;
         const M = 2000;
         t0 = performance.now();
         for (let i = 0; i < M; i++) bar.write16(offset, 1);
@@ -276,7 +279,7 @@ Deno.test({
       "SIGINT in the middle of traffic: exit 0 within 2 s, servers released",
       async () => {
         await freshServers(bed);
-        const run = await startVfioUserL2fwd(bed, ["--queues", "2"]);
+        const run = await startHostL2fwd(bed, ["--queues", "2"]);
         const sending = sendFrames(bed, 0, udpFrames({ seed: 37, count: 20000, flows: FLOWS }), {
           rate: RATE,
         });

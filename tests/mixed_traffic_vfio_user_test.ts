@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { mixedFrames } from "./bed/mixed_frames.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
-import { startVfioUserL2fwd } from "./bed/vfio_user_l2fwd.ts";
+import { startHostL2fwd } from "./bed/host_l2fwd.ts";
 import { summaryOf } from "./l2fwd_checks.ts";
 import { countMixed, mixedLine, mixedPlan, sendMixed } from "./mixed_checks.ts";
 
@@ -29,7 +29,7 @@ const isRoot = Deno.uid() === 0;
 
 /** l2fwd on the host with `--allow-ffi` only; resolves once both ports are up. */
 async function startL2fwd(bed: VfioUserBed, args: string[]) {
-  const run = await startVfioUserL2fwd(bed, args);
+  const run = await startHostL2fwd(bed, args);
   return {
     async stop() {
       const r = await run.interrupt();

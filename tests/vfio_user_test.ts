@@ -16,9 +16,9 @@ import { DriverError } from "../src/errors.ts";
 import { NO_BUFFER } from "../src/dma/buffer_pool.ts";
 import { DmaRegion } from "../src/dma/memory.ts";
 import { VirtioNetPort } from "../src/net/port.ts";
-import type { PortSpec } from "../src/pci/address.ts";
+import { parsePortSpec } from "../src/port_name.ts";
 import { featureNames } from "../src/virtio/features.ts";
-import { openPort } from "../src/vfio_user/open_port.ts";
+import { openPort, pciTransport } from "../src/open_port.ts";
 import { VfioUserDevice, type VfioUserOpenOptions } from "../src/vfio_user/vfio_user_device.ts";
 import { parseTestFrame, TEST_ETHERTYPE, testFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
@@ -41,11 +41,11 @@ function fdCount(): number {
   return n;
 }
 
-function openerFor(options: VfioUserOpenOptions = {}): (spec: PortSpec) => VfioUserDevice {
-  return (spec) => {
-    if (spec.kind !== "vfio-user") throw new Error(`not a vfio-user spec: ${spec.name}`);
-    return VfioUserDevice.open(spec.socketPath, options);
-  };
+/** VirtioNetPort.open over a vfio-user device opened here, not through openPort(). */
+function openDirect(name: string, options: VfioUserOpenOptions = {}): VirtioNetPort {
+  const spec = parsePortSpec(name);
+  if (spec.kind !== "vfio-user") throw new Error(`not a vfio-user port: ${spec.name}`);
+  return VirtioNetPort.open(pciTransport(VfioUserDevice.open(spec.socketPath, options)));
 }
 
 function rate(n: number, ms: number): string {
@@ -139,10 +139,10 @@ Deno.test({
 
 /** Opens a port on the bed, receives `n` frames sent into the tap, transmits `n`. */
 async function rxTx(bed: VfioUserBed, n: number, options: VfioUserOpenOptions): Promise<void> {
-  // Both ways of opening: VirtioNetPort.open with an opener, and openPort().
+  // Both ways of opening: VirtioNetPort.open on a transport, and openPort().
   const port = options.postedWrites
     ? openPort(bed.portName(0), { vfioUser: options })
-    : VirtioNetPort.open(bed.portName(0), { openDevice: openerFor(options) });
+    : openDirect(bed.portName(0), options);
   const mode = options.postedWrites ? "posted writes" : "acknowledged writes";
   try {
     console.log(`offered: ${featureNames(port.deviceFeatures).join(" ")}`);
@@ -249,7 +249,7 @@ Deno.test({
       console.log(`wrong path: ${msg}`);
       assert.match(msg, /^No vfio-user server listens on .*nothing\.sock .*x-vfio-user-server/);
       msg = driverError(
-        () => VirtioNetPort.open(`vfio-user:${missing}`, { openDevice: openerFor() }),
+        () => openDirect(`vfio-user:${missing}`),
         "TRANSPORT",
       );
       assert.match(msg, /^No vfio-user server listens on/);
@@ -263,7 +263,7 @@ Deno.test({
       console.log(`path too long: ${msg}`);
 
       msg = driverError(
-        () => VirtioNetPort.open("vfio-user:net0.sock", { openDevice: openerFor() }),
+        () => openPort("vfio-user:net0.sock"),
         "BAD_ADDRESS",
       );
       console.log(`relative path: ${msg}`);
@@ -309,7 +309,7 @@ Deno.test({
   async fn() {
     await using bed = await VfioUserBed.start({ ports: 1, queues: 2 });
     const fds0 = fdCount();
-    const port = VirtioNetPort.open(bed.portName(0), { openDevice: openerFor() });
+    const port = openDirect(bed.portName(0));
     let closeError: unknown = null;
     try {
       assert.ok(port.readConfig().linkUp);
@@ -382,7 +382,7 @@ Deno.test({
     await using bed = await VfioUserBed.start({ ports: 1, queues: 1, iommuPlatform: false });
     const fds0 = fdCount();
     const msg = driverError(
-      () => VirtioNetPort.open(bed.portName(0), { openDevice: openerFor() }),
+      () => openDirect(bed.portName(0)),
       "MISSING_FEATURE",
     );
     console.log(`no ACCESS_PLATFORM: ${msg}`);

@@ -33,6 +33,7 @@ check "deno fmt --check" deno fmt --check
 check "deno lint" deno lint
 check "deno check" deno task -q check
 check "deno doc --lint" deno doc --lint mod.ts
+check "imports point down the layers (docs/architecture.md)" deno run --allow-read tools/check_layers.ts
 
 log=$(mktemp)
 # --no-check: "deno check" above type-checked every test already; checking again here would

@@ -29,7 +29,7 @@ import {
   SysError,
 } from "../../ffi/libc.ts";
 import { DriverError } from "../errors.ts";
-import type { PciDevice } from "../pci/pci_device.ts";
+import type { DmaTarget } from "./dma_target.ts";
 import { processIovas } from "./iova.ts";
 
 /** 2 MiB, the huge page size used when available. */
@@ -81,7 +81,7 @@ export class DmaRegion {
   /** Device (IO virtual) address of the first byte, the same for every device. */
   readonly iova: number;
   #ptr: Deno.PointerObject;
-  readonly #mappedFor = new Set<PciDevice>();
+  readonly #mappedFor = new Set<DmaTarget>();
   #retainedBy: string | null = null;
 
   private constructor(ptr: Deno.PointerObject, size: number, fd: number, huge: boolean) {
@@ -156,7 +156,7 @@ export class DmaRegion {
    * (a buffer pool shared by ports); it has the same IOVA in each. Throws DMA when the IOVA
    * lies outside what the device's IOMMU accepts.
    */
-  mapFor(device: PciDevice): void {
+  mapFor(device: DmaTarget): void {
     if (this.#mappedFor.has(device)) return;
     const iova = BigInt(this.iova), end = iova + BigInt(this.size) - 1n;
     if (!device.iovaRanges().some((r) => r.start <= iova && end <= r.end)) {
@@ -199,7 +199,7 @@ export class DmaRegion {
   }
 
   /** Removes the mapping for `device` (no-op when not mapped for it, or retained). */
-  unmapFrom(device: PciDevice): void {
+  unmapFrom(device: DmaTarget): void {
     if (this.#retainedBy !== null) return;
     if (!this.#mappedFor.delete(device)) return;
     device.dmaUnmap(BigInt(this.iova), this.size);

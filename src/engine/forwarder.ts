@@ -168,6 +168,8 @@ export class Forwarder {
   readonly #txSince: Float64Array;
   readonly #bursts: ScriptBurst[];
   readonly #script: ForwardScript | null;
+  /** 1 when a script may send frames back out of the port they came in on. */
+  readonly #mayBounce: number;
   readonly #capture: Capture | null;
   readonly #clock: Float64Array;
   /**
@@ -200,13 +202,14 @@ export class Forwarder {
     this.#macs = opts.macs;
     this.#bufs = new Uint32Array(opts.burst);
     this.#lens = new Uint32Array(opts.burst);
-    // Room for at most a burst (poll() receives only while both hold no more) plus one
-    // received burst; poll() sends them at its end.
+    // Room for at most a burst (poll() receives only while the buffers its frames may go
+    // to hold no more) plus one received burst; poll() sends them at its end.
     this.#txBufs = rx.map(() => new Uint32Array(2 * opts.burst));
     this.#txLens = rx.map(() => new Uint32Array(2 * opts.burst));
     this.#txCount = new Uint32Array(rx.length);
     this.#txSince = new Float64Array(rx.length);
     this.#script = opts.script?.module ?? null;
+    this.#mayBounce = this.#script === null ? 0 : 1;
     this.#capture = opts.capture;
     this.#clock = opts.clock;
     const s = opts.script;
@@ -235,13 +238,16 @@ export class Forwarder {
     let got = 0;
     const burst = this.#burst, paused = this.paused;
     for (let p = 0; p < 2; p++) {
-      // Backpressure: while more than a burst waits for port p ^ 1's ring (a script may
-      // bounce frames back to p too), frames stay in port p's receive ring; the flushes
-      // below retry the buffers. (No flush here: code first run when a ring first fills,
-      // maybe long after warm-up, would cost a recompile; see the comment below.)
+      // Backpressure: while more than a burst waits for port p ^ 1's ring (or for p's own,
+      // when a script may bounce frames back to p), frames stay in port p's receive ring;
+      // the flushes below retry the buffers. Without a script a full ring on p does not
+      // stop p's input: a peer that fills p's receive ring while it waits to be drained
+      // (a vhost-user back-end retrying, one thread for both) would wait for us forever.
+      // (No flush here: code first run when a ring first fills, maybe long after warm-up,
+      // would cost a recompile; see the comment below.)
       if (
         (paused[p] | (this.#txCount[p ^ 1] > burst ? 1 : 0) |
-          (this.#txCount[p] > burst ? 1 : 0)) !== 0
+          (this.#txCount[p] > burst ? this.#mayBounce : 0)) !== 0
       ) {
         continue;
       }

@@ -1,7 +1,7 @@
 /**
  * Handing a port's data queues over to forwarding workers (main thread side): describes
- * each ring by address and driver-side state, gives each queue's notification register
- * as checked when the queue was set up, and splits the shared buffer pool into one
+ * each ring by address and driver-side state, gives each queue's doorbell as its
+ * transport describes it (src/dma/doorbell.ts), and splits the shared buffer pool into one
  * partition per worker.
  *
  * Partitioning. The ports refilled their receive rings from the pool's free list when they
@@ -22,13 +22,11 @@
 import { type BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
-import { MappedRegionIo } from "../pci/pci_device.ts";
-import { VfioUserDevice } from "../vfio_user/vfio_user_device.ts";
-import { RegionNotifier } from "../virtio/pci_transport.ts";
 import { hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
 import { splitRingLayout } from "../virtio/ring_math.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
-import type { NotifySpec, RingSpec } from "./worker_spec.ts";
+import type { Doorbell } from "../dma/doorbell.ts";
+import type { RingSpec } from "./worker_spec.ts";
 
 /**
  * Address of the first byte of `buffer` (an ArrayBuffer over foreign memory, such as a
@@ -45,20 +43,16 @@ export function addressOfBuffer(buffer: ArrayBuffer): bigint {
 }
 
 /**
- * Where and how to notify virtqueue `queueIndex` (a data queue) of `port` (§4.1.4.4: the
- * notify capability's BAR, at cap.offset + queue_notify_off × notify_off_multiplier).
- * Nothing is read from the device again: the register is the one the transport checked
- * when it set the queue up (the queue's {@linkcode RegionNotifier}), in the notify
- * structure the port read at open; a device that answers something else now cannot move
- * a worker's stores outside the BAR.
+ * How a worker notifies virtqueue `queueIndex` (a data queue) of `port`: its transport's
+ * doorbell (a register store, a message, or an eventfd write; src/dma/doorbell.ts).
  *
  * @example
  * ```ts ignore
  * import { notifySpec } from "./handoff.ts";
- * notifySpec(port, 1); // { kind: "mmio", address: 0x7f…n, value: 1 } on kernel VFIO
+ * notifySpec(port, 1); // { kind: "store16", address: 0x7f…n, value: 1, … } on kernel VFIO
  * ```
  */
-export function notifySpec(port: VirtioNetPort, queueIndex: number): NotifySpec {
+export function notifySpec(port: VirtioNetPort, queueIndex: number): Doorbell {
   const pair = queueIndex >> 1;
   if (!(Number.isInteger(queueIndex) && queueIndex >= 0 && pair < port.queuePairs)) {
     throw new DriverError(
@@ -66,49 +60,7 @@ export function notifySpec(port: VirtioNetPort, queueIndex: number): NotifySpec 
       `${port.name} has no data queue ${queueIndex}: use 0 to ${2 * port.queuePairs - 1}.`,
     );
   }
-  return notifySpecOf(port, queueIndex % 2 ? port.tx(pair).vq : port.rx(pair).vq);
-}
-
-function notifySpecOf(port: VirtioNetPort, vq: SplitQueue): NotifySpec {
-  const pci = port.transport.pci;
-  const cap = port.notifyCap;
-  const n = vq.notifier;
-  if (!(n instanceof RegionNotifier)) {
-    throw new DriverError(
-      "UNSUPPORTED",
-      `${vq.name} is not notified through the notify structure, so forwarding workers cannot notify it: open the port with openPort().`,
-    );
-  }
-  const bar = pci.bar(cap.bar);
-  const offset = cap.offset + n.offset;
-  // Set-up checked the register against the structure; this keeps it inside the BAR
-  // even if the capability read at open differs from the transport's.
-  if (n.offset + 2 > cap.length || offset + 2 > bar.size) {
-    throw new DriverError(
-      "DEVICE_MISBEHAVED",
-      `${port.name} put ${vq.name}'s notification register outside its BAR${cap.bar}: the device is broken.`,
-    );
-  }
-  if (bar instanceof MappedRegionIo) {
-    return {
-      kind: "mmio",
-      address: addressOfBuffer(bar.buffer) + BigInt(offset),
-      value: vq.index,
-    };
-  }
-  if (pci instanceof VfioUserDevice && pci.client.socketFd >= 0) {
-    return {
-      kind: "vfio-user",
-      fd: pci.client.socketFd,
-      region: cap.bar,
-      offset,
-      value: vq.index,
-    };
-  }
-  throw new DriverError(
-    "UNSUPPORTED",
-    `${port.name}'s notify BAR is neither mapped nor reached over vfio-user, so forwarding workers cannot notify its queues: use a device whose BAR${cap.bar} VFIO can mmap.`,
-  );
+  return port.transport.doorbell(queueIndex);
 }
 
 /**
@@ -130,7 +82,7 @@ export function describeRing(port: VirtioNetPort, vq: SplitQueue): RingSpec {
     address: addressOfBuffer(vq.ringMemory) + BigInt(vq.ringOffset),
     bytes: splitRingLayout(vq.size).totalBytes,
     state: vq.exportState(),
-    notify: notifySpecOf(port, vq),
+    notify: port.transport.doorbell(vq.index),
   };
 }
 

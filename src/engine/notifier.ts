@@ -1,45 +1,34 @@
 /**
- * Queue notifications from a forwarding worker (virtio 1.x §4.1.4.4 "Notification
- * structure layout": the driver writes the queue index, 16 bits, at
- * cap.offset + queue_notify_off × notify_off_multiplier of the notify BAR).
+ * Queue notifications from a forwarding worker: the worker rings the doorbell its
+ * transport described ({@linkcode Doorbell}, src/dma/doorbell.ts), knowing no transport:
  *
- * - Kernel VFIO maps the BAR: the worker rebuilds a one-register Uint16Array from the
- *   address the main thread sent and stores into it, as the main thread's transport does.
+ * - `store16`: a mapped notify register (virtio-pci over kernel VFIO, §4.1.4.4). The
+ *   worker rebuilds a one-register Uint16Array from the address and stores into it.
  *   Ordering: SplitQueue.publish stores avail->idx with Atomics.store (an XCHG on x86-64,
  *   a full barrier) before it calls the notifier, so the device cannot see the
  *   notification before the index; the BAR is uncached memory, whose stores are not
  *   reordered with earlier ones anyway.
- * - vfio-user has no mappable notify BAR (QEMU 7.2), so a notification is a
- *   VFIO_USER_REGION_WRITE message ("Read and Write Operations"). The worker sends it
- *   itself, posted (the No_reply flag, "Header"), on the connection's socket, which the
- *   main thread keeps open and alone reads from. The send does not block (MSG_DONTWAIT):
- *   a server that leaves no room is waited for in poll(2), in slices of
- *   {@linkcode NOTIFY_POLL_SLICE_MS} between which the worker reads the engine's stop
- *   flag (a stop ends the wait, notification skipped), for at most the notify deadline
- *   (default {@linkcode NOTIFY_SEND_TIMEOUT_MS}); past it the worker fails with one
- *   sentence rather than hang. A 34-byte message goes into the stream
- *   as one piece (AF_UNIX stream sockets queue each send of less than half the send buffer
- *   as one skb, under the peer's lock), so it cannot interleave with the main thread's
- *   messages; the server runs messages in order, and the avail->idx store precedes the
- *   send. Measured in the vfio-user bed: 3.9 µs per posted notification sent by the
- *   worker, 21 µs per acknowledged round trip (README, "Forwarding with l2fwd").
+ * - `message`: a complete message sent on a stream socket (vfio-user: a posted
+ *   VFIO_USER_REGION_WRITE of the notify register, QEMU 7.2 having no mappable notify
+ *   BAR). The send does not block (MSG_DONTWAIT): a peer that leaves no room is waited
+ *   for in poll(2), in slices of {@linkcode NOTIFY_POLL_SLICE_MS} between which the worker
+ *   reads the engine's stop flag (a stop ends the wait, notification skipped), for at
+ *   most the notify deadline (default {@linkcode NOTIFY_SEND_TIMEOUT_MS}); past it the
+ *   worker fails with one sentence rather than hang. A message of less than half the
+ *   send buffer goes into an AF_UNIX stream as one piece, under the peer's lock, so it
+ *   cannot interleave with the main thread's messages. Measured in the vfio-user bed:
+ *   3.9 µs per posted notification, 21 µs per acknowledged round trip (README).
+ * - `eventfd`: an 8-byte write of 1 (vhost-user's kick fd). The avail->idx store precedes
+ *   the write(2), a system call, which orders it anyway.
  *
  * @module
  */
 
+import type { Doorbell } from "../dma/doorbell.ts";
 import { DriverError } from "../errors.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
 import { CTL_STOP } from "./control.ts";
-import {
-  encodeHeader,
-  FLAG_NO_REPLY,
-  FLAG_TYPE_COMMAND,
-  HEADER_SIZE,
-  VFIO_USER_REGION_WRITE,
-} from "../vfio_user/protocol/header.ts";
-import { encodeRegionAccessInto, REGION_ACCESS_SIZE } from "../vfio_user/protocol/region_access.ts";
 import type { QueueNotifier } from "../virtio/split_queue.ts";
-import type { NotifySpec } from "./worker_spec.ts";
 
 const MSG_NOSIGNAL = 0x4000;
 const MSG_DONTWAIT = 0x40;
@@ -51,7 +40,7 @@ const ECONNRESET = 104;
 
 /**
  * How long a notification waits for room on the socket by default before the worker gives
- * up: a server that has not made room in its socket's send buffer for this long is stuck.
+ * up: a peer that has not made room in its socket's send buffer for this long is stuck.
  * The vfio-user client's own reply timeout (src/vfio_user/client.ts), so a server stall
  * the main thread would sit out does not end forwarding.
  */
@@ -63,7 +52,7 @@ export const NOTIFY_SEND_TIMEOUT_MS = 5000;
  */
 export const NOTIFY_POLL_SLICE_MS = 10;
 
-/** How a vfio-user notification waits for a server that leaves no room on its socket. */
+/** How a `message` notification waits for a peer that leaves no room on its socket. */
 export interface NotifierOptions {
   /** Give up (and fail the worker) after waiting this long (ms; default {@linkcode NOTIFY_SEND_TIMEOUT_MS}). */
   timeoutMs?: number;
@@ -73,6 +62,7 @@ export interface NotifierOptions {
 
 interface SendLib {
   send(fd: number, buf: Uint8Array<ArrayBuffer>, len: bigint, flags: number): number;
+  write(fd: number, buf: Uint8Array<ArrayBuffer>, len: bigint): number;
   poll(fds: Uint8Array<ArrayBuffer>, nfds: bigint, timeoutMs: number): number;
   errno(): number;
   /** Reads CLOCK_MONOTONIC into `ms[0]` (ms), allocating nothing. */
@@ -82,13 +72,14 @@ interface SendLib {
 
 let sendLib: SendLib | null = null;
 
-/** libc's send(2) and poll(2), opened once per worker (each worker calls dlopen itself). */
+/** libc's send(2), write(2) and poll(2), opened once per worker (each worker calls dlopen itself). */
 function libcSend(): SendLib {
   if (sendLib) return sendLib;
   const lib = Deno.dlopen("libc.so.6", {
     // ssize_t read as its low 32 bits: enough for a 34-byte send and for -1, and an i32
     // result does not allocate a number per call as a 64-bit one does (see clock.ts).
     send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+    write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
     poll: { parameters: ["buffer", "usize", "i32"], result: "i32" },
     __errno_location: { parameters: [], result: "pointer" },
   }).symbols;
@@ -97,6 +88,7 @@ function libcSend(): SendLib {
   const clock = new FfiClock(CLOCK_MONOTONIC);
   sendLib = {
     send: lib.send,
+    write: lib.write,
     poll: lib.poll,
     errno: () => errnoView.getInt32(0),
     tick: () => clock.tick(),
@@ -106,38 +98,68 @@ function libcSend(): SendLib {
 }
 
 /**
- * Builds the notifier a worker's SplitQueue calls after publishing. `name` names the
- * queue in errors; `options` bound a vfio-user notification's wait for room.
+ * Builds the notifier a worker's SplitQueue calls after publishing, from the doorbell its
+ * transport described. `name` names the queue in errors; `options` bound a `message`
+ * notification's wait for room.
  *
  * @example
  * ```ts ignore
  * import { makeNotifier } from "./notifier.ts";
- * const n = makeNotifier({ kind: "mmio", address: 0x7f00_1234_3000n, value: 1 }, "transmitq1");
+ * const n = makeNotifier({ kind: "store16", address: 0x7f00_1234_3000n, value: 1, what: "BAR4" }, "transmitq1");
  * n.notify(); // one 16-bit store of 1 into the notify register
  * ```
  */
 export function makeNotifier(
-  spec: NotifySpec,
+  bell: Doorbell,
   name: string,
   options: NotifierOptions = {},
 ): QueueNotifier {
-  if (spec.kind === "mmio") {
-    const p = Deno.UnsafePointer.create(spec.address);
+  if (bell.kind === "store16") {
+    const p = Deno.UnsafePointer.create(bell.address);
     if (p === null) throw new RangeError(`${name}: notify address 0 is not a register`);
-    return new MmioNotifier(
+    return new StoreNotifier(
       new Uint16Array(Deno.UnsafePointerView.getArrayBuffer(p, 2)),
-      spec.value,
+      bell.value,
     );
   }
+  if (bell.kind === "eventfd") return new EventfdNotifier(bell, name);
   const timeoutMs = options.timeoutMs ?? NOTIFY_SEND_TIMEOUT_MS;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     throw new RangeError(`${name}: a notify timeout of ${timeoutMs} ms is not possible`);
   }
-  return new PostedWriteNotifier(spec, name, timeoutMs, options.control ?? null);
+  return new MessageNotifier(bell, name, timeoutMs, options.control ?? null);
+}
+
+/** An 8-byte write of 1 to an eventfd. */
+class EventfdNotifier implements QueueNotifier {
+  readonly #lib: SendLib;
+  readonly #fd: number;
+  readonly #one = new Uint8Array(new BigUint64Array([1n]).buffer);
+  readonly #name: string;
+  readonly #what: string;
+
+  constructor(bell: Extract<Doorbell, { kind: "eventfd" }>, name: string) {
+    this.#lib = libcSend();
+    this.#fd = bell.fd;
+    this.#name = name;
+    this.#what = bell.what;
+  }
+
+  notify(): void {
+    if (this.#lib.write(this.#fd, this.#one, 8n) === 8) return;
+    const e = this.#lib.errno();
+    // EAGAIN: the counter is at its maximum, so the peer has a wake-up pending anyway.
+    if (e === EAGAIN) return;
+    if (e === EINTR) return this.notify();
+    throw new DriverError(
+      "TRANSPORT",
+      `Notifying ${this.#name} through ${this.#what} failed (write: errno ${e}): restart the port.`,
+    );
+  }
 }
 
 /** A 16-bit store of the queue index into the mapped notify register. */
-class MmioNotifier implements QueueNotifier {
+class StoreNotifier implements QueueNotifier {
   readonly #reg: Uint16Array;
   readonly #value: number;
 
@@ -152,60 +174,47 @@ class MmioNotifier implements QueueNotifier {
 }
 
 /**
- * A posted VFIO_USER_REGION_WRITE of one 16-bit value, sent from a message built once:
- * each notification is one send(2) through FFI and no allocation. The send does not
+ * A message built once by the transport (vfio-user: a posted VFIO_USER_REGION_WRITE), sent
+ * as it is: each notification is one send(2) through FFI and no allocation. The send does not
  * block (MSG_DONTWAIT, leaving the fd's flags to the main thread's client): when the
  * server leaves no room, its slow path (`#stalled`) waits in short poll(2)
  * slices until there is room, the engine stops the worker (notification skipped) or the
  * deadline passes (the worker fails instead of hanging where the engine cannot stop it).
  */
-class PostedWriteNotifier implements QueueNotifier {
+class MessageNotifier implements QueueNotifier {
   readonly #lib: SendLib;
   readonly #fd: number;
   readonly #msg: Uint8Array<ArrayBuffer>;
   readonly #len: bigint;
   readonly #size: number;
-  readonly #ids: Uint16Array;
   readonly #name: string;
   readonly #timeoutMs: number;
   readonly #control: Int32Array | null;
   readonly #pfd = new Uint8Array(new ArrayBuffer(8)); // struct pollfd
   readonly #pfdView = new DataView(this.#pfd.buffer);
-  #seq = 0;
+  readonly #what: string;
 
   constructor(
-    spec: Extract<NotifySpec, { kind: "vfio-user" }>,
+    bell: Extract<Doorbell, { kind: "message" }>,
     name: string,
     timeoutMs: number,
     control: Int32Array | null,
   ) {
     this.#lib = libcSend();
-    this.#fd = spec.fd;
+    this.#fd = bell.fd;
     this.#name = name;
+    this.#what = bell.what;
     this.#timeoutMs = timeoutMs;
     this.#control = control;
-    const size = HEADER_SIZE + REGION_ACCESS_SIZE + 2;
-    this.#size = size;
-    this.#msg = new Uint8Array(new ArrayBuffer(size));
-    // Message IDs only match replies to commands ("Header"); a posted write gets none. The
-    // worker's IDs count in their own range so traces can tell them apart.
-    encodeHeader(this.#msg, 0, {
-      msgId: 0xf000,
-      command: VFIO_USER_REGION_WRITE,
-      size,
-      flags: FLAG_TYPE_COMMAND | FLAG_NO_REPLY,
-      errorNo: 0,
-    });
-    encodeRegionAccessInto(this.#msg, HEADER_SIZE, spec.offset, spec.region, 2);
-    this.#ids = new Uint16Array(this.#msg.buffer, 0, 1);
-    new Uint16Array(this.#msg.buffer, HEADER_SIZE + REGION_ACCESS_SIZE, 1)[0] = spec.value;
-    this.#len = BigInt(size);
-    this.#pfdView.setInt32(0, spec.fd, true);
+    this.#size = bell.bytes.length;
+    this.#msg = new Uint8Array(new ArrayBuffer(this.#size));
+    this.#msg.set(bell.bytes);
+    this.#len = BigInt(this.#size);
+    this.#pfdView.setInt32(0, bell.fd, true);
     this.#pfdView.setInt16(4, POLLOUT, true);
   }
 
   notify(): void {
-    this.#ids[0] = 0xf000 | (this.#seq = (this.#seq + 1) & 0xfff);
     const n = this.#lib.send(this.#fd, this.#msg, this.#len, MSG_NOSIGNAL | MSG_DONTWAIT);
     // Anything but the whole message is rare (a stalled server, an error): handled apart,
     // so the hot function stays one send.
@@ -227,7 +236,7 @@ class PostedWriteNotifier implements QueueNotifier {
         // A short send would leave half a message in the stream: nothing can repair that.
         throw new DriverError(
           "TRANSPORT",
-          `Notifying ${this.#name} over vfio-user sent ${n} of ${this.#size} bytes, which breaks the connection: restart the port.`,
+          `Notifying ${this.#name} to ${this.#what} sent ${n} of ${this.#size} bytes, which breaks the connection: restart the port.`,
         );
       }
       const e = this.#lib.errno();
@@ -235,13 +244,15 @@ class PostedWriteNotifier implements QueueNotifier {
       if (e === EPIPE || e === ECONNRESET) {
         throw new DriverError(
           "TRANSPORT",
-          `The vfio-user server went away while ${this.#name} was being notified (QEMU exited or was killed): restart it and open the port again.`,
+          `${
+            capital(this.#what)
+          } went away while ${this.#name} was being notified (it exited or was killed): restart it and open the port again.`,
         );
       }
       if (e !== EAGAIN) {
         throw new DriverError(
           "TRANSPORT",
-          `Notifying ${this.#name} over vfio-user failed (send: errno ${e}): restart the port.`,
+          `Notifying ${this.#name} to ${this.#what} failed (send: errno ${e}): restart the port.`,
         );
       }
       if (this.#control && Atomics.load(this.#control, CTL_STOP) !== 0) return;
@@ -251,7 +262,9 @@ class PostedWriteNotifier implements QueueNotifier {
       if (left <= 0) {
         throw new DriverError(
           "TRANSPORT",
-          `The vfio-user server stopped reading notifications (${this.#name} waited ${this.#timeoutMs} ms for room on its socket): restart it and open the port again.`,
+          `${
+            capital(this.#what)
+          } stopped reading notifications (${this.#name} waited ${this.#timeoutMs} ms for room on its socket): restart it and open the port again.`,
         );
       }
       this.#pfdView.setInt16(6, 0, true); // revents
@@ -259,9 +272,14 @@ class PostedWriteNotifier implements QueueNotifier {
       if (r < 0 && this.#lib.errno() !== EINTR) {
         throw new DriverError(
           "TRANSPORT",
-          `Waiting to notify ${this.#name} over vfio-user failed (poll: errno ${this.#lib.errno()}): restart the port.`,
+          `Waiting to notify ${this.#name} to ${this.#what} failed (poll: errno ${this.#lib.errno()}): restart the port.`,
         );
       }
     }
   }
+}
+
+/** `what` with a capital first letter, to start a sentence. */
+function capital(what: string): string {
+  return what.charAt(0).toUpperCase() + what.slice(1);
 }

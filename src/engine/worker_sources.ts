@@ -23,6 +23,7 @@ import steeringMailbox from "./steering_mailbox.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
 import workerSpec from "./worker_spec.ts" with { type: "text" };
 import errors from "../errors.ts" with { type: "text" };
+import doorbell from "../dma/doorbell.ts" with { type: "text" };
 import packetBuffers from "../dma/packet_buffers.ts" with { type: "text" };
 import rxQueue from "../net/rx_queue.ts" with { type: "text" };
 import txQueue from "../net/tx_queue.ts" with { type: "text" };
@@ -30,9 +31,6 @@ import queueCounters from "../net/queue_counters.ts" with { type: "text" };
 import netHeader from "../net/header.ts" with { type: "text" };
 import splitQueue from "../virtio/split_queue.ts" with { type: "text" };
 import ringMath from "../virtio/ring_math.ts" with { type: "text" };
-import vuHeader from "../vfio_user/protocol/header.ts" with { type: "text" };
-import vuRegionAccess from "../vfio_user/protocol/region_access.ts" with { type: "text" };
-import vuBytes from "../vfio_user/protocol/bytes.ts" with { type: "text" };
 
 const at = (path: string) => new URL(path, import.meta.url).href;
 
@@ -61,6 +59,7 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [WORKER_ENTRY, worker],
   [at("./worker_spec.ts"), workerSpec],
   [at("../errors.ts"), errors],
+  [at("../dma/doorbell.ts"), doorbell],
   [at("../dma/packet_buffers.ts"), packetBuffers],
   [at("../net/rx_queue.ts"), rxQueue],
   [at("../net/tx_queue.ts"), txQueue],
@@ -68,7 +67,4 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("../net/header.ts"), netHeader],
   [at("../virtio/split_queue.ts"), splitQueue],
   [at("../virtio/ring_math.ts"), ringMath],
-  [at("../vfio_user/protocol/header.ts"), vuHeader],
-  [at("../vfio_user/protocol/region_access.ts"), vuRegionAccess],
-  [at("../vfio_user/protocol/bytes.ts"), vuBytes],
 ]);

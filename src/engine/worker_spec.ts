@@ -7,20 +7,8 @@
  * @module
  */
 
+import type { Doorbell } from "../dma/doorbell.ts";
 import type { SplitQueueState } from "../virtio/split_queue.ts";
-
-/**
- * How a worker notifies one virtqueue (virtio 1.x §4.1.4.4: a 16-bit write of the queue
- * index at cap.offset + queue_notify_off × notify_off_multiplier in the notify BAR).
- * - `mmio`: the BAR is mmap'd (kernel VFIO): `address` is that register in this process,
- *   and the worker stores `value` there itself.
- * - `vfio-user`: the BAR is reached by messages: the worker sends a posted (No_reply)
- *   VFIO_USER_REGION_WRITE of `value` to `region` at `offset` on the connection's socket
- *   `fd` (shared with the main thread, which alone reads from it).
- */
-export type NotifySpec =
-  | { kind: "mmio"; address: bigint; value: number }
-  | { kind: "vfio-user"; fd: number; region: number; offset: number; value: number };
 
 /** One virtqueue for a worker to adopt. */
 export interface RingSpec {
@@ -38,8 +26,8 @@ export interface RingSpec {
   bytes: number;
   /** The driver-side state the main thread left it in. */
   state: SplitQueueState;
-  /** How to notify it. */
-  notify: NotifySpec;
+  /** How to notify it (its transport's doorbell). */
+  notify: Doorbell;
 }
 
 /** One port's queue pair for a worker. */
@@ -58,7 +46,7 @@ export interface PortQueuesSpec {
    * How to notify the port's other receive queues (other workers'): a worker whose
    * receive queue ran dry wakes them too (see `siblings` in src/net/rx_queue.ts).
    */
-  rxSiblings: NotifySpec[];
+  rxSiblings: Doorbell[];
 }
 
 /** The shared pool and this worker's partition of it. */

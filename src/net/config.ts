@@ -9,7 +9,7 @@
 
 import { DriverError } from "../errors.ts";
 import { hasFeature } from "../virtio/features.ts";
-import type { VirtioPciTransport } from "../virtio/pci_transport.ts";
+import type { VirtioTransport } from "../virtio/transport.ts";
 import {
   VIRTIO_NET_F_CTRL_VQ,
   VIRTIO_NET_F_HASH_REPORT,
@@ -148,16 +148,16 @@ export function validateNetConfig(name: string, cfg: NetConfig, features: bigint
  * console.log(cfg.maxVirtqueuePairs);
  * ```
  */
-export function readNetConfig(t: VirtioPciTransport, features: bigint): NetConfig {
+export function readNetConfig(t: VirtioTransport, features: bigint): NetConfig {
   const f = (n: number) => hasFeature(features, n);
   const need = netConfigLength(features);
-  if (t.deviceConfig.size < need) {
-    throw new DriverError(
-      "DEVICE_MISBEHAVED",
-      `${t.pci.name}'s device configuration structure is ${t.deviceConfig.size} bytes, shorter than the ${need} bytes of struct virtio_net_config the negotiated features need: the device is broken.`,
-    );
-  }
   const cfg = t.readConfig((c): NetConfig => {
+    if (c.size < need) {
+      throw new DriverError(
+        "DEVICE_MISBEHAVED",
+        `${t.name}'s device configuration structure is ${c.size} bytes, shorter than the ${need} bytes of struct virtio_net_config the negotiated features need: the device is broken.`,
+      );
+    }
     const mac = new Uint8Array(6);
     if (f(VIRTIO_NET_F_MAC)) { for (let i = 0; i < 6; i++) mac[i] = c.read8(i); }
     const status = f(VIRTIO_NET_F_STATUS) ? c.read16(6) : VIRTIO_NET_S_LINK_UP;
@@ -175,6 +175,6 @@ export function readNetConfig(t: VirtioPciTransport, features: bigint): NetConfi
       supportedHashTypes: rssOrHash ? c.read32(20) : 0,
     };
   });
-  validateNetConfig(t.pci.name, cfg, features);
+  validateNetConfig(t.name, cfg, features);
   return cfg;
 }

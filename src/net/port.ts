@@ -1,6 +1,7 @@
 /**
- * A virtio-net port: one virtio-net PCI function driven from user space, from opening the
- * transport to the first receive buffers (virtio 1.x §3.1.1 initialization, §5.1.5
+ * A virtio-net port: one virtio-net device driven from user space through a
+ * {@linkcode VirtioTransport} (PCI over kernel VFIO or vfio-user, or vhost-user), from the
+ * transport's reset to the first receive buffers (virtio 1.x §3.1.1 initialization, §5.1.5
  * virtio-net initialization), with its queue pairs, control queue and steering.
  *
  * Queue indices follow §5.1.2: receiveqK is 2(K-1), transmitqK is 2(K-1)+1, and the
@@ -14,13 +15,8 @@ import { BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
 import { DmaRelease } from "../dma/dma_release.ts";
 import { alignUp, DmaRegion } from "../dma/memory.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
-import { parsePortSpec, type PortSpec } from "../pci/address.ts";
-import { PCI_DEVICE_ID, PCI_SUBSYSTEM_ID, PCI_VENDOR_ID } from "../pci/capabilities.ts";
-import type { PciDevice } from "../pci/pci_device.ts";
-import { isVirtioNet, notVirtioNetMessage } from "../pci/sysfs.ts";
-import { VfioPciDevice } from "../vfio/vfio_pci_device.ts";
 import { featureNames, hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
-import { type NotifyLocation, VirtioPciTransport } from "../virtio/pci_transport.ts";
+import type { VirtioTransport } from "../virtio/transport.ts";
 import { splitRingLayout } from "../virtio/ring_math.ts";
 import { SplitQueue } from "../virtio/split_queue.ts";
 import {
@@ -50,12 +46,6 @@ import {
 
 /** Options of {@linkcode VirtioNetPort.open}. */
 export interface PortOptions extends NegotiationOptions {
-  /** Take a PCI function from its kernel driver (bind it to vfio-pci). */
-  bind?: boolean;
-  /** Give the function back to its previous kernel driver on close. */
-  restoreDriver?: boolean;
-  /** With `bind`: take it even if its network interface carries this host's traffic. */
-  force?: boolean;
   /**
    * Queue pairs to set up (default 1). More than one needs VIRTIO_NET_F_MQ; at most
    * max_virtqueue_pairs. Steering can later use any number from 1 to this.
@@ -82,14 +72,11 @@ export interface PortOptions extends NegotiationOptions {
   pool?: BufferPool;
   /** Use 2 MiB huge pages when free ones exist (default true). */
   hugePages?: boolean;
-  /** Opens transports other than kernel VFIO (openPort() sets it for vfio-user). */
-  openDevice?: (spec: PortSpec) => PciDevice;
 }
 
 interface PortParts {
   name: string;
-  transport: VirtioPciTransport;
-  notifyCap: NotifyLocation;
+  transport: VirtioTransport;
   deviceFeatures: bigint;
   features: bigint;
   config: NetConfig;
@@ -107,24 +94,18 @@ interface PortParts {
  *
  * @example
  * ```ts ignore
- * import { VirtioNetPort } from "../../mod.ts";
- * const port = VirtioNetPort.open("0000:00:04.0", { bind: true, queuePairs: 4 });
+ * import { openPort } from "../../mod.ts";
+ * const port = openPort("0000:00:04.0", { bind: true, queuePairs: 4 });
  * console.log(port.negotiatedFeatureNames().join(" "));
  * port.steering.set({ mode: "auto", pairs: 4 });
  * port.close();
  * ```
  */
 export class VirtioNetPort {
-  /** The port's name (PCI address or vfio-user:path). */
+  /** The port's name (PCI address, vfio-user:path or vhost-user:path). */
   readonly name: string;
   /** The transport. */
-  readonly transport: VirtioPciTransport;
-  /**
-   * The notification structure (§4.1.4.4) as the transport checked it against its BAR in
-   * its one walk of the capability list ({@linkcode VirtioPciTransport.notifyLocation}):
-   * forwarding workers notify at its offset plus each queue's set-up offset.
-   */
-  readonly notifyCap: NotifyLocation;
+  readonly transport: VirtioTransport;
   /** Features the device offered. */
   readonly deviceFeatures: bigint;
   /** Features negotiated. */
@@ -153,7 +134,6 @@ export class VirtioNetPort {
   private constructor(p: PortParts) {
     this.name = p.name;
     this.transport = p.transport;
-    this.notifyCap = p.notifyCap;
     this.deviceFeatures = p.deviceFeatures;
     this.features = p.features;
     this.config = p.config;
@@ -170,38 +150,26 @@ export class VirtioNetPort {
   }
 
   /**
-   * Opens a port: `spec` is a PCI address (kernel VFIO) or `vfio-user:/path`. Any failure
-   * releases everything taken so far and throws a {@linkcode DriverError}.
+   * Starts a virtio-net device on `transport` (src/open_port.ts opens one by port name)
+   * and takes ownership of it: closing the port closes the transport. Any failure
+   * releases everything taken so far, the transport included, and throws a
+   * {@linkcode DriverError}.
    */
-  static open(spec: string | PortSpec, options: PortOptions = {}): VirtioNetPort {
-    const ps = typeof spec === "string" ? parsePortSpec(spec) : spec;
+  static open(transport: VirtioTransport, options: PortOptions = {}): VirtioNetPort {
+    const name = transport.name;
     const release = new ReleaseStack();
-    const dma = new DmaRelease(ps.name);
+    const dma = new DmaRelease(name);
     let failed = false;
     try {
-      let pci: PciDevice;
-      if (ps.kind === "pci") {
-        pci = VfioPciDevice.open(ps.address, {
-          bind: options.bind,
-          restoreDriver: options.restoreDriver,
-          force: options.force,
-        });
-      } else if (options.openDevice) {
-        pci = options.openDevice(ps);
-      } else {
-        throw new DriverError(
-          "UNSUPPORTED",
-          `${ps.name}: no vfio-user transport was given to open it: use openPort() from mod.ts, which knows it.`,
-        );
-      }
-      const opened = pci;
-      // When opening fails half-way, the function goes back to its kernel driver too.
-      release.push(`close ${ps.name}`, () => {
+      // When opening fails half-way, a PCI function goes back to its kernel driver too.
+      release.push(`close ${name}`, () => {
         // Whatever may still use the DMA memory may also notify through the BAR mapping
-        // or the vfio-user socket: those stay too (dma's release reports why).
-        if (dma.retainedBy === null) opened.close({ restoreDriver: failed });
+        // or the transport's socket: those stay too (dma's release reports why).
+        if (dma.retainedBy === null) {
+          transport.close({ restoreDriver: failed });
+        }
       });
-      const port = VirtioNetPort.#start(ps.name, pci, options, release, dma);
+      const port = VirtioNetPort.#start(name, transport, options, release, dma);
       const pairs = options.queuePairs ?? 1;
       if (pairs > 1) port.steering.set({ mode: "auto", pairs });
       return port;
@@ -214,19 +182,11 @@ export class VirtioNetPort {
 
   static #start(
     name: string,
-    pci: PciDevice,
+    t: VirtioTransport,
     options: PortOptions,
     release: ReleaseStack,
     dma: DmaRelease,
   ): VirtioNetPort {
-    const id = {
-      vendor: pci.config.read16(PCI_VENDOR_ID),
-      device: pci.config.read16(PCI_DEVICE_ID),
-      subsystemDevice: pci.config.read16(PCI_SUBSYSTEM_ID),
-      classCode: 0,
-    };
-    if (!isVirtioNet(id)) throw new DriverError("NOT_VIRTIO_NET", notVirtioNetMessage(name, id));
-    const t = new VirtioPciTransport(pci);
     // §3.1.1: reset, ACKNOWLEDGE, DRIVER, negotiate, FEATURES_OK, set up queues, DRIVER_OK.
     t.reset();
     // Released last pushed first: the reset, then the DMA memory below (unmapped and freed
@@ -240,8 +200,8 @@ export class VirtioNetPort {
       try {
         t.reset();
       } catch (e) {
-        // A vfio-user server that has gone away took the device and its DMA with it:
-        // there is nothing left to reset. Anything else keeps the DMA memory mapped.
+        // A vfio-user server or vhost-user back-end that has gone away took the device
+        // and its DMA with it: there is nothing left to reset. Anything else keeps the DMA memory mapped.
         if (!(e instanceof DriverError && e.code === "TRANSPORT")) throw e;
       }
       dma.deviceStopped();
@@ -278,7 +238,7 @@ export class VirtioNetPort {
       { hugePages: options.hugePages },
     );
     dma.push("free DMA memory", () => region.free());
-    region.mapFor(pci);
+    region.mapFor(t.dma);
     let pool: BufferPool;
     if (options.pool === undefined) {
       pool = new BufferPool(region, ringsTotal + ctrlBytes, poolSize, bufferSize);
@@ -286,8 +246,8 @@ export class VirtioNetPort {
       pool = options.pool;
       checkSharedPool(pool, config, headerSize);
       const shared = pool.region;
-      shared.mapFor(pci);
-      dma.push("unmap the shared pool", () => shared.unmapFrom(pci));
+      shared.mapFor(t.dma);
+      dma.push("unmap the shared pool", () => shared.unmapFrom(t.dma));
     }
 
     const eventIdx = hasFeature(features, VIRTIO_F_EVENT_IDX);
@@ -334,7 +294,6 @@ export class VirtioNetPort {
     return new VirtioNetPort({
       name,
       transport: t,
-      notifyCap: t.notifyLocation,
       deviceFeatures: offered,
       features,
       config,

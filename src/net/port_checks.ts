@@ -10,7 +10,7 @@ import type { BufferPool } from "../dma/buffer_pool.ts";
 import { alignUp } from "../dma/memory.ts";
 import { DriverError } from "../errors.ts";
 import { hasFeature } from "../virtio/features.ts";
-import type { VirtioPciTransport } from "../virtio/pci_transport.ts";
+import type { VirtioTransport } from "../virtio/transport.ts";
 import { isValidQueueSize } from "../virtio/ring_math.ts";
 import type { NetConfig } from "./config.ts";
 import { VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ, VIRTIO_NET_F_RSS } from "./features.ts";
@@ -100,7 +100,7 @@ export interface QueuePlan {
  * ```
  */
 export function planQueues(
-  t: VirtioPciTransport,
+  t: VirtioTransport,
   name: string,
   pairs: number,
   features: bigint,
@@ -130,7 +130,7 @@ export function planQueues(
  * ```
  */
 export function queueSize(
-  t: VirtioPciTransport,
+  t: VirtioTransport,
   name: string,
   q: number,
   wanted: number | undefined,

@@ -4,13 +4,10 @@
  * and blocks again (the NAPI pattern). Polling stays the default; nothing here runs on
  * the polling hot path.
  *
- * What {@linkcode RxInterrupts.enable} sets up, in the order Linux's virtio_pci does:
- * 1. an eventfd ({@linkcode Eventfd});
- * 2. MSI-X vector v of the function routed to it (PciDevice.setIrqEventfds:
- *    VFIO_DEVICE_SET_IRQS, or VFIO_USER_DEVICE_SET_IRQS with the fd as SCM_RIGHTS);
- * 3. receiveq's queue_msix_vector = v, read back: VIRTIO_MSI_NO_VECTOR means the device
- *    refused the mapping (virtio 1.x §4.1.5.1.2 MSI-X Vector Configuration, "the driver
- *    MUST verify success by reading the Vector field value").
+ * {@linkcode RxInterrupts.enable} makes an eventfd ({@linkcode Eventfd}) and has the
+ * transport route the queue's notifications to it (VirtioTransport.routeQueueInterrupt:
+ * an MSI-X vector on PCI, src/virtio/pci_queue_interrupts.ts; the queue's call fd on
+ * vhost-user).
  *
  * The queue's used-buffer notifications stay suppressed (VIRTQ_AVAIL_F_NO_INTERRUPT, or a
  * used_event behind the used index with EVENT_IDX, §2.7.7/§2.7.10) except while
@@ -21,11 +18,21 @@
  */
 
 import { Eventfd } from "../../ffi/eventfd.ts";
-import { VFIO_PCI_MSIX_IRQ_INDEX } from "../../ffi/vfio_uapi.ts";
 import { DriverError } from "../errors.ts";
-import { VIRTIO_MSI_NO_VECTOR } from "../virtio/pci_transport.ts";
 import type { SplitQueue } from "../virtio/split_queue.ts";
-import type { VirtioNetPort } from "./port.ts";
+import type { QueueInterruptRoute, VirtioTransport } from "../virtio/transport.ts";
+
+/** What {@linkcode RxInterrupts} needs of a port (a VirtioNetPort gives it). */
+export interface RxInterruptPort {
+  /** The port's name. */
+  readonly name: string;
+  /** Queue pairs set up. */
+  readonly queuePairs: number;
+  /** Its transport. */
+  readonly transport: VirtioTransport;
+  /** Receive queue of pair `q`. */
+  rx(q: number): { readonly vq: SplitQueue };
+}
 
 /** Options of {@linkcode RxInterrupts.enable}. */
 export interface RxInterruptOptions {
@@ -35,9 +42,6 @@ export interface RxInterruptOptions {
    */
   vector?: number;
 }
-
-/** Vectors routed per port, so that two queues never share one eventfd by accident. */
-const routedVectors = new WeakMap<VirtioNetPort, Set<number>>();
 
 /**
  * Interrupt-driven waiting on one receive queue of a port.
@@ -59,12 +63,12 @@ const routedVectors = new WeakMap<VirtioNetPort, Set<number>>();
  */
 export class RxInterrupts {
   /** The port. */
-  readonly port: VirtioNetPort;
+  readonly port: RxInterruptPort;
   /** Queue pair index (receiveq(pair + 1)). */
   readonly pair: number;
   /** The receive virtqueue. */
   readonly vq: SplitQueue;
-  /** The MSI-X vector the queue's notifications go to. */
+  /** The MSI-X vector the queue's notifications go to (-1: the transport has none, vhost-user). */
   readonly vector: number;
   /** The eventfd the vector signals. */
   readonly eventfd: Eventfd;
@@ -78,11 +82,19 @@ export class RxInterrupts {
   signals = 0;
   #closed = false;
 
-  private constructor(port: VirtioNetPort, pair: number, vector: number, eventfd: Eventfd) {
+  readonly #route: QueueInterruptRoute;
+
+  private constructor(
+    port: RxInterruptPort,
+    pair: number,
+    route: QueueInterruptRoute,
+    eventfd: Eventfd,
+  ) {
     this.port = port;
     this.pair = pair;
     this.vq = port.rx(pair).vq;
-    this.vector = vector;
+    this.vector = route.vector;
+    this.#route = route;
     this.eventfd = eventfd;
   }
 
@@ -93,7 +105,7 @@ export class RxInterrupts {
    * mapping. Prefer `port.enableRxInterrupts(pair)`, which also undoes it on port close.
    */
   static enable(
-    port: VirtioNetPort,
+    port: RxInterruptPort,
     pair = 0,
     options: RxInterruptOptions = {},
   ): RxInterrupts {
@@ -103,58 +115,17 @@ export class RxInterrupts {
         `${port.name} has no receive queue ${pair}: use 0…${port.queuePairs - 1}.`,
       );
     }
-    const t = port.transport;
-    const pci = t.pci;
     const vq = port.rx(pair).vq;
-    const count = pci.irqCount(VFIO_PCI_MSIX_IRQ_INDEX);
-    if (count === 0) {
-      throw new DriverError(
-        "UNSUPPORTED",
-        `${port.name} has no MSI-X vectors, so its receive queues cannot interrupt: poll them (QEMU: give virtio-net-pci vectors=N).`,
-      );
-    }
-    const vector = options.vector ?? 1 + vq.index;
-    // §4.1.5.1.2.2: the driver MUST NOT map an event to a vector outside the MSI-X table.
-    if (!Number.isInteger(vector) || vector < 0 || vector >= count) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `MSI-X vector ${vector} is outside ${port.name}'s table of ${count}: pass a vector below ${count} (option vector), or give the device more (QEMU: vectors=${
-          2 * port.queuePairs + 2
-        }).`,
-      );
-    }
-    const used = routedVectors.get(port) ?? new Set<number>();
-    if (used.has(vector)) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `MSI-X vector ${vector} of ${port.name} already signals another queue: pass another vector (option vector).`,
-      );
-    }
     const efd = Eventfd.create();
-    let routed = false;
+    let route: QueueInterruptRoute;
     try {
       vq.disableInterrupts();
-      pci.setIrqEventfds(VFIO_PCI_MSIX_IRQ_INDEX, vector, [efd.fd]);
-      routed = true;
-      const got = t.setQueueVector(vq.index, vector);
-      if (got !== vector) {
-        throw new DriverError(
-          "DEVICE_REFUSED",
-          `${port.name} did not map receiveq${
-            pair + 1
-          } to MSI-X vector ${vector} (queue_msix_vector reads back 0x${
-            got.toString(16)
-          }, §4.1.5.1.2): it has no resources for it; try another vector or poll the queue.`,
-        );
-      }
+      route = port.transport.routeQueueInterrupt(vq.index, efd.fd, options);
     } catch (e) {
-      if (routed) unroute(port, used, vector);
       efd.close();
       throw e;
     }
-    used.add(vector);
-    routedVectors.set(port, used);
-    return new RxInterrupts(port, pair, vector, efd);
+    return new RxInterrupts(port, pair, route, efd);
   }
 
   /** True until {@linkcode RxInterrupts.close}. */
@@ -255,24 +226,14 @@ export class RxInterrupts {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const used = routedVectors.get(this.port) ?? new Set<number>();
     try {
       this.vq.disableInterrupts();
-      this.port.transport.setQueueVector(this.vq.index, VIRTIO_MSI_NO_VECTOR);
-      unroute(this.port, used, this.vector);
+      this.#route.unroute();
     } catch (e) {
-      // A vfio-user server that went away took its interrupts with it.
+      // A vfio-user server or vhost-user back-end that went away took its interrupts with it.
       if (!(e instanceof DriverError && e.code === "TRANSPORT")) throw e;
     } finally {
-      used.delete(this.vector);
       this.eventfd.close();
     }
   }
-}
-
-/** Detaches `vector`'s eventfd; the last vector of a port turns MSI-X off altogether. */
-function unroute(port: VirtioNetPort, used: Set<number>, vector: number): void {
-  const pci = port.transport.pci;
-  const others = [...used].some((v) => v !== vector);
-  pci.setIrqEventfds(VFIO_PCI_MSIX_IRQ_INDEX, others ? vector : 0, others ? [-1] : []);
 }

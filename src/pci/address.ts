@@ -1,5 +1,6 @@
 /**
- * PCI addresses (domain:bus:device.function) and the port names that select a transport.
+ * PCI addresses (domain:bus:device.function). Port names (which select a transport) are
+ * src/port_name.ts.
  *
  * @module
  */
@@ -60,97 +61,4 @@ export function parsePciAddress(text: string): PciAddress {
 export function formatPciAddress(a: PciAddress): string {
   const h = (n: number, w: number) => n.toString(16).padStart(w, "0");
   return `${h(a.domain, 4)}:${h(a.bus, 2)}:${h(a.device, 2)}.${a.fn}`;
-}
-
-/**
- * Where a port lives: a PCI function through kernel VFIO, or a vfio-user server socket.
- * `name` is canonical: two spellings of one port (`00:04.0`, `0000:00:04.0`) give one name.
- */
-export type PortSpec =
-  | { kind: "pci"; address: PciAddress; name: string }
-  | { kind: "vfio-user"; socketPath: string; name: string };
-
-/**
- * A socket path with repeated slashes, `.` components and a trailing slash removed: the
- * spellings that name the same file whatever the links on the way (`..` is kept, as it
- * does not, after a symbolic link). This is the path a port connects to.
- *
- * @example
- * ```ts
- * import { normalizeSocketPath } from "./address.ts";
- * normalizeSocketPath("//run/./net0.sock"); // "/run/net0.sock"
- * ```
- */
-export function normalizeSocketPath(path: string): string {
-  const parts = path.split("/").filter((p) => p !== "" && p !== ".");
-  return `/${parts.join("/")}`;
-}
-
-/**
- * A socket path with `.` and `..` resolved lexically (`..` drops the component before it;
- * at the root it stays there): the spelling port names compare by, so `/run/a/../s.sock`
- * and `/run/s.sock` are one port. After a symbolic link the two may differ; comparing the
- * files themselves is `samePortTarget` (src/vfio_user/same_port.ts).
- *
- * @example
- * ```ts
- * import { lexicalSocketPath } from "./address.ts";
- * lexicalSocketPath("/run/a/../b/./net0.sock"); // "/run/b/net0.sock"
- * ```
- */
-export function lexicalSocketPath(path: string): string {
-  const parts: string[] = [];
-  for (const p of path.split("/")) {
-    if (p === "" || p === ".") continue;
-    if (p === "..") parts.pop();
-    else parts.push(p);
-  }
-  return `/${parts.join("/")}`;
-}
-
-/**
- * Parses a port name as the tools accept it: a PCI address (kernel VFIO) or
- * `vfio-user:/path/to/socket`. The result's `name` is canonical (lower-case, zero-padded
- * PCI address; socket path with `.` and `..` resolved lexically), so comparing names finds
- * one port given twice unless a symbolic link hides it (`samePortTarget` finds those).
- *
- * @example
- * ```ts
- * import { parsePortSpec } from "./address.ts";
- * parsePortSpec("vfio-user:/run/net0.sock"); // { kind: "vfio-user", socketPath: "/run/net0.sock", … }
- * parsePortSpec("0000:00:04.0").kind; // "pci"
- * ```
- */
-export function parsePortSpec(text: string): PortSpec {
-  if (text.startsWith("vfio-user:")) {
-    const socketPath = text.slice("vfio-user:".length);
-    if (!socketPath.startsWith("/")) {
-      throw new DriverError(
-        "BAD_ADDRESS",
-        `'${text}' names no socket: write vfio-user:/absolute/path/to/socket.`,
-      );
-    }
-    // The kernel resolves `..` where the port connects; names fold it to compare.
-    return {
-      kind: "vfio-user",
-      socketPath: normalizeSocketPath(socketPath),
-      name: `vfio-user:${lexicalSocketPath(socketPath)}`,
-    };
-  }
-  const address = parsePciAddress(text);
-  return { kind: "pci", address, name: formatPciAddress(address) };
-}
-
-/**
- * The canonical name of a port (see {@linkcode parsePortSpec}); throws BAD_ADDRESS for a
- * name that is no port.
- *
- * @example
- * ```ts
- * import { canonicalPortName } from "./address.ts";
- * canonicalPortName("00:04.0") === canonicalPortName("0000:00:04.0"); // true
- * ```
- */
-export function canonicalPortName(text: string): string {
-  return parsePortSpec(text).name;
 }

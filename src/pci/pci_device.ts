@@ -8,6 +8,10 @@
  */
 
 import { DriverError } from "../errors.ts";
+import type { Doorbell } from "../dma/doorbell.ts";
+import type { DmaSegment, DmaTarget } from "../dma/dma_target.ts";
+
+export type { DmaSegment };
 
 /**
  * Register access to one region (a BAR or config space). Offsets are bytes from the
@@ -33,20 +37,8 @@ export interface RegionIo {
   write32(offset: number, value: number): void;
 }
 
-/** A piece of process memory to make visible to the device at an IOVA. */
-export interface DmaSegment {
-  /** Process virtual address of the memory. */
-  vaddr: bigint;
-  /** Size in bytes (a multiple of the page size). */
-  size: number;
-  /** memfd that backs the memory (vfio-user passes it to the server). */
-  fd: number;
-  /** Offset of the memory within `fd`. */
-  fdOffset: number;
-}
-
 /** A PCI function opened for user-space driving. */
-export interface PciDevice {
+export interface PciDevice extends DmaTarget {
   /** How users name the port: a PCI address or `vfio-user:/path`. */
   readonly name: string;
   /** PCI configuration space. */
@@ -59,6 +51,11 @@ export interface PciDevice {
   dmaMap(segment: DmaSegment, iova: bigint): void;
   /** Removes a mapping made with {@linkcode PciDevice.dmaMap}. */
   dmaUnmap(iova: bigint, size: number): void;
+  /**
+   * How another thread writes the 16-bit `value` at `offset` of BAR `bar` (a notification
+   * register): a store into the mapped BAR, or a message to the vfio-user server.
+   */
+  doorbell16(bar: number, offset: number, value: number): Doorbell;
   /** Resets the function (VFIO_DEVICE_RESET or the vfio-user equivalent), if supported. */
   reset(): void;
   /**
@@ -82,6 +79,31 @@ export interface PciDevice {
    * (used when opening a port fails half-way).
    */
   close(options?: { restoreDriver?: boolean }): void;
+}
+
+/**
+ * The doorbell of a 16-bit register at `offset` of a mapped region `io`, or null when `io`
+ * is not mapped (its accesses go through the transport).
+ *
+ * @example
+ * ```ts
+ * import { MappedRegionIo, mappedDoorbell16 } from "./pci_device.ts";
+ * const bar = new MappedRegionIo(new ArrayBuffer(64));
+ * mappedDoorbell16(bar, 8, 1, "BAR4")?.kind; // "store16"
+ * ```
+ */
+export function mappedDoorbell16(
+  io: RegionIo,
+  offset: number,
+  value: number,
+  what: string,
+): Doorbell | null {
+  if (!(io instanceof MappedRegionIo)) return null;
+  if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size && offset % 2 === 0)) {
+    throw new RangeError(`${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes`);
+  }
+  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(io.buffer)));
+  return { kind: "store16", address: base + BigInt(offset), value, what };
 }
 
 /**

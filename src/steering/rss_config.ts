@@ -28,13 +28,6 @@ import { DriverError } from "../errors.ts";
 import { VIRTIO_NET_RSS_HASH_TYPES_ALL } from "./hash_types.ts";
 import { RSS_KEY_LENGTH } from "./toeplitz.ts";
 
-export {
-  VIRTIO_NET_CTRL_MQ,
-  VIRTIO_NET_CTRL_MQ_HASH_CONFIG,
-  VIRTIO_NET_CTRL_MQ_RSS_CONFIG,
-  VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
-} from "../net/control_queue.ts";
-
 /** Fewest queue pairs VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET accepts (§5.1.6.5.5). */
 export const VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN = 1;
 /** Most queue pairs VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET accepts (§5.1.6.5.5). */

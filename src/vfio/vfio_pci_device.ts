@@ -41,11 +41,13 @@ import {
   VFIO_PCI_CONFIG_REGION_INDEX,
   VFIO_REGION_INFO_FLAG_MMAP,
 } from "../../ffi/vfio_uapi.ts";
+import type { Doorbell } from "../dma/doorbell.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { formatPciAddress, type PciAddress } from "../pci/address.ts";
 import {
   checkIrqRange,
   type DmaSegment,
+  mappedDoorbell16,
   MappedRegionIo,
   type PciDevice,
   type RegionIo,
@@ -276,6 +278,16 @@ export class VfioPciDevice implements PciDevice {
     }
     this.#bars.set(index, io);
     return io;
+  }
+
+  doorbell16(bar: number, offset: number, value: number): Doorbell {
+    const what = `BAR${bar} of ${this.name}`;
+    const bell = mappedDoorbell16(this.bar(bar), offset, value, what);
+    if (bell) return bell;
+    throw new DriverError(
+      "UNSUPPORTED",
+      `VFIO cannot mmap ${what}, so forwarding workers cannot notify through it: use a device whose notify BAR VFIO can map.`,
+    );
   }
 
   iovaRanges(): { start: bigint; end: bigint }[] {

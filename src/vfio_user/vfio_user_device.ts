@@ -30,10 +30,13 @@ import {
   ETIMEDOUT,
   UNIX_PATH_MAX,
 } from "../../ffi/unix_socket.ts";
+import type { Doorbell } from "../dma/doorbell.ts";
+import { postedWrite16 } from "./posted_write.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../pci/capabilities.ts";
 import {
   type DmaSegment,
+  mappedDoorbell16,
   MappedRegionIo,
   type PciDevice,
   type RegionIo,
@@ -284,6 +287,24 @@ export class VfioUserDevice implements PciDevice {
 
   setIrqEventfds(index: number, start: number, fds: number[]): void {
     this.#irqs.setEventfds(index, start, fds);
+  }
+
+  doorbell16(bar: number, offset: number, value: number): Doorbell {
+    const what = `BAR${bar} of ${this.name}`;
+    const io = this.bar(bar);
+    const mapped = mappedDoorbell16(io, offset, value, what);
+    if (mapped) return mapped;
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size)) {
+      throw new RangeError(
+        `${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes`,
+      );
+    }
+    return {
+      kind: "message",
+      fd: this.client.socketFd,
+      bytes: postedWrite16(bar, offset, value),
+      what: `the vfio-user server of ${this.name}`,
+    };
   }
 
   bar(index: number): RegionIo {

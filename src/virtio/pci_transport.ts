@@ -16,8 +16,11 @@ import {
   PCI_COMMAND_MEMORY,
 } from "../pci/capabilities.ts";
 import { type PciDevice, type RegionIo, SubRegionIo } from "../pci/pci_device.ts";
+import type { Doorbell } from "../dma/doorbell.ts";
 import { featureNames } from "./features.ts";
+import { routeMsixQueueInterrupt } from "./pci_queue_interrupts.ts";
 import type { QueueNotifier } from "./split_queue.ts";
+import type { QueueInterruptOptions, QueueInterruptRoute, VirtioTransport } from "./transport.ts";
 import {
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_CONFIG_S_FEATURES_OK,
@@ -175,10 +178,14 @@ export class RegionNotifier implements QueueNotifier {
   }
 }
 
-/** The modern virtio-pci transport of one device. */
-export class VirtioPciTransport {
+/** The modern virtio-pci transport of one device (§4.1), over kernel VFIO or vfio-user. */
+export class VirtioPciTransport implements VirtioTransport {
   /** The underlying PCI function. */
   readonly pci: PciDevice;
+  /** The PCI function's name. */
+  readonly name: string;
+  /** DMA memory is mapped for the PCI function (through its IOMMU, or its vfio-user server). */
+  readonly dma: PciDevice;
   /** The common configuration structure. */
   readonly common: RegionIo;
   /** The device-specific configuration structure. */
@@ -197,6 +204,8 @@ export class VirtioPciTransport {
   readonly notifyLocation: NotifyLocation;
   readonly #notify: RegionIo;
   readonly #notifyMultiplier: number;
+  /** Each set-up queue's notification register, as an offset in the notify structure. */
+  readonly #notifyAt = new Map<number, number>();
 
   /**
    * Locates the virtio structures of `pci` and enables memory decoding and bus mastering.
@@ -212,6 +221,8 @@ export class VirtioPciTransport {
    */
   constructor(pci: PciDevice) {
     this.pci = pci;
+    this.name = pci.name;
+    this.dma = pci;
     const caps = readCaps(pci);
     const broken = (what: string): never => {
       throw new DriverError("DEVICE_MISBEHAVED", `${pci.name}'s ${what}: the device is broken.`);
@@ -364,7 +375,39 @@ export class VirtioPciTransport {
       );
     }
     c.write16(COMMON_Q_ENABLE, 1);
+    this.#notifyAt.set(index, at);
     return new RegionNotifier(this.#notify, at, index);
+  }
+
+  /**
+   * How a worker notifies queue `index`: at the register set-up checked (§4.1.4.4), in the
+   * notify structure found when the transport was made. Nothing is read from the device
+   * again, so a device that answers something else now cannot move a worker's stores.
+   */
+  doorbell(index: number): Doorbell {
+    const at = this.#notifyAt.get(index);
+    if (at === undefined) {
+      throw new RangeError(`${this.name} has not set up queue ${index}: it has no doorbell yet`);
+    }
+    const loc = this.notifyLocation;
+    return this.pci.doorbell16(loc.bar, loc.offset + at, index);
+  }
+
+  /**
+   * Routes queue `index`'s interrupts to eventfd `fd` through an MSI-X vector
+   * (pci_queue_interrupts.ts).
+   */
+  routeQueueInterrupt(
+    index: number,
+    fd: number,
+    options: QueueInterruptOptions = {},
+  ): QueueInterruptRoute {
+    return routeMsixQueueInterrupt(this, index, fd, options);
+  }
+
+  /** Closes the PCI function (`restoreDriver`: back to its kernel driver if this process took it). */
+  close(options?: { restoreDriver?: boolean }): void {
+    this.pci.close(options);
   }
 
   /**

@@ -28,7 +28,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { Eventfd, NO_BUFFER, openPort, type VirtioNetPort } from "../../mod.ts";
+import {
+  Eventfd,
+  NO_BUFFER,
+  openPort,
+  type VirtioNetPort,
+  type VirtioPciTransport,
+} from "../../mod.ts";
 import {
   LATENCY_ETHERTYPE,
   monoNs,
@@ -85,15 +91,15 @@ function phases(
   // the enabled MSI-X set, so the driver re-enables the set with both (the wake-up below
   // then proves vector 1 survived that).
   const extra = values["extra-vector"] === undefined ? null : Eventfd.create();
-  if (extra) port.transport.pci.setIrqEventfds(2, Number(values["extra-vector"]), [extra.fd]);
+  if (extra) transportOf(port).pci.setIrqEventfds(2, Number(values["extra-vector"]), [extra.fd]);
   const rxq = port.rx(0), txq = port.tx(0), pool = port.pool, data = pool.data;
   const vq = rxq.vq;
   say({
     event: "ready",
     port: port.name,
     vector: irq.vector,
-    queueVector: port.transport.queueVector(vq.index),
-    msixVectors: port.transport.pci.irqCount(2),
+    queueVector: transportOf(port).queueVector(vq.index),
+    msixVectors: transportOf(port).pci.irqCount(2),
     eventIdx: port.negotiatedFeatureNames().includes("VIRTIO_F_EVENT_IDX"),
   });
   const bufs = new Uint32Array(32), lens = new Uint32Array(32);
@@ -242,8 +248,13 @@ function phases(
   irq.close();
   extra?.close();
   // Closed: the queue is back to polling, with no vector.
-  if (port.transport.queueVector(vq.index) !== 0xffff) return 4;
+  if (transportOf(port).queueVector(vq.index) !== 0xffff) return 4;
   return ok ? 0 : 3;
 }
 
 guestMain(run);
+
+/** The port's modern virtio-pci transport (this program runs on kernel VFIO only). */
+function transportOf(port: VirtioNetPort): VirtioPciTransport {
+  return port.transport as VirtioPciTransport;
+}

@@ -1,13 +1,9 @@
-/** PCI addresses and port names (src/pci/address.ts). */
+/** PCI addresses and port names (src/pci/address.ts, src/port_name.ts). */
 
 import assert from "node:assert/strict";
 import { DriverError } from "../../src/errors.ts";
-import {
-  canonicalPortName,
-  formatPciAddress,
-  parsePciAddress,
-  parsePortSpec,
-} from "../../src/pci/address.ts";
+import { formatPciAddress, parsePciAddress } from "../../src/pci/address.ts";
+import { canonicalPortName, parsePortSpec } from "../../src/port_name.ts";
 
 function assertBadAddress(text: string, why?: RegExp): void {
   assert.throws(() => parsePciAddress(text), (e: unknown) => {

@@ -11,6 +11,7 @@
  */
 
 import { createSharedPool } from "../../src/dma/buffer_pool.ts";
+import { postedWrite16 } from "../../src/vfio_user/posted_write.ts";
 import type { BufferPool } from "../../src/dma/buffer_pool.ts";
 import { DmaRegion } from "../../src/dma/memory.ts";
 import { CTL_STOP, requestStop, sharedControl, workersInside } from "../../src/engine/control.ts";
@@ -187,8 +188,18 @@ export class FakeBed {
           bytes: splitRingLayout(QSIZE).totalBytes,
           state: vq.exportState(),
           notify: q === 1 && opts.txNotifyFd !== undefined
-            ? { kind: "vfio-user", fd: opts.txNotifyFd, region: 4, offset: 0x3000, value: q }
-            : { kind: "mmio", address: doorbell + BigInt(4 * p + 2 * q), value: q },
+            ? {
+              kind: "message",
+              fd: opts.txNotifyFd,
+              bytes: postedWrite16(4, 0x3000, q),
+              what: "the vfio-user server of fake",
+            }
+            : {
+              kind: "store16",
+              address: doorbell + BigInt(4 * p + 2 * q),
+              value: q,
+              what: `the fake doorbell of fake${p}`,
+            },
         };
       };
       const mac = Uint8Array.from([2, 0, 0, 0, 0xaa, p]);

@@ -22,8 +22,10 @@ import {
   PCI_STATUS,
   PCI_STATUS_CAP_LIST,
 } from "../../src/pci/capabilities.ts";
+import type { Doorbell } from "../../src/dma/doorbell.ts";
 import {
   type DmaSegment,
+  mappedDoorbell16,
   MappedRegionIo,
   type PciDevice,
   type RegionIo,
@@ -52,6 +54,7 @@ import {
   VIRTIO_CONFIG_S_NEEDS_RESET,
 } from "../../src/virtio/status.ts";
 import { VirtioNetPort } from "../../src/net/port.ts";
+import { pciTransport } from "../../src/open_port.ts";
 import type { PortOptions } from "../../src/net/port.ts";
 
 /** Where BAR4 holds each structure (as QEMU lays them out). */
@@ -346,6 +349,11 @@ export class FakePci implements PciDevice {
   reset(): void {
     this.events.push("function reset");
   }
+  doorbell16(bar: number, offset: number, value: number): Doorbell {
+    const bell = mappedDoorbell16(this.bar(bar), offset, value, `BAR${bar} of ${this.name}`);
+    if (!bell) throw new Error(`BAR${bar} of the fake is not mapped`);
+    return bell;
+  }
   irqCount(_index: number): number {
     return 0;
   }
@@ -443,10 +451,9 @@ export function portDevice(name = "vfio-user:/fake"): FakePci {
  * ```
  */
 export function openFakePort(device: FakePci, options: PortOptions = {}): VirtioNetPort {
-  return VirtioNetPort.open(device.name, {
+  return VirtioNetPort.open(pciTransport(device), {
     hugePages: false,
     poolSize: 512,
     ...options,
-    openDevice: () => device,
   });
 }

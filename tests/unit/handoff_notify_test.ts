@@ -16,7 +16,12 @@ Deno.test("a worker's doorbell stays the one checked at set-up when queue_notify
     const bar = addressOfBuffer(dev.bar4.buffer);
     for (const [q, vq] of [[0, port.rx(0).vq], [1, port.tx(0).vq]] as const) {
       // The fake device's queue_notify_off was q at set-up, × notify_off_multiplier.
-      const want = { kind: "mmio", address: bar + BigInt(NOTIFY_AT + q * MULTIPLIER), value: q };
+      const want = {
+        kind: "store16",
+        address: bar + BigInt(NOTIFY_AT + q * MULTIPLIER),
+        value: q,
+        what: `BAR4 of ${port.name}`,
+      };
       assert.deepEqual(describeRing(port, vq).notify, want, `${vq.name} (describeRing)`);
       assert.deepEqual(notifySpec(port, q), want, `${vq.name} (notifySpec)`);
     }
@@ -41,7 +46,12 @@ Deno.test("a worker's doorbell stays in the notify structure checked at open whe
   try {
     const bar = addressOfBuffer(dev.bar4.buffer);
     for (const [q, vq] of [[0, port.rx(0).vq], [1, port.tx(0).vq]] as const) {
-      const want = { kind: "mmio", address: bar + BigInt(NOTIFY_AT + q * MULTIPLIER), value: q };
+      const want = {
+        kind: "store16",
+        address: bar + BigInt(NOTIFY_AT + q * MULTIPLIER),
+        value: q,
+        what: `BAR4 of ${port.name}`,
+      };
       assert.deepEqual(describeRing(port, vq).notify, want, vq.name);
     }
   } finally {

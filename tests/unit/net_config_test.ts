@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { pciTransport } from "../../src/open_port.ts";
 import { formatMac, netConfigLength, readNetConfig } from "../../src/net/config.ts";
 import {
   VIRTIO_NET_F_CTRL_VQ,
@@ -172,11 +173,7 @@ Deno.test("readNetConfig() refuses an RSS indirection table length below the spe
 /** Opens a port on the emulated device offering `features` (plus VERSION_1, ACCESS_PLATFORM). */
 function openOn(d: ReturnType<typeof netConfigDevice>, features: bigint) {
   d.bar.deviceFeatures = features | bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_ACCESS_PLATFORM);
-  return () =>
-    VirtioNetPort.open("vfio-user:/nonexistent/net0.sock", {
-      openDevice: () => d.pci,
-      hugePages: false,
-    }).close();
+  return () => VirtioNetPort.open(pciTransport(d.pci), { hugePages: false }).close();
 }
 
 Deno.test("a port refuses a device MTU above 9216 before it takes any DMA memory", () => {

@@ -20,6 +20,7 @@
 import { AF_UNIX, check, sock, SOCK_CLOEXEC, SOCK_STREAM } from "../../ffi/socket.ts";
 import { sharedControl } from "../../src/engine/control.ts";
 import { makeNotifier } from "../../src/engine/notifier.ts";
+import { postedWrite16 } from "../../src/vfio_user/posted_write.ts";
 
 const MSG_DONTWAIT = 0x40;
 const F_GETFL = 3;
@@ -81,7 +82,12 @@ if (scenario === "drain" || scenario === "stop") {
 
 const flagsBefore = libc.fcntl(fd, F_GETFL, 0);
 const notifier = makeNotifier(
-  { kind: "vfio-user", fd, region: 4, offset: 0x3000, value: 1 },
+  {
+    kind: "message",
+    fd,
+    bytes: postedWrite16(4, 0x3000, 1),
+    what: "the vfio-user server of vfio-user:/probe.sock",
+  },
   "transmitq1",
   { timeoutMs: Number(timeout), control },
 );

@@ -41,7 +41,7 @@ Deno.test("a notification to a vfio-user server that stopped reading fails the w
   assert.equal(r.code, "TRANSPORT");
   assert.equal(
     r.message,
-    "The vfio-user server stopped reading notifications (transmitq1 waited 300 ms for room on its socket): restart it and open the port again.",
+    "The vfio-user server of vfio-user:/probe.sock stopped reading notifications (transmitq1 waited 300 ms for room on its socket): restart it and open the port again.",
   );
   const ms = r.ms as number;
   assert.ok(ms >= 290 && ms < 10_000, `gave up after ${ms} ms`);

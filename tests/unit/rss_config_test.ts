@@ -16,13 +16,15 @@ import {
   rssConfigSize,
   type RssLimits,
   validateRssConfig,
+  VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX,
+  VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN,
+} from "../../src/steering/rss_config.ts";
+import {
   VIRTIO_NET_CTRL_MQ,
   VIRTIO_NET_CTRL_MQ_HASH_CONFIG,
   VIRTIO_NET_CTRL_MQ_RSS_CONFIG,
-  VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX,
-  VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN,
   VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
-} from "../../src/steering/rss_config.ts";
+} from "../../src/net/control_queue.ts";
 import {
   VIRTIO_NET_RSS_HASH_TYPE_IPv4,
   VIRTIO_NET_RSS_HASH_TYPE_TCPv4,

@@ -1,13 +1,13 @@
 /**
- * One vfio-user socket named twice (src/vfio_user/same_port.ts): through a symbolic link,
+ * One vfio-user socket named twice (src/same_port.ts): through a symbolic link,
  * or `..` after one, the port names differ but the file is one; l2fwd must see it.
  */
 
 import assert from "node:assert/strict";
 import { cstr, libc } from "../../ffi/libc.ts";
 import { AF_UNIX, check, sock, SOCK_CLOEXEC, SOCK_STREAM } from "../../ffi/socket.ts";
-import { canonicalPortName } from "../../src/pci/address.ts";
-import { samePortTarget } from "../../src/vfio_user/same_port.ts";
+import { canonicalPortName } from "../../src/port_name.ts";
+import { samePortTarget } from "../../src/same_port.ts";
 
 /** Creates a socket file at `path` (bound, not listening: only the inode matters here). */
 function socketFile(path: string): void {

@@ -1,16 +1,20 @@
 /**
- * examples/l2fwd.ts run on the host against the vfio-user bed's two ports (tests/bed/
- * vfio_user_bed.ts), with `--allow-ffi` and `--stats json`, for the bed tests
- * (tests/l2fwd_vfio_user_test.ts, tests/mixed_traffic_vfio_user_test.ts).
+ * examples/l2fwd.ts run on the host against two ports of a bed whose ports the host
+ * reaches (the vfio-user bed, tests/bed/vfio_user_bed.ts; the vhost-user bed,
+ * tests/bed/vhost_user_bed.ts), with `--allow-ffi` and `--stats json`.
  *
  * @module
  */
 
-import type { VfioUserBed } from "./vfio_user_bed.ts";
+/** A bed that names its ports (VfioUserBed does; wrap others). */
+export interface NamedPorts {
+  /** The port name of port `i`, as l2fwd takes it. */
+  portName(i: number): string;
+}
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
-/** How an l2fwd run ended (see {@linkcode startVfioUserL2fwd}). */
+/** How an l2fwd run ended (see {@linkcode startHostL2fwd}). */
 export interface L2fwdExit {
   /** Its exit status. */
   code: number;
@@ -22,12 +26,14 @@ export interface L2fwdExit {
   stderr: string;
 }
 
-/** A running l2fwd (see {@linkcode startVfioUserL2fwd}). */
+/** A running l2fwd (see {@linkcode startHostL2fwd}). */
 export interface L2fwdRun {
   /** The l2fwd process. */
   child: Deno.ChildProcess;
   /** Sends SIGINT; resolves once it exited and its output is read. */
   interrupt(): Promise<L2fwdExit>;
+  /** Resolves once it exited by itself (no signal sent) and its output is read. */
+  exited(): Promise<L2fwdExit>;
 }
 
 /**
@@ -37,12 +43,12 @@ export interface L2fwdRun {
  *
  * @example
  * ```ts ignore
- * const run = await startVfioUserL2fwd(bed, ["--queues", "2"]);
+ * const run = await startHostL2fwd(bed, ["--queues", "2"]);
  * const { code, stdout } = await run.interrupt();
  * ```
  */
-export async function startVfioUserL2fwd(
-  bed: VfioUserBed,
+export async function startHostL2fwd(
+  bed: NamedPorts,
   args: string[],
   perms: string[] = [],
   v8 = "",
@@ -88,5 +94,11 @@ export async function startVfioUserL2fwd(
     await stderrDone;
     return { code: st.code, stopMs, stdout: await stdout, stderr };
   };
-  return { child, interrupt };
+  const exited = async () => {
+    const t0 = performance.now();
+    const st = await child.status;
+    await stderrDone;
+    return { code: st.code, stopMs: performance.now() - t0, stdout: await stdout, stderr };
+  };
+  return { child, interrupt, exited };
 }

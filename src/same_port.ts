@@ -1,17 +1,17 @@
 /**
- * Whether two port names reach one port, looking at the files: a vfio-user socket can be
- * named through symbolic links or `..` after one, which names alone cannot see through
- * (src/pci/address.ts folds `..` lexically). A tool opening two ports (l2fwd) refuses one
- * port given twice, as the second connection to a server would only wait for it.
+ * Whether two port names reach one port, looking at the files: a socket can be named
+ * through symbolic links or `..` after one, which names alone cannot see through
+ * (src/port_name.ts folds `..` lexically). A tool opening two ports (l2fwd) refuses one
+ * port given twice, as the second connection would only wait for the first.
  *
  * @module
  */
 
-import { fileIdentity } from "../../ffi/unix_socket.ts";
-import { parsePortSpec } from "../pci/address.ts";
+import { fileIdentity } from "../ffi/unix_socket.ts";
+import { parsePortSpec } from "./port_name.ts";
 
 /**
- * True when port names `a` and `b` reach the same port: for two vfio-user sockets that
+ * True when port names `a` and `b` reach the same port: for two sockets of one kind that
  * both exist, when they are one file (same st_dev and st_ino after following links);
  * otherwise when their canonical names are equal. Throws BAD_ADDRESS for a name that is
  * no port.
@@ -25,7 +25,7 @@ import { parsePortSpec } from "../pci/address.ts";
  */
 export function samePortTarget(a: string, b: string): boolean {
   const pa = parsePortSpec(a), pb = parsePortSpec(b);
-  if (pa.kind === "vfio-user" && pb.kind === "vfio-user") {
+  if (pa.kind !== "pci" && pb.kind !== "pci" && pa.kind === pb.kind) {
     const ia = fileIdentity(pa.socketPath), ib = fileIdentity(pb.socketPath);
     if (ia !== null && ib !== null) return ia === ib;
   }
