@@ -49,12 +49,23 @@
  * @module
  */
 
-// Only modules that do not reach libc are imported statically: the library's modules open
-// libc as they load, so they come in after the --allow-ffi check (see main()).
-import type { VirtioNetPort } from "../mod.ts";
-import type { EngineOptions, ForwardingEngine } from "../src/engine/engine.ts";
-import type { EngineSnapshot } from "../src/engine/snapshot.ts";
-import { DriverError } from "../src/errors.ts";
+// The library opens libc on first use, so importing it needs no permission: main() checks
+// --allow-ffi before anything reaches libc.
+import {
+  buildReport,
+  createSharedPool,
+  DriverError,
+  type EngineOptions,
+  type EngineSnapshot,
+  formatMac,
+  formatTable,
+  ForwardingEngine,
+  hasFeature,
+  openPort,
+  samePortTarget,
+  VIRTIO_NET_F_STATUS,
+  type VirtioNetPort,
+} from "../mod.ts";
 import {
   checkFiles,
   parseCommandLine,
@@ -93,8 +104,7 @@ async function main(args: string[]): Promise<number> {
     return 1;
   }
   // The same socket under two names (a symlink, '..'): told apart by the file itself, so
-  // only now that the library (and with it libc) may load.
-  const { samePortTarget } = await import("../src/same_port.ts");
+  // only now that libc may be used.
   if (samePortTarget(run.ports[0], run.ports[1])) {
     console.error(
       `error: l2fwd was given the same port twice (${run.ports[0]} and ${
@@ -176,12 +186,6 @@ interface SignalHooks {
 
 /** Opens both ports, starts the engine, forwards until a stop, and releases everything. */
 async function forward(run: Run, signals: SignalHooks): Promise<number> {
-  const { createSharedPool, formatMac, openPort, VIRTIO_NET_F_STATUS } = await import(
-    "../mod.ts"
-  );
-  const { ForwardingEngine } = await import("../src/engine/engine.ts");
-  const { buildReport, formatTable } = await import("../src/engine/stats_report.ts");
-  const { hasFeature } = await import("../src/virtio/features.ts");
   const { queues, burst, steering, rebalanceMs, statsMode } = run;
 
   // Room for every ring of both ports, what the workers buffer, and slack to refill.

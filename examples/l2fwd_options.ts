@@ -7,9 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { asForwardScript } from "../src/engine/script_api.ts";
-import { DriverError } from "../src/errors.ts";
-import { canonicalPortName } from "../src/port_name.ts";
+import { asForwardScript, canonicalPortName, DriverError } from "../mod.ts";
 
 /** l2fwd's --help text. */
 export const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1

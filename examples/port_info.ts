@@ -10,9 +10,8 @@
  */
 
 import { parseArgs } from "node:util";
-// Only modules that do not reach libc are imported statically: the library's modules open
-// libc when they load, so they come in after the --allow-ffi check (see main()).
-import { DriverError } from "../src/errors.ts";
+// The library opens libc on first use: main() checks --allow-ffi before anything does.
+import { DriverError, featureNames, formatMac, openPort } from "../mod.ts";
 
 const USAGE =
   `usage: deno run --allow-ffi examples/port_info.ts [--bind [--force]] [--restore-driver] PORT
@@ -45,7 +44,7 @@ function missingFfi(program: string, usage: string): string | null {
   return `${program} needs --allow-ffi (it reaches libc and VFIO through Deno FFI): run deno run --allow-ffi ${usage}.`;
 }
 
-async function main(args: string[]): Promise<number> {
+function main(args: string[]): number {
   let parsed;
   try {
     parsed = parseArgs({
@@ -79,7 +78,6 @@ async function main(args: string[]): Promise<number> {
     console.error(`error: ${noFfi}`);
     return 1;
   }
-  const { featureNames, formatMac, openPort } = await import("../mod.ts");
   const port = openPort(positionals[0], {
     bind: values.bind,
     force: values.force,
@@ -117,7 +115,7 @@ async function main(args: string[]): Promise<number> {
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main(Deno.args));
+    Deno.exit(main(Deno.args));
   } catch (e) {
     // A DriverError is the user's to act on; anything else is a bug, still one line.
     console.error(

@@ -11,13 +11,14 @@
  * @module
  */
 
+import { lazyLibrary } from "./lazy_library.ts";
 import { check, EAGAIN, EFD_CLOEXEC, EFD_NONBLOCK, EINTR, errno, libc, SysError } from "./libc.ts";
 
-const sys = Deno.dlopen("libc.so.6", {
+const sys = lazyLibrary("libc.so.6", {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   /** poll(2) on a worker thread: the promise settles when it returns. */
   poll_nb: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
-}).symbols;
+});
 
 /** poll(2) event: readable (for an eventfd: the counter is above 0). */
 export const POLLIN = 0x1;

@@ -11,8 +11,10 @@
  * @module
  */
 
+import { lazyLibrary } from "./lazy_library.ts";
+
 /** The raw libc symbols. Callers check return values themselves or use {@linkcode check}. */
-export const libc = Deno.dlopen("libc.so.6", {
+export const libc = lazyLibrary("libc.so.6", {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -38,7 +40,7 @@ export const libc = Deno.dlopen("libc.so.6", {
   getpid: { parameters: [], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
-}).symbols;
+});
 
 // open(2) flags, x86-64 values from <asm-generic/fcntl.h>.
 /** Open for reading only. */

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { lazyLibrary } from "./lazy_library.ts";
 import { check, cstr, errno, SysError } from "./libc.ts";
 
 export { check, errno, SysError };
@@ -47,8 +48,10 @@ export const SOCKET_SYMBOLS = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The raw socket symbols of libc. `size` arguments are `usize`: pass BigInt. */
-export const sock: Deno.DynamicLibrary<typeof SOCKET_SYMBOLS>["symbols"] =
-  Deno.dlopen("libc.so.6", SOCKET_SYMBOLS).symbols;
+export const sock: Deno.DynamicLibrary<typeof SOCKET_SYMBOLS>["symbols"] = lazyLibrary(
+  "libc.so.6",
+  SOCKET_SYMBOLS,
+);
 
 // Address families and socket types (<bits/socket.h>, x86-64).
 /** Unix domain sockets. */

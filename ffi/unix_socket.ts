@@ -14,9 +14,10 @@
  * @module
  */
 
+import { lazyLibrary } from "./lazy_library.ts";
 import { check, cstr, errno, SysError } from "./libc.ts";
 
-const sys = Deno.dlopen("libc.so.6", {
+const sys = lazyLibrary("libc.so.6", {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
@@ -27,7 +28,7 @@ const sys = Deno.dlopen("libc.so.6", {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   stat: { parameters: ["buffer", "buffer"], result: "i32" },
-}).symbols;
+});
 
 /** AF_UNIX (<bits/socket.h>). */
 export const AF_UNIX = 1;

@@ -98,7 +98,7 @@ export function openTransport(
  * const t = pciTransport(VfioPciDevice.open(parsePciAddress("0000:00:04.0")));
  * ```
  */
-export function pciTransport(pci: PciDevice): VirtioPciTransport {
+export function pciTransport(pci: PciDevice): VirtioTransport {
   try {
     const id = {
       vendor: pci.config.read16(PCI_VENDOR_ID),

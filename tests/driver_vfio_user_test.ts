@@ -11,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DriverError, openPort, splitRingLayout } from "../mod.ts";
+import { DriverError, openPort, splitRingLayout } from "../low_level.ts";
 import { encodePcap, readPcapFrames } from "../src/pcap/pcap.ts";
 import { TEST_ETHERTYPE, testFrames, udpFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";

@@ -175,7 +175,7 @@ export function reordersNotInReference(
 
 /** One forwarder run as tools/mixed_runs.sh reads it (a `MIXED {json}` line). */
 export interface MixedLine extends Omit<MixedCount, "examples"> {
-  /** "vm" or "vfio-user". */
+  /** "vm", "vfio-user" or "vhost-user". */
   bed: string;
   /** Run number (MIXED_RUN, default 1). */
   run: number;

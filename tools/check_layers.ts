@@ -1,11 +1,13 @@
 /**
  * Checks that every import points down the layers of docs/architecture.md:
  *
- *   examples → mod.ts → engine | open_port → net → steering → virtio
+ *   examples → mod.ts (low_level.ts adds the layers' own modules) → engine | open_port
+ *     → net → steering → virtio
  *     → transports (vfio, vfio_user, vhost_user) → pci → dma | pcap → errors → ffi
  *
  * A module may import from its own folder, and from any lower layer; never from a higher
- * one, nor from another folder of its own layer (vfio never imports vfio_user). Prints every
+ * one, nor from another folder of its own layer (vfio never imports vfio_user). Examples
+ * import the public API only: mod.ts. Prints every
  * arrow that breaks this and exits 1; prints the layer counts and exits 0 when none does.
  *
  * Usage: deno run --allow-read tools/check_layers.ts [--graph]
@@ -34,7 +36,8 @@ const LAYERS: [string, number][] = [
   ["src/open_port.ts", 9],
   ["src/engine", 9],
   ["mod.ts", 10],
-  ["examples", 11],
+  ["low_level.ts", 11],
+  ["examples", 12],
 ];
 
 function groupOf(path: string): [string, number] | null {
@@ -64,6 +67,7 @@ const files = [
   ...walk(`${ROOT}src`),
   ...walk(`${ROOT}examples`),
   `${ROOT}mod.ts`,
+  `${ROOT}low_level.ts`,
 ];
 const bad: string[] = [];
 const graph = new Map<string, Set<string>>();
@@ -79,7 +83,11 @@ for (const file of files) {
     if (!to || to[0] === from[0]) continue;
     if (!graph.has(from[0])) graph.set(from[0], new Set());
     graph.get(from[0])!.add(to[0]);
-    if (to[1] >= from[1]) {
+    if (from[0] === "examples" && to[0] !== "mod.ts") {
+      bad.push(
+        `${file.slice(ROOT.length)} imports ${target.slice(ROOT.length)}: examples use mod.ts only`,
+      );
+    } else if (to[1] >= from[1]) {
       bad.push(
         `${file.slice(ROOT.length)} imports ${target.slice(ROOT.length)}: ${from[0]} (layer ${
           from[1]

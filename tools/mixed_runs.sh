@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the mixed-traffic bed tests (tests/mixed_traffic_vm_test.ts: l2fwd and DPDK testpmd
-# in the VM bed; tests/mixed_traffic_vfio_user_test.ts: l2fwd in the vfio-user bed) N times
+# in the VM bed; tests/mixed_traffic_vfio_user_test.ts and tests/mixed_traffic_vhost_user_test.ts:
+# l2fwd in the vfio-user and vhost-user beds) N times
 # (default 5), one test file at a time, each run with other frames (MIXED_RUN), and prints
 # per run and in total, for each bed, forwarder and queue count: frames sent, captured,
 # byte-identical and reordered within their flow. Exits 1 when any run failed.
@@ -18,7 +19,8 @@ LOG_DIR="${MIXED_LOG_DIR:-$(mktemp -d /tmp/mixed-runs-XXXXXX)}"
 mkdir -p "$LOG_DIR"
 failed=0
 for run in $(seq 1 "$N"); do
-  for t in tests/mixed_traffic_vm_test.ts tests/mixed_traffic_vfio_user_test.ts; do
+  for t in tests/mixed_traffic_vm_test.ts tests/mixed_traffic_vfio_user_test.ts \
+    tests/mixed_traffic_vhost_user_test.ts; do
     log="$LOG_DIR/run$run-$(basename "$t" .ts).log"
     start=$SECONDS
     if NO_COLOR=1 MIXED_RUN="$run" deno test --allow-all "$t" >"$log" 2>&1; then

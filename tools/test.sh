@@ -32,7 +32,7 @@ check() {
 check "deno fmt --check" deno fmt --check
 check "deno lint" deno lint
 check "deno check" deno task -q check
-check "deno doc --lint" deno doc --lint mod.ts
+check "deno doc --lint" deno doc --lint mod.ts low_level.ts
 check "imports point down the layers (docs/architecture.md)" deno run --allow-read tools/check_layers.ts
 
 log=$(mktemp)

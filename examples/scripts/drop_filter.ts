@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { Burst, ScriptInit } from "../../src/engine/script_api.ts";
+import type { Burst, ScriptInit } from "../../mod.ts";
 
 /**
  * The script's counters.

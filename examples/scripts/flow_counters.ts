@@ -20,7 +20,7 @@
  * @module
  */
 
-import type { Burst, ScriptReportInput } from "../../src/engine/script_api.ts";
+import type { Burst, ScriptReportInput } from "../../mod.ts";
 
 /**
  * The script's counters.

@@ -17,7 +17,7 @@
  * @module
  */
 
-import type { Burst, ScriptInit } from "../../src/engine/script_api.ts";
+import type { Burst, ScriptInit } from "../../mod.ts";
 
 /**
  * The script's counters (summed over workers in l2fwd's statistics).

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { positionReached } from "../virtio/virtqueue.ts";
 import {
   P_DROP_SCRIPT,
   P_DROP_TX_RING_FULL,
@@ -356,8 +357,8 @@ export class Forwarder {
       state[rxPort] = 2;
     }
     for (let p = 0; p < 2; p++) {
-      // used - mark (mod 2^16) below 2^15: the device has used everything up to the mark.
-      if (((this.#tx[p].vq.deviceUsedIdx() - mark[at + p]) & 0xffff) >= 0x8000) return false;
+      // The device has used everything up to the mark.
+      if (!positionReached(this.#tx[p].vq.deviceUsedIdx(), mark[at + p])) return false;
     }
     state[rxPort] = 0;
     return true;

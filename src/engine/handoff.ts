@@ -23,8 +23,7 @@ import { type BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
 import { hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
-import { splitRingLayout } from "../virtio/ring_math.ts";
-import type { SplitQueue } from "../virtio/split_queue.ts";
+import type { Virtqueue } from "../virtio/virtqueue.ts";
 import type { Doorbell } from "../dma/doorbell.ts";
 import type { RingSpec } from "./worker_spec.ts";
 
@@ -73,14 +72,14 @@ export function notifySpec(port: VirtioNetPort, queueIndex: number): Doorbell {
  * spec.state.numFree; // 0: the ring is full of receive buffers
  * ```
  */
-export function describeRing(port: VirtioNetPort, vq: SplitQueue): RingSpec {
+export function describeRing(port: VirtioNetPort, vq: Virtqueue): RingSpec {
   return {
     index: vq.index,
     size: vq.size,
     eventIdx: hasFeature(port.features, VIRTIO_F_EVENT_IDX),
     name: vq.name,
     address: addressOfBuffer(vq.ringMemory) + BigInt(vq.ringOffset),
-    bytes: splitRingLayout(vq.size).totalBytes,
+    bytes: vq.ringBytes,
     state: vq.exportState(),
     notify: port.transport.doorbell(vq.index),
   };

@@ -4,10 +4,10 @@
  *
  * - `store16`: a mapped notify register (virtio-pci over kernel VFIO, §4.1.4.4). The
  *   worker rebuilds a one-register Uint16Array from the address and stores into it.
- *   Ordering: SplitQueue.publish stores avail->idx with Atomics.store (an XCHG on x86-64,
- *   a full barrier) before it calls the notifier, so the device cannot see the
- *   notification before the index; the BAR is uncached memory, whose stores are not
- *   reordered with earlier ones anyway.
+ *   Ordering: the split ring's publish (src/virtio/split_queue.ts) stores avail->idx with
+ *   Atomics.store (an XCHG on x86-64, a full barrier) before it calls the notifier, so the
+ *   device cannot see the notification before the index; the BAR is uncached memory,
+ *   whose stores are not reordered with earlier ones anyway.
  * - `message`: a complete message sent on a stream socket (vfio-user: a posted
  *   VFIO_USER_REGION_WRITE of the notify register, QEMU 7.2 having no mappable notify
  *   BAR). The send does not block (MSG_DONTWAIT): a peer that leaves no room is waited
@@ -98,7 +98,7 @@ function libcSend(): SendLib {
 }
 
 /**
- * Builds the notifier a worker's SplitQueue calls after publishing, from the doorbell its
+ * Builds the notifier a worker's virtqueue calls after publishing, from the doorbell its
  * transport described. `name` names the queue in errors; `options` bound a `message`
  * notification's wait for room.
  *

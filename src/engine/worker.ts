@@ -23,7 +23,8 @@
  * @module
  */
 
-import { SplitQueue } from "../virtio/split_queue.ts";
+import { SplitQueue, type SplitQueueState } from "../virtio/split_queue.ts";
+import type { Virtqueue } from "../virtio/virtqueue.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
 import { CTL_STOP, enterShared, leaveShared, WORKER_DRAIN_MS } from "./control.ts";
 import {
@@ -78,7 +79,10 @@ function memoryAt(address: bigint, bytes: number, what: string): ArrayBuffer {
   return Deno.UnsafePointerView.getArrayBuffer(p, bytes);
 }
 
-function adopt(r: RingSpec, notify: NotifierOptions): SplitQueue {
+/** The queue this worker drives over a ring the main thread set up, by its layout. */
+function adopt(r: RingSpec, notify: NotifierOptions): Virtqueue {
+  // exportState of a split ring made it (the only layout so far: a packed one adds a case).
+  const state = r.state as SplitQueueState;
   return new SplitQueue(
     memoryAt(r.address, r.bytes, r.name),
     0,
@@ -89,7 +93,7 @@ function adopt(r: RingSpec, notify: NotifierOptions): SplitQueue {
       notify: makeNotifier(r.notify, r.name, notify),
       name: r.name,
     },
-    r.state,
+    state,
   );
 }
 

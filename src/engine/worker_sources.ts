@@ -31,6 +31,7 @@ import queueCounters from "../net/queue_counters.ts" with { type: "text" };
 import netHeader from "../net/header.ts" with { type: "text" };
 import splitQueue from "../virtio/split_queue.ts" with { type: "text" };
 import ringMath from "../virtio/ring_math.ts" with { type: "text" };
+import virtqueue from "../virtio/virtqueue.ts" with { type: "text" };
 
 const at = (path: string) => new URL(path, import.meta.url).href;
 
@@ -67,4 +68,5 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("../net/header.ts"), netHeader],
   [at("../virtio/split_queue.ts"), splitQueue],
   [at("../virtio/ring_math.ts"), ringMath],
+  [at("../virtio/virtqueue.ts"), virtqueue],
 ]);

@@ -8,7 +8,7 @@
  */
 
 import type { Doorbell } from "../dma/doorbell.ts";
-import type { SplitQueueState } from "../virtio/split_queue.ts";
+import type { VirtqueueState } from "../virtio/virtqueue.ts";
 
 /** One virtqueue for a worker to adopt. */
 export interface RingSpec {
@@ -22,10 +22,10 @@ export interface RingSpec {
   name: string;
   /** Address of the ring (its descriptor table) in this process. */
   address: bigint;
-  /** Bytes of the ring (splitRingLayout(size).totalBytes). */
+  /** Bytes of the ring. */
   bytes: number;
   /** The driver-side state the main thread left it in. */
-  state: SplitQueueState;
+  state: VirtqueueState;
   /** How to notify it (its transport's doorbell). */
   notify: Doorbell;
 }

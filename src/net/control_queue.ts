@@ -15,7 +15,7 @@
 
 import { DriverError } from "../errors.ts";
 import type { DmaRegion } from "../dma/memory.ts";
-import type { SplitQueue } from "../virtio/split_queue.ts";
+import type { Virtqueue } from "../virtio/virtqueue.ts";
 
 /** Ack: the command succeeded. */
 export const VIRTIO_NET_OK = 0;
@@ -122,7 +122,7 @@ export const CONTROL_BUFFER_BYTES: number = 2 + CONTROL_DATA_MAX + 64;
  */
 export class ControlQueue {
   /** The virtqueue (controlq). */
-  readonly vq: SplitQueue;
+  readonly vq: Virtqueue;
   /** Commands sent. */
   commands = 0;
   readonly #port: string;
@@ -137,7 +137,7 @@ export class ControlQueue {
   #broken: string | null = null;
 
   /** Uses `CONTROL_BUFFER_BYTES` of `region` from byte `offset` for commands and acks. */
-  constructor(port: string, vq: SplitQueue, region: DmaRegion, offset: number) {
+  constructor(port: string, vq: Virtqueue, region: DmaRegion, offset: number) {
     this.#port = port;
     this.vq = vq;
     this.#bytes = new Uint8Array(region.buffer);
@@ -178,7 +178,7 @@ export class ControlQueue {
     b.set(data, o + 2);
     b[this.#ackOffset] = 0xff; // neither OK nor ERR until the device writes it
     const hi = (n: number) => Math.floor(n / 0x1_0000_0000);
-    // A token per command (1…2^31-1: SplitQueue keeps tokens as int32), so an answer is
+    // A token per command (1…2^31-1: a virtqueue keeps tokens as int32), so an answer is
     // known to be this command's.
     const token = this.#seq = this.#seq % 0x7fff_ffff + 1;
     const added = this.vq.addChain(

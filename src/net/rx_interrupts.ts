@@ -19,7 +19,7 @@
 
 import { Eventfd } from "../../ffi/eventfd.ts";
 import { DriverError } from "../errors.ts";
-import type { SplitQueue } from "../virtio/split_queue.ts";
+import type { Virtqueue } from "../virtio/virtqueue.ts";
 import type { QueueInterruptRoute, VirtioTransport } from "../virtio/transport.ts";
 
 /** What {@linkcode RxInterrupts} needs of a port (a VirtioNetPort gives it). */
@@ -31,7 +31,7 @@ export interface RxInterruptPort {
   /** Its transport. */
   readonly transport: VirtioTransport;
   /** Receive queue of pair `q`. */
-  rx(q: number): { readonly vq: SplitQueue };
+  rx(q: number): { readonly vq: Virtqueue };
 }
 
 /** Options of {@linkcode RxInterrupts.enable}. */
@@ -67,7 +67,7 @@ export class RxInterrupts {
   /** Queue pair index (receiveq(pair + 1)). */
   readonly pair: number;
   /** The receive virtqueue. */
-  readonly vq: SplitQueue;
+  readonly vq: Virtqueue;
   /** The MSI-X vector the queue's notifications go to (-1: the transport has none, vhost-user). */
   readonly vector: number;
   /** The eventfd the vector signals. */

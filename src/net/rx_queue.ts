@@ -28,8 +28,12 @@ import {
   PORT_SLOTS,
 } from "./queue_counters.ts";
 import { HDR_HASH_REPORT, HDR_HASH_VALUE } from "./header.ts";
-import { ringDistance } from "../virtio/ring_math.ts";
-import type { QueueNotifier, SplitQueue } from "../virtio/split_queue.ts";
+import {
+  positionAdd,
+  positionDistance,
+  type QueueNotifier,
+  type Virtqueue,
+} from "../virtio/virtqueue.ts";
 
 /** Steering switches a receive queue can have pending (not yet delivered) at once. */
 export const MAX_PENDING_EPOCHS = 16;
@@ -46,7 +50,7 @@ export const MAX_PENDING_EPOCHS = 16;
  */
 export class RxQueue {
   /** The virtqueue. */
-  readonly vq: SplitQueue;
+  readonly vq: Virtqueue;
   /** Where buffers come from and go back to. */
   readonly pool: PacketBuffers;
   /** Bytes of virtio_net_hdr in front of every frame. */
@@ -108,7 +112,7 @@ export class RxQueue {
    * private one).
    */
   constructor(
-    vq: SplitQueue,
+    vq: Virtqueue,
     pool: PacketBuffers,
     headerSize: number,
     counters: Float64Array = new Float64Array(PORT_SLOTS),
@@ -134,7 +138,7 @@ export class RxQueue {
    * back for as long as it keeps its buffers. A notification is a lone store to the
    * device (or a posted message) that changes no driver-side state, so any thread may send
    * one for a queue another thread drives. They are the virtqueue's
-   * {@linkcode SplitQueue.alsoNotify}: notified from the same call site as this queue.
+   * `Virtqueue.alsoNotify`: notified from the same call site as this queue.
    */
   set siblings(list: readonly QueueNotifier[]) {
     this.vq.alsoNotify = list;
@@ -214,13 +218,13 @@ export class RxQueue {
 
   /** Used index of the next frame to deliver: the ring's, less the frames held. */
   #deliveredIdx(): number {
-    return (this.vq.lastUsedIdx - this.#holdCount) & 0xffff;
+    return positionAdd(this.vq.lastUsedIdx, -this.#holdCount);
   }
 
   #gated(max: number): number {
     while (this.#epochs > 0) {
       const h = this.#epochHead;
-      const room = ringDistance(this.#deliveredIdx(), this.#barriers[h]);
+      const room = positionDistance(this.#deliveredIdx(), this.#barriers[h]);
       if (room > 0) return room < max ? room : max;
       const gate = this.#gates[h]!;
       if (!this.#arrived) {

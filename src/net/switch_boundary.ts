@@ -27,6 +27,7 @@
  * @module
  */
 
+import { positionAdd } from "../virtio/virtqueue.ts";
 import type { PacketBuffers } from "../dma/packet_buffers.ts";
 import { predictRss, type RssPrediction, type RssSteeringParams } from "../steering/hash_types.ts";
 
@@ -88,14 +89,14 @@ export function switchBoundaries(
     const from = before[q], to = after[q];
     if (next) {
       for (let i = to; i !== from;) {
-        i = (i - 1) & 0xffff;
+        i = positionAdd(i, -1);
         const k = queueOf(r, i, next);
-        if (k >= 0 && k !== q) return (i + 1) & 0xffff;
+        if (k >= 0 && k !== q) return positionAdd(i, 1);
       }
       return from;
     }
     if (previous) {
-      for (let i = from; i !== to; i = (i + 1) & 0xffff) {
+      for (let i = from; i !== to; i = positionAdd(i, 1)) {
         const k = queueOf(r, i, previous);
         if (k >= 0 && k !== q) return i;
       }

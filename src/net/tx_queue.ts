@@ -14,7 +14,7 @@
  */
 
 import type { PacketBuffers } from "../dma/packet_buffers.ts";
-import type { SplitQueue } from "../virtio/split_queue.ts";
+import type { Virtqueue } from "../virtio/virtqueue.ts";
 import {
   P_DROP_TOO_LONG,
   P_TX_BYTES,
@@ -36,7 +36,7 @@ import {
  */
 export class TxQueue {
   /** The virtqueue. */
-  readonly vq: SplitQueue;
+  readonly vq: Virtqueue;
   /** The pool completed buffers return to. */
   readonly pool: PacketBuffers;
   /** Bytes of virtio_net_hdr in front of every frame. */
@@ -71,7 +71,7 @@ export class TxQueue {
    * `base` (a block laid out by queue_counters.ts; by default a private one).
    */
   constructor(
-    vq: SplitQueue,
+    vq: Virtqueue,
     pool: PacketBuffers,
     headerSize: number,
     counters: Float64Array = new Float64Array(PORT_SLOTS),

@@ -27,34 +27,9 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from "./ring_math.ts";
+import type { QueueNotifier, Virtqueue, VirtqueueState } from "./virtqueue.ts";
 
-/**
- * Notifies the device that a queue has new available buffers (§2.7.13 "Supplying Buffers
- * to The Device", last step; how, per transport: §4.1.4.4 for PCI).
- *
- * An object with a method rather than a closure: all notifiers of one kind share one
- * method, so the call in {@linkcode SplitQueue.publish} keeps one target however many
- * queues there are. With closures, each queue's is a function of its own, and optimised
- * code that first meets one it has not seen is thrown away ("wrong call target"; a
- * receive queue first notifies when its device first runs dry, long after warm-up) and
- * compiled again.
- *
- * @example
- * ```ts
- * import type { QueueNotifier } from "./split_queue.ts";
- * class CountingNotifier implements QueueNotifier {
- *   count = 0;
- *   notify(): void {
- *     this.count++;
- *   }
- * }
- * new CountingNotifier().notify();
- * ```
- */
-export interface QueueNotifier {
-  /** Sends one notification for the queue. */
-  notify(): void;
-}
+export type { QueueNotifier } from "./virtqueue.ts";
 
 /** Options of a {@linkcode SplitQueue}. */
 export interface SplitQueueOptions {
@@ -76,17 +51,13 @@ export interface SplitQueueOptions {
  * worker adopting a queue the main thread set up). Plain numbers and typed arrays, so it
  * can be posted to a Worker.
  */
-export interface SplitQueueState {
+export interface SplitQueueState extends VirtqueueState {
   /** Next avail->idx (free-running, 16 bits). */
   availIdx: number;
   /** avail->idx at the last publication. */
   kickedAt: number;
   /** Used ring index consumed up to (free-running, 16 bits). */
   lastUsed: number;
-  /** Free descriptors. */
-  numFree: number;
-  /** Per descriptor: the token of the buffer in flight, -1 when free. */
-  token: Int32Array;
   /** Per descriptor: the length posted. */
   postedLen: Uint32Array;
   /** Free descriptor stack (the first numFree entries). */
@@ -107,7 +78,7 @@ export interface SplitQueueState {
  * q.publish();
  * ```
  */
-export class SplitQueue {
+export class SplitQueue implements Virtqueue {
   /** Queue index on the device. */
   readonly index: number;
   /** Number of descriptors. */
@@ -118,6 +89,8 @@ export class SplitQueue {
   readonly ringMemory: ArrayBuffer;
   /** Byte offset of the ring (its descriptor table) in {@linkcode SplitQueue.ringMemory}. */
   readonly ringOffset: number;
+  /** Bytes of the ring (§2.7: descriptor table, available and used rings). */
+  readonly ringBytes: number;
   readonly #mask: number;
   readonly #d32: Uint32Array;
   readonly #d16: Uint16Array;
@@ -164,6 +137,7 @@ export class SplitQueue {
     this.name = opts.name;
     this.ringMemory = memory;
     this.ringOffset = offset;
+    this.ringBytes = layout.totalBytes;
     this.#mask = opts.size - 1;
     this.#d32 = new Uint32Array(memory, offset + layout.descOffset, 4 * opts.size);
     this.#d16 = new Uint16Array(memory, offset + layout.descOffset, 8 * opts.size);
@@ -217,6 +191,7 @@ export class SplitQueue {
   exportState(): SplitQueueState {
     this.publish();
     return {
+      layout: "split",
       availIdx: this.#availIdx,
       kickedAt: this.#kickedAt,
       lastUsed: this.#lastUsed,

@@ -31,7 +31,7 @@ import {
   type SteeringRule,
   ToeplitzHasher,
   type VirtioNetPort,
-} from "../../mod.ts";
+} from "../../low_level.ts";
 import { UDP_TEST_MAGIC } from "../bed/frames.ts";
 import { guestMain, runMode } from "./guest_main.ts";
 

@@ -34,7 +34,7 @@ import {
   openPort,
   type VirtioNetPort,
   type VirtioPciTransport,
-} from "../../mod.ts";
+} from "../../low_level.ts";
 import {
   LATENCY_ETHERTYPE,
   monoNs,
