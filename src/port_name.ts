@@ -91,6 +91,12 @@ export function parsePortSpec(text: string): PortSpec {
             `'${text}' has an option this driver does not know (${opt}): the options are mac=02:00:00:00:00:01 and queues=N (the back-end's queue pairs, 1 to 128).`,
           );
         }
+        if ((m[1] !== undefined ? mac : queues) !== undefined) {
+          throw new DriverError(
+            "BAD_ADDRESS",
+            `'${text}' gives ${opt.split("=")[0]} twice: give each option once.`,
+          );
+        }
         if (m[1] !== undefined) mac = m[1].toLowerCase();
         else queues = Number(m[2]);
       }

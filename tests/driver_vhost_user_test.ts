@@ -121,6 +121,37 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "vhost-user: a frame from the back-end signals the call eventfd and wakes waitRx; suppressed, nothing comes",
+  ignore: !isRoot,
+  async fn() {
+    const [frame] = testFrames({ seed: 43, count: 1 });
+    await using bed = await VhostUserBed.start({ vhostPorts: 1, pcap: { in: [[[frame]]] } });
+    const port = openPort(`vhost-user:${bed.socket(0)}`);
+    try {
+      const irq = port.enableRxInterrupts(0);
+      assert.equal(irq.vector, -1, "vhost-user has no vectors");
+      const woke = irq.waitRxAsync(10000); // blocks in poll(2) on the call eventfd
+      await bed.startForwarding(); // only now does testpmd read the pcap
+      assert.equal(await woke, true);
+      assert.equal(irq.wakeups + irq.alreadyPending, 1, "woken by the frame");
+      const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+      assert.equal(port.rx(0).rxBurst(bufs, lens, 32), 1);
+      const at = port.frameOffset(bufs[0]);
+      assert.ok(equalBytes(port.pool.data.slice(at, at + lens[0]), frame), "the frame sent");
+      port.pool.free(bufs[0]);
+      port.rx(0).refill();
+      // Nothing more comes: the wait ends at its timeout, and no signal arrived meanwhile.
+      assert.equal(await irq.waitRxAsync(300), false);
+      assert.equal(irq.timeouts, 1);
+      irq.close();
+    } finally {
+      port.close();
+    }
+  },
+});
+
 /**
  * Sends `frames` from `from`'s queue pairs (flow f on pair f % pairs) while receiving on
  * `to`'s, until every frame arrived or `timeoutMs` passed; returns what arrived per pair.

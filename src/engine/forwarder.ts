@@ -243,7 +243,8 @@ export class Forwarder {
       // when a script may bounce frames back to p), frames stay in port p's receive ring;
       // the flushes below retry the buffers. Without a script a full ring on p does not
       // stop p's input: a peer that fills p's receive ring while it waits to be drained
-      // (a vhost-user back-end retrying, one thread for both) would wait for us forever.
+      // (a vhost-user back-end retrying, one thread for both) would wait for us until it
+      // gives up and drops. With a script that may bounce it still can.
       // (No flush here: code first run when a ring first fills, maybe long after warm-up,
       // would cost a recompile; see the comment below.)
       if (

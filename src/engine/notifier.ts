@@ -24,11 +24,12 @@
  * @module
  */
 
+import { EventfdWriter } from "../../ffi/eventfd_writer.ts";
 import type { Doorbell } from "../dma/doorbell.ts";
 import { DriverError } from "../errors.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
 import { CTL_STOP } from "./control.ts";
-import type { QueueNotifier } from "../virtio/split_queue.ts";
+import type { QueueNotifier } from "../virtio/virtqueue.ts";
 
 const MSG_NOSIGNAL = 0x4000;
 const MSG_DONTWAIT = 0x40;
@@ -62,7 +63,6 @@ export interface NotifierOptions {
 
 interface SendLib {
   send(fd: number, buf: Uint8Array<ArrayBuffer>, len: bigint, flags: number): number;
-  write(fd: number, buf: Uint8Array<ArrayBuffer>, len: bigint): number;
   poll(fds: Uint8Array<ArrayBuffer>, nfds: bigint, timeoutMs: number): number;
   errno(): number;
   /** Reads CLOCK_MONOTONIC into `ms[0]` (ms), allocating nothing. */
@@ -72,14 +72,13 @@ interface SendLib {
 
 let sendLib: SendLib | null = null;
 
-/** libc's send(2), write(2) and poll(2), opened once per worker (each worker calls dlopen itself). */
+/** libc's send(2) and poll(2), opened once per worker (each worker calls dlopen itself). */
 function libcSend(): SendLib {
   if (sendLib) return sendLib;
   const lib = Deno.dlopen("libc.so.6", {
     // ssize_t read as its low 32 bits: enough for a 34-byte send and for -1, and an i32
     // result does not allocate a number per call as a 64-bit one does (see clock.ts).
     send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
-    write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
     poll: { parameters: ["buffer", "usize", "i32"], result: "i32" },
     __errno_location: { parameters: [], result: "pointer" },
   }).symbols;
@@ -88,7 +87,6 @@ function libcSend(): SendLib {
   const clock = new FfiClock(CLOCK_MONOTONIC);
   sendLib = {
     send: lib.send,
-    write: lib.write,
     poll: lib.poll,
     errno: () => errnoView.getInt32(0),
     tick: () => clock.tick(),
@@ -130,27 +128,21 @@ export function makeNotifier(
   return new MessageNotifier(bell, name, timeoutMs, options.control ?? null);
 }
 
-/** An 8-byte write of 1 to an eventfd. */
+/** An 8-byte write of 1 to an eventfd (ffi/eventfd_writer.ts). */
 class EventfdNotifier implements QueueNotifier {
-  readonly #lib: SendLib;
-  readonly #fd: number;
-  readonly #one = new Uint8Array(new BigUint64Array([1n]).buffer);
+  readonly #writer: EventfdWriter;
   readonly #name: string;
   readonly #what: string;
 
   constructor(bell: Extract<Doorbell, { kind: "eventfd" }>, name: string) {
-    this.#lib = libcSend();
-    this.#fd = bell.fd;
+    this.#writer = new EventfdWriter(bell.fd);
     this.#name = name;
     this.#what = bell.what;
   }
 
   notify(): void {
-    if (this.#lib.write(this.#fd, this.#one, 8n) === 8) return;
-    const e = this.#lib.errno();
-    // EAGAIN: the counter is at its maximum, so the peer has a wake-up pending anyway.
-    if (e === EAGAIN) return;
-    if (e === EINTR) return this.notify();
+    const e = this.#writer.add1();
+    if (e === 0) return;
     throw new DriverError(
       "TRANSPORT",
       `Notifying ${this.#name} through ${this.#what} failed (write: errno ${e}): restart the port.`,

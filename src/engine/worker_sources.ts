@@ -23,6 +23,8 @@ import steeringMailbox from "./steering_mailbox.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
 import workerSpec from "./worker_spec.ts" with { type: "text" };
 import errors from "../errors.ts" with { type: "text" };
+import eventfdWriter from "../../ffi/eventfd_writer.ts" with { type: "text" };
+import lazyLibrary from "../../ffi/lazy_library.ts" with { type: "text" };
 import doorbell from "../dma/doorbell.ts" with { type: "text" };
 import packetBuffers from "../dma/packet_buffers.ts" with { type: "text" };
 import rxQueue from "../net/rx_queue.ts" with { type: "text" };
@@ -60,6 +62,8 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [WORKER_ENTRY, worker],
   [at("./worker_spec.ts"), workerSpec],
   [at("../errors.ts"), errors],
+  [at("../../ffi/eventfd_writer.ts"), eventfdWriter],
+  [at("../../ffi/lazy_library.ts"), lazyLibrary],
   [at("../dma/doorbell.ts"), doorbell],
   [at("../dma/packet_buffers.ts"), packetBuffers],
   [at("../net/rx_queue.ts"), rxQueue],

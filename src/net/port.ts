@@ -323,9 +323,9 @@ export class VirtioNetPort {
   }
 
   /**
-   * Lets receive queue `q` interrupt instead of being polled only: routes an MSI-X vector
-   * of the function to an eventfd and maps receiveq(q+1) to it (see
-   * {@linkcode RxInterrupts}). Block in the result's `waitRx()` until frames arrive. The
+   * Lets receive queue `q` interrupt instead of being polled only: the transport routes
+   * receiveq(q+1)'s notifications to an eventfd (PCI: through an MSI-X vector; vhost-user:
+   * as the vring's call fd; see {@linkcode RxInterrupts}). Block in the result's `waitRx()` until frames arrive. The
    * port turns it off again when it closes (or call its `close()` earlier). Polling,
    * the default, is unaffected.
    *

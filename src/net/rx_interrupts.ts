@@ -37,8 +37,9 @@ export interface RxInterruptPort {
 /** Options of {@linkcode RxInterrupts.enable}. */
 export interface RxInterruptOptions {
   /**
-   * MSI-X vector to use (default 1 + the virtqueue index: vector 0 is left for
+   * PCI: the MSI-X vector to use (default 1 + the virtqueue index: vector 0 is left for
    * configuration changes, as Linux's virtio_pci does, and every queue gets its own).
+   * vhost-user has no vectors and ignores it.
    */
   vector?: number;
 }
@@ -99,10 +100,10 @@ export class RxInterrupts {
   }
 
   /**
-   * Sets up interrupts for receive queue `pair` of `port` (see the module text). Throws
-   * UNSUPPORTED when the function has no MSI-X, BAD_ARGUMENT for a vector outside its
-   * table or already in use, and DEVICE_REFUSED when the device does not take the
-   * mapping. Prefer `port.enableRxInterrupts(pair)`, which also undoes it on port close.
+   * Sets up interrupts for receive queue `pair` of `port` (see the module text). On PCI
+   * throws UNSUPPORTED when the function has no MSI-X, BAD_ARGUMENT for a vector outside
+   * its table or already in use, and DEVICE_REFUSED when the device does not take the
+   * mapping; on vhost-user TRANSPORT when the back-end refuses the call fd. Prefer `port.enableRxInterrupts(pair)`, which also undoes it on port close.
    */
   static enable(
     port: RxInterruptPort,
@@ -218,9 +219,10 @@ export class RxInterrupts {
   }
 
   /**
-   * Turns the queue's interrupts off: suppresses notifications, unmaps the queue's vector
-   * (VIRTIO_MSI_NO_VECTOR, §4.1.5.1.2), detaches the eventfd from the vector (and turns
-   * MSI-X off when no other queue of the port uses it) and closes the eventfd. Idempotent;
+   * Turns the queue's interrupts off: suppresses notifications, has the transport undo the
+   * routing (PCI: the queue's vector back to VIRTIO_MSI_NO_VECTOR, §4.1.5.1.2, the eventfd
+   * detached, MSI-X off when no other queue uses it; vhost-user: the vring's own call fd
+   * again) and closes the eventfd. Idempotent;
    * the queue goes on working by polling.
    */
   close(): void {

@@ -100,7 +100,9 @@ export function mappedDoorbell16(
 ): Doorbell | null {
   if (!(io instanceof MappedRegionIo)) return null;
   if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size && offset % 2 === 0)) {
-    throw new RangeError(`${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes`);
+    throw new RangeError(
+      `${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes or misaligned`,
+    );
   }
   const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(io.buffer)));
   return { kind: "store16", address: base + BigInt(offset), value, what };

@@ -294,9 +294,15 @@ export class VfioUserDevice implements PciDevice {
     const io = this.bar(bar);
     const mapped = mappedDoorbell16(io, offset, value, what);
     if (mapped) return mapped;
-    if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size)) {
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size && offset % 2 === 0)) {
       throw new RangeError(
-        `${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes`,
+        `${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes or misaligned`,
+      );
+    }
+    if (this.client.socketFd < 0) {
+      throw new DriverError(
+        "TRANSPORT",
+        `${this.name} is closed, so forwarding workers cannot notify its queues: open the port again.`,
       );
     }
     return {

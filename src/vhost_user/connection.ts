@@ -204,7 +204,11 @@ export class VhostUserConnection {
         } (${problem}): it does not speak vhost-user as this driver does; restart it, then the program.`,
       );
     }
-    const out = this.#payload.subarray(0, size);
+    // Replies of this driver's requests fit the buffer kept for them; a larger one (e.g.
+    // GET_CONFIG, through low_level.ts) gets its own.
+    const out = size <= this.#payload.length
+      ? this.#payload.subarray(0, size)
+      : new Uint8Array(new ArrayBuffer(size));
     this.#readExact(out, deadline, request);
     return out;
   }

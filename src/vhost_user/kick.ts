@@ -3,32 +3,14 @@
  * by writing to the ring's kick eventfd (VHOST_USER_SET_VRING_KICK: "the event file
  * descriptor for adding buffers to the vring"; "an 8-byte value … has no meaning").
  *
- * The hot path: one write(2) of a buffer built once, nothing allocated. The result is
- * read as an i32 (a 64-bit result would allocate a number per call).
+ * The hot path: one write(2) of a buffer built once, nothing allocated
+ * (ffi/eventfd_writer.ts).
  *
  * @module
  */
 
+import { EventfdWriter } from "../../ffi/eventfd_writer.ts";
 import { DriverError } from "../errors.ts";
-
-const EINTR = 4;
-const EAGAIN = 11;
-
-let lib: {
-  write: (fd: number, buf: Uint8Array<ArrayBuffer>, len: bigint) => number;
-  errno: () => number;
-} | null = null;
-
-function kickLib(): NonNullable<typeof lib> {
-  if (lib) return lib;
-  const s = Deno.dlopen("libc.so.6", {
-    write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
-    __errno_location: { parameters: [], result: "pointer" },
-  }).symbols;
-  const errnoView = new Deno.UnsafePointerView(s.__errno_location()!);
-  lib = { write: s.write, errno: () => errnoView.getInt32(0) };
-  return lib;
-}
 
 /**
  * Notifies one vring through its kick eventfd: an 8-byte write of 1. EAGAIN (the counter
@@ -45,28 +27,24 @@ function kickLib(): NonNullable<typeof lib> {
  * ```
  */
 export class EventfdKick {
-  readonly #fd: number;
+  readonly #writer: EventfdWriter;
   readonly #what: string;
-  readonly #one = new Uint8Array(new BigUint64Array([1n]).buffer);
-  readonly #write = kickLib().write;
 
   /** Kicks through eventfd `fd`; `what` names the queue for messages. */
   constructor(fd: number, what: string) {
-    this.#fd = fd;
+    this.#writer = new EventfdWriter(fd);
     this.#what = what;
   }
 
   /** The eventfd written to. */
   get fd(): number {
-    return this.#fd;
+    return this.#writer.fd;
   }
 
   /** Writes 1 to the eventfd. */
   notify(): void {
-    if (this.#write(this.#fd, this.#one, 8n) === 8) return;
-    const e = kickLib().errno();
-    if (e === EAGAIN) return;
-    if (e === EINTR) return this.notify();
+    const e = this.#writer.add1();
+    if (e === 0) return;
     throw new DriverError(
       "TRANSPORT",
       `Kicking ${this.#what} failed (write to its eventfd: errno ${e}): restart the port.`,

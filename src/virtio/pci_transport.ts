@@ -19,7 +19,7 @@ import { type PciDevice, type RegionIo, SubRegionIo } from "../pci/pci_device.ts
 import type { Doorbell } from "../dma/doorbell.ts";
 import { featureNames } from "./features.ts";
 import { routeMsixQueueInterrupt } from "./pci_queue_interrupts.ts";
-import type { QueueNotifier } from "./split_queue.ts";
+import type { QueueNotifier } from "./virtqueue.ts";
 import type { QueueInterruptOptions, QueueInterruptRoute, VirtioTransport } from "./transport.ts";
 import {
   VIRTIO_CONFIG_S_FAILED,
@@ -292,6 +292,7 @@ export class VirtioPciTransport implements VirtioTransport {
    * up to `timeoutMs`.
    */
   reset(timeoutMs = 1000): void {
+    this.#notifyAt.clear(); // queues are set up again after a reset
     this.common.write8(COMMON_STATUS, 0);
     const deadline = Date.now() + timeoutMs;
     while (this.common.read8(COMMON_STATUS) !== 0) {

@@ -5,8 +5,8 @@
  * {@linkcode PciDevice} (kernel VFIO or vfio-user: pci_transport.ts); the vhost-user
  * transport over a vhost-user connection (vhost_user_transport.ts). As DPDK's
  * `struct virtio_ops`, or Linux's `virtio_config_ops` plus the ring's notify callback.
- * docs/architecture.md shows where it sits; adding a transport is one folder plus one
- * line in src/open_port.ts.
+ * docs/architecture.md shows where it sits and what adding a transport takes (a folder,
+ * an implementation of this, a case in src/open_port.ts and a prefix in src/port_name.ts).
  *
  * @module
  */
@@ -14,7 +14,7 @@
 import type { Doorbell } from "../dma/doorbell.ts";
 import type { DmaTarget } from "../dma/dma_target.ts";
 import type { RegionIo } from "../pci/pci_device.ts";
-import type { QueueNotifier } from "./split_queue.ts";
+import type { QueueNotifier } from "./virtqueue.ts";
 
 /** A queue's interrupts routed to an eventfd ({@linkcode VirtioTransport.routeQueueInterrupt}). */
 export interface QueueInterruptRoute {

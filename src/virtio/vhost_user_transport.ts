@@ -37,7 +37,7 @@ import {
   VIRTIO_F_ORDER_PLATFORM,
   VIRTIO_F_VERSION_1,
 } from "./features.ts";
-import type { QueueNotifier } from "./split_queue.ts";
+import type { QueueNotifier } from "./virtqueue.ts";
 import {
   VIRTIO_CONFIG_S_DRIVER_OK,
   VIRTIO_CONFIG_S_FAILED,
@@ -297,8 +297,20 @@ export class VhostUserTransport implements VirtioTransport {
           mq: hasFeature(this.#features, NET_F_MQ),
           maxPairs: this.queuePairs,
           setPairs: (n) => {
+            const before = this.#activePairs;
             this.#activePairs = n;
-            if (this.#status & VIRTIO_CONFIG_S_DRIVER_OK) this.#applyPairs();
+            if (!(this.#status & VIRTIO_CONFIG_S_DRIVER_OK)) return;
+            try {
+              this.#applyPairs();
+            } catch (e) {
+              // Refused half-way: back to the pairs in force (best effort), and the command
+              // is answered VIRTIO_NET_ERR.
+              this.#activePairs = before;
+              try {
+                this.#applyPairs();
+              } catch { /* the first error says what went wrong */ }
+              throw e;
+            }
           },
         }),
       });

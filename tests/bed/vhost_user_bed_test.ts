@@ -12,6 +12,7 @@ import { HUGEPAGE_DIR, TestpmdSession, VhostUserBed } from "./vhost_user_bed.ts"
 import { parseUdpTestFrame, udpFrames } from "./frames.ts";
 
 const FRAMES = 10_000;
+const isRoot = Deno.uid() === 0;
 const FLOWS = 8;
 
 let feCounter = 0;
@@ -114,6 +115,7 @@ async function roundTrip(queues: number): Promise<void> {
   const pids = [bed.testpmd.pid];
   const prefixes = [bed.filePrefix];
   let fe: TestpmdSession | undefined;
+  let feStatus: Deno.CommandStatus | undefined, beStatus: Deno.CommandStatus;
   try {
     assert.deepEqual(bed.portNames, ["pcap0", "vhost0", "vhost1", "pcap1"]);
     fe = await startFrontEnd(bed);
@@ -131,11 +133,12 @@ async function roundTrip(queues: number): Promise<void> {
     assertSameFrames(await bed.outputFrames(1), in0, "IN0 → vhost0 → front-end → vhost1 → OUT1");
     assertSameFrames(await bed.outputFrames(0), in1, "IN1 → vhost1 → front-end → vhost0 → OUT0");
   } finally {
-    const feStatus = await fe?.close();
-    const beStatus = await bed.close();
-    assert.equal(beStatus.code, 0, `back-end exit: ${bed.testpmd.stderrTail()}`);
-    if (feStatus) assert.equal(feStatus.code, 0, `front-end exit: ${fe!.stderrTail()}`);
+    feStatus = await fe?.close();
+    beStatus = await bed.close();
   }
+  // After the try, so that a failure inside it is the one reported.
+  assert.equal(beStatus.code, 0, `back-end exit: ${bed.testpmd.stderrTail()}`);
+  if (feStatus) assert.equal(feStatus.code, 0, `front-end exit: ${fe!.stderrTail()}`);
   // Nothing left behind.
   for (const pid of pids) assert.ok(!alive(pid), `process ${pid} still runs`);
   assert.throws(() => Deno.statSync(bed.dir), Deno.errors.NotFound, "bed directory left");
@@ -146,15 +149,27 @@ async function roundTrip(queues: number): Promise<void> {
   }
 }
 
-Deno.test("vhost-user bed: 10,000 frames each way come back through DPDK's virtio-user front-end, every flow in order (1 queue)", async () => {
+Deno.test({
+  name:
+    "vhost-user bed: 10,000 frames each way come back through DPDK's virtio-user front-end, every flow in order (1 queue)",
+  ignore: !isRoot,
+}, async () => {
   await roundTrip(1);
 });
 
-Deno.test("vhost-user bed: 10,000 frames each way come back through DPDK's virtio-user front-end, every flow in order (2 queues)", async () => {
+Deno.test({
+  name:
+    "vhost-user bed: 10,000 frames each way come back through DPDK's virtio-user front-end, every flow in order (2 queues)",
+  ignore: !isRoot,
+}, async () => {
   await roundTrip(2);
 });
 
-Deno.test("vhost-user bed: ports are numbered pcap0, vhost0, vhost1, pcap1 and vhost links are down until a front-end connects", async () => {
+Deno.test({
+  name:
+    "vhost-user bed: ports are numbered pcap0, vhost0, vhost1, pcap1 and vhost links are down until a front-end connects",
+  ignore: !isRoot,
+}, async () => {
   await using bed = await VhostUserBed.start({ vhostPorts: 2, pcap: {} });
   assert.deepEqual(
     [bed.pcapPort(0), bed.vhostPort(0), bed.vhostPort(1), bed.pcapPort(1)],
@@ -164,7 +179,10 @@ Deno.test("vhost-user bed: ports are numbered pcap0, vhost0, vhost1, pcap1 and v
   await assert.rejects(bed.waitLinkUp(0, 200), /link not up/);
 });
 
-Deno.test("vhost-user bed: a testpmd that fails to start is reported with its stderr", async () => {
+Deno.test({
+  name: "vhost-user bed: a testpmd that fails to start is reported with its stderr",
+  ignore: !isRoot,
+}, async () => {
   await assert.rejects(
     VhostUserBed.start({ vhostPorts: 1, pcap: { in: ["/nonexistent/in.pcap"] } }),
     /testpmd has ports \[net_vhost0\], expected \[net_pcap0,net_vhost0\][\s\S]*Couldn't open \/nonexistent\/in\.pcap/,
