@@ -307,3 +307,30 @@ Deno.test("queues: rings must be mapped; a data queue is NUM, BASE, ADDR, KICK, 
     be.stop();
   }
 });
+
+Deno.test("l2fwd against a back-end that refuses the negotiated features: one sentence naming it, exit 1", async () => {
+  const be = await backend({ refuse: [2] }); // SET_FEATURES
+  try {
+    const root = new URL("../..", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-ffi",
+        `${root}examples/l2fwd.ts`,
+        `vhost-user:${be.path}`,
+        `vhost-user:${be.path}.other`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr).trim();
+    assert.equal(out.code, 1, err);
+    assert.match(
+      err,
+      /^error: The vhost-user back-end at \S+be\.sock refused SET_FEATURES [^\n]*\.$/,
+    );
+  } finally {
+    be.stop();
+  }
+});
