@@ -2,7 +2,7 @@
  * l2fwd on the forwarding engine against DPDK's vhost-user back-end (tests/bed/
  * vhost_user_bed.ts): testpmd feeds pcaps into its vhost ports, l2fwd forwards between
  * them, and testpmd writes what comes back into pcaps. Two ports × two queue pairs, every
- * frame back byte for byte and per flow in order; a script and l2fwd's own capture;
+ * frame back byte for byte and per flow in order; the example scripts and l2fwd's own capture;
  * SIGINT; a back-end that is missing or killed mid-run ending l2fwd with one sentence.
  * With `--allow-ffi` as the only permission l2fwd needs for it.
  *
@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { readPcap } from "../src/pcap/pcap.ts";
-import { udpFrames } from "./bed/frames.ts";
+import { udpFlow, udpFrames } from "./bed/frames.ts";
 import { startHostL2fwd } from "./bed/host_l2fwd.ts";
 import { type PcapInput, VhostUserBed } from "./bed/vhost_user_bed.ts";
 import { assertSameFramesPerFlow, summaryOf } from "./l2fwd_checks.ts";
@@ -118,6 +118,54 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "l2fwd in the vhost-user bed: drop_filter.ts drops one UDP port, flow_counters.ts counts every flow",
+  ignore: !isRoot,
+  async fn(t) {
+    const script = (name: string) => `${ROOT}/examples/scripts/${name}`;
+    await t.step(
+      "drop_filter.ts: the other flows pass in order, the dropped ones are counted",
+      async () => {
+        const frames = udpFrames({ seed: 64, count: 2000, flows: 16 });
+        await using bed = await VhostUserBed.start({ vhostPorts: 2, pcap: { in: [[frames]] } });
+        const run = await startHostL2fwd(
+          ports(bed),
+          ["--script", script("drop_filter.ts"), "--script-arg", `udp-port=${udpFlow(5).dstPort}`],
+          [`--allow-read=${script("drop_filter.ts")}`],
+        );
+        await bed.startForwarding();
+        await bed.waitPcapTx(1, 2000 - 125, 30000);
+        await new Promise((r) => setTimeout(r, 300)); // nothing more comes
+        const r = await run.interrupt();
+        assert.equal(r.code, 0, r.stderr);
+        const out = (await bed.outputFrames(1)).flat();
+        assertSameFramesPerFlow(frames.filter((_, i) => i % 16 !== 5), out);
+        const s = summaryOf(r.stdout);
+        assert.equal(s.script?.counters.droppedUdpPort, 125);
+        assert.equal(s.ports[0].dropsScript, 125);
+      },
+    );
+    await t.step("flow_counters.ts reports every flow with its packets", async () => {
+      const frames = udpFrames({ seed: 65, count: 3000, flows: 100 });
+      await using bed = await VhostUserBed.start({ vhostPorts: 2, pcap: { in: [[frames]] } });
+      const run = await startHostL2fwd(
+        ports(bed),
+        ["--script", script("flow_counters.ts")],
+        [`--allow-read=${script("flow_counters.ts")}`],
+      );
+      await bed.startForwarding();
+      await bed.waitPcapTx(1, 3000, 30000);
+      const r = await run.interrupt();
+      assert.equal(r.code, 0, r.stderr);
+      const report = summaryOf(r.stdout).script?.report as { flows: number; packets: number };
+      assert.equal(report.flows, 100);
+      assert.equal(report.packets, 3000);
+      assertSameFramesPerFlow(frames, (await bed.outputFrames(1)).flat());
+    });
   },
 });
 
