@@ -62,6 +62,7 @@ import {
   ForwardingEngine,
   hasFeature,
   openPort,
+  type PrewarmedWorkers,
   samePortTarget,
   VIRTIO_NET_F_STATUS,
   type VirtioNetPort,
@@ -192,9 +193,23 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
   const pool = createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
   const ports: VirtioNetPort[] = [];
   let engine: ForwardingEngine | null = null;
+  let warm: PrewarmedWorkers | undefined;
   let started = false;
   try {
     await signals.step();
+    // Workers warm their code on synthetic frames before any port is open, so the first
+    // frames a back-end sends at link-up meet optimised code (docs/performance.md).
+    if (run.prewarm > 0) {
+      warm = await ForwardingEngine.prewarm(queues, {
+        burst,
+        drainUs: run.drainUs,
+        txFull: run.txFull,
+        macRewrite: run.macRewrite,
+        prewarmFrames: run.prewarm,
+        prewarmed: warm,
+      });
+      await signals.step();
+    }
     for (const spec of run.ports) {
       ports.push(openPort(spec, {
         bind: run.bind,
@@ -225,6 +240,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       macRewrite: run.macRewrite,
       txFull: run.txFull,
       warmupPackets: run.warmup,
+      prewarmFrames: run.prewarm,
       heapAudit: run.heapAudit,
       script: run.script ? { path: run.script, args: run.scriptArgs } : undefined,
       capture: run.pcap
@@ -358,6 +374,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
   } finally {
     signals.setWake(null);
     if (engine) await engine.stop();
+    warm?.terminate(); // unless the engine took them
     const problems: string[] = [];
     for (const p of ports.reverse()) {
       try {

@@ -81,8 +81,12 @@ export const W_FULL_GC = 17;
  * TCG emulation, so without heapAudit there are none).
  */
 export const W_FORCED_GCS = 18;
+/** Synthetic frames the worker forwarded to warm its code before adopting its queues (prewarm.ts). */
+export const W_PREWARM_FRAMES = 19;
+/** Milliseconds that warm-up took. */
+export const W_PREWARM_MS = 20;
 /** Size of the worker block. */
-export const WORKER_SLOTS = 19;
+export const WORKER_SLOTS = 21;
 
 /** The worker has been created and is building its queues. */
 export const STATE_STARTING = 0;

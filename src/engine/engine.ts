@@ -30,6 +30,10 @@ import { type EngineSnapshot, readSnapshot } from "./snapshot.ts";
 import { type EngineStopped, STOP_TIMEOUT_MS, stopWorkers } from "./stopping.ts";
 import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
+import { PrewarmedWorkers, prewarmWorkers } from "./prewarmed_workers.ts";
+
+/** Synthetic frames each worker forwards to warm its code (prewarm.ts) unless told otherwise. */
+export const DEFAULT_PREWARM_FRAMES = 200_000;
 import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
 
 /** Options of {@linkcode ForwardingEngine.start}. */
@@ -55,6 +59,16 @@ export interface EngineOptions {
    * W_HEAP_WARM).
    */
   warmupPackets?: number;
+  /**
+   * Synthetic frames each worker forwards between in-memory rings to warm its code before
+   * it adopts the device's queues (prewarm.ts; default 200,000, at most 3 s; 0: none).
+   */
+  prewarmFrames?: number;
+  /**
+   * Workers warmed before the ports opened ({@linkcode ForwardingEngine.prewarm}), one per
+   * queue pair: start() takes them over instead of starting new ones.
+   */
+  prewarmed?: PrewarmedWorkers;
   /**
    * Seconds in a row without a compile step that warm-up waits for once the warm-up
    * packets arrived (default 5: V8 tiers the loop's functions up seconds apart).
@@ -151,6 +165,30 @@ export class ForwardingEngine {
     this.#control = control;
     this.#script = script;
     this.#pcap = pcap;
+  }
+
+  /**
+   * Starts one worker per queue pair and warms each on synthetic frames (prewarm.ts) with
+   * the forwarding options of `options`, before any port is open: give the result to
+   * {@linkcode ForwardingEngine.start} as `prewarmed`, so that the first frames a device
+   * sends meet optimised code. Call {@linkcode PrewarmedWorkers.terminate} if the ports
+   * never open.
+   *
+   * @example
+   * ```ts ignore
+   * const warm = await ForwardingEngine.prewarm(1, { burst: 32 });
+   * // … open the ports …
+   * const engine = await ForwardingEngine.start(ports, pool, { burst: 32, prewarmed: warm });
+   * ```
+   */
+  static prewarm(queuePairs: number, options: EngineOptions = {}): Promise<PrewarmedWorkers> {
+    return prewarmWorkers(queuePairs, {
+      frames: options.prewarmFrames ?? DEFAULT_PREWARM_FRAMES,
+      burst: options.burst ?? 32,
+      drainMs: (options.drainUs ?? 100) / 1000,
+      txFull: options.txFull ?? "wait",
+      macRewrite: options.macRewrite ?? false,
+    }, options.startTimeoutMs ?? 60000);
   }
 
   /**
@@ -275,6 +313,15 @@ export class ForwardingEngine {
       pcap = PcapSink.open(cap.path, capRings.filter((r): r is SharedArrayBuffer => r !== null));
     }
     const workers: Worker[] = [];
+    const warm = options.prewarmed;
+    if (warm && warm.count !== queues) {
+      warm.terminate();
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `${warm.count} warmed workers cannot serve ${queues} queue pairs: warm one per queue pair.`,
+      );
+    }
+    const warmWorkers = warm?.take() ?? null;
     try {
       for (let k = 0; k < queues; k++) {
         const spec: WorkerSpec = {
@@ -286,6 +333,7 @@ export class ForwardingEngine {
           txFull: options.txFull ?? "wait",
           idleUs: options.idleUs ?? 50,
           warmupPackets: options.warmupPackets ?? 150_000,
+          prewarmFrames: options.prewarmFrames ?? DEFAULT_PREWARM_FRAMES,
           warmupQuietSeconds: quiet,
           heapAudit: options.heapAudit ?? false,
           notifyTimeoutMs,
@@ -307,7 +355,8 @@ export class ForwardingEngine {
             ? { port: cap!.port, direction: cap!.direction ?? "rx", ring: capRings[k]! }
             : null,
         };
-        const w = startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`);
+        const w = warmWorkers?.[k] ??
+          startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`);
         workers.push(w);
         w.postMessage({ type: "start", spec });
       }
@@ -319,6 +368,7 @@ export class ForwardingEngine {
     } catch (e) {
       // A worker that has not started yet will not (the stop flag is up); one that has
       // must leave before the caller may close the ports.
+      for (const w of warmWorkers ?? []) if (!workers.includes(w)) w.terminate();
       await stopWorkers({ control, workers, ports, pool });
       pcap?.close();
       throw e;

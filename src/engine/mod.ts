@@ -16,7 +16,8 @@
  */
 
 export { type EngineOptions, type EngineStopped, ForwardingEngine } from "./engine.ts";
-export type { CaptureDirection } from "./worker_spec.ts";
+export type { CaptureDirection, PrewarmParams } from "./worker_spec.ts";
+export { PrewarmedWorkers } from "./prewarmed_workers.ts";
 export {
   asForwardScript,
   BOUNCE,

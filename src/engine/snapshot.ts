@@ -46,6 +46,8 @@ import {
   W_PCAP_CAPTURED,
   W_PCAP_DROPPED,
   W_POOL_AVAILABLE,
+  W_PREWARM_FRAMES,
+  W_PREWARM_MS,
   W_STATE,
   W_WARM_AT_MS,
   W_WARM_PACKETS,
@@ -138,6 +140,10 @@ export interface WorkerStats {
   heapLive: boolean;
   /** Full GCs the worker forced (0 without `heapAudit`): each one paused forwarding. */
   forcedGcs: number;
+  /** Synthetic frames forwarded to warm the code before the queues were adopted (prewarm.ts). */
+  prewarmFrames: number;
+  /** Milliseconds that warm-up took. */
+  prewarmMs: number;
   /**
    * Seconds since warm-up in which the heap grew by 1 KiB or more: V8 compiling the loop
    * (a few steps; counters.ts, W_HEAP_STEPS).
@@ -248,6 +254,8 @@ export function readSnapshot(
       heapGrowth: growth,
       heapLive: c[W_FULL_GC] === 1,
       forcedGcs: c[W_FORCED_GCS],
+      prewarmFrames: c[W_PREWARM_FRAMES],
+      prewarmMs: Math.round(c[W_PREWARM_MS]),
       heapSteps: c[W_HEAP_STEPS],
       heapStepBytes: c[W_HEAP_STEP_BYTES],
       heapCreep: c[W_HEAP_CREEP],

@@ -47,6 +47,8 @@ import {
   W_LOOPS,
   W_NOW_MS,
   W_PACKETS,
+  W_PREWARM_FRAMES,
+  W_PREWARM_MS,
   W_STATE,
   W_WARM_AT_MS,
   W_WARM_PACKETS,
@@ -58,8 +60,10 @@ import { Forwarder } from "./forwarder.ts";
 import { makeNotifier, type NotifierOptions } from "./notifier.ts";
 import { PartitionPool } from "./partition_pool.ts";
 import { PcapRingWriter } from "./pcap_ring.ts";
+import { prewarm, type PrewarmResult } from "./prewarm.ts";
+import { VIRTIO_NET_HDR_SIZE } from "../net/header.ts";
 import { asForwardScript, type ForwardScript } from "./script_api.ts";
-import type { RingSpec, WorkerSpec } from "./worker_spec.ts";
+import type { PrewarmParams, RingSpec, WorkerSpec } from "./worker_spec.ts";
 
 /** Empty polls in a row before an idle worker sleeps. */
 const IDLE_POLLS = 32;
@@ -161,6 +165,13 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     );
   }
   const clock = new FfiClock(CLOCK_MONOTONIC);
+  const macs = spec.ports.map((port) => port.mac);
+  // Warmed before the ports opened (prewarmed_workers.ts), or now, before the queues.
+  warmed ??= spec.prewarmFrames > 0
+    ? warmUp({ ...spec, frames: spec.prewarmFrames }, spec.ports.map((p) => p.headerSize), macs)
+    : null;
+  c[W_PREWARM_FRAMES] = warmed?.frames ?? 0;
+  c[W_PREWARM_MS] = warmed?.ms ?? 0;
   // A notification waiting for a stalled vfio-user server gives up at the stop flag.
   const notify: NotifierOptions = { timeoutMs: spec.notifyTimeoutMs, control: ctl };
   const rx = spec.ports.map((port, i) => {
@@ -174,7 +185,6 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     new TxQueue(adopt(port.tx, notify), pool, port.headerSize, c, portBase(i))
   );
   const mailbox = new MailboxReader(spec.steering, spec.queue, spec.workers, rx);
-  const macs = spec.ports.map((port) => port.mac);
   const scriptCounters = new Float64Array(spec.counters, 8 * layout.scriptBase, names.length);
   const table = new Float64Array(spec.counters, 8 * layout.tableBase, layout.tableSize);
   script?.init?.({
@@ -234,6 +244,26 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
  * itself allocates 16 bytes once optimised.
  */
 const STEP_BYTES = 1024;
+
+/** Warm-up on synthetic frames ends after this long whatever it reached (slow emulators). */
+const PREWARM_MAX_MS = 3000;
+
+/** What warm-up on synthetic frames did, once it ran (prewarm.ts). */
+let warmed: PrewarmResult | null = null;
+
+/** Runs prewarm.ts's warm-up with this worker's ring constructor. */
+function warmUp(
+  p: PrewarmParams,
+  headerSizes: readonly number[],
+  macs: readonly Uint8Array[],
+): PrewarmResult {
+  const clock = new FfiClock(CLOCK_MONOTONIC);
+  return prewarm(
+    { ...p, maxMs: PREWARM_MAX_MS, headerSizes, macs, clock: clock.ms, tick: () => clock.tick() },
+    (memory, offset, size, notify, name) =>
+      new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name }),
+  );
+}
 
 /** Stands in for the full GC at the samples that do not collect. */
 function noCollection(): void {}
@@ -355,9 +385,20 @@ function fail(e: unknown, c: Float64Array | null): void {
 }
 
 scope.onmessage = (e: MessageEvent) => {
-  const msg = e.data as { type: string; spec?: WorkerSpec };
+  const msg = e.data as { type: string; spec?: WorkerSpec; params?: PrewarmParams };
   if (msg.type === "ping") {
     scope.postMessage({ type: "pong" });
+    return;
+  }
+  if (msg.type === "prewarm") {
+    // No port is open yet: warm with the usual header and no MACs (they shape no code).
+    try {
+      const zero = new Uint8Array(6);
+      warmed = warmUp(msg.params!, [VIRTIO_NET_HDR_SIZE, VIRTIO_NET_HDR_SIZE], [zero, zero]);
+      scope.postMessage({ type: "warm", frames: warmed.frames, ms: warmed.ms });
+    } catch (e) {
+      fail(e, null);
+    }
     return;
   }
   if (msg.type !== "start" || !msg.spec) return;

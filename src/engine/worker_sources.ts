@@ -18,6 +18,7 @@ import counters from "./counters.ts" with { type: "text" };
 import notifier from "./notifier.ts" with { type: "text" };
 import partitionPool from "./partition_pool.ts" with { type: "text" };
 import pcapRing from "./pcap_ring.ts" with { type: "text" };
+import prewarm from "./prewarm.ts" with { type: "text" };
 import scriptApi from "./script_api.ts" with { type: "text" };
 import steeringMailbox from "./steering_mailbox.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
@@ -57,6 +58,7 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("./notifier.ts"), notifier],
   [at("./partition_pool.ts"), partitionPool],
   [at("./pcap_ring.ts"), pcapRing],
+  [at("./prewarm.ts"), prewarm],
   [at("./script_api.ts"), scriptApi],
   [at("./steering_mailbox.ts"), steeringMailbox],
   [WORKER_ENTRY, worker],

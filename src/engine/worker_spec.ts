@@ -106,6 +106,8 @@ export interface WorkerSpec {
   idleUs: number;
   /** Packets received before the heap is sampled as "warm". */
   warmupPackets: number;
+  /** Synthetic frames forwarded to warm the code before adopting the queues (0: none). */
+  prewarmFrames: number;
   /** Seconds without a compile step that warm-up waits for after its packets. */
   warmupQuietSeconds: number;
   /**
@@ -132,4 +134,18 @@ export interface WorkerSpec {
   script: ScriptSpec | null;
   /** The capture, if this worker captures. */
   capture: CaptureSpec | null;
+}
+
+/** What a worker warms with: the forwarder options that shape its code. */
+export interface PrewarmParams {
+  /** Synthetic frames (both ports) to forward; at most 3 s are spent. */
+  frames: number;
+  /** Frames per burst, as the engine will use. */
+  burst: number;
+  /** Partial transmit burst drain time (ms), as the engine will use. */
+  drainMs: number;
+  /** As the engine will use. */
+  txFull: "wait" | "drop";
+  /** As the engine will use. */
+  macRewrite: boolean;
 }

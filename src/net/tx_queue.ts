@@ -114,8 +114,10 @@ export class TxQueue {
       const len = lens[n];
       if (len > room) break;
       // §5.1.6.2: no offloads asked for: flags 0, gso_type VIRTIO_NET_HDR_GSO_NONE.
+      // Zeroed with plain stores: TypedArray#fill calls into the runtime, which cost a third
+      // of the forwarding loop's time for a 12-byte header (perf, docs/performance.md).
       const off = pool.offset(b);
-      data.fill(0, off, off + hdr);
+      for (let k = off, end = off + hdr; k < end; k++) data[k] = 0;
       vq.add(b, pool.iovaLo[b], pool.iovaHi[b], hdr + len, false);
       bytes += len;
     }

@@ -6,13 +6,15 @@
  * token (a buffer index) and the length it posted, so that every used-ring entry the
  * device returns can be validated before it is trusted.
  *
- * Memory ordering. This relies on x86-64 TSO: stores become visible in program order and
- * loads are not reordered with older loads. Plain typed-array stores fill descriptors and
- * ring slots; the publication point is the avail->idx store, done with Atomics.store so
- * that V8 neither reorders it before those stores nor sinks it after later loads (on x86
- * it is an XCHG: a full barrier, which also gives the store→load order §2.7.13.4 needs
- * before reading avail_event / used->flags). used->idx is read with Atomics.load, and the
- * used entries only after it (the virtio_rmb() of Linux's virtqueue_get_buf).
+ * Memory ordering (docs/performance.md). This relies on x86-64 TSO: stores become visible
+ * in program order and loads are not reordered with older loads, and on V8 keeping
+ * typed-array loads and stores in program order (they are effects). So plain stores fill
+ * descriptors and ring slots and then publish avail->idx (Linux's virtio_wmb() is a
+ * compiler barrier on x86), and used->idx is read with a plain load before the entries
+ * (virtio_rmb(), likewise). The one full barrier is the store→load order §2.7.13.4 needs
+ * between the avail->idx store and reading avail_event / used->flags: an Atomics.store of
+ * avail->idx (XCHG), once per published burst. Atomics on this memory are builtin calls,
+ * not inlined, which is why the used->idx loads polled on every loop are plain.
  *
  * @module
  */
@@ -241,7 +243,7 @@ export class SplitQueue implements Virtqueue {
 
   /** True when the device has returned buffers the driver has not taken yet. */
   hasUsed(): boolean {
-    return Atomics.load(this.#used16, 1) !== this.#lastUsed;
+    return this.#used16[1] !== this.#lastUsed;
   }
 
   /** Descriptors free for new buffers. */
@@ -348,7 +350,7 @@ export class SplitQueue implements Virtqueue {
 
   /** used->idx as the device last published it (free-running, 16 bits). */
   deviceUsedIdx(): number {
-    return Atomics.load(this.#used16, 1);
+    return this.#used16[1];
   }
 
   /**
@@ -388,8 +390,8 @@ export class SplitQueue implements Virtqueue {
     Atomics.store(this.#avail, 1, newIdx);
     this.#kickedAt = newIdx;
     const wanted = this.#eventIdx
-      ? vringNeedEvent(Atomics.load(this.#used16, this.#availEventAt), newIdx, oldIdx)
-      : (Atomics.load(this.#used16, 0) & VIRTQ_USED_F_NO_NOTIFY) === 0;
+      ? vringNeedEvent(this.#used16[this.#availEventAt], newIdx, oldIdx)
+      : (this.#used16[0] & VIRTQ_USED_F_NO_NOTIFY) === 0;
     if (wanted) {
       this.kicks++;
       const t = this.#targets;
@@ -413,7 +415,7 @@ export class SplitQueue implements Virtqueue {
    * posted); a bad entry throws DEVICE_MISBEHAVED before anything of it is used.
    */
   takeUsed(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
-    const usedIdx = Atomics.load(this.#used16, 1); // acquire: entries are read after this
+    const usedIdx = this.#used16[1]; // x86 TSO: the entries are read after this (no Atomics)
     let pending = ringDistance(this.#lastUsed, usedIdx);
     if (pending === 0) return 0;
     if (pending > this.size - this.#numFree) {

@@ -1,0 +1,290 @@
+/**
+ * Native loopback: one back-end, DPDK's testpmd with two `net_vhost` ports doing io
+ * forwarding on CPU 1 (the vhost-user bed, tests/bed/vhost_user_bed.ts), and a front-end
+ * on CPU 0 that forwards its port 0 ⇄ port 1: DPDK's own virtio-user front-end (a second
+ * testpmd, io forwarding) or our examples/l2fwd.ts. The back-end injects frames with
+ * `start tx_first N` and from then on the same frames go round; the rate is what the
+ * back-end receives from the front-end per second, summed over both ports, read as
+ * counter differences (testpmd's `clear port stats` races with its forwarding lcore and
+ * can lose the clear under load). Front-ends run one after the other against the same
+ * back-end, in the order given (DPDK, ours, DPDK), so each ratio compares runs minutes
+ * apart on the same machine. See docs/performance.md.
+ *
+ * @module
+ */
+
+import { TestpmdSession, VhostUserBed } from "../tests/bed/vhost_user_bed.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** A front-end to measure. */
+export type FrontEnd =
+  | { kind: "dpdk"; label?: string }
+  | {
+    kind: "ours";
+    label?: string;
+    /** Checkout whose examples/l2fwd.ts runs (default: this one), for A/B runs. */
+    root?: string;
+    /** More l2fwd options (e.g. ["--burst", "64"]). */
+    args?: string[];
+  };
+
+/** Options of {@linkcode measureLoopback}. */
+export interface LoopbackOptions {
+  /** Frame sizes (bytes, FCS excluded as testpmd's `set txpkts` counts them). */
+  frameSizes: number[];
+  /** Front-ends, run in this order for every frame size. */
+  frontEnds: FrontEnd[];
+  /** Seconds measured per run. */
+  seconds: number;
+  /** Seconds of forwarding before the measurement starts (JIT warm-up, rings filled). */
+  warmupSeconds: number;
+  /** Bursts of 32 frames the back-end injects per port (`start tx_first N`). */
+  txFirstBursts: number;
+  /** Called with a line of progress. */
+  log?: (line: string) => void;
+}
+
+/** What l2fwd's worker and process did during one measured window. */
+export interface MemoryFigures {
+  /** Resident set of the l2fwd process at the window's start and end (KiB). */
+  rssStartKiB: number;
+  rssEndKiB: number;
+  /** The worker's V8 heap used at the window's start and end (bytes, sampled once a second). */
+  heapStart: number;
+  heapEnd: number;
+  /** Bytes the worker's heap grew by outside compile steps in the window (allocation). */
+  heapCreep: number;
+  /** Samples in the window at which the worker's heap shrank: garbage collections. */
+  gcs: number;
+}
+
+/** One measured run. */
+export interface LoopbackRun {
+  frameSize: number;
+  frontEnd: string;
+  kind: "dpdk" | "ours";
+  /** Frames per second the back-end received from the front-end, both ports. */
+  fps: number;
+  /** The same in Gbit/s of frame bytes (FCS excluded). */
+  gbps: number;
+  /** Per back-end port, frames per second. */
+  perPort: number[];
+  /** Frames the back-end dropped in the run (its tx to the front-end's full ring). */
+  backEndDropped: number;
+  /** Seconds actually measured. */
+  seconds: number;
+  /** Ours only. */
+  memory?: MemoryFigures;
+}
+
+interface Running {
+  stop(): Promise<void>;
+  window?: () => Promise<() => Promise<MemoryFigures>>;
+}
+
+let feCounter = 0;
+
+async function startDpdk(bed: VhostUserBed): Promise<Running> {
+  const fe = await TestpmdSession.start({
+    name: "testpmd virtio-user front-end",
+    eal: [
+      "-l",
+      "0,1",
+      "--main-lcore",
+      "1",
+      "-n",
+      "1",
+      `--file-prefix=benchfe${Deno.pid}x${feCounter++}`,
+      "--in-memory",
+      "--single-file-segments",
+      "--no-pci",
+      "-m",
+      "256",
+      ...[0, 1].flatMap((i) => [
+        "--vdev",
+        `net_virtio_user${i},mac=02:00:00:00:00:0${i + 1},path=${bed.socket(i)},queues=1`,
+      ]),
+    ],
+    app: ["--nb-cores=1", "--forward-mode=io", "--total-num-mbufs=16384"],
+  });
+  const a = await fe.command("start");
+  if (!/io packet forwarding/.test(a)) {
+    await fe.kill();
+    throw new Error(`DPDK front-end: "start" answered: ${a}`);
+  }
+  return { stop: async () => void await fe.close() };
+}
+
+/** The latest JSON stats report of an l2fwd, and its process. */
+class L2fwdProcess {
+  readonly child: Deno.ChildProcess;
+  latest: { workers: { heapLast: number; heapCreep: number; heapDrops: number }[] } | null = null;
+  stderr = "";
+  readonly #done: Promise<void>;
+
+  constructor(root: string, args: string[], ports: string[]) {
+    this.child = new Deno.Command("taskset", {
+      args: [
+        "-c",
+        "0",
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        "--allow-ffi",
+        `${root}/examples/l2fwd.ts`,
+        "--stats",
+        "json",
+        ...args,
+        ...ports,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const lines = async (s: ReadableStream<Uint8Array>, f: (l: string) => void) => {
+      let buf = "";
+      for await (const t of s.pipeThrough(new TextDecoderStream())) {
+        buf += t;
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          f(buf.slice(0, i));
+          buf = buf.slice(i + 1);
+        }
+      }
+    };
+    this.#done = Promise.all([
+      lines(this.child.stdout, (l) => {
+        try {
+          const r = JSON.parse(l);
+          if (r.event === "stats") this.latest = r;
+        } catch { /* not a report */ }
+      }),
+      lines(this.child.stderr, (l) => this.stderr += l + "\n"),
+    ]).then(() => {});
+  }
+
+  /** Waits until l2fwd printed its port lines (it forwards from then on). */
+  async started(timeoutMs = 60000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (!/port 1: /.test(this.stderr)) {
+      const st = await Promise.race([this.child.status, sleep(20)]);
+      if (st || performance.now() > deadline) {
+        await this.stop().catch(() => {});
+        throw new Error(`l2fwd did not start: ${this.stderr}`);
+      }
+    }
+  }
+
+  async rssKiB(): Promise<number> {
+    const s = await Deno.readTextFile(`/proc/${this.child.pid}/status`);
+    return Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? NaN);
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGINT");
+    } catch { /* exited */ }
+    const st = await this.child.status;
+    await this.#done;
+    if (st.code !== 0) throw new Error(`l2fwd exited with ${st.code}: ${this.stderr}`);
+  }
+}
+
+async function startOurs(bed: VhostUserBed, fe: FrontEnd & { kind: "ours" }): Promise<Running> {
+  const p = new L2fwdProcess(fe.root ?? ROOT, fe.args ?? [], [
+    `vhost-user:${bed.socket(0)}?queues=1`,
+    `vhost-user:${bed.socket(1)}?queues=1`,
+  ]);
+  await p.started();
+  const window = async () => {
+    const w0 = p.latest?.workers[0], rss0 = await p.rssKiB();
+    return async () => {
+      const w1 = p.latest?.workers[0], rss1 = await p.rssKiB();
+      return {
+        rssStartKiB: rss0,
+        rssEndKiB: rss1,
+        heapStart: w0?.heapLast ?? NaN,
+        heapEnd: w1?.heapLast ?? NaN,
+        heapCreep: (w1?.heapCreep ?? NaN) - (w0?.heapCreep ?? NaN),
+        gcs: (w1?.heapDrops ?? NaN) - (w0?.heapDrops ?? NaN),
+      };
+    };
+  };
+  return { stop: () => p.stop(), window };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitLinks(bed: VhostUserBed, up: boolean, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const l = await bed.links();
+    if (l[0] === up && l[1] === up) return;
+    if (performance.now() > deadline) {
+      throw new Error(`loopback: vhost links not ${up ? "up" : "down"} in ${timeoutMs} ms`);
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * Runs every front-end at every frame size against one back-end and returns the runs in
+ * the order they ran. Needs root (huge pages), the DPDK packages of tools/setup.sh and
+ * two CPUs.
+ *
+ * @example
+ * ```ts ignore
+ * const runs = await measureLoopback({
+ *   frameSizes: [64], frontEnds: [{ kind: "dpdk" }, { kind: "ours" }, { kind: "dpdk" }],
+ *   seconds: 5, warmupSeconds: 3, txFirstBursts: 16,
+ * });
+ * ```
+ */
+export async function measureLoopback(opts: LoopbackOptions): Promise<LoopbackRun[]> {
+  const log = opts.log ?? (() => {});
+  await using bed = await VhostUserBed.start({ vhostPorts: 2, lcores: [0, 1] });
+  const runs: LoopbackRun[] = [];
+  for (const size of opts.frameSizes) {
+    for (const fe of opts.frontEnds) {
+      const label = fe.label ?? (fe.kind === "dpdk" ? "DPDK virtio-user" : "ours (l2fwd)");
+      const running = fe.kind === "dpdk" ? await startDpdk(bed) : await startOurs(bed, fe);
+      try {
+        await waitLinks(bed, true, 30000);
+        await bed.command("set fwd io");
+        await bed.command(`set txpkts ${size}`);
+        const a = await bed.command(`start tx_first ${opts.txFirstBursts}`);
+        if (!/io packet forwarding/.test(a)) throw new Error(`back-end start: ${a}`);
+        await sleep(opts.warmupSeconds * 1000);
+        const memEnd = running.window ? await running.window() : null;
+        const s0 = await bed.stats();
+        const t0 = performance.now();
+        await sleep(opts.seconds * 1000);
+        const s1 = await bed.stats();
+        const seconds = (performance.now() - t0) / 1000;
+        const memory = memEnd ? await memEnd() : undefined;
+        const fwd = await bed.stopForwarding();
+        const perPort = s1.map((p, i) => (p.rxPackets - s0[i].rxPackets) / seconds);
+        const fps = perPort.reduce((x, y) => x + y, 0);
+        const dropped = [...fwd.matchAll(/TX-dropped:\s*(\d+)/g)].slice(0, 2)
+          .reduce((x, m) => x + Number(m[1]), 0);
+        const run: LoopbackRun = {
+          frameSize: size,
+          frontEnd: label,
+          kind: fe.kind,
+          fps,
+          gbps: fps * size * 8 / 1e9,
+          perPort,
+          backEndDropped: dropped,
+          seconds,
+          memory,
+        };
+        runs.push(run);
+        log(`${size} B  ${label.padEnd(24)} ${(fps / 1e6).toFixed(3)} M frames/s`);
+      } finally {
+        await running.stop();
+        await waitLinks(bed, false, 10000).catch(() => {});
+      }
+    }
+  }
+  return runs;
+}

@@ -1,0 +1,222 @@
+/**
+ * Warms a worker's forwarding code before it touches a device. V8 runs new code in its
+ * interpreter and optimises it over the first ~150,000 frames, so a cold worker forwards
+ * its first frames several times slower than later ones and loses them when a back-end
+ * sends at once (DPDK has no warm-up). Here the same Forwarder, receive and transmit queue
+ * and split-ring code forward synthetic frames between two queue pairs in private memory,
+ * each looped back to itself by a few lines that play the device, until V8 has seen
+ * enough of them; the worker then adopts its real queues with that code already
+ * optimised. Nothing here reaches a device, the shared pool or the stats: the rings, the
+ * pool and the counters are its own and become garbage when it returns.
+ * docs/performance.md has the measurements.
+ *
+ * @module
+ */
+
+import { counterLayout, portBase } from "./counters.ts";
+import { Forwarder } from "./forwarder.ts";
+import { PartitionPool } from "./partition_pool.ts";
+import { RxQueue } from "../net/rx_queue.ts";
+import { TxQueue } from "../net/tx_queue.ts";
+import { splitRingLayout } from "../virtio/ring_math.ts";
+import type { QueueNotifier, Virtqueue } from "../virtio/virtqueue.ts";
+
+/** Makes a virtqueue in `memory` at `offset` (the worker passes its ring constructor). */
+export type MakeQueue = (
+  memory: ArrayBuffer,
+  offset: number,
+  size: number,
+  notify: QueueNotifier,
+  name: string,
+) => Virtqueue;
+
+/** Options of {@linkcode prewarm}. */
+export interface PrewarmOptions {
+  /** Stop after this many frames received (both ports). */
+  frames: number;
+  /** …or after this many milliseconds, whichever comes first. */
+  maxMs: number;
+  /** As the worker's forwarder: frames per burst. */
+  burst: number;
+  /** As the worker's forwarder: partial transmit buffer drain time (ms). */
+  drainMs: number;
+  /** As the worker's forwarder. */
+  txFull: "wait" | "drop";
+  /** As the worker's forwarder. */
+  macRewrite: boolean;
+  /** virtio-net header bytes of each port. */
+  headerSizes: readonly number[];
+  /** Each port's MAC. */
+  macs: readonly Uint8Array[];
+  /** The worker's poll clock (element 0 in ms), ticked by `tick`. */
+  clock: Float64Array;
+  /** Updates `clock`. */
+  tick: () => void;
+}
+
+/** What {@linkcode prewarm} did. */
+export interface PrewarmResult {
+  /** Synthetic frames forwarded. */
+  frames: number;
+  /** Milliseconds it took. */
+  ms: number;
+}
+
+const RING_SIZE = 256;
+const BUFFER_SIZE = 256; // a 64-byte frame and its header; 256 KiB in all
+const FRAME_BYTES = 64;
+const PAGE = 4096;
+
+/** Does nothing: the warm-up rings' device needs no notifications. */
+const NO_NOTIFY: QueueNotifier = { notify() {} };
+
+/**
+ * The device end of one port looped back to itself: every frame the driver makes
+ * available on the transmit queue is returned used and arrives, 64 bytes long, in the next
+ * buffer of the receive queue (dropped when there is none, as a NIC would).
+ */
+class LoopbackWire {
+  readonly #tx: RingView;
+  readonly #rx: RingView;
+  readonly #frameLen: number;
+
+  constructor(memory: ArrayBuffer, txOffset: number, rxOffset: number, headerSize: number) {
+    this.#tx = new RingView(memory, txOffset);
+    this.#rx = new RingView(memory, rxOffset);
+    this.#frameLen = headerSize + FRAME_BYTES;
+  }
+
+  /** Delivers `n` frames into the receive queue without anything sent (the first burst). */
+  inject(n: number): void {
+    for (let i = 0; i < n && this.#rx.hasAvail(); i++) {
+      this.#rx.use(this.#rx.nextAvail(), this.#frameLen);
+    }
+    this.#rx.publishUsed();
+  }
+
+  /** Moves everything sent so far to the receive side. */
+  step(): void {
+    const tx = this.#tx, rx = this.#rx;
+    if (!tx.hasAvail()) return;
+    while (tx.hasAvail()) {
+      tx.use(tx.nextAvail(), 0);
+      if (rx.hasAvail()) rx.use(rx.nextAvail(), this.#frameLen);
+    }
+    tx.publishUsed();
+    rx.publishUsed();
+  }
+}
+
+/** A device's view of one split ring of {@linkcode RING_SIZE} entries. */
+class RingView {
+  readonly #avail: Uint16Array;
+  readonly #used16: Uint16Array;
+  readonly #used32: Uint32Array;
+  #lastAvail = 0;
+  #usedIdx = 0;
+
+  constructor(memory: ArrayBuffer, offset: number) {
+    const l = splitRingLayout(RING_SIZE);
+    this.#avail = new Uint16Array(memory, offset + l.availOffset, 3 + RING_SIZE);
+    this.#used16 = new Uint16Array(memory, offset + l.usedOffset, 3 + 4 * RING_SIZE);
+    this.#used32 = new Uint32Array(memory, offset + l.usedOffset, 1 + 2 * RING_SIZE);
+  }
+
+  hasAvail(): boolean {
+    return this.#avail[1] !== this.#lastAvail;
+  }
+
+  nextAvail(): number {
+    const id = this.#avail[2 + (this.#lastAvail & (RING_SIZE - 1))];
+    this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
+    return id;
+  }
+
+  use(id: number, len: number): void {
+    const slot = this.#usedIdx & (RING_SIZE - 1);
+    this.#used32[1 + 2 * slot] = id;
+    this.#used32[2 + 2 * slot] = len;
+    this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
+  }
+
+  publishUsed(): void {
+    this.#used16[1] = this.#usedIdx;
+  }
+}
+
+/**
+ * Forwards synthetic frames between two looped-back in-memory ports with the worker's
+ * own forwarding code until `frames` were received or `maxMs` passed.
+ *
+ * @example
+ * ```ts ignore
+ * const r = prewarm({ frames: 200_000, maxMs: 2000, burst: 32, drainMs: 0.1, txFull: "wait",
+ *   macRewrite: false, headerSizes: [12, 12], macs, clock: clock.ms, tick: () => clock.tick() },
+ *   (mem, off, size, notify, name) => new SplitQueue(mem, off, { index: 0, size, eventIdx: true, notify, name }));
+ * ```
+ */
+export function prewarm(opts: PrewarmOptions, makeQueue: MakeQueue): PrewarmResult {
+  const ringBytes = Math.ceil(splitRingLayout(RING_SIZE).totalBytes / PAGE) * PAGE;
+  const rings = new ArrayBuffer(4 * ringBytes);
+  const count = 4 * RING_SIZE;
+  const pool = new PartitionPool(
+    new ArrayBuffer(count * BUFFER_SIZE),
+    0x1000_0000,
+    count,
+    BUFFER_SIZE,
+    Array.from({ length: count }, (_, i) => i),
+    [],
+  );
+  const layout = counterLayout(2, 0, 0);
+  const c = new Float64Array(layout.length);
+  const rx: RxQueue[] = [], tx: TxQueue[] = [], wires: LoopbackWire[] = [];
+  for (let p = 0; p < 2; p++) {
+    const rxAt = (2 * p) * ringBytes, txAt = (2 * p + 1) * ringBytes;
+    const hdr = opts.headerSizes[p];
+    rx.push(
+      new RxQueue(
+        makeQueue(rings, rxAt, RING_SIZE, NO_NOTIFY, `warm-up rx${p}`),
+        pool,
+        hdr,
+        c,
+        portBase(p),
+      ),
+    );
+    tx.push(
+      new TxQueue(
+        makeQueue(rings, txAt, RING_SIZE, NO_NOTIFY, `warm-up tx${p}`),
+        pool,
+        hdr,
+        c,
+        portBase(p),
+      ),
+    );
+    rx[p].refill();
+    wires.push(new LoopbackWire(rings, txAt, rxAt, hdr));
+  }
+  const fwd = new Forwarder(rx, tx, pool, c, {
+    queue: 0,
+    burst: opts.burst,
+    drainMs: opts.drainMs,
+    txFull: opts.txFull,
+    headerSizes: opts.headerSizes,
+    macRewrite: opts.macRewrite,
+    macs: opts.macs,
+    script: null,
+    clock: opts.clock,
+    capture: null,
+  });
+  for (const w of wires) w.inject(RING_SIZE / 2);
+  opts.tick();
+  const t0 = opts.clock[0];
+  let frames = 0;
+  for (let loops = 0; frames < opts.frames; loops++) {
+    opts.tick();
+    frames += fwd.poll();
+    wires[0].step();
+    wires[1].step();
+    if ((loops & 255) === 0 && opts.clock[0] - t0 >= opts.maxMs) break;
+  }
+  fwd.drain(0);
+  return { frames, ms: opts.clock[0] - t0 };
+}
