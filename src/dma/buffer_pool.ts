@@ -37,6 +37,8 @@ export class BufferPool implements PacketBuffers {
   readonly bufferSize: number;
   /** All bytes of the region the pool lives in. */
   readonly data: Uint8Array;
+  /** The same bytes as 32-bit words. */
+  readonly words: Uint32Array;
   /** Low 32 bits of each buffer's IOVA. */
   readonly iovaLo: Uint32Array;
   /** High 32 bits of each buffer's IOVA. */
@@ -55,10 +57,16 @@ export class BufferPool implements PacketBuffers {
     if (base + count * bufferSize > region.size) {
       throw new RangeError(`pool of ${count}×${bufferSize} bytes does not fit the DMA region`);
     }
+    if (base % 4 !== 0 || bufferSize % 4 !== 0) {
+      throw new RangeError(
+        `pool buffers must start at multiples of 4 bytes (base ${base}, size ${bufferSize})`,
+      );
+    }
     this.region = region;
     this.count = count;
     this.bufferSize = bufferSize;
     this.data = new Uint8Array(region.buffer);
+    this.words = new Uint32Array(region.buffer, 0, region.buffer.byteLength >> 2);
     this.#base = base;
     this.iovaLo = new Uint32Array(count);
     this.iovaHi = new Uint32Array(count);

@@ -23,6 +23,8 @@ export interface PacketBuffers {
   readonly bufferSize: number;
   /** The memory the buffers are in (buffer `b` starts at `offset(b)`). */
   readonly data: Uint8Array;
+  /** The same memory as 32-bit words (buffers start at multiples of 4 bytes). */
+  readonly words: Uint32Array;
   /** Low 32 bits of each buffer's IOVA. */
   readonly iovaLo: Uint32Array;
   /** High 32 bits of each buffer's IOVA. */

@@ -380,8 +380,11 @@ export class Forwarder {
     const c = this.#c, o = portBase(to);
     c[o + P_DROP_TX_RING_FULL] += drop;
     c[o + P_TX_RING_FULL_WAITS] += keep > 0 ? 1 : 0;
-    b.copyWithin(0, sent, n);
-    lens.copyWithin(0, sent, n);
+    // By hand: copyWithin is a call into the runtime even when there is nothing to move.
+    for (let i = 0; i < keep; i++) {
+      b[i] = b[sent + i];
+      lens[i] = lens[sent + i];
+    }
     this.#txCount[to] = keep;
   }
 

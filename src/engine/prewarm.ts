@@ -145,6 +145,75 @@ class RingView {
 }
 
 /**
+ * Two queue pairs in private memory, each looped back to itself, and a Forwarder over
+ * them built with `opts`: {@linkcode InMemoryLoopback.poll} forwards and plays the device.
+ * Warm-up uses it, and so does the forwarding micro-benchmark (bench/micro/).
+ *
+ * @example
+ * ```ts ignore
+ * const loop = new InMemoryLoopback(opts, makeQueue);
+ * let frames = 0;
+ * while (frames < 1000) frames += loop.poll();
+ * ```
+ */
+export class InMemoryLoopback {
+  readonly #fwd: Forwarder;
+  readonly #wires: LoopbackWire[] = [];
+
+  constructor(opts: Omit<PrewarmOptions, "frames" | "maxMs">, makeQueue: MakeQueue) {
+    const ringBytes = Math.ceil(splitRingLayout(RING_SIZE).totalBytes / PAGE) * PAGE;
+    const rings = new ArrayBuffer(4 * ringBytes);
+    const count = 4 * RING_SIZE;
+    const pool = new PartitionPool(
+      new ArrayBuffer(count * BUFFER_SIZE),
+      0x1000_0000,
+      count,
+      BUFFER_SIZE,
+      Array.from({ length: count }, (_, i) => i),
+      [],
+    );
+    const c = new Float64Array(counterLayout(2, 0, 0).length);
+    const rx: RxQueue[] = [], tx: TxQueue[] = [];
+    for (let p = 0; p < 2; p++) {
+      const rxAt = (2 * p) * ringBytes, txAt = (2 * p + 1) * ringBytes;
+      const hdr = opts.headerSizes[p];
+      const q = (at: number, what: string) =>
+        makeQueue(rings, at, RING_SIZE, NO_NOTIFY, `${what}${p}`);
+      rx.push(new RxQueue(q(rxAt, "loopback rx"), pool, hdr, c, portBase(p)));
+      tx.push(new TxQueue(q(txAt, "loopback tx"), pool, hdr, c, portBase(p)));
+      rx[p].refill();
+      this.#wires.push(new LoopbackWire(rings, txAt, rxAt, hdr));
+    }
+    this.#fwd = new Forwarder(rx, tx, pool, c, {
+      queue: 0,
+      burst: opts.burst,
+      drainMs: opts.drainMs,
+      txFull: opts.txFull,
+      headerSizes: opts.headerSizes,
+      macRewrite: opts.macRewrite,
+      macs: opts.macs,
+      script: null,
+      clock: opts.clock,
+      capture: null,
+    });
+    for (const w of this.#wires) w.inject(RING_SIZE / 2);
+  }
+
+  /** One forwarding poll, then the device's turn; returns the frames received. */
+  poll(): number {
+    const n = this.#fwd.poll();
+    this.#wires[0].step();
+    this.#wires[1].step();
+    return n;
+  }
+
+  /** Sends what the forwarder still buffers (the rings are dropped with the object). */
+  close(): void {
+    this.#fwd.drain(0);
+  }
+}
+
+/**
  * Forwards synthetic frames between two looped-back in-memory ports with the worker's
  * own forwarding code until `frames` were received or `maxMs` passed.
  *
@@ -156,67 +225,15 @@ class RingView {
  * ```
  */
 export function prewarm(opts: PrewarmOptions, makeQueue: MakeQueue): PrewarmResult {
-  const ringBytes = Math.ceil(splitRingLayout(RING_SIZE).totalBytes / PAGE) * PAGE;
-  const rings = new ArrayBuffer(4 * ringBytes);
-  const count = 4 * RING_SIZE;
-  const pool = new PartitionPool(
-    new ArrayBuffer(count * BUFFER_SIZE),
-    0x1000_0000,
-    count,
-    BUFFER_SIZE,
-    Array.from({ length: count }, (_, i) => i),
-    [],
-  );
-  const layout = counterLayout(2, 0, 0);
-  const c = new Float64Array(layout.length);
-  const rx: RxQueue[] = [], tx: TxQueue[] = [], wires: LoopbackWire[] = [];
-  for (let p = 0; p < 2; p++) {
-    const rxAt = (2 * p) * ringBytes, txAt = (2 * p + 1) * ringBytes;
-    const hdr = opts.headerSizes[p];
-    rx.push(
-      new RxQueue(
-        makeQueue(rings, rxAt, RING_SIZE, NO_NOTIFY, `warm-up rx${p}`),
-        pool,
-        hdr,
-        c,
-        portBase(p),
-      ),
-    );
-    tx.push(
-      new TxQueue(
-        makeQueue(rings, txAt, RING_SIZE, NO_NOTIFY, `warm-up tx${p}`),
-        pool,
-        hdr,
-        c,
-        portBase(p),
-      ),
-    );
-    rx[p].refill();
-    wires.push(new LoopbackWire(rings, txAt, rxAt, hdr));
-  }
-  const fwd = new Forwarder(rx, tx, pool, c, {
-    queue: 0,
-    burst: opts.burst,
-    drainMs: opts.drainMs,
-    txFull: opts.txFull,
-    headerSizes: opts.headerSizes,
-    macRewrite: opts.macRewrite,
-    macs: opts.macs,
-    script: null,
-    clock: opts.clock,
-    capture: null,
-  });
-  for (const w of wires) w.inject(RING_SIZE / 2);
+  const loop = new InMemoryLoopback(opts, makeQueue);
   opts.tick();
   const t0 = opts.clock[0];
   let frames = 0;
   for (let loops = 0; frames < opts.frames; loops++) {
     opts.tick();
-    frames += fwd.poll();
-    wires[0].step();
-    wires[1].step();
+    frames += loop.poll();
     if ((loops & 255) === 0 && opts.clock[0] - t0 >= opts.maxMs) break;
   }
-  fwd.drain(0);
+  loop.close();
   return { frames, ms: opts.clock[0] - t0 };
 }

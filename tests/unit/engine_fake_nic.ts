@@ -98,6 +98,8 @@ export interface FakeBedOptions {
   txFull?: "wait" | "drop";
   idleUs?: number;
   warmupPackets?: number;
+  /** Synthetic warm-up frames before the queues are adopted (default 0: none). */
+  prewarmFrames?: number;
   warmupQuietSeconds?: number;
   heapAudit?: boolean;
   /**
@@ -229,6 +231,7 @@ export class FakeBed {
       txFull: opts.txFull ?? "wait",
       idleUs: opts.idleUs ?? 0,
       warmupPackets: opts.warmupPackets ?? 10_000,
+      prewarmFrames: opts.prewarmFrames ?? 0,
       warmupQuietSeconds: opts.warmupQuietSeconds ?? 5,
       heapAudit: opts.heapAudit ?? false,
       notifyTimeoutMs: opts.notifyTimeoutMs ?? 5000,

@@ -58,6 +58,7 @@ function ringWith(q: number, frames: Uint8Array[]) {
   const pool: PacketBuffers = {
     bufferSize: BUF,
     data,
+    words: new Uint32Array(data.buffer),
     iovaLo,
     iovaHi,
     offset: (b) => b * BUF,

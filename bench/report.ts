@@ -1,0 +1,237 @@
+/**
+ * What `deno task bench` makes of its measurements: ratios against DPDK from runs that
+ * neighbour each other, a table for the terminal, Markdown for the README, an SVG chart
+ * and the JSON record. Pure functions: bench/report_test.ts checks them.
+ *
+ * @module
+ */
+
+import type { LoopbackRun } from "./loopback.ts";
+
+/** One `deno bench` result. */
+export interface MicroResult {
+  /** The benchmark's name. */
+  name: string;
+  /** Mean time per iteration in ns. */
+  avgNs: number;
+  /** Work items per iteration (frames, hashes), from the name's "×N" suffix; 1 without. */
+  perIteration: number;
+}
+
+/** The figures of one frame size in the native loopback. */
+export interface LoopbackSummary {
+  frameSize: number;
+  /** Our runs' rates (frames/s) in run order. */
+  ours: number[];
+  /** DPDK's runs' rates (frames/s) in run order. */
+  dpdk: number[];
+  /** Each of our runs divided by the mean of the DPDK runs just before and after it. */
+  ratios: number[];
+  /** The median of `ratios`. */
+  medianRatio: number;
+  /** Median rates. */
+  oursMedian: number;
+  dpdkMedian: number;
+  /** Our memory figures per run (RSS KiB start/end, heap creep, GCs seen). */
+  memory: NonNullable<LoopbackRun["memory"]>[];
+}
+
+/** Everything one `deno task bench` measured. */
+export interface BenchRecord {
+  /** ISO date of the run. */
+  date: string;
+  /** Where it ran. */
+  machine: Record<string, string>;
+  /** Seconds measured per loopback run, and the frames injected per port. */
+  settings: Record<string, number | string>;
+  loopback: LoopbackSummary[];
+  loopbackRuns: LoopbackRun[];
+  micro: MicroResult[];
+}
+
+/** The median of `xs` (NaN when empty). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Groups loopback runs by frame size and divides each of our runs by the mean of the DPDK
+ * runs next to it in run order (before and after; one when it is first or last), so a
+ * machine whose speed drifts over minutes still gives a fair ratio.
+ *
+ * @example
+ * ```ts
+ * import { summarizeLoopback } from "./report.ts";
+ * const run = (kind: "dpdk" | "ours", fps: number) => ({ frameSize: 64, frontEnd: kind, kind,
+ *   fps, gbps: 0, perPort: [], backEndDropped: 0, seconds: 1 });
+ * summarizeLoopback([run("dpdk", 10), run("ours", 9), run("dpdk", 8)])[0].ratios; // [1]
+ * ```
+ */
+export function summarizeLoopback(runs: readonly LoopbackRun[]): LoopbackSummary[] {
+  const sizes = [...new Set(runs.map((r) => r.frameSize))];
+  return sizes.map((size) => {
+    const rs = runs.filter((r) => r.frameSize === size);
+    const ratios: number[] = [];
+    rs.forEach((r, i) => {
+      if (r.kind !== "ours") return;
+      const near: number[] = [];
+      for (let j = i - 1; j >= 0; j--) {
+        if (rs[j].kind === "dpdk") {
+          near.push(rs[j].fps);
+          break;
+        }
+      }
+      for (let j = i + 1; j < rs.length; j++) {
+        if (rs[j].kind === "dpdk") {
+          near.push(rs[j].fps);
+          break;
+        }
+      }
+      if (near.length) ratios.push(r.fps / (near.reduce((a, b) => a + b, 0) / near.length));
+    });
+    const ours = rs.filter((r) => r.kind === "ours").map((r) => r.fps);
+    const dpdk = rs.filter((r) => r.kind === "dpdk").map((r) => r.fps);
+    return {
+      frameSize: size,
+      ours,
+      dpdk,
+      ratios,
+      medianRatio: median(ratios),
+      oursMedian: median(ours),
+      dpdkMedian: median(dpdk),
+      memory: rs.flatMap((r) => r.memory ? [r.memory] : []),
+    };
+  });
+}
+
+const mfps = (x: number) => (x / 1e6).toFixed(2);
+
+/**
+ * The loopback and micro-benchmark figures as Markdown tables (also what the terminal
+ * shows).
+ *
+ * @example
+ * ```ts ignore
+ * console.log(renderMarkdown(record));
+ * ```
+ */
+export function renderMarkdown(r: BenchRecord): string {
+  const lines: string[] = [];
+  lines.push(
+    `Native loopback (DPDK testpmd as vhost-user back-end on one core, the front-end on the other; ` +
+      `${r.settings.txFirstBursts} bursts of 32 frames injected per port, ${r.settings.seconds} s per run; ` +
+      `ratio = ours / mean of the DPDK runs before and after):`,
+    "",
+    "| frame | DPDK virtio-user (M frames/s) | ours, l2fwd (M frames/s) | ratio (median) | ratios |",
+    "| ----: | ----------------------------: | -----------------------: | -------------: | :----- |",
+  );
+  for (const s of r.loopback) {
+    lines.push(
+      `| ${s.frameSize} B | ${s.dpdk.map(mfps).join(", ")} | ${s.ours.map(mfps).join(", ")} | ` +
+        `**${s.medianRatio.toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(", ")} |`,
+    );
+  }
+  const mem = r.loopback.flatMap((s) => s.memory);
+  if (mem.length) {
+    const gcs = mem.reduce((a, m) => a + m.gcs, 0);
+    const creep = Math.max(...mem.map((m) => m.heapCreep));
+    const rss = mem.map((m) => m.rssEndKiB - m.rssStartKiB);
+    lines.push(
+      "",
+      `Memory of our l2fwd over the ${mem.length} measured windows: ${gcs} garbage collections seen in the ` +
+        `forwarding worker, its heap grew by at most ${creep} bytes outside compile steps, ` +
+        `RSS changed by ${Math.min(...rss)}…${Math.max(...rss)} KiB ` +
+        `(${Math.round(mem[0].rssStartKiB / 1024)} MiB resident).`,
+    );
+  }
+  if (r.micro.length) {
+    lines.push(
+      "",
+      "Micro-benchmarks (`deno bench bench/micro/`, in-memory rings, no device):",
+      "",
+      "| benchmark | ns per iteration | ns per item |",
+      "| :-------- | ---------------: | ----------: |",
+    );
+    for (const m of r.micro) {
+      lines.push(
+        `| ${m.name} | ${m.avgNs.toFixed(1)} | ${(m.avgNs / m.perIteration).toFixed(2)} |`,
+      );
+    }
+  }
+  lines.push(
+    "",
+    `Measured ${r.date.slice(0, 16).replace("T", " ")} UTC on ${
+      Object.entries(r.machine).map(([k, v]) => `${k} ${v}`).join(", ")
+    }.`,
+  );
+  return lines.join("\n");
+}
+
+/**
+ * A bar chart: per frame size, DPDK's median rate and ours side by side, with the ratio
+ * written above our bar.
+ *
+ * @example
+ * ```ts ignore
+ * await Deno.writeTextFile("bench.svg", renderSvg(record));
+ * ```
+ */
+export function renderSvg(r: BenchRecord): string {
+  const groups = r.loopback;
+  const W = 160 * Math.max(1, groups.length) + 80, H = 300, base = 250, top = 40;
+  const max = Math.max(1, ...groups.flatMap((g) => [g.dpdkMedian, g.oursMedian]));
+  const y = (v: number) => base - (base - top) * (v / max);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<text x="10" y="18" font-size="14">Native loopback, M frames/s (median of runs)</text>`,
+    `<line x1="50" y1="${base}" x2="${W - 10}" y2="${base}" stroke="#333"/>`,
+  ];
+  groups.forEach((g, i) => {
+    const x0 = 70 + 160 * i;
+    const bar = (x: number, v: number, fill: string) =>
+      `<rect x="${x}" y="${y(v).toFixed(1)}" width="50" height="${
+        (base - y(v)).toFixed(1)
+      }" fill="${fill}"/>` +
+      `<text x="${x + 25}" y="${(y(v) - 4).toFixed(1)}" text-anchor="middle">${mfps(v)}</text>`;
+    parts.push(bar(x0, g.dpdkMedian, "#8a8a8a"), bar(x0 + 55, g.oursMedian, "#2a7ab8"));
+    parts.push(
+      `<text x="${x0 + 52}" y="${base + 16}" text-anchor="middle">${g.frameSize} B: ${
+        g.medianRatio.toFixed(2)
+      }×</text>`,
+    );
+  });
+  parts.push(
+    `<rect x="${W - 150}" y="28" width="10" height="10" fill="#8a8a8a"/><text x="${
+      W - 135
+    }" y="37">DPDK virtio-user</text>`,
+    `<rect x="${W - 150}" y="44" width="10" height="10" fill="#2a7ab8"/><text x="${
+      W - 135
+    }" y="53">ours (l2fwd)</text>`,
+    "</svg>",
+  );
+  return parts.join("\n") + "\n";
+}
+
+/** Start and end markers of the README's measured section. */
+export const README_MARKERS = ["<!-- bench:start -->", "<!-- bench:end -->"] as const;
+
+/**
+ * `readme` with the text between {@linkcode README_MARKERS} replaced by `body`; throws
+ * when the markers are missing.
+ *
+ * @example
+ * ```ts
+ * import { replaceReadmeSection } from "./report.ts";
+ * replaceReadmeSection("a\n<!-- bench:start -->\nold\n<!-- bench:end -->\nb", "new");
+ * // "a\n<!-- bench:start -->\nnew\n<!-- bench:end -->\nb"
+ * ```
+ */
+export function replaceReadmeSection(readme: string, body: string): string {
+  const [open, close] = README_MARKERS;
+  const i = readme.indexOf(open), j = readme.indexOf(close);
+  if (i < 0 || j < i) throw new Error(`README.md has no ${open} … ${close} section`);
+  return readme.slice(0, i + open.length) + "\n" + body + "\n" + readme.slice(j);
+}
