@@ -19,7 +19,8 @@
  *                "dropsTooLong",
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
  *                "queues":[{"queue":0, …the same counters and rates for that pair}]}],
- *      "workers":[{"queue","state","loops","idleWaits","heapWarm","heapLast","heapGrowth",
+ *      "workers":[{"queue","state","loops","idleWaits","prewarmFrames","prewarmMs",
+ *                  "heapWarm","heapLast","heapGrowth",
  *                  "heapLive","heapSteps","heapStepBytes","heapCreep","heapDrops","warmPackets",
  *                  "warmAtMs","lastStepPackets","packets","nowMs","poolAvailable",
  *                  "pcapCaptured","pcapDropped"}],
@@ -39,7 +40,9 @@
  * ("heapLive" says so); those GCs pause forwarding. Between them, "heapStepBytes" over
  * the "heapSteps" seconds in which the heap grew by 1 KiB or more (V8 compiling, the last
  * at "lastStepPackets"), "heapCreep" over all other seconds (garbage made), "heapDrops"
- * the GCs; "warmPackets"/"packets" the packets received by then and by now. Exit
+ * the GCs; "warmPackets"/"packets" the packets received by then and by now;
+ * "prewarmFrames"/"prewarmMs" the synthetic frames the worker forwarded, and how long it
+ * took, to warm its code before the ports opened (`--prewarm`). Exit
  * status: 0 after a clean stop (duration over, SIGINT or SIGTERM while forwarding), 1 on a
  * driver or worker error, a device that reports DEVICE_NEEDS_RESET or a missing
  * --allow-ffi (the environment, not the command line), 2 on bad usage, 130 (SIGINT) or
@@ -206,7 +209,6 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         txFull: run.txFull,
         macRewrite: run.macRewrite,
         prewarmFrames: run.prewarm,
-        prewarmed: warm,
       });
       await signals.step();
     }
@@ -241,6 +243,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       txFull: run.txFull,
       warmupPackets: run.warmup,
       prewarmFrames: run.prewarm,
+      prewarmed: warm,
       heapAudit: run.heapAudit,
       script: run.script ? { path: run.script, args: run.scriptArgs } : undefined,
       capture: run.pcap

@@ -86,6 +86,8 @@ export interface WorkerLine {
   heapSteps: number;
   heapStepBytes: number;
   heapCreep: number;
+  prewarmFrames: number;
+  prewarmMs: number;
   lastStepPackets: number;
   packets: number;
   nowMs: number;

@@ -68,6 +68,8 @@ Deno.test({
       assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
       for (const q of p.queues) assert.ok(q.rxPackets > N / 4, "both queue pairs in use");
     }
+    // Each worker warmed on 200,000 synthetic frames (the default) before the ports opened.
+    for (const w of s.workers) assert.ok(w.prewarmFrames >= 200_000, `worker ${w.queue} warm-up`);
     const out1 = (await bed.outputFrames(1)).flat(), out0 = (await bed.outputFrames(0)).flat();
     assert.equal(assertSameFramesPerFlow(a, out1, (f) => f, "IN0 → l2fwd → OUT1"), FLOWS);
     assert.equal(assertSameFramesPerFlow(b, out0, (f) => f, "IN1 → l2fwd → OUT0"), FLOWS);
