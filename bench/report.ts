@@ -32,6 +32,9 @@ export interface LoopbackSummary {
   /** Median rates. */
   oursMedian: number;
   dpdkMedian: number;
+  /** Medians of each run's first second after injection divided by its measured rate. */
+  oursFirstSecond: number;
+  dpdkFirstSecond: number;
   /** Our memory figures per run (RSS KiB start/end, heap creep, GCs seen). */
   memory: NonNullable<LoopbackRun["memory"]>[];
 }
@@ -66,7 +69,7 @@ export function median(xs: readonly number[]): number {
  * ```ts
  * import { summarizeLoopback } from "./report.ts";
  * const run = (kind: "dpdk" | "ours", fps: number) => ({ frameSize: 64, frontEnd: kind, kind,
- *   fps, gbps: 0, perPort: [], backEndDropped: 0, seconds: 1 });
+ *   fps, firstSecondFps: fps, gbps: 0, perPort: [], backEndDropped: 0, seconds: 1 });
  * summarizeLoopback([run("dpdk", 10), run("ours", 9), run("dpdk", 8)])[0].ratios; // [1]
  * ```
  */
@@ -102,6 +105,12 @@ export function summarizeLoopback(runs: readonly LoopbackRun[]): LoopbackSummary
       medianRatio: median(ratios),
       oursMedian: median(ours),
       dpdkMedian: median(dpdk),
+      oursFirstSecond: median(
+        rs.filter((r) => r.kind === "ours").map((r) => r.firstSecondFps / r.fps),
+      ),
+      dpdkFirstSecond: median(
+        rs.filter((r) => r.kind === "dpdk").map((r) => r.firstSecondFps / r.fps),
+      ),
       memory: rs.flatMap((r) => r.memory ? [r.memory] : []),
     };
   });
@@ -125,26 +134,35 @@ export function renderMarkdown(r: BenchRecord): string {
       `${r.settings.txFirstBursts} bursts of 32 frames injected per port, ${r.settings.seconds} s per run; ` +
       `ratio = ours / mean of the DPDK runs before and after):`,
     "",
-    "| frame | DPDK virtio-user (M frames/s) | ours, l2fwd (M frames/s) | ratio (median) | ratios |",
-    "| ----: | ----------------------------: | -----------------------: | -------------: | :----- |",
+    "| frame | DPDK virtio-user (M frames/s) | ours, l2fwd (M frames/s) | ratio (median) | ratios | first second (DPDK / ours) |",
+    "| ----: | ----------------------------: | -----------------------: | -------------: | :----- | -------------------------: |",
   );
+  const pct = (x: number) => `${Math.round(100 * x)} %`;
   for (const s of r.loopback) {
     lines.push(
       `| ${s.frameSize} B | ${s.dpdk.map(mfps).join(", ")} | ${s.ours.map(mfps).join(", ")} | ` +
-        `**${s.medianRatio.toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(", ")} |`,
+        `**${s.medianRatio.toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(", ")} | ` +
+        `${pct(s.dpdkFirstSecond)} / ${pct(s.oursFirstSecond)} |`,
     );
   }
+  lines.push(
+    "",
+    "First second: the rate in the first second after the frames were injected, as a share of the " +
+      "measured rate (median of the runs).",
+  );
   const mem = r.loopback.flatMap((s) => s.memory);
   if (mem.length) {
     const gcs = mem.reduce((a, m) => a + m.gcs, 0);
     const creep = Math.max(...mem.map((m) => m.heapCreep));
     const rss = mem.map((m) => m.rssEndKiB - m.rssStartKiB);
+    const perPoll = mem.map((m) => m.framesPerPoll.toFixed(1)).join(", ");
     lines.push(
       "",
       `Memory of our l2fwd over the ${mem.length} measured windows: ${gcs} garbage collections seen in the ` +
         `forwarding worker, its heap grew by at most ${creep} bytes outside compile steps, ` +
         `RSS changed by ${Math.min(...rss)}…${Math.max(...rss)} KiB ` +
-        `(${Math.round(mem[0].rssStartKiB / 1024)} MiB resident).`,
+        `(${Math.round(mem[0].rssStartKiB / 1024)} MiB resident). Frames its worker received per ` +
+        `poll of both ports (at most 64: a busy worker; fewer: it waited for the back-end): ${perPoll}.`,
     );
   }
   if (r.micro.length) {

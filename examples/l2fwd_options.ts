@@ -13,7 +13,8 @@ import { asForwardScript, canonicalPortName, DriverError } from "../mod.ts";
 export const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
 
 Forwards PORT0 -> PORT1 and PORT1 -> PORT0 on one worker per queue pair. A PORT is a PCI
-address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
+address (kernel VFIO, e.g. 0000:00:04.0), vfio-user:/path/to/socket or
+vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
 
   --queues N          queue pairs per port, one worker each (default 1)
   --burst N           frames per receive and transmit burst (default 32)

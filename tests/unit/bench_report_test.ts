@@ -21,12 +21,21 @@ function run(kind: "dpdk" | "ours", fps: number, frameSize = 64): LoopbackRun {
     frontEnd: kind,
     kind,
     fps,
+    firstSecondFps: fps * (kind === "ours" ? 0.5 : 1),
     gbps: fps * frameSize * 8 / 1e9,
     perPort: [fps / 2, fps / 2],
     backEndDropped: 0,
     seconds: 5,
     memory: kind === "ours"
-      ? { rssStartKiB: 80000, rssEndKiB: 80004, heapStart: 1, heapEnd: 1, heapCreep: 0, gcs: 0 }
+      ? {
+        rssStartKiB: 80000,
+        rssEndKiB: 80004,
+        heapStart: 1,
+        heapEnd: 1,
+        heapCreep: 0,
+        gcs: 0,
+        framesPerPoll: 63.5,
+      }
       : undefined,
   };
 }
@@ -79,9 +88,13 @@ Deno.test("the Markdown and the chart carry every rate and ratio", () => {
     micro: [{ name: "forward ×1024", avgNs: 40960, perIteration: 1024 }],
   };
   const md = renderMarkdown(record);
-  assert.match(md, /\| 64 B \| 10\.00, 10\.00 \| 9\.00 \| \*\*0\.90×\*\* \| 0\.90 \|/);
+  assert.match(
+    md,
+    /\| 64 B \| 10\.00, 10\.00 \| 9\.00 \| \*\*0\.90×\*\* \| 0\.90 \| 100 % \/ 50 % \|/,
+  );
   assert.match(md, /\| forward ×1024 \| 40960\.0 \| 40\.00 \|/);
   assert.match(md, /0 garbage collections/);
+  assert.match(md, /per poll of both ports .*: 63\.5\./);
   assert.match(md, /cpu test cpu, cores 2/);
   const svg = renderSvg(record);
   assert.match(svg, /^<svg /);
