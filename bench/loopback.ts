@@ -13,7 +13,8 @@
  * @module
  */
 
-import { TestpmdSession, VhostUserBed } from "../tests/bed/vhost_user_bed.ts";
+import { VhostUserBed } from "../tests/bed/vhost_user_bed.ts";
+import { startDpdkFrontEnd } from "../tests/bed/dpdk_front_end.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -87,36 +88,8 @@ interface Running {
   window?: () => Promise<() => Promise<MemoryFigures>>;
 }
 
-let feCounter = 0;
-
 async function startDpdk(bed: VhostUserBed): Promise<Running> {
-  const fe = await TestpmdSession.start({
-    name: "testpmd virtio-user front-end",
-    eal: [
-      "-l",
-      "0,1",
-      "--main-lcore",
-      "1",
-      "-n",
-      "1",
-      `--file-prefix=benchfe${Deno.pid}x${feCounter++}`,
-      "--in-memory",
-      "--single-file-segments",
-      "--no-pci",
-      "-m",
-      "256",
-      ...[0, 1].flatMap((i) => [
-        "--vdev",
-        `net_virtio_user${i},mac=02:00:00:00:00:0${i + 1},path=${bed.socket(i)},queues=1`,
-      ]),
-    ],
-    app: ["--nb-cores=1", "--forward-mode=io", "--total-num-mbufs=16384"],
-  });
-  const a = await fe.command("start");
-  if (!/io packet forwarding/.test(a)) {
-    await fe.kill();
-    throw new Error(`DPDK front-end: "start" answered: ${a}`);
-  }
+  const fe = await startDpdkFrontEnd(bed, { mode: "io" });
   return { stop: async () => void await fe.close() };
 }
 

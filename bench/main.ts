@@ -7,6 +7,8 @@
  *    core; on the other, DPDK's virtio-user front-end and our l2fwd in turn (DPDK, ours,
  *    DPDK, ours, …, DPDK), at 64 and 1,518 bytes; each of our runs is divided by the DPDK
  *    runs next to it. With our runs: the l2fwd process's RSS and its worker's heap and GCs.
+ * 3. VM bed (bench/vm_bed.ts): DPDK's testpmd and our l2fwd in a TCG guest on the same two
+ *    NICs in one boot: zero-loss rate (RFC 2544 search), peak, latency.
  *
  * Prints the tables, writes `bench/results/latest.json` and `latest.svg`, and puts the
  * tables into README.md between `<!-- bench:start -->` and `<!-- bench:end -->`. Needs
@@ -18,6 +20,7 @@
 
 import { parseArgs } from "node:util";
 import { type FrontEnd, measureLoopback } from "./loopback.ts";
+import { measureVmBed } from "./vm_bed.ts";
 import {
   type BenchRecord,
   type MicroResult,
@@ -36,6 +39,8 @@ const USAGE = `usage: deno task bench [options]
   --rounds N           our runs per frame size, each between two DPDK runs (default 3)
   --sizes LIST         frame sizes in bytes (default 64,1518)
   --tx-first N         bursts of 32 frames the back-end injects per port (default 8)
+  --vm-trial-seconds S seconds per trial of the VM bed's zero-loss search (default 5)
+  --no-vm              skip the VM bed
   --no-micro           skip the micro-benchmarks
   --no-readme          do not update README.md
   --out DIR            where latest.json and latest.svg go (default bench/results)
@@ -104,6 +109,8 @@ async function main(): Promise<void> {
       sizes: { type: "string", default: "64,1518" },
       "tx-first": { type: "string", default: "8" },
       "no-micro": { type: "boolean", default: false },
+      "no-vm": { type: "boolean", default: false },
+      "vm-trial-seconds": { type: "string", default: "5" },
       "no-readme": { type: "boolean", default: false },
       out: { type: "string", default: `${ROOT}/bench/results` },
       help: { type: "boolean", default: false },
@@ -117,6 +124,7 @@ async function main(): Promise<void> {
   const warmupSeconds = positive(values["warmup-seconds"], "warmup-seconds", false);
   const rounds = positive(values.rounds, "rounds", true);
   const txFirst = positive(values["tx-first"], "tx-first", true);
+  const vmTrialSeconds = positive(values["vm-trial-seconds"], "vm-trial-seconds", false);
   const sizes = values.sizes.split(",").map((s) => {
     const n = Number(s);
     if (!(Number.isInteger(n) && n >= 64 && n <= 1518)) {
@@ -141,13 +149,18 @@ async function main(): Promise<void> {
     txFirstBursts: txFirst,
     log,
   });
+  const vm = values["no-vm"]
+    ? undefined
+    : (log("VM bed: DPDK testpmd, then our l2fwd, in one boot"),
+      await measureVmBed({ trialSeconds: vmTrialSeconds, log }));
   const record: BenchRecord = {
     date: new Date().toISOString(),
     machine: await machine(),
-    settings: { seconds, warmupSeconds, rounds, txFirstBursts: txFirst },
+    settings: { seconds, warmupSeconds, rounds, txFirstBursts: txFirst, vmTrialSeconds },
     loopback: summarizeLoopback(runs),
     loopbackRuns: runs,
     micro: microResults,
+    vm,
   };
   const md = renderMarkdown(record);
   console.log(md);

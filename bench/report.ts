@@ -7,6 +7,7 @@
  */
 
 import type { LoopbackRun } from "./loopback.ts";
+import type { VmBedResult } from "./vm_bed.ts";
 
 /** One `deno bench` result. */
 export interface MicroResult {
@@ -50,6 +51,8 @@ export interface BenchRecord {
   loopback: LoopbackSummary[];
   loopbackRuns: LoopbackRun[];
   micro: MicroResult[];
+  /** The VM bed's figures per front-end (absent when skipped). */
+  vm?: VmBedResult[];
 }
 
 /** The median of `xs` (NaN when empty). */
@@ -164,6 +167,36 @@ export function renderMarkdown(r: BenchRecord): string {
         `(${Math.round(mem[0].rssStartKiB / 1024)} MiB resident). Frames its worker received per ` +
         `poll of both ports (at most 64: a busy worker; fewer: it waited for the back-end): ${perPoll}.`,
     );
+  }
+  if (r.vm?.length) {
+    const dpdk = r.vm.find((v) => v.frontEnd === "DPDK testpmd");
+    const ours = r.vm.find((v) => v.frontEnd === "ours (l2fwd)");
+    const us = (x: number | undefined) => x === undefined ? "–" : x.toFixed(0);
+    lines.push(
+      "",
+      `VM bed (TCG guest, kernel VFIO, 1 queue pair, one-way 64-byte UDP from the host, ` +
+        `${r.settings.vmTrialSeconds} s trials; zero loss = at most 0.01 % lost, RFC 2544 search; ` +
+        `latency at half the zero-loss rate, host tap to host tap):`,
+      "",
+      "| front-end | zero-loss rate (frames/s) | peak forwarded (frames/s) | latency p50 / p99 / p99.9 (µs) | trials |",
+      "| :-------- | ------------------------: | ------------------------: | :----------------------------- | -----: |",
+    );
+    for (const v of r.vm) {
+      lines.push(
+        `| ${v.frontEnd} | ${v.zeroLossRate} | ${Math.round(v.peakRate)} | ` +
+          `${us(v.latency?.p50Us)} / ${us(v.latency?.p99Us)} / ${
+            us(v.latency?.p999Us)
+          } | ${v.trials.length} |`,
+      );
+    }
+    if (dpdk && ours && dpdk.zeroLossRate > 0 && dpdk.peakRate > 0) {
+      lines.push(
+        "",
+        `Ours against DPDK in the VM bed: zero-loss rate ${
+          (ours.zeroLossRate / dpdk.zeroLossRate).toFixed(2)
+        }×, peak ${(ours.peakRate / dpdk.peakRate).toFixed(2)}×.`,
+      );
+    }
   }
   if (r.micro.length) {
     lines.push(

@@ -29,6 +29,7 @@ export class PrewarmedWorkers {
   readonly params: PrewarmParams;
   #taken = false;
 
+  /** Wraps warmed `workers` with what each reported ({@linkcode prewarmWorkers} makes these). */
   constructor(workers: Worker[], frames: number[], ms: number[], params: PrewarmParams) {
     this.#workers = workers;
     this.frames = frames;

@@ -8,54 +8,19 @@
  */
 
 import assert from "node:assert/strict";
-import { HUGEPAGE_DIR, TestpmdSession, VhostUserBed } from "./vhost_user_bed.ts";
+import { HUGEPAGE_DIR, type TestpmdSession, VhostUserBed } from "./vhost_user_bed.ts";
+import { startDpdkFrontEnd } from "./dpdk_front_end.ts";
 import { parseUdpTestFrame, udpFrames } from "./frames.ts";
 
 const FRAMES = 10_000;
 const isRoot = Deno.uid() === 0;
 const FLOWS = 8;
 
-let feCounter = 0;
-
-/**
- * DPDK's virtio-user front-end on the bed's two sockets: main lcore 1, forwarding on CPU 0
- * (the bed forwards on CPU 1), io forwarding with the same retry as the bed, and
- * --no-flush-rx (testpmd would otherwise drop what already waits in its receive rings when
- * forwarding starts).
- */
+/** DPDK's front-end in io forwarding with the same retry as the bed (lossless). */
 async function startFrontEnd(bed: VhostUserBed): Promise<TestpmdSession> {
-  const q = bed.queues;
-  const fe = await TestpmdSession.start({
-    name: "testpmd virtio-user front-end",
-    eal: [
-      "-l",
-      "0,1",
-      "--main-lcore",
-      "1",
-      "-n",
-      "1",
-      `--file-prefix=bedfe${Deno.pid}x${feCounter++}`,
-      "--in-memory",
-      "--single-file-segments",
-      "--no-pci",
-      "-m",
-      "256",
-      ...[0, 1].flatMap((i) => [
-        "--vdev",
-        `net_virtio_user${i},mac=02:00:00:00:00:0${i + 1},path=${bed.socket(i)},queues=${q}`,
-      ]),
-    ],
-    app: ["--nb-cores=1", `--rxq=${q}`, `--txq=${q}`, "--no-flush-rx", "--total-num-mbufs=16384"],
-  });
-  try {
-    await fe.command("set fwd io retry");
-    await fe.command("set burst tx delay 10 retry 100000");
-    const a = await fe.command("start");
-    assert.match(a, /io packet forwarding with retry/);
-  } catch (e) {
-    await fe.kill();
-    throw e;
-  }
+  const fe = await startDpdkFrontEnd(bed, { mode: "io retry" });
+  const a = fe.output;
+  assert.match(a, /io packet forwarding with retry/);
   return fe;
 }
 

@@ -102,3 +102,40 @@ Deno.test("the Markdown and the chart carry every rate and ratio", () => {
   assert.match(svg, />9\.00</);
   assert.match(svg, /64 B: 0\.90×/);
 });
+
+Deno.test("the VM bed's table gives each front-end's zero-loss rate, peak and latency, and our ratios", () => {
+  const vm = (
+    frontEnd: "DPDK testpmd" | "ours (l2fwd)",
+    zeroLossRate: number,
+    peakRate: number,
+  ) => ({
+    frontEnd,
+    queuePairs: 1 as const,
+    zeroLossRate,
+    peakRate,
+    trials: [],
+    latency: {
+      rate: zeroLossRate / 2,
+      samples: 100,
+      p50Us: 80,
+      p99Us: 200,
+      p999Us: 900,
+      maxUs: 1000,
+    },
+    startMs: 1,
+    frontEndStats: null,
+  });
+  const record: BenchRecord = {
+    date: "2026-12-07T03:00:00.000Z",
+    machine: {},
+    settings: { seconds: 5, warmupSeconds: 3, rounds: 1, txFirstBursts: 8, vmTrialSeconds: 5 },
+    loopback: [],
+    loopbackRuns: [],
+    micro: [],
+    vm: [vm("DPDK testpmd", 40000, 52000), vm("ours (l2fwd)", 50000, 65000)],
+  };
+  const md = renderMarkdown(record);
+  assert.match(md, /\| DPDK testpmd \| 40000 \| 52000 \| 80 \/ 200 \/ 900 \| 0 \|/);
+  assert.match(md, /\| ours \(l2fwd\) \| 50000 \| 65000 \|/);
+  assert.match(md, /zero-loss rate 1\.25×, peak 1\.25×/);
+});
