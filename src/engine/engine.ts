@@ -31,10 +31,10 @@ import { type EngineStopped, STOP_TIMEOUT_MS, stopWorkers } from "./stopping.ts"
 import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
 import { PrewarmedWorkers, prewarmWorkers } from "./prewarmed_workers.ts";
+import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
 
 /** Synthetic frames each worker forwards to warm its code (prewarm.ts) unless told otherwise. */
 export const DEFAULT_PREWARM_FRAMES = 200_000;
-import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
 
 /** Options of {@linkcode ForwardingEngine.start}. */
 export interface EngineOptions {
