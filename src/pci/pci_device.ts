@@ -82,6 +82,24 @@ export interface PciDevice extends DmaTarget {
 }
 
 /**
+ * Throws a RangeError naming `what` unless a 16-bit register at `offset` lies inside `io`
+ * and is 2-byte aligned (a doorbell's notify register; checked once, when it is built).
+ *
+ * @example
+ * ```ts
+ * import { checkRegister16, MappedRegionIo } from "./pci_device.ts";
+ * checkRegister16(new MappedRegionIo(new ArrayBuffer(64)), 8, "BAR4"); // fine
+ * ```
+ */
+export function checkRegister16(io: RegionIo, offset: number, what: string): void {
+  if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size && offset % 2 === 0)) {
+    throw new RangeError(
+      `${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes or misaligned`,
+    );
+  }
+}
+
+/**
  * The doorbell of a 16-bit register at `offset` of a mapped region `io`, or null when `io`
  * is not mapped (its accesses go through the transport).
  *
@@ -99,11 +117,7 @@ export function mappedDoorbell16(
   what: string,
 ): Doorbell | null {
   if (!(io instanceof MappedRegionIo)) return null;
-  if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size && offset % 2 === 0)) {
-    throw new RangeError(
-      `${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes or misaligned`,
-    );
-  }
+  checkRegister16(io, offset, what);
   const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(io.buffer)));
   return { kind: "store16", address: base + BigInt(offset), value, what };
 }

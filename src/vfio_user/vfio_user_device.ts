@@ -35,6 +35,7 @@ import { postedWrite16 } from "./posted_write.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
 import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../pci/capabilities.ts";
 import {
+  checkRegister16,
   type DmaSegment,
   mappedDoorbell16,
   MappedRegionIo,
@@ -294,11 +295,7 @@ export class VfioUserDevice implements PciDevice {
     const io = this.bar(bar);
     const mapped = mappedDoorbell16(io, offset, value, what);
     if (mapped) return mapped;
-    if (!(Number.isInteger(offset) && offset >= 0 && offset + 2 <= io.size && offset % 2 === 0)) {
-      throw new RangeError(
-        `${what}: a 16-bit register at ${offset} is outside its ${io.size} bytes or misaligned`,
-      );
-    }
+    checkRegister16(io, offset, what);
     if (this.client.socketFd < 0) {
       throw new DriverError(
         "TRANSPORT",
