@@ -7,8 +7,11 @@
  *    core; on the other, DPDK's virtio-user front-end and our l2fwd in turn (DPDK, ours,
  *    DPDK, ours, …, DPDK), at 64 and 1,518 bytes; each of our runs is divided by the DPDK
  *    runs next to it. With our runs: the l2fwd process's RSS and its worker's heap and GCs.
- * 3. VM bed (bench/vm_bed.ts): DPDK's testpmd and our l2fwd in a TCG guest on the same two
- *    NICs in one boot: zero-loss rate (RFC 2544 search), peak, latency.
+ * 3. VM bed (bench/vm_bed.ts): DPDK's testpmd (io, io retry) and our l2fwd in a TCG guest
+ *    on the same two NICs, one boot with 1 queue pair and one with 2: zero-loss rate
+ *    (RFC 2544 search), peak, latency at each one's half zero-loss rate and at a common rate.
+ * 4. vfio-user bed (bench/vfio_user.ts): our l2fwd on two QEMU vfio-user servers, the same
+ *    trials, and the notifications it sent per 1,000 frames.
  *
  * Prints the tables, writes `bench/results/latest.json` and `latest.svg`, and puts the
  * tables into README.md between `<!-- bench:start -->` and `<!-- bench:end -->`. Needs
@@ -20,6 +23,7 @@
 
 import { parseArgs } from "node:util";
 import { type FrontEnd, measureLoopback } from "./loopback.ts";
+import { measureVfioUserBed } from "./vfio_user.ts";
 import { measureVmBed } from "./vm_bed.ts";
 import {
   type BenchRecord,
@@ -39,8 +43,9 @@ const USAGE = `usage: deno task bench [options]
   --rounds N           our runs per frame size, each between two DPDK runs (default 3)
   --sizes LIST         frame sizes in bytes (default 64,1518)
   --tx-first N         bursts of 32 frames the back-end injects per port (default 8)
-  --vm-trial-seconds S seconds per trial of the VM bed's zero-loss search (default 5)
+  --vm-trial-seconds S seconds per trial of the VM and vfio-user beds' searches (default 5)
   --no-vm              skip the VM bed
+  --no-vfio-user       skip the vfio-user bed
   --no-micro           skip the micro-benchmarks
   --no-readme          do not update README.md
   --out DIR            where latest.json and latest.svg go (default bench/results)
@@ -110,6 +115,7 @@ async function main(): Promise<void> {
       "tx-first": { type: "string", default: "8" },
       "no-micro": { type: "boolean", default: false },
       "no-vm": { type: "boolean", default: false },
+      "no-vfio-user": { type: "boolean", default: false },
       "vm-trial-seconds": { type: "string", default: "5" },
       "no-readme": { type: "boolean", default: false },
       out: { type: "string", default: `${ROOT}/bench/results` },
@@ -151,8 +157,12 @@ async function main(): Promise<void> {
   });
   const vm = values["no-vm"]
     ? undefined
-    : (log("VM bed: DPDK testpmd, then our l2fwd, in one boot"),
+    : (log("VM bed: DPDK testpmd (io, io retry), then our l2fwd; 1 queue pair, then 2"),
       await measureVmBed({ trialSeconds: vmTrialSeconds, log }));
+  const vfioUser = values["no-vfio-user"]
+    ? undefined
+    : (log("vfio-user bed: our l2fwd"),
+      await measureVfioUserBed({ trialSeconds: vmTrialSeconds, log }));
   const record: BenchRecord = {
     date: new Date().toISOString(),
     machine: await machine(),
@@ -161,6 +171,7 @@ async function main(): Promise<void> {
     loopbackRuns: runs,
     micro: microResults,
     vm,
+    vfioUser,
   };
   const md = renderMarkdown(record);
   console.log(md);

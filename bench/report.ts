@@ -7,6 +7,8 @@
  */
 
 import type { LoopbackRun } from "./loopback.ts";
+import type { Latency } from "./tap_trials.ts";
+import { notificationsPer1000, type VfioUserBedResult } from "./vfio_user.ts";
 import type { VmBedResult } from "./vm_bed.ts";
 
 /** One `deno bench` result. */
@@ -51,8 +53,10 @@ export interface BenchRecord {
   loopback: LoopbackSummary[];
   loopbackRuns: LoopbackRun[];
   micro: MicroResult[];
-  /** The VM bed's figures per front-end (absent when skipped). */
+  /** The VM bed's figures per queue-pair count and front-end (absent when skipped). */
   vm?: VmBedResult[];
+  /** The vfio-user bed's figures (absent when skipped). */
+  vfioUser?: VfioUserBedResult;
 }
 
 /** The median of `xs` (NaN when empty). */
@@ -168,36 +172,7 @@ export function renderMarkdown(r: BenchRecord): string {
         `poll of both ports (at most 64: a busy worker; fewer: it waited for the back-end): ${perPoll}.`,
     );
   }
-  if (r.vm?.length) {
-    const dpdk = r.vm.find((v) => v.frontEnd === "DPDK testpmd");
-    const ours = r.vm.find((v) => v.frontEnd === "ours (l2fwd)");
-    const us = (x: number | undefined) => x === undefined ? "–" : x.toFixed(0);
-    lines.push(
-      "",
-      `VM bed (TCG guest, kernel VFIO, 1 queue pair, one-way 64-byte UDP from the host, ` +
-        `${r.settings.vmTrialSeconds} s trials; zero loss = at most 0.01 % lost, RFC 2544 search; ` +
-        `latency at half the zero-loss rate, host tap to host tap):`,
-      "",
-      "| front-end | zero-loss rate (frames/s) | peak forwarded (frames/s) | latency p50 / p99 / p99.9 (µs) | trials |",
-      "| :-------- | ------------------------: | ------------------------: | :----------------------------- | -----: |",
-    );
-    for (const v of r.vm) {
-      lines.push(
-        `| ${v.frontEnd} | ${v.zeroLossRate} | ${Math.round(v.peakRate)} | ` +
-          `${us(v.latency?.p50Us)} / ${us(v.latency?.p99Us)} / ${
-            us(v.latency?.p999Us)
-          } | ${v.trials.length} |`,
-      );
-    }
-    if (dpdk && ours && dpdk.zeroLossRate > 0 && dpdk.peakRate > 0) {
-      lines.push(
-        "",
-        `Ours against DPDK in the VM bed: zero-loss rate ${
-          (ours.zeroLossRate / dpdk.zeroLossRate).toFixed(2)
-        }×, peak ${(ours.peakRate / dpdk.peakRate).toFixed(2)}×.`,
-      );
-    }
-  }
+  lines.push(...renderVm(r), ...renderVfioUser(r));
   if (r.micro.length) {
     lines.push(
       "",
@@ -219,6 +194,74 @@ export function renderMarkdown(r: BenchRecord): string {
     }.`,
   );
   return lines.join("\n");
+}
+
+const us = (x: number | undefined) => x === undefined ? "–" : x.toFixed(0);
+const percentiles = (l: Latency | undefined) =>
+  l ? `${us(l.p50Us)} / ${us(l.p99Us)} / ${us(l.p999Us)}` : "–";
+
+/** The VM bed's tables, one per queue-pair count, with our ratios to each DPDK mode. */
+function renderVm(r: BenchRecord): string[] {
+  if (!r.vm?.length) return [];
+  const lines = [
+    "",
+    `VM bed (TCG guest, kernel VFIO, one-way 64-byte UDP from the host, ` +
+    `${r.settings.vmTrialSeconds} s trials; zero loss = at most 0.01 % lost, RFC 2544 search; ` +
+    `latency host tap to host tap, at half the front-end's own zero-loss rate and at one ` +
+    `rate common to all, half the first front-end's; testpmd io drops what a full transmit ` +
+    `ring refuses, io retry retries first, l2fwd waits):`,
+  ];
+  for (const qp of [...new Set(r.vm.map((v) => v.queuePairs))]) {
+    const vs = r.vm.filter((v) => v.queuePairs === qp);
+    const common = vs[0].commonLatencyRate;
+    lines.push(
+      "",
+      `| ${qp} queue pair${
+        qp > 1 ? "s" : ""
+      } | zero-loss rate (frames/s) | peak forwarded (frames/s) | ` +
+        `latency p50 / p99 / p99.9 (µs), own rate | same at ${common}/s | trials |`,
+      "| :-------- | ------------------------: | ------------------------: | :----------------------------- | :------ | -----: |",
+    );
+    for (const v of vs) {
+      const own = v.latency[0];
+      const at = v.latency.find((l) => l.rate === common);
+      lines.push(
+        `| ${v.frontEnd} | ${v.zeroLossRate} | ${Math.round(v.peakRate)} | ` +
+          `${percentiles(own)}${own ? ` at ${own.rate}/s` : ""} | ${
+            percentiles(at)
+          } | ${v.trials.length} |`,
+      );
+    }
+    const ours = vs.find((v) => v.frontEnd === "ours (l2fwd)");
+    const ratios = vs.filter((v) => v !== ours && v.zeroLossRate > 0 && v.peakRate > 0).map((d) =>
+      `against ${d.frontEnd}: zero-loss ${(ours!.zeroLossRate / d.zeroLossRate).toFixed(2)}×, ` +
+      `peak ${(ours!.peakRate / d.peakRate).toFixed(2)}×`
+    );
+    if (ours && ratios.length) {
+      lines.push("", `Ours, ${qp} queue pair${qp > 1 ? "s" : ""}, ${ratios.join("; ")}.`);
+    }
+  }
+  return lines;
+}
+
+/** The vfio-user bed's line: our figures and notifications per 1,000 frames. */
+function renderVfioUser(r: BenchRecord): string[] {
+  const v = r.vfioUser;
+  if (!v) return [];
+  const peak = v.trials.reduce((a, t) => t.forwardedRate > a.forwardedRate ? t : a, v.trials[0]);
+  const n = (x: number) => Number.isNaN(x) ? "–" : x.toFixed(1);
+  return [
+    "",
+    `vfio-user bed (our l2fwd on the host, two QEMU vfio-user servers with 1 queue pair on taps, ` +
+    `the same trials as the VM bed; DPDK has no vfio-user client to compare with): zero-loss rate ` +
+    `${v.zeroLossRate}/s, peak ${Math.round(v.peakRate)}/s, latency p50 / p99 / p99.9 ` +
+    `${percentiles(v.latency[0])} µs${v.latency[0] ? ` at ${v.latency[0].rate}/s` : ""}; ` +
+    `notifications (each a VFIO_USER_REGION_WRITE message) per 1,000 frames forwarded: ` +
+    `${n(v.notificationsPer1000)} at the zero-loss rate, ${
+      peak ? n(notificationsPer1000(peak)) : "–"
+    } ` +
+    `at the peak.`,
+  ];
 }
 
 /**

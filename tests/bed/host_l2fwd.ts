@@ -34,6 +34,8 @@ export interface L2fwdRun {
   interrupt(): Promise<L2fwdExit>;
   /** Resolves once it exited by itself (no signal sent) and its output is read. */
   exited(): Promise<L2fwdExit>;
+  /** What it has printed on stdout so far (the `--stats json` lines, one a second). */
+  stdoutSoFar(): string;
 }
 
 /**
@@ -70,12 +72,13 @@ export async function startHostL2fwd(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const stdout = new Response(child.stdout).text();
-  let stderr = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  const stderrDone = (async () => {
-    for (let r = await reader.read(); !r.done; r = await reader.read()) stderr += r.value;
-  })();
+  let out = "", stderr = "";
+  const readAll = async (s: ReadableStream<Uint8Array>, add: (t: string) => void) => {
+    const reader = s.pipeThrough(new TextDecoderStream()).getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) add(r.value);
+  };
+  const stdout = readAll(child.stdout, (t) => out += t).then(() => out);
+  const stderrDone = readAll(child.stderr, (t) => stderr += t);
   const deadline = performance.now() + 60000;
   while (!/port 1: /.test(stderr)) {
     const st = await Promise.race([child.status, new Promise((r) => setTimeout(r, 20))]);
@@ -100,5 +103,5 @@ export async function startHostL2fwd(
     await stderrDone;
     return { code: st.code, stopMs: performance.now() - t0, stdout: await stdout, stderr };
   };
-  return { child, interrupt, exited };
+  return { child, interrupt, exited, stdoutSoFar: () => out };
 }

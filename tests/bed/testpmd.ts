@@ -3,9 +3,10 @@
  * forwarder a test runs next to l2fwd with the same frames (issue 10: "a reorder caused
  * outside the driver is shown as such, with DPDK's testpmd in the same bed").
  *
- * testpmd runs in io forwarding mode (port 0 ⇄ port 1, frames unchanged), non-interactive,
- * on one forwarding lcore that polls every queue of both ports in turn (the guest has two
- * vCPUs: lcore 0 waits on stdin, lcore 1 forwards), with `--in-memory` (2 MiB huge pages
+ * testpmd runs in io forwarding mode (port 0 ⇄ port 1, frames unchanged; io retry by
+ * option), non-interactive, by default on one forwarding lcore that polls every queue of
+ * both ports in turn (the guest has two vCPUs: lcore 0 waits on stdin, lcore 1 forwards;
+ * two forwarding lcores by option), with `--in-memory` (2 MiB huge pages
  * through memfd: no hugetlbfs mount and nothing written to the read-only root). It is
  * stopped with a line on its stdin, as "Press enter to exit" asks: it then prints its
  * forward statistics and closes the ports (a virtio reset) before it exits 0.
@@ -30,6 +31,16 @@ export interface TestpmdOptions {
   mbufs?: number;
   /** EAL file prefix (default "vdtp"). */
   filePrefix?: string;
+  /**
+   * io retry: a burst the transmit ring does not take whole is retried (64 times, 1 µs
+   * apart) before the rest is dropped, as l2fwd's `--tx-full wait` waits (default false).
+   */
+  retry?: boolean;
+  /**
+   * Forwarding lcores (default 1: it polls every queue). With 2, one per vCPU of the
+   * guest's two, the second beside the main lcore, which only waits on stdin.
+   */
+  forwardingCores?: 1 | 2;
 }
 
 /**
@@ -42,14 +53,17 @@ export interface TestpmdOptions {
  * ```ts
  * import { testpmdCommand } from "./testpmd.ts";
  * testpmdCommand({ ports: ["0000:00:04.0", "0000:00:05.0"], queues: 2 }).includes("--rxq=2"); // true
+ * testpmdCommand({ ports: ["0000:00:04.0", "0000:00:05.0"], queues: 1, retry: true })
+ *   .includes("set fwd io retry"); // true
  * ```
  */
 export function testpmdCommand(opts: TestpmdOptions): string {
   if (!(Number.isInteger(opts.queues) && opts.queues >= 1 && opts.queues <= 64)) {
     throw new Error(`testpmd: queues must be 1..64 (got ${opts.queues})`);
   }
+  const cores = opts.forwardingCores ?? 1;
   const eal = [
-    "-l 0,1",
+    cores === 1 ? "-l 0,1" : "--lcores=0@0,1@1,2@0",
     "--main-lcore 0",
     "-n 1",
     "--in-memory",
@@ -60,13 +74,18 @@ export function testpmdCommand(opts: TestpmdOptions): string {
     "--forward-mode=io",
     `--rxq=${opts.queues}`,
     `--txq=${opts.queues}`,
-    "--nb-cores=1",
+    `--nb-cores=${cores}`,
     `--total-num-mbufs=${opts.mbufs ?? 8192}`,
   ];
   // A FIFO on stdin that this shell holds open: testpmd forwards until a line arrives on it
   // (testpmdStdin), then stops, prints its statistics, closes the ports and exits 0.
   const fifo = testpmdStdin(opts);
+  // No option sets retry; testpmd runs a --cmdline-file's commands before it starts
+  // forwarding, interactive or not.
+  const cmds = `/run/${opts.filePrefix ?? "vdtp"}.cmds`;
+  if (opts.retry) app.push(`--cmdline-file=${cmds}`);
   return [
+    ...(opts.retry ? [`printf 'set fwd io retry\\n' > ${cmds} || exit 125`] : []),
     `rm -f ${fifo} && mkfifo ${fifo} || exit 125`,
     `stdbuf -oL dpdk-testpmd ${eal.join(" ")} -- ${app.join(" ")} < ${fifo} & tp=$!`,
     `exec 3> ${fifo}`,

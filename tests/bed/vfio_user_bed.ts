@@ -129,6 +129,11 @@ export class VfioUserBed implements TrafficBed {
     return this.#ns.taps[nic];
   }
 
+  /** MAC address of port `nic`'s device. */
+  nicMac(nic: number): string {
+    return `52:54:00:12:34:${(0x56 + nic).toString(16).padStart(2, "0")}`;
+  }
+
   /** Socket path of port `nic`'s server. */
   socketPath(nic: number): string {
     return `${this.dir}/net${nic}.sock`;
@@ -165,7 +170,7 @@ export class VfioUserBed implements TrafficBed {
       `mq=${q > 1 ? "on" : "off"}`,
       `vectors=${2 * q + 2}`,
       `iommu_platform=${this.#opts.iommuPlatform ? "on" : "off"}`,
-      `mac=52:54:00:12:34:${(0x56 + nic).toString(16).padStart(2, "0")}`,
+      `mac=${this.nicMac(nic)}`,
       ...(this.#opts.nicProps ? [this.#opts.nicProps] : []),
     ];
     return [

@@ -6,6 +6,8 @@
 
 import assert from "node:assert/strict";
 import type { LoopbackRun } from "../../bench/loopback.ts";
+import { notificationsPer1000 } from "../../bench/vfio_user.ts";
+import type { VmBedResult, VmFrontEnd } from "../../bench/vm_bed.ts";
 import {
   type BenchRecord,
   median,
@@ -103,25 +105,31 @@ Deno.test("the Markdown and the chart carry every rate and ratio", () => {
   assert.match(svg, /64 B: 0\.90×/);
 });
 
-Deno.test("the VM bed's table gives each front-end's zero-loss rate, peak and latency, and our ratios", () => {
+Deno.test("the VM bed's tables give each front-end's zero-loss rate, peak and latency, and our ratios per queue-pair count", () => {
+  const lat = (rate: number, p50Us: number) => ({
+    rate,
+    samples: 100,
+    p50Us,
+    p99Us: 200,
+    p999Us: 900,
+    maxUs: 1000,
+  });
   const vm = (
-    frontEnd: "DPDK testpmd" | "ours (l2fwd)",
+    frontEnd: VmFrontEnd,
+    queuePairs: number,
     zeroLossRate: number,
     peakRate: number,
-  ) => ({
+    common: number,
+  ): VmBedResult => ({
     frontEnd,
-    queuePairs: 1 as const,
+    queuePairs,
+    commonLatencyRate: common,
     zeroLossRate,
     peakRate,
     trials: [],
-    latency: {
-      rate: zeroLossRate / 2,
-      samples: 100,
-      p50Us: 80,
-      p99Us: 200,
-      p999Us: 900,
-      maxUs: 1000,
-    },
+    latency: zeroLossRate / 2 === common
+      ? [lat(common, 80)]
+      : [lat(zeroLossRate / 2, 80), lat(common, 70)],
     startMs: 1,
     frontEndStats: null,
   });
@@ -132,10 +140,81 @@ Deno.test("the VM bed's table gives each front-end's zero-loss rate, peak and la
     loopback: [],
     loopbackRuns: [],
     micro: [],
-    vm: [vm("DPDK testpmd", 40000, 52000), vm("ours (l2fwd)", 50000, 65000)],
+    vm: [
+      vm("DPDK testpmd (io)", 1, 40000, 52000, 20000),
+      vm("DPDK testpmd (io retry)", 1, 45000, 52000, 20000),
+      vm("ours (l2fwd)", 1, 50000, 65000, 20000),
+      vm("DPDK testpmd (io retry)", 2, 30000, 40000, 15000),
+      vm("ours (l2fwd)", 2, 60000, 60000, 15000),
+    ],
   };
   const md = renderMarkdown(record);
-  assert.match(md, /\| DPDK testpmd \| 40000 \| 52000 \| 80 \/ 200 \/ 900 \| 0 \|/);
-  assert.match(md, /\| ours \(l2fwd\) \| 50000 \| 65000 \|/);
-  assert.match(md, /zero-loss rate 1\.25×, peak 1\.25×/);
+  assert.match(md, /\| 1 queue pair \| .* \| same at 20000\/s \|/);
+  assert.match(
+    md,
+    /\| DPDK testpmd \(io\) \| 40000 \| 52000 \| 80 \/ 200 \/ 900 at 20000\/s \| 80 \/ 200 \/ 900 \| 0 \|/,
+  );
+  assert.match(
+    md,
+    /\| ours \(l2fwd\) \| 50000 \| 65000 \| 80 \/ 200 \/ 900 at 25000\/s \| 70 \/ 200 \/ 900 \|/,
+  );
+  assert.match(
+    md,
+    /Ours, 1 queue pair, against DPDK testpmd \(io\): zero-loss 1\.25×, peak 1\.25×; against DPDK testpmd \(io retry\): zero-loss 1\.11×/,
+  );
+  assert.match(md, /\| 2 queue pairs \| .* same at 15000\/s/);
+  assert.match(
+    md,
+    /Ours, 2 queue pairs, against DPDK testpmd \(io retry\): zero-loss 2\.00×, peak 1\.50×\./,
+  );
+});
+
+Deno.test("the vfio-user bed's line gives our rates and notifications per 1,000 frames at the zero-loss rate and the peak", () => {
+  const trial = (target: number, forwardedRate: number, kicks: number) => ({
+    target,
+    offered: target,
+    sent: target * 5,
+    hostDropped: 0,
+    nicIn: target * 5,
+    nicOut: target * 5,
+    captured: target * 5,
+    captureDrops: 0,
+    lossRatio: 0,
+    forwardedRate,
+    tailMs: 0,
+    lostBySecond: [0],
+    counters: {
+      rxPackets: 10000,
+      txPackets: 10000,
+      rxKicks: kicks,
+      txKicks: kicks,
+      kicksSuppressed: 0,
+    },
+  });
+  const record: BenchRecord = {
+    date: "2026-12-07T03:00:00.000Z",
+    machine: {},
+    settings: { seconds: 5, warmupSeconds: 3, rounds: 1, txFirstBursts: 8, vmTrialSeconds: 5 },
+    loopback: [],
+    loopbackRuns: [],
+    micro: [],
+    vfioUser: {
+      frontEnd: "ours (l2fwd)",
+      queuePairs: 1,
+      zeroLossRate: 30000,
+      peakRate: 80000,
+      trials: [trial(200000, 80000, 50), trial(30000, 30000, 400)],
+      latency: [{ rate: 15000, samples: 10, p50Us: 50, p99Us: 90, p999Us: 99, maxUs: 120 }],
+      notificationsPer1000: 80,
+      startMs: 1,
+      frontEndStats: null,
+    },
+  };
+  const md = renderMarkdown(record);
+  assert.match(
+    md,
+    /zero-loss rate 30000\/s, peak 80000\/s, latency p50 \/ p99 \/ p99\.9 50 \/ 90 \/ 99 µs at 15000\/s/,
+  );
+  assert.match(md, /per 1,000 frames forwarded: 80\.0 at the zero-loss rate, 10\.0 at the peak\./);
+  assert.equal(notificationsPer1000({}), NaN);
 });
