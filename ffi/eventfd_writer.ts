@@ -36,10 +36,13 @@ export class EventfdWriter {
   /** The eventfd written to. */
   readonly fd: number;
   readonly #one = new Uint8Array(new BigUint64Array([1n]).buffer);
+  /** The symbol itself: through the lazy library each call would go through its Proxy. */
+  readonly #write: typeof sys.write;
 
-  /** Writes to eventfd `fd` (the caller keeps it open). */
+  /** Writes to eventfd `fd` (the caller keeps it open); opens libc if not yet open. */
   constructor(fd: number) {
     this.fd = fd;
+    this.#write = sys.write;
   }
 
   /**
@@ -48,7 +51,7 @@ export class EventfdWriter {
    */
   add1(): number {
     for (;;) {
-      if (sys.write(this.fd, this.#one, 8n) === 8) return 0;
+      if (this.#write(this.fd, this.#one, 8n) === 8) return 0;
       errnoView ??= new Deno.UnsafePointerView(sys.__errno_location()!);
       const e = errnoView.getInt32(0);
       if (e === EAGAIN) return 0;
