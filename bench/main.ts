@@ -12,6 +12,7 @@
  *    (RFC 2544 search), peak, latency at each one's half zero-loss rate and at a common rate.
  * 4. vfio-user bed (bench/vfio_user.ts): our l2fwd on two QEMU vfio-user servers, the same
  *    trials, and the notifications it sent per 1,000 frames.
+ * 5. Scaling without a device (bench/scaling.ts): one forwarding worker, then one per CPU.
  *
  * Prints the tables, writes `bench/results/latest.json` and `latest.svg`, and puts the
  * tables into README.md between `<!-- bench:start -->` and `<!-- bench:end -->`. Needs
@@ -23,6 +24,7 @@
 
 import { parseArgs } from "node:util";
 import { type FrontEnd, measureLoopback } from "./loopback.ts";
+import { measureScaling } from "./scaling.ts";
 import { measureVfioUserBed } from "./vfio_user.ts";
 import { measureVmBed } from "./vm_bed.ts";
 import {
@@ -46,7 +48,7 @@ const USAGE = `usage: deno task bench [options]
   --vm-trial-seconds S seconds per trial of the VM and vfio-user beds' searches (default 5)
   --no-vm              skip the VM bed
   --no-vfio-user       skip the vfio-user bed
-  --no-micro           skip the micro-benchmarks
+  --no-micro           skip the micro-benchmarks and the scaling run
   --no-readme          do not update README.md
   --out DIR            where latest.json and latest.svg go (default bench/results)
   --help               this text`;
@@ -144,6 +146,9 @@ async function main(): Promise<void> {
   const log = (l: string) =>
     console.error(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${l}`);
   const microResults = values["no-micro"] ? [] : (log("micro-benchmarks"), await micro());
+  const scaling = values["no-micro"]
+    ? undefined
+    : (log("scaling: one worker, then one per CPU"), await measureScaling());
   const frontEnds: FrontEnd[] = [{ kind: "dpdk" }];
   for (let i = 0; i < rounds; i++) frontEnds.push({ kind: "ours" }, { kind: "dpdk" });
   log(`native loopback: ${frontEnds.length} runs per frame size`);
@@ -172,6 +177,7 @@ async function main(): Promise<void> {
     micro: microResults,
     vm,
     vfioUser,
+    scaling,
   };
   const md = renderMarkdown(record);
   console.log(md);

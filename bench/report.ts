@@ -8,6 +8,7 @@
 
 import type { LoopbackRun } from "./loopback.ts";
 import type { Latency } from "./tap_trials.ts";
+import type { ScalingRun } from "./scaling.ts";
 import { notificationsPer1000, type VfioUserBedResult } from "./vfio_user.ts";
 import type { VmBedResult } from "./vm_bed.ts";
 
@@ -57,6 +58,8 @@ export interface BenchRecord {
   vm?: VmBedResult[];
   /** The vfio-user bed's figures (absent when skipped). */
   vfioUser?: VfioUserBedResult;
+  /** Forwarding workers without a device: one, then one per CPU (absent when skipped). */
+  scaling?: ScalingRun[];
 }
 
 /** The median of `xs` (NaN when empty). */
@@ -172,7 +175,7 @@ export function renderMarkdown(r: BenchRecord): string {
         `poll of both ports (at most 64: a busy worker; fewer: it waited for the back-end): ${perPoll}.`,
     );
   }
-  lines.push(...renderVm(r), ...renderVfioUser(r));
+  lines.push(...renderVm(r), ...renderVfioUser(r), ...renderScaling(r));
   if (r.micro.length) {
     lines.push(
       "",
@@ -261,6 +264,19 @@ function renderVfioUser(r: BenchRecord): string[] {
       peak ? n(notificationsPer1000(peak)) : "–"
     } ` +
     `at the peak.`,
+  ];
+}
+
+/** The scaling line: one worker's rate, all CPUs' together and their ratio. */
+function renderScaling(r: BenchRecord): string[] {
+  const [one, all] = r.scaling ?? [];
+  if (!one || !all) return [];
+  return [
+    "",
+    `Scaling without a device (bench/scaling.ts: each worker forwards over its own in-memory ` +
+    `loopback, as a queue pair's worker owns its queues and buffers): 1 worker ` +
+    `${mfps(one.totalFps)} M frames/s; ${all.workers} at once ${all.fps.map(mfps).join(" + ")} = ` +
+    `${mfps(all.totalFps)} M frames/s, **${(all.totalFps / one.totalFps).toFixed(2)}×**.`,
   ];
 }
 

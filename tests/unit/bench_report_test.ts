@@ -218,3 +218,22 @@ Deno.test("the vfio-user bed's line gives our rates and notifications per 1,000 
   assert.match(md, /per 1,000 frames forwarded: 80\.0 at the zero-loss rate, 10\.0 at the peak\./);
   assert.equal(notificationsPer1000({}), NaN);
 });
+
+Deno.test("the scaling line gives one worker's rate, all workers' and their ratio", () => {
+  const record: BenchRecord = {
+    date: "2026-12-07T03:00:00.000Z",
+    machine: {},
+    settings: {},
+    loopback: [],
+    loopbackRuns: [],
+    micro: [],
+    scaling: [
+      { workers: 1, fps: [24e6], totalFps: 24e6 },
+      { workers: 2, fps: [23e6, 22e6], totalFps: 45e6 },
+    ],
+  };
+  assert.match(
+    renderMarkdown(record),
+    /1 worker 24\.00 M frames\/s; 2 at once 23\.00 \+ 22\.00 = 45\.00 M frames\/s, \*\*1\.88×\*\*/,
+  );
+});
