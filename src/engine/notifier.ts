@@ -24,6 +24,7 @@
  * @module
  */
 
+import { Eventfd } from "../../ffi/eventfd.ts";
 import { EventfdWriter } from "../../ffi/eventfd_writer.ts";
 import type { Doorbell } from "../dma/doorbell.ts";
 import { DriverError } from "../errors.ts";
@@ -126,6 +127,33 @@ export function makeNotifier(
     throw new RangeError(`${name}: a notify timeout of ${timeoutMs} ms is not possible`);
   }
   return new MessageNotifier(bell, name, timeoutMs, options.control ?? null);
+}
+
+/**
+ * Notifiers of the classes a worker's queues get on kernel VFIO and vhost-user, over
+ * private targets (a 2-byte array, an eventfd of their own), for the warm-up rings
+ * (prewarm.ts): V8 then has seen those classes at the ring's notify call site before real
+ * traffic, where one unseen class deoptimises the transmit path at the first
+ * notification (docs/performance.md). The vfio-user message is left out: its send would
+ * need a reader. `close()` releases the eventfd after warm-up.
+ *
+ * @example
+ * ```ts ignore
+ * const w = warmUpNotifiers();
+ * w.notifiers[0].notify(); // a store into private memory
+ * w.close();
+ * ```
+ */
+export function warmUpNotifiers(): { notifiers: QueueNotifier[]; close(): void } {
+  const efd = Eventfd.create();
+  const bell = { kind: "eventfd" as const, fd: efd.fd, what: "a warm-up eventfd" };
+  return {
+    notifiers: [
+      new StoreNotifier(new Uint16Array(1), 0),
+      new EventfdNotifier(bell, "a warm-up queue"),
+    ],
+    close: () => efd.close(),
+  };
 }
 
 /** An 8-byte write of 1 to an eventfd (ffi/eventfd_writer.ts). */

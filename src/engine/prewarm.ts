@@ -52,6 +52,11 @@ export interface PrewarmOptions {
   clock: Float64Array;
   /** Updates `clock`. */
   tick: () => void;
+  /**
+   * The warm-up queues' notifiers, queue i taking entry i modulo their number (default
+   * one that does nothing); the loopback asks for a notification every 8th pass.
+   */
+  notifiers?: readonly QueueNotifier[];
 }
 
 /** What {@linkcode prewarm} did. */
@@ -79,6 +84,7 @@ class LoopbackWire {
   readonly #tx: RingView;
   readonly #rx: RingView;
   readonly #frameLen: number;
+  #steps = 0;
 
   constructor(memory: ArrayBuffer, txOffset: number, rxOffset: number, headerSize: number) {
     this.#tx = new RingView(memory, txOffset);
@@ -94,7 +100,11 @@ class LoopbackWire {
     this.#rx.publishUsed();
   }
 
-  /** Moves everything sent so far to the receive side. */
+  /**
+   * Moves everything sent so far to the receive side. Every 8th time, asks to be notified
+   * of the next buffers on both rings (as a device that went idle does), so that warm-up
+   * runs the driver's notification path too.
+   */
   step(): void {
     const tx = this.#tx, rx = this.#rx;
     if (!tx.hasAvail()) return;
@@ -104,6 +114,10 @@ class LoopbackWire {
     }
     tx.publishUsed();
     rx.publishUsed();
+    if ((++this.#steps & 7) === 0) {
+      tx.askNotify();
+      rx.askNotify();
+    }
   }
 }
 
@@ -142,6 +156,11 @@ class RingView {
   publishUsed(): void {
     this.#used16[1] = this.#usedIdx;
   }
+
+  /** Sets avail_event to the next index to read: the driver's next publication notifies. */
+  askNotify(): void {
+    this.#used16[2 + 4 * RING_SIZE] = this.#lastAvail;
+  }
 }
 
 /**
@@ -173,12 +192,14 @@ export class InMemoryLoopback {
       [],
     );
     const c = new Float64Array(counterLayout(2, 0, 0).length);
+    const notifiers = opts.notifiers ?? [NO_NOTIFY];
+    let n = 0;
     const rx: RxQueue[] = [], tx: TxQueue[] = [];
     for (let p = 0; p < 2; p++) {
       const rxAt = (2 * p) * ringBytes, txAt = (2 * p + 1) * ringBytes;
       const hdr = opts.headerSizes[p];
       const q = (at: number, what: string) =>
-        makeQueue(rings, at, RING_SIZE, NO_NOTIFY, `${what}${p}`);
+        makeQueue(rings, at, RING_SIZE, notifiers[n++ % notifiers.length], `${what}${p}`);
       rx.push(new RxQueue(q(rxAt, "loopback rx"), pool, hdr, c, portBase(p)));
       tx.push(new TxQueue(q(txAt, "loopback tx"), pool, hdr, c, portBase(p)));
       rx[p].refill();

@@ -57,7 +57,7 @@ import { RxQueue } from "../net/rx_queue.ts";
 import { MailboxReader } from "./steering_mailbox.ts";
 import { TxQueue } from "../net/tx_queue.ts";
 import { Forwarder } from "./forwarder.ts";
-import { makeNotifier, type NotifierOptions } from "./notifier.ts";
+import { makeNotifier, type NotifierOptions, warmUpNotifiers } from "./notifier.ts";
 import { PartitionPool } from "./partition_pool.ts";
 import { PcapRingWriter } from "./pcap_ring.ts";
 import { prewarm, type PrewarmResult } from "./prewarm.ts";
@@ -258,11 +258,24 @@ function warmUp(
   macs: readonly Uint8Array[],
 ): PrewarmResult {
   const clock = new FfiClock(CLOCK_MONOTONIC);
-  return prewarm(
-    { ...p, maxMs: PREWARM_MAX_MS, headerSizes, macs, clock: clock.ms, tick: () => clock.tick() },
-    (memory, offset, size, notify, name) =>
-      new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name }),
-  );
+  const bells = warmUpNotifiers();
+  try {
+    return prewarm(
+      {
+        ...p,
+        maxMs: PREWARM_MAX_MS,
+        headerSizes,
+        macs,
+        clock: clock.ms,
+        tick: () => clock.tick(),
+        notifiers: bells.notifiers,
+      },
+      (memory, offset, size, notify, name) =>
+        new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name }),
+    );
+  } finally {
+    bells.close();
+  }
 }
 
 /** Stands in for the full GC at the samples that do not collect. */

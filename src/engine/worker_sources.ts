@@ -24,7 +24,9 @@ import steeringMailbox from "./steering_mailbox.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
 import workerSpec from "./worker_spec.ts" with { type: "text" };
 import errors from "../errors.ts" with { type: "text" };
+import eventfd from "../../ffi/eventfd.ts" with { type: "text" };
 import eventfdWriter from "../../ffi/eventfd_writer.ts" with { type: "text" };
+import libc from "../../ffi/libc.ts" with { type: "text" };
 import lazyLibrary from "../../ffi/lazy_library.ts" with { type: "text" };
 import doorbell from "../dma/doorbell.ts" with { type: "text" };
 import packetBuffers from "../dma/packet_buffers.ts" with { type: "text" };
@@ -64,7 +66,9 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [WORKER_ENTRY, worker],
   [at("./worker_spec.ts"), workerSpec],
   [at("../errors.ts"), errors],
+  [at("../../ffi/eventfd.ts"), eventfd],
   [at("../../ffi/eventfd_writer.ts"), eventfdWriter],
+  [at("../../ffi/libc.ts"), libc],
   [at("../../ffi/lazy_library.ts"), lazyLibrary],
   [at("../dma/doorbell.ts"), doorbell],
   [at("../dma/packet_buffers.ts"), packetBuffers],
