@@ -289,6 +289,11 @@ export interface SearchRatesOptions {
 export interface RateSearch {
   /** Offered rate of the highest trial that lost at most 0.01% (0: none did). */
   zeroLossRate: number;
+  /**
+   * What that trial forwarded per second, first to last capture: below `zeroLossRate` when
+   * frames queued at the tap and came out in the 2 s wait (the front-end fell behind).
+   */
+  zeroLossForwardedRate: number;
   /** Highest forwarded rate of any trial (frames/s). */
   peakRate: number;
   /** In the order run. */
@@ -355,8 +360,10 @@ export async function searchRates(
     latency.push(latencyOf(rate, delays));
     log(`${o.label}: latency at ${rate}/s: ${JSON.stringify(latency.at(-1))}`);
   }
+  const zeroLoss = trials.find((t) => t.target === best);
   return {
-    zeroLossRate: trials.find((t) => t.target === best)?.offered ?? 0,
+    zeroLossRate: zeroLoss?.offered ?? 0,
+    zeroLossForwardedRate: zeroLoss?.forwardedRate ?? 0,
     peakRate: Math.max(0, ...trials.map((t) => t.forwardedRate)),
     trials,
     latency,
