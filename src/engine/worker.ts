@@ -338,9 +338,11 @@ function run(
     if ((loops & 7) === 0) clock.tick();
     const got = fwd.poll();
     const now = time[0];
+    // Counted outside the branch: an addition first run by the first frame would make V8
+    // deoptimise the loop just when traffic starts (it is optimised while idle).
+    received += got;
     if (got > 0) {
       idle = 0;
-      received += got;
     } else if (idleMs > 0 && ++idle >= IDLE_POLLS) {
       // Nothing arrived for a while: give the CPU away briefly (woken early by a stop).
       c[W_IDLE_WAITS]++;
