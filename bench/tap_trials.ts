@@ -302,6 +302,49 @@ export interface RateSearch {
   latency: Latency[];
 }
 
+/**
+ * The command-line options of a search (`node:util` parseArgs form), shared by the bed
+ * scripts, and what they give.
+ *
+ * @example
+ * ```ts
+ * import { parseArgs } from "node:util";
+ * import { SEARCH_CLI_OPTIONS, searchOptionsFrom } from "./tap_trials.ts";
+ * const { values } = parseArgs({ args: ["--trial-seconds", "2"], options: SEARCH_CLI_OPTIONS });
+ * searchOptionsFrom(values).trialSeconds; // 2
+ * ```
+ */
+export const SEARCH_CLI_OPTIONS = {
+  "trial-seconds": { type: "string", default: "5" },
+  "min-rate": { type: "string", default: "1000" },
+  "max-rate": { type: "string", default: "200000" },
+  "max-trials": { type: "string", default: "10" },
+} as const;
+
+/**
+ * The search options {@linkcode SEARCH_CLI_OPTIONS} parsed into.
+ *
+ * @example
+ * ```ts
+ * import { searchOptionsFrom } from "./tap_trials.ts";
+ * const values = { "trial-seconds": "5", "min-rate": "1000", "max-rate": "9000", "max-trials": "4" };
+ * searchOptionsFrom(values).maxRate; // 9000
+ * ```
+ */
+export function searchOptionsFrom(values: Record<keyof typeof SEARCH_CLI_OPTIONS, string>): {
+  trialSeconds: number;
+  minRate: number;
+  maxRate: number;
+  maxTrials: number;
+} {
+  return {
+    trialSeconds: Number(values["trial-seconds"]),
+    minRate: Number(values["min-rate"]),
+    maxRate: Number(values["max-rate"]),
+    maxTrials: Number(values["max-trials"]),
+  };
+}
+
 /** Nearest-rank percentiles of the delays of one latency trial. */
 function latencyOf(rate: number, delays: number[]): Latency {
   const d = Float64Array.from(delays).sort();

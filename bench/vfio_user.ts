@@ -20,7 +20,14 @@ import { parseArgs } from "node:util";
 import { startHostL2fwd } from "../tests/bed/host_l2fwd.ts";
 import { VfioUserBed } from "../tests/bed/vfio_user_bed.ts";
 import { summaryOf } from "../tests/l2fwd_checks.ts";
-import { type RateSearch, type RateTrial, searchRates, trialFrames } from "./tap_trials.ts";
+import {
+  type RateSearch,
+  type RateTrial,
+  SEARCH_CLI_OPTIONS,
+  searchOptionsFrom,
+  searchRates,
+  trialFrames,
+} from "./tap_trials.ts";
 
 /**
  * Options of {@linkcode measureVfioUserBed}.
@@ -153,20 +160,9 @@ export async function measureVfioUserBed(
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      "trial-seconds": { type: "string", default: "5" },
-      "min-rate": { type: "string", default: "1000" },
-      "max-rate": { type: "string", default: "200000" },
-      "max-trials": { type: "string", default: "10" },
-    },
-  });
+  const { values } = parseArgs({ args: Deno.args, options: SEARCH_CLI_OPTIONS });
   const result = await measureVfioUserBed({
-    trialSeconds: Number(values["trial-seconds"]),
-    minRate: Number(values["min-rate"]),
-    maxRate: Number(values["max-rate"]),
-    maxTrials: Number(values["max-trials"]),
+    ...searchOptionsFrom(values),
     log: (l) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${l}`),
   });
   console.log(JSON.stringify(result, null, 2));

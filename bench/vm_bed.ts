@@ -22,7 +22,13 @@ import { parseArgs } from "node:util";
 import { startTestpmd } from "../tests/bed/testpmd.ts";
 import { shellQuote, VmBed } from "../tests/bed/vm.ts";
 import { summaryOf } from "../tests/l2fwd_checks.ts";
-import { type RateSearch, searchRates, trialFrames } from "./tap_trials.ts";
+import {
+  type RateSearch,
+  SEARCH_CLI_OPTIONS,
+  searchOptionsFrom,
+  searchRates,
+  trialFrames,
+} from "./tap_trials.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -239,10 +245,7 @@ if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      "trial-seconds": { type: "string", default: "5" },
-      "min-rate": { type: "string", default: "1000" },
-      "max-rate": { type: "string", default: "200000" },
-      "max-trials": { type: "string", default: "10" },
+      ...SEARCH_CLI_OPTIONS,
       "queue-pairs": { type: "string" },
       "front-ends": { type: "string" },
       "no-latency": { type: "boolean", default: false },
@@ -269,10 +272,7 @@ if (import.meta.main) {
     }))
     : undefined;
   const results = await measureVmBed({
-    trialSeconds: Number(values["trial-seconds"]),
-    minRate: Number(values["min-rate"]),
-    maxRate: Number(values["max-rate"]),
-    maxTrials: Number(values["max-trials"]),
+    ...searchOptionsFrom(values),
     configs,
     latency: !values["no-latency"],
     log: (l) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${l}`),

@@ -244,6 +244,10 @@ export async function startTestpmd(
   const process = await bed.spawn(testpmdCommand(opts));
   try {
     await process.waitForOutput(/Press enter to exit/, timeoutMs);
+    // testpmd says which mode its command file set; without that line it forwards in io.
+    if (opts.retry && !/Set io packet forwarding mode with retry/.test(await process.stdout())) {
+      throw new Error(`testpmd did not take "set fwd io retry": ${await process.stdout()}`);
+    }
   } catch (e) {
     await process.kill("KILL", 1000).catch(() => {});
     throw e;

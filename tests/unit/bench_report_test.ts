@@ -42,6 +42,16 @@ function run(kind: "dpdk" | "ours", fps: number, frameSize = 64): LoopbackRun {
   };
 }
 
+/** A record of nothing measured, for the tests of one part of the report. */
+const noRuns: BenchRecord = {
+  date: "2026-12-07T03:00:00.000Z",
+  machine: {},
+  settings: { seconds: 5, warmupSeconds: 3, rounds: 1, txFirstBursts: 8, vmTrialSeconds: 5 },
+  loopback: [],
+  loopbackRuns: [],
+  micro: [],
+};
+
 Deno.test("each of our runs is divided by the mean of the DPDK runs on either side of it", () => {
   const [s] = summarizeLoopback([
     run("dpdk", 10e6),
@@ -135,12 +145,7 @@ Deno.test("the VM bed's tables give each front-end's zero-loss rate, peak and la
     frontEndStats: null,
   });
   const record: BenchRecord = {
-    date: "2026-12-07T03:00:00.000Z",
-    machine: {},
-    settings: { seconds: 5, warmupSeconds: 3, rounds: 1, txFirstBursts: 8, vmTrialSeconds: 5 },
-    loopback: [],
-    loopbackRuns: [],
-    micro: [],
+    ...noRuns,
     vm: [
       vm("DPDK testpmd (io)", 1, 40000, 52000, 20000),
       vm("DPDK testpmd (io retry)", 1, 45000, 52000, 20000),
@@ -193,12 +198,7 @@ Deno.test("the vfio-user bed's line gives our rates and notifications per 1,000 
     },
   });
   const record: BenchRecord = {
-    date: "2026-12-07T03:00:00.000Z",
-    machine: {},
-    settings: { seconds: 5, warmupSeconds: 3, rounds: 1, txFirstBursts: 8, vmTrialSeconds: 5 },
-    loopback: [],
-    loopbackRuns: [],
-    micro: [],
+    ...noRuns,
     vfioUser: {
       frontEnd: "ours (l2fwd)",
       queuePairs: 1,
