@@ -1,7 +1,7 @@
 /**
  * The RFC 2544 throughput search (section 26.1), without any traffic: given the trials run so
  * far, which offered rate to try next, when to stop, and the zero-loss rate found. The
- * caller runs the trials (bench/vm_bed.ts in the VM bed).
+ * caller runs the trials (bench/tap_trials.ts, in the VM and vfio-user beds).
  *
  * The first trial is at the upper bound. After that each trial bisects the interval between
  * the highest rate that passed and the lowest that failed, on a logarithmic scale: the
