@@ -6,26 +6,10 @@
  * @module
  */
 
-import { InMemoryLoopback } from "../src/engine/prewarm.ts";
-import { VIRTIO_NET_HDR_SIZE } from "../src/net/header.ts";
-import { SplitQueue } from "../src/virtio/split_queue.ts";
+import { benchLoopback } from "./in_memory_loopback.ts";
 
 const clock = new Float64Array(1);
-const mac = new Uint8Array(6);
-const loop = new InMemoryLoopback(
-  {
-    burst: 32,
-    drainMs: 0.1,
-    txFull: "wait",
-    macRewrite: false,
-    headerSizes: [VIRTIO_NET_HDR_SIZE, VIRTIO_NET_HDR_SIZE],
-    macs: [mac, mac],
-    clock,
-    tick: () => clock[0] = performance.now(),
-  },
-  (memory, offset, size, notify, name) =>
-    new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name }),
-);
+const loop = benchLoopback(false, clock, () => clock[0] = performance.now());
 
 /** Forwards until `ms` passed (the clock read every 256 polls); returns frames received. */
 function forwardFor(ms: number): number {

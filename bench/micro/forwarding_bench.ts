@@ -6,31 +6,15 @@
  * @module
  */
 
-import { InMemoryLoopback } from "../../src/engine/prewarm.ts";
-import { SplitQueue } from "../../src/virtio/split_queue.ts";
-import { VIRTIO_NET_HDR_SIZE } from "../../src/net/header.ts";
+import { benchLoopback, type Loopback } from "../in_memory_loopback.ts";
 
-function loopback(macRewrite: boolean): InMemoryLoopback {
+function loopback(macRewrite: boolean): Loopback {
   const clock = new Float64Array(1);
-  const mac = new Uint8Array(6);
-  return new InMemoryLoopback(
-    {
-      burst: 32,
-      drainMs: 0.1,
-      txFull: "wait",
-      macRewrite,
-      headerSizes: [VIRTIO_NET_HDR_SIZE, VIRTIO_NET_HDR_SIZE],
-      macs: [mac, mac],
-      clock,
-      tick: () => clock[0] += 0.001,
-    },
-    (memory, offset, size, notify, name) =>
-      new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name }),
-  );
+  return benchLoopback(macRewrite, clock, () => clock[0] += 0.001);
 }
 
 /** Polls until `frames` frames were received. */
-function forward(loop: InMemoryLoopback, frames: number): void {
+function forward(loop: Loopback, frames: number): void {
   let n = 0;
   while (n < frames) n += loop.poll();
 }
