@@ -294,6 +294,8 @@ export interface RateSearch {
    * frames queued at the tap and came out in the 2 s wait (the front-end fell behind).
    */
   zeroLossForwardedRate: number;
+  /** Index in `trials` of that trial (-1: none passed). */
+  zeroLossTrial: number;
   /** Highest forwarded rate of any trial (frames/s). */
   peakRate: number;
   /** In the order run. */
@@ -403,10 +405,11 @@ export async function searchRates(
     latency.push(latencyOf(rate, delays));
     log(`${o.label}: latency at ${rate}/s: ${JSON.stringify(latency.at(-1))}`);
   }
-  const zeroLoss = trials.find((t) => t.target === best);
+  const at = trials.findIndex((t) => t.target === best);
   return {
-    zeroLossRate: zeroLoss?.offered ?? 0,
-    zeroLossForwardedRate: zeroLoss?.forwardedRate ?? 0,
+    zeroLossRate: trials[at]?.offered ?? 0,
+    zeroLossForwardedRate: trials[at]?.forwardedRate ?? 0,
+    zeroLossTrial: at,
     peakRate: Math.max(0, ...trials.map((t) => t.forwardedRate)),
     trials,
     latency,

@@ -151,12 +151,8 @@ async function startFrontEnd(
     await bed.exec(`kill -INT ${pid}`);
     const r = await p.wait(30000);
     if (r.code !== 0) throw new Error(`l2fwd exited ${r.code}: ${r.stderr.slice(-1500)}`);
-    const s = summaryOf(r.stdout);
-    return {
-      ports: s.ports.map(({ queues: _, ...p }) => p),
-      queues: s.ports.map((p) => p.queues),
-      workers: s.workers,
-    };
+    const { ports, workers } = summaryOf(r.stdout);
+    return { ports, workers };
   };
 }
 

@@ -136,6 +136,7 @@ Deno.test("the VM bed's tables give each front-end's zero-loss rate, peak and la
     commonLatencyRate: common,
     zeroLossRate,
     zeroLossForwardedRate: zeroLossRate - 100,
+    zeroLossTrial: -1,
     peakRate,
     trials: [],
     latency: zeroLossRate / 2 === common
@@ -204,6 +205,7 @@ Deno.test("the vfio-user bed's line gives our rates and notifications per 1,000 
       queuePairs: 1,
       zeroLossRate: 30000,
       zeroLossForwardedRate: 30000,
+      zeroLossTrial: 1,
       peakRate: 80000,
       trials: [trial(200000, 80000, 50), trial(30000, 30000, 400)],
       latency: [{ rate: 15000, samples: 10, p50Us: 50, p99Us: 90, p999Us: 99, maxUs: 120 }],
