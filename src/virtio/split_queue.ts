@@ -113,6 +113,8 @@ export class SplitQueue implements Virtqueue {
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
   #targets: readonly QueueNotifier[];
   #numFree: number;
+  // Why the device was caught misbehaving (Linux's vq->broken, set by BAD_RING), or null.
+  #broken: string | null = null;
   #availIdx = 0;
   #kickedAt = 0;
   #lastUsed = 0;
@@ -239,6 +241,16 @@ export class SplitQueue implements Virtqueue {
   /** True while used-buffer notifications are requested ({@linkcode SplitQueue.enableInterrupts}). */
   get interruptsEnabled(): boolean {
     return (this.#avail[0] & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  /**
+   * Why the queue is broken, or null while it works. The first bad used entry (see
+   * {@linkcode SplitQueue.takeUsed}) breaks it, as Linux's BAD_RING() does: from then on
+   * it neither reads the device's entries nor publishes buffers to it; only a device reset
+   * (a new queue over the ring) makes it usable again.
+   */
+  get broken(): string | null {
+    return this.#broken;
   }
 
   /** True when the device has returned buffers the driver has not taken yet. */
@@ -385,6 +397,7 @@ export class SplitQueue implements Virtqueue {
     const newIdx = this.#availIdx;
     const oldIdx = this.#kickedAt;
     if (newIdx === oldIdx) return false;
+    if (this.#broken !== null) this.#misbehaved(this.#broken, false);
     // Publication point: descriptor and ring-slot stores above are ordered before this
     // (x86 TSO + Atomics.store); the XCHG also orders it before the loads below.
     Atomics.store(this.#avail, 1, newIdx);
@@ -412,9 +425,11 @@ export class SplitQueue implements Virtqueue {
    * Takes up to `max` used buffers, in used-ring order: their tokens go to `tokens` and the
    * lengths the device wrote to `lens`, from index `at`. Returns how many were taken.
    * Every entry is validated (descriptor in range and in flight, length within what was
-   * posted); a bad entry throws DEVICE_MISBEHAVED before anything of it is used.
+   * posted); a bad entry throws DEVICE_MISBEHAVED before anything of it is used, and
+   * breaks the queue ({@linkcode SplitQueue.broken}): every later call throws the same.
    */
   takeUsed(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
+    if (this.#broken !== null) this.#misbehaved(this.#broken, false);
     const usedIdx = this.#used16[1]; // x86 TSO: the entries are read after this (no Atomics)
     let pending = ringDistance(this.#lastUsed, usedIdx);
     if (pending === 0) return 0;
@@ -477,7 +492,9 @@ export class SplitQueue implements Virtqueue {
     for (let i = 0; i < n; i++) this.#token[this.#takenId[i]] = tokens[at + i];
   }
 
-  #misbehaved(what: string): never {
+  /** Breaks the queue (first time: `what` is the reason) and throws DEVICE_MISBEHAVED. */
+  #misbehaved(what: string, first = true): never {
+    if (first) this.#broken = what;
     throw new DriverError(
       "DEVICE_MISBEHAVED",
       `The device corrupted ${this.name}: ${what}; no buffer was reused: restart the port to reset the device.`,

@@ -80,6 +80,8 @@ export interface Virtqueue {
   readonly freeCount: number;
   /** Buffers the device holds. */
   readonly inFlight: number;
+  /** Why the device was caught misbehaving on this queue (it is then unusable), or null. */
+  readonly broken: string | null;
   /** Notifications sent. */
   readonly kicks: number;
   /** Notifications the device's suppression saved. */
