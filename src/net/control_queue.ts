@@ -238,6 +238,14 @@ export class ControlQueue {
         `${this.#port} reported ${len} bytes written for the 1-byte ack of ${name}: the device is broken; restart the port to reset it.`,
       );
     }
+    // Nothing else was in flight: a second entry is a buffer returned twice (§2.7.8), which
+    // would otherwise be taken as the next command's answer before the device saw it.
+    if (this.vq.hasUsed()) {
+      this.#fail(
+        "the device returned a command twice",
+        `${this.#port} returned more used buffers than the one command (${name}) in flight: the device is broken; restart the port to reset it.`,
+      );
+    }
   }
 
   /** Marks the queue broken (`reason` goes into later commands' errors) and throws `message`. */
