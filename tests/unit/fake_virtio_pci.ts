@@ -333,7 +333,8 @@ export class FakePci implements PciDevice {
     this.events = bar4.events;
   }
   bar(index: number): RegionIo {
-    if (index !== 4) throw new RangeError(`BAR${index} is absent`);
+    // As vfio_pci_device.ts does for a BAR the function does not have.
+    if (index !== 4) throw new DriverError("DEVICE_MISBEHAVED", `${this.name} has no BAR${index}.`);
     return this.bar4;
   }
   iovaRanges(): { start: bigint; end: bigint }[] {
