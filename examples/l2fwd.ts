@@ -45,7 +45,9 @@
  * took, to warm its code before the ports opened (`--prewarm`). Exit
  * status: 0 after a clean stop (duration over, SIGINT or SIGTERM while forwarding), 1 on a
  * driver or worker error, a device that reports DEVICE_NEEDS_RESET or a missing
- * --allow-ffi (the environment, not the command line), 2 on bad usage, 130 (SIGINT) or
+ * --allow-ffi, --allow-read or --allow-write, a --script that does not load or a --pcap
+ * file that cannot be written (the environment, not the command line), 2 on bad usage
+ * (`--help` lists both), 130 (SIGINT) or
  * 143 (SIGTERM) when a signal stops the start-up, or when a second signal ends l2fwd at
  * once without releasing (the kernel does at exit).
  *
@@ -113,7 +115,7 @@ async function main(args: string[]): Promise<number> {
     console.error(
       `error: l2fwd was given the same port twice (${run.ports[0]} and ${
         run.ports[1]
-      } are one socket); give two different ports`,
+      } are one socket): give two different ports.`,
     );
     return 2;
   }
@@ -146,11 +148,12 @@ async function main(args: string[]): Promise<number> {
   let pcapCreated = false, forwarding = false;
   try {
     try {
-      pcapCreated = await checkFiles(run.script, run.pcap);
+      pcapCreated = await checkFiles(run);
     } catch (e) {
       if (!(e instanceof DriverError)) throw e;
       console.error(`error: ${e.message}`);
-      return 2;
+      // A --script-arg the script refuses is usage; a file that is not right, the machine.
+      return e instanceof UsageError ? 2 : 1;
     }
     return await forward(run, {
       step,
@@ -386,7 +389,10 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         problems.push((e as Error).message);
       }
     }
-    pool.region.free();
+    // A port that did not confirm its reset may still DMA into the pool: keep it mapped until
+    // the process exits rather than hand its pages back (docs/security.md).
+    if (problems.length === 0) pool.region.free();
+    else problems.push("the shared packet pool stays mapped until l2fwd exits.");
     // Reported, not thrown: an error from try{} above must not be replaced by this one.
     for (const m of problems) console.error(`error: ${m}`);
     if (problems.length) closeFailed = true;

@@ -3,11 +3,15 @@
  * checks of --script and --pcap that come before any device is touched. Nothing here
  * reaches libc, so l2fwd can say what is wrong even without --allow-ffi.
  *
+ * Two kinds of error, each one sentence: a {@linkcode UsageError} when the command line
+ * itself is wrong whatever the machine (exit 2), any other DriverError when the machine
+ * or a file it names is not as the command line expects (exit 1).
+ *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { asForwardScript, canonicalPortName, DriverError } from "../mod.ts";
+import { asForwardScript, DriverError, parsePortSpec, type ScriptInit } from "../mod.ts";
 
 /** l2fwd's --help text. */
 export const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
@@ -59,8 +63,13 @@ ends it at once without releasing (the kernel closes the devices and frees the m
 
 exit status:
   0     stopped cleanly: --duration over, or SIGINT/SIGTERM while forwarding
-  1     a device, driver or worker error, or no --allow-ffi (the environment, not usage)
-  2     a bad command line (options, ports, --script or --pcap files)
+  1     the environment, not usage: a device, driver or worker error, no --allow-ffi,
+        no --allow-read or --allow-write for the --script or --pcap file, a --script
+        that is missing, does not load or is no script, a --pcap file that cannot be
+        written
+  2     a bad command line: an unknown option, a value out of its range, a malformed
+        port or the same port twice, options that do not go together, or a
+        --script-arg the script's init refuses
   130   SIGINT during start-up, or a second SIGINT while stopping
   143   SIGTERM during start-up, or a second SIGTERM while stopping`;
 
@@ -87,6 +96,11 @@ export class UsageError extends DriverError {
 /** setTimeout holds at most 2^31-1 ms; a longer --duration would fire at once. */
 const MAX_DURATION_S = Math.floor(0x7fffffff / 1000);
 
+/** The machine or a file is not as the command line expects (l2fwd exits 1). */
+function environment(code: "PERMISSION" | "BAD_ARGUMENT", message: string): never {
+  throw new DriverError(code, message);
+}
+
 function usageError(message: string): never {
   throw new UsageError(`${message}: see --help.`);
 }
@@ -99,11 +113,34 @@ function intOption(value: string | undefined, name: string, min: number, max: nu
   return n;
 }
 
-/** One sentence for a command line that parseArgs refuses (its own messages run to two). */
-function argumentError(e: unknown): string {
-  const message = (e as Error).message;
-  const unknown = /^Unknown option '([^']*)'/.exec(message);
-  return unknown ? `unknown option '${unknown[1]}'` : message.split("\n")[0].replace(/\.$/, "");
+/**
+ * One clause for a command line that parseArgs refuses (its own messages run to three
+ * sentences); the caller adds where the fix is. `args` finds the value it refused.
+ *
+ * @example
+ * ```ts
+ * import { argumentError } from "./l2fwd_options.ts";
+ * argumentError(new Error("Option '--queues <value>' argument missing"), ["--queues"]);
+ * // "--queues needs a value"
+ * ```
+ */
+export function argumentError(e: unknown, args: readonly string[]): string {
+  const message = String((e as Error)?.message ?? e);
+  let m = /^Unknown option '([^']*)'/.exec(message);
+  if (m) return `unknown option '${m[1]}'`;
+  if ((m = /^Option '(-[^' ]*)(?: <value>)?' argument missing/.exec(message))) {
+    return `${m[1]} needs a value`;
+  }
+  if ((m = /^Option '(-[^']*)' argument is ambiguous/.exec(message))) {
+    const next = args[args.indexOf(m[1]) + 1] ?? "";
+    return `${m[1]} is followed by '${next}', which looks like an option (write ${
+      m[1]
+    }=${next} if it is the value)`;
+  }
+  if ((m = /^Option '(-[^']*)' does not take an argument/.exec(message))) {
+    return `${m[1]} takes no value (write ${m[1]} alone)`;
+  }
+  return message.split("\n")[0].replace(/\.$/, "");
 }
 
 /**
@@ -170,8 +207,9 @@ export interface Run {
 }
 
 /**
- * Parses and validates l2fwd's arguments, including the file permissions that --script
- * and --pcap need; returns "help" for --help. Throws a {@linkcode UsageError} otherwise.
+ * Parses and validates l2fwd's arguments (text only: no file, no device); returns "help"
+ * for --help. Throws a {@linkcode UsageError}, or a BAD_ADDRESS DriverError for a port
+ * name, otherwise: both are usage (exit 2).
  *
  * @example
  * ```ts
@@ -192,11 +230,11 @@ export function parseCommandLine(args: string[]): Run | "help" {
         "rebalance-ms": { type: "string", default: "0" },
         "mac-rewrite": { type: "boolean", default: false },
         script: { type: "string" },
-        "script-arg": { type: "string", multiple: true, default: [] },
+        "script-arg": { type: "string", multiple: true },
         pcap: { type: "string" },
-        "pcap-port": { type: "string", default: "0" },
-        "pcap-direction": { type: "string", default: "rx" },
-        "pcap-queue": { type: "string", default: "all" },
+        "pcap-port": { type: "string" },
+        "pcap-direction": { type: "string" },
+        "pcap-queue": { type: "string" },
         stats: { type: "string" },
         duration: { type: "string" },
         "tx-drain-us": { type: "string", default: "100" },
@@ -213,22 +251,26 @@ export function parseCommandLine(args: string[]): Run | "help" {
       allowPositionals: true,
     });
   } catch (e) {
-    throw new UsageError(`${argumentError(e)}: see the usage below.`, true);
+    throw new UsageError(`${argumentError(e, args)}: see the usage below.`, true);
   }
   const { values, positionals } = parsed;
   if (values.help) return "help";
   const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "table" : "json");
   const scriptArgs: Record<string, string> = {};
-  const drainUs = Number(values["tx-drain-us"]);
-  const idleUs = Number(values["idle-us"]);
-  const warmup = Number(values.warmup);
-  const prewarm = Number(values.prewarm);
   if (positionals.length !== 2) usageError(`l2fwd needs two ports, not ${positionals.length}`);
-  const names = positionals.map(canonicalPortName);
-  if (names[0] === names[1]) {
-    usageError(`l2fwd was given the same port twice (${names[0]}); give two different ports`);
+  const specs = positionals.map(parsePortSpec);
+  if (specs[0].name === specs[1].name) {
+    usageError(`l2fwd was given the same port twice (${specs[0].name}); give two different ports`);
   }
   const queues = intOption(values.queues, "queues", 1, 64);
+  for (const ps of specs) {
+    // A back-end named with ?queues=N serves N pairs: refused now, not once port 0 is open.
+    if (ps.kind === "vhost-user" && ps.queues !== undefined && ps.queues < queues) {
+      usageError(
+        `--queues ${queues} is more than the ${ps.queues} queue pairs of ${ps.name} (its ?queues=${ps.queues}); lower --queues or raise queues=`,
+      );
+    }
+  }
   const burst = intOption(values.burst, "burst", 1, 256);
   const steering = values.steering ?? (queues > 1 ? "auto" : "single");
   if (!["single", "auto", "rss"].includes(steering)) {
@@ -251,38 +293,42 @@ export function parseCommandLine(args: string[]): Run | "help" {
     );
   }
   const durationMs = seconds * 1000;
-  const pcapQueue = values["pcap-queue"] === "all"
+  // The capture's options mean nothing without --pcap, the script's without --script.
+  for (const name of ["pcap-port", "pcap-queue", "pcap-direction"] as const) {
+    if (values[name] !== undefined && values.pcap === undefined) {
+      usageError(`--${name} only matters with --pcap; add --pcap FILE or leave it out`);
+    }
+  }
+  const pcapQueue = (values["pcap-queue"] ?? "all") === "all"
     ? undefined
     : intOption(values["pcap-queue"], "pcap-queue", 0, queues - 1);
-  const pcapPort = intOption(values["pcap-port"], "pcap-port", 0, 1);
-  if (!["rx", "tx", "both"].includes(values["pcap-direction"])) {
-    usageError(`--pcap-direction must be rx, tx or both, not '${values["pcap-direction"]}'`);
+  const pcapPort = intOption(values["pcap-port"] ?? "0", "pcap-port", 0, 1);
+  const pcapDirection = values["pcap-direction"] ?? "rx";
+  if (!["rx", "tx", "both"].includes(pcapDirection)) {
+    usageError(`--pcap-direction must be rx, tx or both, not '${pcapDirection}'`);
   }
-  for (const a of values["script-arg"]) {
+  const scriptArgList = values["script-arg"] ?? [];
+  if (scriptArgList.length && values.script === undefined) {
+    usageError(`--script-arg only matters with --script; add --script FILE or leave it out`);
+  }
+  for (const a of scriptArgList) {
     const eq = a.indexOf("=");
     if (eq < 1) usageError(`--script-arg takes KEY=VALUE, not '${a}'`);
     scriptArgs[a.slice(0, eq)] = a.slice(eq + 1);
   }
-  const numbers = [
-    [drainUs, "tx-drain-us"],
-    [idleUs, "idle-us"],
-    [warmup, "warmup"],
-    [prewarm, "prewarm"],
-  ] as const;
-  for (const [v, name] of numbers) {
-    if (!(v >= 0 && v <= 1e9)) usageError(`--${name} must be a number from 0 to 1000000000`);
+  const drainUs = intOption(values["tx-drain-us"], "tx-drain-us", 0, 1e9);
+  const idleUs = intOption(values["idle-us"], "idle-us", 0, 1e9);
+  const warmup = intOption(values.warmup, "warmup", 0, 1e9);
+  const prewarm = intOption(values.prewarm, "prewarm", 0, 1e9);
+  // --bind and its companions act on PCI functions only (kernel VFIO).
+  if (values.force && !values.bind) {
+    usageError(`--force only matters with --bind; add --bind or leave --force out`);
   }
-  // Permissions first, before any device is touched.
-  const need: [string | undefined, "read" | "write", string][] = [
-    [values.script, "read", "--script"],
-    [values.pcap, "write", "--pcap"],
-  ];
-  for (const [path, name, opt] of need) {
-    if (path !== undefined && Deno.permissions.querySync({ name, path }).state !== "granted") {
-      throw new UsageError(
-        `${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${path}.`,
-      );
-    }
+  const flag = ["bind", "force", "restore-driver"].find((f) => values[f as "bind"]);
+  if (flag && !specs.some((ps) => ps.kind === "pci")) {
+    usageError(
+      `--${flag} acts on PCI functions (kernel VFIO) and neither port is one; leave it out`,
+    );
   }
   return {
     ports: positionals,
@@ -297,7 +343,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
     pcap: values.pcap,
     pcapPort,
     pcapQueue,
-    pcapDirection: values["pcap-direction"] as "rx" | "tx" | "both",
+    pcapDirection: pcapDirection as "rx" | "tx" | "both",
     statsMode,
     drainUs,
     idleUs,
@@ -312,20 +358,36 @@ export function parseCommandLine(args: string[]): Run | "help" {
 }
 
 /**
- * Checks --script and --pcap before any device is touched: the script must load and be a
- * script; the capture file must be creatable. Returns whether it created the file. Throws
- * a {@linkcode UsageError} naming the file otherwise.
+ * Checks --script and --pcap before any device is touched: the permissions deno needs for
+ * them, that the script loads, is a script and takes its --script-arg options (its `init`
+ * is called once, as worker 0, with the MACs all zero), and that the capture file can be
+ * created. Returns whether it created the file. Throws one sentence naming the file: a
+ * {@linkcode UsageError} when `init` refuses the arguments (exit 2), a DriverError for the
+ * environment otherwise (exit 1).
  *
  * @example
  * ```ts ignore
- * import { checkFiles } from "./l2fwd_options.ts";
- * const created = await checkFiles(undefined, "rx.pcap"); // true when rx.pcap is new
+ * import { checkFiles, parseCommandLine } from "./l2fwd_options.ts";
+ * const run = parseCommandLine(["--pcap", "rx.pcap", "0000:00:04.0", "0000:00:05.0"]);
+ * if (run !== "help") await checkFiles(run); // true when rx.pcap is new
  * ```
  */
 export async function checkFiles(
-  script: string | undefined,
-  pcap: string | undefined,
+  run: Pick<Run, "script" | "scriptArgs" | "queues" | "pcap">,
 ): Promise<boolean> {
+  const { script, pcap } = run;
+  const need: [string | undefined, "read" | "write", string][] = [
+    [script, "read", "--script"],
+    [pcap, "write", "--pcap"],
+  ];
+  for (const [path, name, opt] of need) {
+    if (path !== undefined && Deno.permissions.querySync({ name, path }).state !== "granted") {
+      environment(
+        "PERMISSION",
+        `${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${path}.`,
+      );
+    }
+  }
   if (script !== undefined) {
     let url: string;
     try {
@@ -333,18 +395,37 @@ export async function checkFiles(
         ? script
         : new URL(`file://${Deno.realPathSync(script)}`).href;
     } catch (e) {
-      usageError(`--script ${script} cannot be read (${reason(e)}); give the path of a module`);
+      environment(
+        "BAD_ARGUMENT",
+        `--script ${script} cannot be read (${reason(e)}): give the path of a module.`,
+      );
     }
     let mod: Record<string, unknown>;
     try {
       mod = await import(url);
     } catch (e) {
-      usageError(`--script ${script} does not load (${reason(e)}); fix it`);
+      environment("BAD_ARGUMENT", `--script ${script} does not load (${reason(e)}): fix it.`);
+    }
+    let init: unknown;
+    try {
+      init = asForwardScript(mod, `--script ${script}`).init;
+    } catch (e) {
+      environment("BAD_ARGUMENT", `${reason(e)}: see src/engine/script_api.ts.`);
     }
     try {
-      asForwardScript(mod, `--script ${script}`);
+      (init as ((i: ScriptInit) => void) | undefined)?.({
+        queue: 0,
+        workers: run.queues,
+        ports: 2,
+        macs: [new Uint8Array(6), new Uint8Array(6)],
+        args: { ...run.scriptArgs },
+      });
     } catch (e) {
-      usageError(`${reason(e)} (see src/engine/script_api.ts)`);
+      throw new UsageError(
+        `--script ${script} refuses its --script-arg options (${
+          reason(e)
+        }): fix them, as the script says.`,
+      );
     }
   }
   if (pcap === undefined) return false;
@@ -360,10 +441,11 @@ export async function checkFiles(
       Deno.openSync(pcap, { write: true }).close();
     }
   } catch (e) {
-    usageError(
+    environment(
+      "BAD_ARGUMENT",
       `--pcap ${pcap} cannot be written (${
         reason(e)
-      }); give a file in a directory that exists and that you may write`,
+      }): give a file in a directory that exists and that you may write.`,
     );
   }
   return created;

@@ -4,19 +4,23 @@
  *
  *     deno run --allow-ffi examples/port_info.ts [--bind [--force]] [--restore-driver] PORT
  *
- * PORT is a PCI address (kernel VFIO, e.g. 0000:00:04.0) or vfio-user:/path/to/socket.
+ * PORT is a PCI address (kernel VFIO, e.g. 0000:00:04.0), vfio-user:/path/to/socket or
+ * vhost-user:/path/to/socket. A bad command line is one sentence and exit 2, checked before
+ * anything reaches libc or a device; a missing --allow-ffi or a device error exit 1.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 // The library opens libc on first use: main() checks --allow-ffi before anything does.
-import { DriverError, featureNames, formatMac, openPort } from "../mod.ts";
+import { DriverError, featureNames, formatMac, openPort, parsePortSpec } from "../mod.ts";
+import { argumentError } from "./l2fwd_options.ts";
 
 const USAGE =
   `usage: deno run --allow-ffi examples/port_info.ts [--bind [--force]] [--restore-driver] PORT
 
-  PORT               a PCI address (0000:00:04.0) or vfio-user:/path/to/socket
+  PORT               a PCI address (0000:00:04.0), vfio-user:/path/to/socket or
+                     vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N]
   --bind             take the function from its kernel driver (bind it to vfio-pci)
   --force            with --bind: take it even if its network interface, or a bridge,
                      bond or VLAN above it, is up with addresses or routes (this host's
@@ -27,21 +31,42 @@ const USAGE =
 exit status:
   0     printed
   1     a device or driver error, or no --allow-ffi (the environment, not usage)
-  2     a bad command line
+  2     a bad command line: an unknown option, not one PORT, a malformed PORT, or
+        --bind, --force or --restore-driver where they cannot act
   130   ended by SIGINT (as any program; the kernel closes the device and frees the memory)
   143   ended by SIGTERM (likewise)`;
-
-/** One sentence for a command line that parseArgs refuses (its own messages run to two). */
-function argumentError(e: unknown): string {
-  const message = (e as Error).message;
-  const unknown = /^Unknown option '([^']*)'/.exec(message);
-  return unknown ? `unknown option '${unknown[1]}'` : message.split("\n")[0].replace(/\.$/, "");
-}
 
 /** The sentence for a run without --allow-ffi, or null when FFI is granted. */
 function missingFfi(program: string, usage: string): string | null {
   if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") return null;
   return `${program} needs --allow-ffi (it reaches libc and VFIO through Deno FFI): run deno run --allow-ffi ${usage}.`;
+}
+
+/** What is wrong with a command line parseArgs took (one sentence), or null. */
+function usageProblem(
+  values: { bind: boolean; force: boolean; "restore-driver": boolean },
+  positionals: string[],
+): string | null {
+  if (positionals.length !== 1) {
+    return `port_info takes one PORT, not ${positionals.length}: see --help.`;
+  }
+  let kind: string;
+  try {
+    kind = parsePortSpec(positionals[0]).kind;
+  } catch (e) {
+    if (!(e instanceof DriverError)) throw e;
+    return e.message;
+  }
+  if (values.force && !values.bind) {
+    return "--force only matters with --bind: add --bind or leave --force out.";
+  }
+  const flag = (["bind", "force", "restore-driver"] as const).find((f) => values[f]);
+  if (flag && kind !== "pci") {
+    return `--${flag} acts on a PCI function (kernel VFIO) and ${
+      positionals[0]
+    } is none: leave it out.`;
+  }
+  return null;
 }
 
 function main(args: string[]): number {
@@ -59,7 +84,7 @@ function main(args: string[]): number {
       allowPositionals: true,
     });
   } catch (e) {
-    console.error(`error: ${argumentError(e)}: see the usage below.\n\n${USAGE}`);
+    console.error(`error: ${argumentError(e, args)}: see the usage below.\n\n${USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -67,13 +92,13 @@ function main(args: string[]): number {
     console.log(USAGE);
     return 0;
   }
-  if (positionals.length !== 1) {
-    console.error(
-      `error: port_info takes one PORT, not ${positionals.length}: see the usage below.\n\n${USAGE}`,
-    );
+  // Every argument is checked before anything reaches libc or a device.
+  const problem = usageProblem(values, positionals);
+  if (problem) {
+    console.error(`error: ${problem}`);
     return 2;
   }
-  const noFfi = missingFfi("port_info", "examples/port_info.ts PORT");
+  const noFfi = missingFfi("port_info", `examples/port_info.ts ${args.join(" ")}`);
   if (noFfi) {
     console.error(`error: ${noFfi}`);
     return 1;

@@ -32,6 +32,8 @@ export const libc = lazyLibrary("libc.so.6", {
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+  /** fcntl with an integer argument (F_ADD_SEALS, F_GET_SEALS). */
+  fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
   access: { parameters: ["buffer", "i32"], result: "i32" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   opendir: { parameters: ["buffer"], result: "pointer" },
@@ -81,10 +83,24 @@ export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 // memfd_create(2) flags from <linux/memfd.h>.
 /** Close the memfd on exec. */
 export const MFD_CLOEXEC = 0x1;
+/** Allow seals on the memfd (F_ADD_SEALS). */
+export const MFD_ALLOW_SEALING = 0x2;
 /** Back the memfd with huge pages. */
 export const MFD_HUGETLB = 0x4;
 /** Select 2 MiB huge pages (21 << MFD_HUGE_SHIFT). */
 export const MFD_HUGE_2MB = 21 << 26;
+
+// File seals, fcntl(2) and <linux/fcntl.h>.
+/** fcntl command: add seals. */
+export const F_ADD_SEALS = 1033;
+/** fcntl command: read the seals. */
+export const F_GET_SEALS = 1034;
+/** Seal: no more seals can be added. */
+export const F_SEAL_SEAL = 0x1;
+/** Seal: the file cannot shrink. */
+export const F_SEAL_SHRINK = 0x2;
+/** Seal: the file cannot grow. */
+export const F_SEAL_GROW = 0x4;
 
 // eventfd(2) flags.
 /** Close the eventfd on exec. */

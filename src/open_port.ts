@@ -15,11 +15,13 @@
 
 import { DriverError } from "./errors.ts";
 import { type PortOptions, VirtioNetPort } from "./net/port.ts";
+import { checkPortOptions } from "./net/port_checks.ts";
 import { PCI_DEVICE_ID, PCI_SUBSYSTEM_ID, PCI_VENDOR_ID } from "./pci/capabilities.ts";
 import type { PciDevice } from "./pci/pci_device.ts";
 import { isVirtioNet, notVirtioNetMessage } from "./pci/sysfs.ts";
-import { parsePortSpec, type PortSpec } from "./port_name.ts";
+import { parseMacAddress, parsePortSpec, type PortSpec } from "./port_name.ts";
 import { VfioPciDevice } from "./vfio/vfio_pci_device.ts";
+import { DEFAULT_MAX_DATA_XFER_SIZE } from "./vfio_user/protocol/header.ts";
 import { VfioUserDevice, type VfioUserOpenOptions } from "./vfio_user/vfio_user_device.ts";
 import { VirtioPciTransport } from "./virtio/pci_transport.ts";
 import type { VirtioTransport } from "./virtio/transport.ts";
@@ -66,7 +68,8 @@ export function openTransport(
   spec: string | PortSpec,
   options: TransportOptions = {},
 ): VirtioTransport {
-  const ps = typeof spec === "string" ? parsePortSpec(spec) : spec;
+  const ps = portSpec(spec);
+  checkTransportOptions(ps, options);
   switch (ps.kind) {
     case "pci":
       return pciTransport(
@@ -78,12 +81,14 @@ export function openTransport(
       );
     case "vfio-user":
       return pciTransport(VfioUserDevice.open(ps.socketPath, options.vfioUser));
-    case "vhost-user":
+    case "vhost-user": {
+      const mac = options.mac ?? ps.mac;
       return VhostUserTransport.open(ps.socketPath, {
         name: ps.name,
-        mac: parseMac(ps.name, options.mac ?? ps.mac),
+        mac: mac === undefined ? undefined : parseMacAddress(mac, ps.name),
         maxQueuePairs: options.maxQueuePairs ?? ps.queues,
       });
+    }
   }
 }
 
@@ -130,24 +135,97 @@ export function pciTransport(pci: PciDevice): VirtioTransport {
  * ```
  */
 export function openPort(spec: string | PortSpec, options: OpenPortOptions = {}): VirtioNetPort {
-  return VirtioNetPort.open(openTransport(spec, options), options);
+  // Every argument is checked before any device is touched: the name, then the options.
+  const ps = portSpec(spec);
+  checkPortOptions(options);
+  return VirtioNetPort.open(openTransport(ps, options), options);
 }
 
-/** `text` (aa:bb:cc:dd:ee:ff) as 6 bytes, or undefined; BAD_ARGUMENT when malformed. */
-function parseMac(port: string, text: string | undefined): Uint8Array | undefined {
-  if (text === undefined) return undefined;
-  if (!/^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/.test(text)) {
-    throw new DriverError(
-      "BAD_ARGUMENT",
-      `'${text}' is not a MAC address for ${port}: write six hexadecimal bytes, e.g. 02:00:00:00:00:01.`,
+/** The most queue pairs a vhost-user back-end can have (VHOST_USER_GET_QUEUE_NUM's 128). */
+const VHOST_USER_MAX_QUEUE_PAIRS = 128;
+/** setTimeout's and poll(2)'s largest timeout: 2^31-1 ms. */
+const MAX_TIMEOUT_MS = 0x7fffffff;
+
+/** `spec` parsed (a name) or checked to be a parsed one; BAD_ADDRESS otherwise. */
+function portSpec(spec: string | PortSpec): PortSpec {
+  if (typeof spec === "string") return parsePortSpec(spec);
+  const kind = (spec as { kind?: unknown } | null)?.kind;
+  if (kind !== "pci" && kind !== "vfio-user" && kind !== "vhost-user") {
+    // Not a PortSpec: parsePortSpec words the sentence for whatever it is.
+    return parsePortSpec(spec as unknown as string);
+  }
+  return spec;
+}
+
+/** `v` as a message shows it: strings quoted, objects by kind. */
+function shown(v: unknown): string {
+  if (typeof v === "string") return `'${v}'`;
+  if (v === null || typeof v !== "object") return String(v);
+  return Array.isArray(v) ? "an array" : "an object";
+}
+
+/**
+ * Refuses transport options no device could take (types, ranges, a vhost-user name whose
+ * `?queues=` is below `queuePairs`), before anything is opened: one BAD_ARGUMENT sentence.
+ */
+function checkTransportOptions(ps: PortSpec, options: OpenPortOptions): void {
+  const bad = (m: string): never => {
+    throw new DriverError("BAD_ARGUMENT", m);
+  };
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    bad(`The options of ${ps.name} are ${shown(options)}: give an object such as { bind: true }.`);
+  }
+  for (const name of ["bind", "restoreDriver", "force"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "boolean") {
+      bad(`${name} is ${shown(options[name])}, not true or false: give a boolean or leave it out.`);
+    }
+  }
+  if (options.mac !== undefined) parseMacAddress(options.mac, ps.name);
+  const cap = options.maxQueuePairs;
+  if (
+    cap !== undefined &&
+    !(Number.isInteger(cap) && cap >= 1 && cap <= VHOST_USER_MAX_QUEUE_PAIRS)
+  ) {
+    bad(
+      `maxQueuePairs ${
+        shown(cap)
+      } is not possible: give an integer from 1 to ${VHOST_USER_MAX_QUEUE_PAIRS}.`,
     );
   }
-  const mac = Uint8Array.from(text.split(":").map((h) => parseInt(h, 16)));
-  if (mac[0] & 1) {
-    throw new DriverError(
-      "BAD_ARGUMENT",
-      `${text} is a multicast address, which no port can have: use a unicast one such as 02:00:00:00:00:01.`,
+  // A vhost-user back-end serves no more pairs than its name (or maxQueuePairs) says.
+  const pairs = (options as PortOptions).queuePairs;
+  const has = ps.kind === "vhost-user" ? cap ?? ps.queues : undefined;
+  if (has !== undefined && typeof pairs === "number" && pairs > has) {
+    bad(
+      `${pairs} queue pairs is more than ${ps.name}'s max_virtqueue_pairs of ${has} (its ${
+        cap === undefined ? `?queues=${has}` : "maxQueuePairs"
+      }): use at most ${has}.`,
     );
   }
-  return mac;
+  const vu = options.vfioUser;
+  if (vu === undefined) return;
+  if (typeof vu !== "object" || vu === null || Array.isArray(vu)) {
+    bad(`vfioUser is ${shown(vu)}: give an object such as { timeoutMs: 5000 }.`);
+  }
+  const t = vu.timeoutMs;
+  if (t !== undefined && !(typeof t === "number" && t > 0 && t <= MAX_TIMEOUT_MS)) {
+    bad(
+      `vfioUser.timeoutMs ${
+        shown(t)
+      } is not possible: give milliseconds above 0 and at most ${MAX_TIMEOUT_MS}.`,
+    );
+  }
+  const x = vu.maxDataXferSize;
+  if (
+    x !== undefined && !(Number.isInteger(x) && x >= 1 && x <= DEFAULT_MAX_DATA_XFER_SIZE)
+  ) {
+    bad(
+      `vfioUser.maxDataXferSize ${
+        shown(x)
+      } is not possible: give an integer from 1 to ${DEFAULT_MAX_DATA_XFER_SIZE} bytes.`,
+    );
+  }
+  if (vu.postedWrites !== undefined && typeof vu.postedWrites !== "boolean") {
+    bad(`vfioUser.postedWrites is ${shown(vu.postedWrites)}, not true or false: give a boolean.`);
+  }
 }

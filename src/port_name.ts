@@ -7,7 +7,8 @@
  * @module
  */
 
-import { DriverError } from "./errors.ts";
+import { UNIX_PATH_MAX } from "../ffi/unix_socket.ts";
+import { DriverError, type DriverErrorCode } from "./errors.ts";
 import { formatPciAddress, parsePciAddress, type PciAddress } from "./pci/address.ts";
 
 /**
@@ -75,6 +76,12 @@ export function lexicalSocketPath(path: string): string {
  * ```
  */
 export function parsePortSpec(text: string): PortSpec {
+  if (typeof text !== "string") {
+    throw new DriverError(
+      "BAD_ADDRESS",
+      `A port name is text, not ${typeof text}: give one such as 0000:00:04.0, vfio-user:/path/to/socket or vhost-user:/path/to/socket.`,
+    );
+  }
   for (const kind of ["vfio-user", "vhost-user"] as const) {
     if (!text.startsWith(`${kind}:`)) continue;
     let socketPath = text.slice(kind.length + 1);
@@ -117,6 +124,14 @@ export function parsePortSpec(text: string): PortSpec {
     // The kernel resolves `..` where the port connects; names fold it to compare.
     const name = `${kind}:${lexicalSocketPath(socketPath)}`;
     const path = normalizeSocketPath(socketPath);
+    // Both refused here, not where the port connects: a tool checks all its names first.
+    if (new TextEncoder().encode(path).length > UNIX_PATH_MAX) {
+      throw new DriverError(
+        "BAD_ADDRESS",
+        `The socket path ${path} is longer than ${UNIX_PATH_MAX} bytes: put the socket in a shorter directory.`,
+      );
+    }
+    if (mac !== undefined) parseMacAddress(mac, text, "BAD_ADDRESS");
     return kind === "vhost-user"
       ? {
         kind,
@@ -129,6 +144,44 @@ export function parsePortSpec(text: string): PortSpec {
   }
   const address = parsePciAddress(text);
   return { kind: "pci", address, name: formatPciAddress(address) };
+}
+
+/**
+ * `text` (aa:bb:cc:dd:ee:ff) as 6 bytes, checked to be a MAC address a port can have
+ * (unicast, not all zero); otherwise throws a {@linkcode DriverError} with `code`, one
+ * sentence naming `port`.
+ *
+ * @example
+ * ```ts
+ * import { parseMacAddress } from "./port_name.ts";
+ * parseMacAddress("02:00:00:00:00:01", "vhost-user:/run/a.sock"); // Uint8Array [2, 0, 0, 0, 0, 1]
+ * ```
+ */
+export function parseMacAddress(
+  text: string,
+  port: string,
+  code: DriverErrorCode = "BAD_ARGUMENT",
+): Uint8Array {
+  if (typeof text !== "string" || !/^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/.test(text)) {
+    throw new DriverError(
+      code,
+      `'${text}' is not a MAC address for ${port}: write six hexadecimal bytes, e.g. 02:00:00:00:00:01.`,
+    );
+  }
+  const mac = Uint8Array.from(text.split(":").map((h) => parseInt(h, 16)));
+  if (mac[0] & 1) {
+    throw new DriverError(
+      code,
+      `${text} is a multicast address, which no port can have: use a unicast one such as 02:00:00:00:00:01.`,
+    );
+  }
+  if (mac.every((b) => b === 0)) {
+    throw new DriverError(
+      code,
+      `${text} is the all-zero address, which no port can have: use one such as 02:00:00:00:00:01.`,
+    );
+  }
+  return mac;
 }
 
 /**

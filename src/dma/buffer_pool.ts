@@ -9,10 +9,16 @@
  * @module
  */
 
+import { DriverError } from "../errors.ts";
 import { DmaRegion } from "./memory.ts";
 import { NO_BUFFER, type PacketBuffers } from "./packet_buffers.ts";
 
 export { NO_BUFFER };
+
+/** The most buffers a pool made by {@linkcode createSharedPool} (or a port) takes. */
+export const MAX_POOL_BUFFERS = 1 << 24;
+/** The largest buffer of such a pool: a 9216-byte MTU needs 9280 bytes. */
+export const MAX_BUFFER_SIZE = 65536;
 
 /**
  * Fixed-size DMA buffers with a LIFO free list (recently freed buffers are cache-warm).
@@ -54,12 +60,22 @@ export class BufferPool implements PacketBuffers {
    * Carves `count` buffers of `bufferSize` bytes from `region` starting at byte `base`.
    */
   constructor(region: DmaRegion, base: number, count: number, bufferSize: number) {
+    if (!(Number.isInteger(count) && count >= 1 && count <= 0xffff_fffe)) {
+      throw new RangeError(`A pool of ${count} buffers is not possible: give 1 or more.`);
+    }
+    if (!(Number.isInteger(bufferSize) && bufferSize >= 4 && Number.isInteger(base) && base >= 0)) {
+      throw new RangeError(
+        `Buffers of ${bufferSize} bytes from byte ${base} are not possible: give a size of 4 or more bytes and a base of 0 or more.`,
+      );
+    }
     if (base + count * bufferSize > region.size) {
-      throw new RangeError(`pool of ${count}×${bufferSize} bytes does not fit the DMA region`);
+      throw new RangeError(
+        `A pool of ${count}×${bufferSize} bytes from byte ${base} does not fit the ${region.size}-byte DMA region: allocate a larger region or take fewer buffers.`,
+      );
     }
     if (base % 4 !== 0 || bufferSize % 4 !== 0) {
       throw new RangeError(
-        `pool buffers must start at multiples of 4 bytes (base ${base}, size ${bufferSize})`,
+        `Pool buffers must start at multiples of 4 bytes (base ${base}, size ${bufferSize}): round both to a multiple of 4.`,
       );
     }
     this.region = region;
@@ -133,6 +149,22 @@ export function createSharedPool(
   bufferSize = 2048,
   options: { hugePages?: boolean } = {},
 ): BufferPool {
+  // Checked before any memory is taken, in one sentence each.
+  if (!(Number.isInteger(count) && count >= 1 && count <= MAX_POOL_BUFFERS)) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `A shared pool of ${count} buffers is not possible: give an integer from 1 to ${MAX_POOL_BUFFERS}.`,
+    );
+  }
+  if (
+    !(Number.isInteger(bufferSize) && bufferSize % 64 === 0 && bufferSize >= 64 &&
+      bufferSize <= MAX_BUFFER_SIZE)
+  ) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `A shared pool of ${bufferSize}-byte buffers is not possible: give a multiple of 64 from 64 to ${MAX_BUFFER_SIZE}.`,
+    );
+  }
   const region = DmaRegion.allocate(count * bufferSize, options);
   try {
     return new BufferPool(region, 0, count, bufferSize);

@@ -17,10 +17,15 @@ import { exists, readText } from "../../ffi/fs.ts";
 import {
   addressOf,
   cstr,
+  F_ADD_SEALS,
+  F_SEAL_GROW,
+  F_SEAL_SEAL,
+  F_SEAL_SHRINK,
   libc,
   MAP_FAILED,
   MAP_POPULATE,
   MAP_SHARED,
+  MFD_ALLOW_SEALING,
   MFD_CLOEXEC,
   MFD_HUGE_2MB,
   MFD_HUGETLB,
@@ -107,8 +112,23 @@ export class DmaRegion {
    * ```
    */
   static allocate(bytes: number, options: { hugePages?: boolean } = {}): DmaRegion {
+    if (!(Number.isSafeInteger(bytes) && bytes >= 1)) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `${bytes} bytes of DMA memory is not possible: give a whole number of bytes, 1 or more.`,
+      );
+    }
+    const huge = options?.hugePages;
+    if (huge !== undefined && typeof huge !== "boolean") {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `hugePages is ${
+          typeof huge === "string" ? `'${huge}'` : String(huge)
+        }, not true or false: give a boolean or leave it out.`,
+      );
+    }
     const hugeSize = alignUp(bytes, HUGE_PAGE_SIZE);
-    if (options.hugePages !== false && freeHugePages() >= hugeSize / HUGE_PAGE_SIZE) {
+    if (huge !== false && freeHugePages() >= hugeSize / HUGE_PAGE_SIZE) {
       const r = DmaRegion.#tryAllocate(hugeSize, MFD_HUGETLB | MFD_HUGE_2MB);
       if (r) return r;
     }
@@ -125,9 +145,14 @@ export class DmaRegion {
   }
 
   static #tryAllocate(size: number, flags: number): DmaRegion | null {
-    const fd = libc.memfd_create(cstr("virtio-net-dma"), MFD_CLOEXEC | flags);
+    const fd = libc.memfd_create(cstr("virtio-net-dma"), MFD_CLOEXEC | MFD_ALLOW_SEALING | flags);
     if (fd < 0) return null;
-    if (libc.ftruncate(fd, BigInt(size)) < 0) {
+    // Sealed at its size: a vfio-user server or vhost-user back-end given the fd cannot
+    // shrink it under the driver, whose next access would then die of SIGBUS.
+    if (
+      libc.ftruncate(fd, BigInt(size)) < 0 ||
+      libc.fcntl_int(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0
+    ) {
       libc.close(fd);
       return null;
     }

@@ -22,6 +22,8 @@ import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
 import { NOTIFY_SEND_TIMEOUT_MS } from "./notifier.ts";
+import { checkCaptureFile, checkEngineOptions, shown } from "./engine_options.ts";
+import { MAX_QUEUE_PAIRS } from "../net/port_checks.ts";
 import { createPcapRing } from "./pcap_ring.ts";
 import { PcapSink } from "./pcap_sink.ts";
 import { type LoadedScript, loadScript } from "./script_loader.ts";
@@ -181,8 +183,20 @@ export class ForwardingEngine {
    * const engine = await ForwardingEngine.start(ports, pool, { burst: 32, prewarmed: warm });
    * ```
    */
-  static prewarm(queuePairs: number, options: EngineOptions = {}): Promise<PrewarmedWorkers> {
-    return prewarmWorkers(queuePairs, {
+  static async prewarm(
+    queuePairs: number,
+    options: EngineOptions = {},
+  ): Promise<PrewarmedWorkers> {
+    checkEngineOptions(options);
+    if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= MAX_QUEUE_PAIRS)) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `Warming ${
+          shown(queuePairs)
+        } workers is not possible: give one per queue pair, 1 to ${MAX_QUEUE_PAIRS}.`,
+      );
+    }
+    return await prewarmWorkers(queuePairs, {
       frames: options.prewarmFrames ?? DEFAULT_PREWARM_FRAMES,
       burst: options.burst ?? 32,
       drainMs: (options.drainUs ?? 100) / 1000,
@@ -202,11 +216,16 @@ export class ForwardingEngine {
     pool: BufferPool,
     options: EngineOptions = {},
   ): Promise<ForwardingEngine> {
+    // Every option first, then the capture file, then the ports: nothing is taken before.
+    checkEngineOptions(options);
+    if (options.capture) checkCaptureFile(options.capture.path);
     const burst = options.burst ?? 32;
-    if (ports.length !== 2) {
+    if (!Array.isArray(ports) || ports.length !== 2) {
       throw new DriverError(
         "BAD_ARGUMENT",
-        `The engine forwards between 2 ports, not ${ports.length}: give two.`,
+        `The engine forwards between 2 ports, not ${
+          Array.isArray(ports) ? ports.length : shown(ports)
+        }: give two.`,
       );
     }
     const queues = ports[0].queuePairs;
@@ -234,38 +253,28 @@ export class ForwardingEngine {
         );
       }
     }
-    if (!(Number.isInteger(burst) && burst >= 1 && burst <= 256)) {
-      throw new DriverError("BAD_ARGUMENT", `A burst of ${burst} is not possible: use 1 to 256.`);
-    }
     const quiet = options.warmupQuietSeconds ?? 5;
-    if (!(Number.isInteger(quiet) && quiet >= 0)) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `A warm-up quiet period of ${quiet} s is not possible: give whole seconds.`,
-      );
-    }
     const notifyTimeoutMs = options.notifyTimeoutMs ?? NOTIFY_SEND_TIMEOUT_MS;
-    if (!(Number.isFinite(notifyTimeoutMs) && notifyTimeoutMs > 0)) {
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `A notify timeout of ${notifyTimeoutMs} ms is not possible: give a positive number of milliseconds.`,
-      );
-    }
     const cap = options.capture;
-    if (
-      cap &&
-      !(cap.port >= 0 && cap.port < 2 &&
-        (cap.queue === undefined || (cap.queue >= 0 && cap.queue < queues)))
-    ) {
+    if (cap && cap.queue !== undefined && cap.queue >= queues) {
       throw new DriverError(
         "BAD_ARGUMENT",
         `Capture of port ${cap.port} queue ${cap.queue} is not possible: use port 0 or 1 and a queue below ${queues}.`,
       );
     }
+    const warm = options.prewarmed;
+    if (warm && warm.count !== queues) {
+      warm.terminate();
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `${warm.count} warmed workers cannot serve ${queues} queue pairs: warm one per queue pair.`,
+      );
+    }
     let script: LoadedScript | null = null;
     if (options.script) {
-      const s = await loadScript(options.script.path);
-      script = { ...s, args: options.script.args ?? {} };
+      const args = options.script.args ?? {};
+      const s = await loadScript(options.script.path, { args, workers: queues });
+      script = { ...s, args };
     }
     const names = script?.module.counters ?? [];
     const layout = counterLayout(2, names.length, script?.module.tableSize ?? 0);
@@ -304,23 +313,9 @@ export class ForwardingEngine {
     );
     let pcap: PcapSink | null = null;
     if (cap) {
-      if (Deno.permissions.querySync({ name: "write", path: cap.path }).state !== "granted") {
-        throw new DriverError(
-          "BAD_ARGUMENT",
-          `Writing the capture to ${cap.path} needs write permission for it: run deno with --allow-write=${cap.path}.`,
-        );
-      }
       pcap = PcapSink.open(cap.path, capRings.filter((r): r is SharedArrayBuffer => r !== null));
     }
     const workers: Worker[] = [];
-    const warm = options.prewarmed;
-    if (warm && warm.count !== queues) {
-      warm.terminate();
-      throw new DriverError(
-        "BAD_ARGUMENT",
-        `${warm.count} warmed workers cannot serve ${queues} queue pairs: warm one per queue pair.`,
-      );
-    }
     const warmWorkers = warm?.take() ?? null;
     try {
       for (let k = 0; k < queues; k++) {

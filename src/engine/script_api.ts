@@ -97,7 +97,11 @@ export interface ForwardScript {
   counters?: readonly string[];
   /** Numbers in the script's table per worker (default 0). */
   tableSize?: number;
-  /** Called in each worker before the first burst (parse args, precompute). */
+  /**
+   * Called in each worker before the first burst (parse args, precompute), and on the
+   * main thread before forwarding starts (l2fwd: before it opens any port), with the MACs
+   * all zero, to check the args: throw to refuse them, with a sentence saying why.
+   */
   init?(init: ScriptInit): void;
   /** Called for every received burst: set verdicts, rewrite frames, count. Must not throw. */
   handleBurst(burst: Burst): void;

@@ -1,7 +1,9 @@
 /**
  * Loading a forwarding script on the main thread (the engine reads its `counters`,
  * `tableSize` and `report`; each worker imports it again itself). A path needs read
- * permission for it, and a module that is not a script gets one sentence.
+ * permission for it, a module that is not a script gets one sentence, and so does a
+ * script whose `init` refuses its arguments: `init` is called once here, before any
+ * worker starts, with the ports' MAC addresses still unknown (all zero).
  *
  * @module
  */
@@ -19,9 +21,25 @@ export interface LoadedScript {
   args: Record<string, string>;
 }
 
+/** What {@linkcode loadScript} gives `init` to check the arguments. */
+export interface ScriptCheck {
+  /** The script's arguments (`--script-arg`). */
+  args: Record<string, string>;
+  /** Workers (queue pairs) that will run it. */
+  workers: number;
+}
+
+/** The first line of an error's message, without its final period. */
+function reason(e: unknown): string {
+  return String((e as Error)?.message ?? e).split("\n")[0].replace(/\.$/, "");
+}
+
 /**
- * Imports the script at `path` (a file path or a file: URL) and checks it is one. Throws a
- * BAD_ARGUMENT {@linkcode DriverError} naming the problem otherwise.
+ * Imports the script at `path` (a file path or a file: URL) and checks it is one; with
+ * `check`, also calls its `init` once as worker 0 of `check.workers` (MACs all zero), so
+ * that arguments it refuses are refused now. Throws one sentence otherwise: PERMISSION
+ * without read permission, BAD_ARGUMENT for a file that is missing, does not load, is no
+ * script, or whose `init` throws.
  *
  * @example
  * ```ts ignore
@@ -30,7 +48,10 @@ export interface LoadedScript {
  * console.log(url, module.counters);
  * ```
  */
-export async function loadScript(path: string): Promise<{ url: string; module: ForwardScript }> {
+export async function loadScript(
+  path: string,
+  check?: ScriptCheck,
+): Promise<{ url: string; module: ForwardScript }> {
   let url: string;
   if (path.startsWith("file:")) {
     url = path;
@@ -38,7 +59,7 @@ export async function loadScript(path: string): Promise<{ url: string; module: F
     const perm = Deno.permissions.querySync({ name: "read", path });
     if (perm.state !== "granted") {
       throw new DriverError(
-        "BAD_ARGUMENT",
+        "PERMISSION",
         `Loading the script ${path} needs read permission for it: run deno with --allow-read=${path}.`,
       );
     }
@@ -48,7 +69,7 @@ export async function loadScript(path: string): Promise<{ url: string; module: F
     } catch (e) {
       throw new DriverError(
         "BAD_ARGUMENT",
-        `The script ${path} cannot be read (${(e as Error).message}): give the path of a module.`,
+        `The script ${path} cannot be read (${reason(e)}): give the path of a module.`,
       );
     }
     url = new URL(`file://${abs}`).href;
@@ -59,12 +80,41 @@ export async function loadScript(path: string): Promise<{ url: string; module: F
   } catch (e) {
     throw new DriverError(
       "BAD_ARGUMENT",
-      `The script ${path} does not load (${(e as Error).message}): fix it and try again.`,
+      `The script ${path} does not load (${reason(e)}): fix it and try again.`,
     );
   }
+  let module: ForwardScript;
   try {
-    return { url, module: asForwardScript(mod, path) };
+    module = asForwardScript(mod, path);
   } catch (e) {
-    throw new DriverError("BAD_ARGUMENT", `${(e as Error).message}: see src/engine/script_api.ts.`);
+    throw new DriverError("BAD_ARGUMENT", `${reason(e)}: see src/engine/script_api.ts.`);
+  }
+  if (check) checkScriptInit(module, path, check);
+  return { url, module };
+}
+
+/**
+ * Calls `module.init` as worker 0 of `check.workers` would (the MACs all zero: no port is
+ * open yet); throws one BAD_ARGUMENT sentence with what it threw.
+ *
+ * @example
+ * ```ts ignore
+ * checkScriptInit(module, "drop_filter.ts", { args: { "udp-port": "x" }, workers: 1 }); // throws
+ * ```
+ */
+export function checkScriptInit(module: ForwardScript, path: string, check: ScriptCheck): void {
+  try {
+    module.init?.({
+      queue: 0,
+      workers: check.workers,
+      ports: 2,
+      macs: [new Uint8Array(6), new Uint8Array(6)],
+      args: { ...check.args },
+    });
+  } catch (e) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `The script ${path} refuses its arguments (${reason(e)}): fix them, as the script says.`,
+    );
   }
 }

@@ -38,6 +38,7 @@ import { TxQueue } from "./tx_queue.ts";
 import { PORT_SLOTS } from "./queue_counters.ts";
 import {
   checkPairs,
+  checkPortOptions,
   checkSharedPool,
   planQueues,
   receiveBufferSize,
@@ -169,6 +170,7 @@ export class VirtioNetPort {
           transport.close({ restoreDriver: failed });
         }
       });
+      checkPortOptions(options); // before the device is reset: nothing touched yet
       const port = VirtioNetPort.#start(name, transport, options, release, dma);
       const pairs = options.queuePairs ?? 1;
       if (pairs > 1) port.steering.set({ mode: "auto", pairs });

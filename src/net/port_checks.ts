@@ -6,14 +6,91 @@
  * @module
  */
 
-import type { BufferPool } from "../dma/buffer_pool.ts";
+import { BufferPool, MAX_BUFFER_SIZE, MAX_POOL_BUFFERS } from "../dma/buffer_pool.ts";
 import { alignUp } from "../dma/memory.ts";
 import { DriverError } from "../errors.ts";
 import { hasFeature } from "../virtio/features.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
-import { isValidQueueSize } from "../virtio/ring_math.ts";
+import { isValidQueueSize, VIRTQ_MAX_SIZE } from "../virtio/ring_math.ts";
 import type { NetConfig } from "./config.ts";
 import { VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ, VIRTIO_NET_F_RSS } from "./features.ts";
+import type { PortOptions } from "./port.ts";
+
+/** The most queue pairs a device can have (§5.1.4.1: max_virtqueue_pairs ≤ 0x8000). */
+export const MAX_QUEUE_PAIRS = 0x8000;
+
+/** `v` as a message shows it: strings quoted, objects by kind. */
+function shown(v: unknown): string {
+  if (typeof v === "string") return `'${v}'`;
+  if (v === null || typeof v !== "object") return String(v);
+  return Array.isArray(v) ? "an array" : "an object";
+}
+
+/**
+ * Refuses {@linkcode PortOptions} that no device could take (types and ranges), before
+ * the port touches its device: what depends on the device (max_virtqueue_pairs, its queue
+ * sizes, its MTU) is checked once it is read. Throws one BAD_ARGUMENT sentence.
+ *
+ * @example
+ * ```ts ignore
+ * checkPortOptions({ queuePairs: 0 }); // throws: queuePairs 0 is not possible: …
+ * ```
+ */
+export function checkPortOptions(options: PortOptions): void {
+  const bad = (m: string): never => {
+    throw new DriverError("BAD_ARGUMENT", m);
+  };
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    bad(`The port options are ${shown(options)}: give an object such as { queuePairs: 2 }.`);
+  }
+  const o = options as Record<string, unknown>;
+  const q = o.queuePairs;
+  if (
+    q !== undefined &&
+    !(Number.isInteger(q) && (q as number) >= 1 && (q as number) <= MAX_QUEUE_PAIRS)
+  ) {
+    bad(`queuePairs ${shown(q)} is not possible: give an integer from 1 to ${MAX_QUEUE_PAIRS}.`);
+  }
+  for (const name of ["queueSize", "rxQueueSize", "txQueueSize"]) {
+    const v = o[name];
+    if (v !== undefined && !(typeof v === "number" && isValidQueueSize(v))) {
+      bad(
+        `${name} ${shown(v)} is not a queue size: give a power of two from 1 to ${VIRTQ_MAX_SIZE}.`,
+      );
+    }
+  }
+  const count = o.poolSize;
+  if (
+    count !== undefined &&
+    !(Number.isInteger(count) && (count as number) >= 1 && (count as number) <= MAX_POOL_BUFFERS)
+  ) {
+    bad(`poolSize ${shown(count)} is not possible: give an integer from 1 to ${MAX_POOL_BUFFERS}.`);
+  }
+  const size = o.bufferSize;
+  if (
+    size !== undefined &&
+    !(Number.isInteger(size) && (size as number) % 64 === 0 && (size as number) >= 64 &&
+      (size as number) <= MAX_BUFFER_SIZE)
+  ) {
+    bad(
+      `bufferSize ${
+        shown(size)
+      } is not possible: give a multiple of 64 from 64 to ${MAX_BUFFER_SIZE} bytes.`,
+    );
+  }
+  if (o.pool !== undefined && !(o.pool instanceof BufferPool)) {
+    bad(
+      `pool is ${
+        shown(o.pool)
+      }, not a BufferPool: give one from createSharedPool() or leave it out.`,
+    );
+  }
+  for (const name of ["hugePages", "hashReport"]) {
+    if (o[name] !== undefined && typeof o[name] !== "boolean") {
+      bad(`${name} is ${shown(o[name])}, not true or false: give a boolean or leave it out.`);
+    }
+  }
+}
 
 // The largest device MTU a port takes: without VIRTIO_NET_F_MRG_RXBUF every receive
 // buffer holds a whole frame (§5.1.6.3.1), so a 65,535-byte MTU would cost 256 MiB of pool.

@@ -381,16 +381,22 @@ export class Steering {
   }
 
   #validate(rule: SteeringRule): SingleQueueRule | AutoSteeringRule | ResolvedRssRule {
-    const caps = this.capabilities;
-    const hashReport = rule.mode === "rss" ? undefined : this.#hashReport(rule.hashReport);
-    if (rule.mode === "single") {
-      return hashReport ? { mode: "single", hashReport } : { mode: "single" };
+    if (typeof rule !== "object" || rule === null) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `A steering rule is an object such as { mode: "auto", pairs: 2 }, not ${rule}: give one.`,
+      );
     }
-    if (rule.mode !== "auto" && rule.mode !== "rss") {
+    if (rule.mode !== "single" && rule.mode !== "auto" && rule.mode !== "rss") {
       throw new DriverError(
         "BAD_ARGUMENT",
         `Unknown steering mode '${(rule as { mode: string }).mode}': use single, auto or rss.`,
       );
+    }
+    const caps = this.capabilities;
+    const hashReport = rule.mode === "rss" ? undefined : this.#hashReport(rule.hashReport);
+    if (rule.mode === "single") {
+      return hashReport ? { mode: "single", hashReport } : { mode: "single" };
     }
     if (rule.mode === "auto" && !caps.multiqueue) {
       throw new DriverError(

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { listDir } from "../../ffi/fs.ts";
+import { exists, listDir } from "../../ffi/fs.ts";
 import { cstr, libc, O_CLOEXEC, O_RDWR, SysError } from "../../ffi/libc.ts";
 import {
   argszBuffer,
@@ -44,6 +44,15 @@ export class VfioGroup {
     const fd = libc.open(cstr(path), O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
       const e = new SysError("open", path);
+      // No-IOMMU mode names the group noiommu-N: nothing would confine the device's DMA to
+      // the driver's mappings, so it is refused, with no opt-in (docs/security.md).
+      if (e.errno === 2 && exists(`/dev/vfio/noiommu-${group}`)) {
+        throw new DriverError(
+          "VFIO",
+          `VFIO group ${group} is in no-IOMMU mode (/dev/vfio/noiommu-${group}), where nothing confines the device's DMA, and this driver refuses it: turn the IOMMU on (intel_iommu=on or amd_iommu=on) and load vfio without enable_unsafe_noiommu_mode.`,
+          { cause: e },
+        );
+      }
       const fix = e.errno === 16
         ? "another process holds the group: stop it first."
         : e.errno === 2

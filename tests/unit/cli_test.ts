@@ -1,59 +1,14 @@
 /**
- * The examples' command lines (examples/l2fwd.ts, examples/port_info.ts) with bad input:
- * each is run as `deno run` with ports that do not exist (0000:7f:1f.7, sockets in a
- * temporary directory), so no device of this host is touched. A failure must be one
- * `error:` sentence (usage may follow), a non-zero exit and never a stack trace.
+ * The examples' command lines (examples/l2fwd.ts, examples/port_info.ts): help, signals,
+ * one port in two spellings. Each is run as `deno run` with ports that do not exist
+ * (0000:7f:1f.7, sockets in a temporary directory), so no device of this host is touched.
+ * A failure must be one `error:` sentence (usage may follow), a non-zero exit and never a
+ * stack trace. The table of bad inputs (bad values, missing permissions, files) is
+ * bad_input_test.ts.
  */
 
 import assert from "node:assert/strict";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
-const NO_PCI = "0000:7f:1f.7";
-const NO_SOCK0 = "vfio-user:/nonexistent/l2fwd-cli-test-0.sock";
-const NO_SOCK1 = "vfio-user:/nonexistent/l2fwd-cli-test-1.sock";
-
-interface Run {
-  code: number;
-  signal: Deno.Signal | null;
-  stdout: string;
-  stderr: string;
-}
-
-function command(example: string, args: string[], perms: string[]): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...perms, `${ROOT}examples/${example}.ts`, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  });
-}
-
-async function run(example: string, args: string[], perms = ["--allow-ffi"]): Promise<Run> {
-  const out = await command(example, args, perms).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    signal: out.signal,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-  };
-}
-
-/** A failure: exit `code`, stderr starts with one `error:` line, and no stack frames. */
-function assertOneSentence(r: Run, code: number, match: RegExp, usage = false): void {
-  const what = `stderr:\n${r.stderr}`;
-  assert.equal(r.signal, null, what);
-  assert.equal(r.code, code, what);
-  assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace: ${what}`);
-  assert.doesNotMatch(r.stderr, /Uncaught/, what);
-  const lines = r.stderr.trimEnd().split("\n");
-  assert.match(lines[0], /^error: /, what);
-  assert.match(lines[0], match, what);
-  if (usage) assert.match(r.stderr, /^usage: /m, `the usage follows: ${what}`);
-  else assert.equal(lines.length, 1, `one line: ${what}`);
-}
+import { assertOneSentence, command, NO_PCI, NO_SOCK0, NO_SOCK1, run } from "./cli_helpers.ts";
 
 Deno.test("port_info refuses an unknown option with one sentence and its usage", async () => {
   assertOneSentence(
@@ -71,18 +26,6 @@ Deno.test("l2fwd refuses an unknown option with one sentence and its usage", asy
     /unknown option '--bogus'/,
     true,
   );
-});
-
-Deno.test("without --allow-ffi both examples name the missing permission in one sentence", async () => {
-  for (const example of ["port_info", "l2fwd"]) {
-    const args = example === "l2fwd" ? [NO_SOCK0, NO_SOCK1] : [NO_PCI];
-    const r = await run(example, args, []);
-    assertOneSentence(
-      r,
-      1,
-      new RegExp(`^error: ${example} needs --allow-ffi .*deno run --allow-ffi`),
-    );
-  }
 });
 
 Deno.test("--help works without --allow-ffi", async () => {
@@ -127,42 +70,6 @@ Deno.test("l2fwd refuses one socket given twice through a symlink", async () => 
     assertOneSentence(r, 2, /the same port twice .*one socket/);
   } finally {
     listener.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("l2fwd refuses a --duration setTimeout cannot hold, and other bad durations", async () => {
-  for (const d of ["2147484", "1e400", "Infinity", "-1", "0", "abc"]) {
-    // "=" so that parseArgs takes "-1" as the value, not as an option.
-    assertOneSentence(await run("l2fwd", [`--duration=${d}`, NO_SOCK0, NO_SOCK1]), 2, /--duration/);
-  }
-});
-
-Deno.test("l2fwd checks --pcap before it touches a device", async () => {
-  const path = "/nonexistent/l2fwd-cli-test.pcap";
-  const r = await run("l2fwd", ["--pcap", path, NO_SOCK0, NO_SOCK1], [
-    "--allow-ffi",
-    `--allow-write=${path}`,
-  ]);
-  assertOneSentence(r, 2, /--pcap \/nonexistent\/l2fwd-cli-test\.pcap/);
-  assert.doesNotMatch(r.stderr, /sock/, "no device was opened");
-});
-
-Deno.test("l2fwd checks --script before it touches a device", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
-  try {
-    const missing = `${dir}/missing.ts`, broken = `${dir}/broken.ts`, empty = `${dir}/empty.ts`;
-    await Deno.writeTextFile(broken, "export function handleBurst( {\n");
-    await Deno.writeTextFile(empty, "export const x = 1;\n");
-    for (const script of [missing, broken, empty]) {
-      const r = await run("l2fwd", ["--script", script, NO_SOCK0, NO_SOCK1], [
-        "--allow-ffi",
-        `--allow-read=${script}`,
-      ]);
-      assertOneSentence(r, 2, new RegExp(`script ${script}`));
-      assert.doesNotMatch(r.stderr, /\.sock/, "no device was opened");
-    }
-  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
