@@ -26,6 +26,13 @@
  *                  "pcapCaptured","pcapDropped"}],
  *      "script":{"counters":{NAME:N},"report":…},      (with --script)
  *      "pcap":{"captured","dropped","written"}}        (with --pcap)
+ *     {"event":"link","port":0,"name":N,"link":"up"|"down","elapsedS":S}
+ *
+ * A "link" line comes as soon as l2fwd sees a port's link change (it reads the link
+ * status once a second, only with VIRTIO_NET_F_STATUS; "unknown" otherwise, and no
+ * event); in table or off mode it is `port 0: link down at 12.0 s` on stderr. Forwarding
+ * goes on while a link is down: what the device does with the frames sent meanwhile
+ * (QEMU drops them) is not seen by the driver, which counts them as transmitted.
  *
  * A port's totals are the sums of its queue pairs. Receive counters count frames received
  * on that port; transmit counters and "dropsTxRingFull" frames sent (or not) out of it
@@ -284,13 +291,32 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         }
       });
     const t0 = performance.now();
+    // A link that changes between two reads is reported at once, as an event line (json:
+    // stdout, else stderr), not only in the next stats line; "unknown" is no change.
+    let seen = ports.map((p) =>
+      hasFeature(p.features, VIRTIO_NET_F_STATUS) ? (p.config.linkUp ? "up" : "down") : "unknown"
+    );
+    const linksNow = (now: number) => {
+      const state = links();
+      for (const [i, link] of state.entries()) {
+        if (link === "unknown" || seen[i] === "unknown" || link === seen[i]) continue;
+        const elapsedS = +((now - t0) / 1000).toFixed(3);
+        if (statsMode === "json") {
+          console.log(
+            JSON.stringify({ event: "link", port: i, name: ports[i].name, link, elapsedS }),
+          );
+        } else console.error(`port ${i}: link ${link} at ${elapsedS.toFixed(1)} s`);
+      }
+      seen = seen.map((s, i) => state[i] === "unknown" ? s : state[i]);
+      return state;
+    };
     let last: EngineSnapshot | null = null, lastAt = t0;
     const report = (event: "stats" | "summary", snap: EngineSnapshot, now: number) => {
       const r = buildReport(snap, event === "summary" ? null : last, {
         event,
         elapsedS: (now - t0) / 1000,
         intervalS: event === "summary" ? (now - t0) / 1000 : (now - lastAt) / 1000,
-        links: links(),
+        links: linksNow(now),
         scriptReport: engine!.scriptReport(),
         pcapWritten: run.pcap ? engine!.pcapWritten : undefined,
       });
@@ -327,6 +353,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
           }
         }
         if (statsMode !== "off") report("stats", engine!.snapshot(), performance.now());
+        else linksNow(performance.now()); // link events even without statistics
       }, 1000);
       // A new RSS table for every port every rebalanceMs, while the workers forward:
       // queue q's buckets move to q + 1 (docs/steering.md: no flow is reordered).

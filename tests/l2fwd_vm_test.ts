@@ -3,7 +3,8 @@
  * kernel VFIO: two NICs with two queue pairs each, 400,000 UDP frames of 1,024 flows
  * each way with MAC rewrite, everything captured on the host equal to what was sent;
  * per-queue counters adding up; the workers' heap and GCs reported; each example script
- * changing forwarding as it says; a capture file read back with `tcpdump -r`; SIGINT in
+ * changing forwarding as it says; a capture file read back with `tcpdump -r`; NIC 1's link
+ * taken down and up from QEMU's monitor while forwarding (tests/link_checks.ts); SIGINT in
  * the middle of traffic ending l2fwd with status 0 within 2 s and nothing left open.
  *
  * Needs root, QEMU, a Debian kernel (tools/setup.sh installs them).
@@ -29,6 +30,7 @@ import {
   rewritten,
   summaryOf,
 } from "./l2fwd_checks.ts";
+import { checkLinkDownUp } from "./link_checks.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const L2FWD = `${ROOT}/examples/l2fwd.ts`;
@@ -281,6 +283,10 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
       assert.equal(report.packets, 3000);
       assert.equal(report.top.length, 2);
     });
+    await t.step(
+      "NIC 1's link down and up from QEMU's monitor while forwarding: both changes reported, forwarding resumes, every frame accounted for",
+      () => checkLinkDownUp(bed, () => startL2fwd(bed, l2fwdCmd(bed, ["--queues", "2"])), mac[0]),
+    );
     // Last: frames still on their way when l2fwd stops wait in the tap for whoever opens
     // the NIC next.
     await t.step(
