@@ -64,16 +64,17 @@
 // The library opens libc on first use, so importing it needs no permission: main() checks
 // --allow-ffi before anything reaches libc.
 import {
+  addSessions,
   buildReport,
   createSharedPool,
   DriverError,
+  endSession,
   type EngineOptions,
   type EngineSnapshot,
   formatMac,
   formatTable,
   ForwardingEngine,
   hasFeature,
-  openPort,
   type PrewarmedWorkers,
   samePortTarget,
   VIRTIO_NET_F_STATUS,
@@ -87,6 +88,7 @@ import {
   USAGE,
   UsageError,
 } from "./l2fwd_options.ts";
+import { closePorts, openPorts, reopenPorts } from "./l2fwd_ports.ts";
 
 /** Set when closing a port failed (the exit status is then 1). */
 let closeFailed = false;
@@ -203,7 +205,9 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
   const { queues, burst, steering, rebalanceMs, statsMode } = run;
 
   // Room for every ring of both ports, what the workers buffer, and slack to refill.
-  const pool = createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
+  const newPool = () =>
+    createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
+  let pool = newPool();
   const ports: VirtioNetPort[] = [];
   let engine: ForwardingEngine | null = null;
   let warm: PrewarmedWorkers | undefined;
@@ -222,24 +226,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       });
       await signals.step();
     }
-    for (const spec of run.ports) {
-      ports.push(openPort(spec, {
-        bind: run.bind,
-        force: run.force,
-        restoreDriver: run.restoreDriver,
-        pool,
-        queuePairs: queues,
-        // Both ports must put frames at the same offset: no hash report (8 more bytes).
-        hashReport: false,
-      }));
-      await signals.step();
-    }
-    for (const p of ports) {
-      if (steering === "single") p.steering.set({ mode: "single" });
-      else if (steering === "rss") p.steering.set({ mode: "rss", pairs: queues });
-      else if (queues > 1) p.steering.set({ mode: "auto", pairs: queues });
-    }
-    await signals.step();
+    await openPorts(run, pool, ports, signals.step);
     const failed: DriverError[] = [];
     /** Records an error of the control path; anything but a DriverError counts as TRANSPORT. */
     const noteFailure = (e: unknown) =>
@@ -264,17 +251,13 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         wake?.();
       },
     };
-    engine = await ForwardingEngine.start(ports, pool, engineOptions);
-    await signals.step();
-    started = true;
-    signals.forwarding();
-    for (const [i, p] of ports.entries()) {
-      console.error(
-        `port ${i}: ${p.name} mac ${formatMac(p.config.mac)} link ${
-          p.config.linkUp ? "up" : "down"
-        } queues ${queues} steering ${steering} features ${p.negotiatedFeatureNames().join(" ")}`,
-      );
-    }
+    const t0 = performance.now();
+    /** An event line: JSON on stdout with --stats json, a sentence on stderr otherwise. */
+    const event = (name: string, fields: Record<string, unknown>, text: string) => {
+      const elapsedS = +((performance.now() - t0) / 1000).toFixed(3);
+      if (statsMode === "json") console.log(JSON.stringify({ event: name, ...fields, elapsedS }));
+      else console.error(`${text} at ${elapsedS.toFixed(1)} s`);
+    };
     // Reading the link status is also how a port that went away (a vfio-user server that
     // died) is noticed: the first failure ends the run; later reports say "unknown".
     let linksFailed = false;
@@ -290,33 +273,32 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
           return "unknown";
         }
       });
-    const t0 = performance.now();
     // A link that changes between two reads is reported at once, as an event line (json:
     // stdout, else stderr), not only in the next stats line; "unknown" is no change.
-    let seen = ports.map((p) =>
-      hasFeature(p.features, VIRTIO_NET_F_STATUS) ? (p.config.linkUp ? "up" : "down") : "unknown"
-    );
-    const linksNow = (now: number) => {
+    const linksAtOpen = () =>
+      ports.map((p) =>
+        hasFeature(p.features, VIRTIO_NET_F_STATUS) ? (p.config.linkUp ? "up" : "down") : "unknown"
+      );
+    let seen = linksAtOpen();
+    const linksNow = () => {
       const state = links();
       for (const [i, link] of state.entries()) {
         if (link === "unknown" || seen[i] === "unknown" || link === seen[i]) continue;
-        const elapsedS = +((now - t0) / 1000).toFixed(3);
-        if (statsMode === "json") {
-          console.log(
-            JSON.stringify({ event: "link", port: i, name: ports[i].name, link, elapsedS }),
-          );
-        } else console.error(`port ${i}: link ${link} at ${elapsedS.toFixed(1)} s`);
+        event("link", { port: i, name: ports[i].name, link }, `port ${i}: link ${link}`);
       }
       seen = seen.map((s, i) => state[i] === "unknown" ? s : state[i]);
       return state;
     };
+    // Counters of the sessions before a reconnect (docs/reliability.md), and the live ones.
+    let carried: EngineSnapshot | null = null;
+    const current = () => addSessions(carried, engine!.snapshot());
     let last: EngineSnapshot | null = null, lastAt = t0;
     const report = (event: "stats" | "summary", snap: EngineSnapshot, now: number) => {
       const r = buildReport(snap, event === "summary" ? null : last, {
         event,
         elapsedS: (now - t0) / 1000,
         intervalS: event === "summary" ? (now - t0) / 1000 : (now - lastAt) / 1000,
-        links: linksNow(now),
+        links: linksNow(),
         scriptReport: engine!.scriptReport(),
         pcapWritten: run.pcap ? engine!.pcapWritten : undefined,
       });
@@ -329,62 +311,125 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       lastAt = now;
     };
 
-    // Wait for the duration, a signal or a worker failure, reporting every second.
-    await new Promise<void>((resolve) => {
-      const finish = () => {
-        clearInterval(ticker);
-        clearInterval(rebalance);
-        clearTimeout(ends);
-        wake = null;
-        signals.setWake(null);
-        resolve();
-      };
-      const ticker = setInterval(() => {
-        // A device that set DEVICE_NEEDS_RESET takes and completes nothing more: say so and
-        // stop rather than forward into it (the frames in flight are lost with it).
-        for (const p of ports) {
-          try {
-            p.checkHealthy();
-          } catch (e) {
-            linksFailed = true;
-            noteFailure(e);
-            finish();
-            return;
-          }
-        }
-        if (statsMode !== "off") report("stats", engine!.snapshot(), performance.now());
-        else linksNow(performance.now()); // link events even without statistics
-      }, 1000);
-      // A new RSS table for every port every rebalanceMs, while the workers forward:
-      // queue q's buckets move to q + 1 (docs/steering.md: no flow is reordered).
-      let turn = 0;
-      const rebalance = rebalanceMs > 0
-        ? setInterval(() => {
-          turn++;
+    for (let session = 0;; session++) {
+      engine = await ForwardingEngine.start(ports, pool, {
+        ...engineOptions,
+        prewarmed: session === 0 ? warm : undefined,
+      });
+      if (session === 0) {
+        await signals.step();
+        started = true;
+        signals.forwarding();
+      }
+      for (const [i, p] of ports.entries()) {
+        console.error(
+          `port ${i}: ${p.name} mac ${formatMac(p.config.mac)} link ${
+            p.config.linkUp ? "up" : "down"
+          } queues ${queues} steering ${steering} features ${p.negotiatedFeatureNames().join(" ")}`,
+        );
+      }
+      linksFailed = false;
+      seen = linksAtOpen();
+      // Wait for the duration, a signal or a worker failure, reporting every second.
+      await new Promise<void>((resolve) => {
+        const finish = () => {
+          clearInterval(ticker);
+          clearInterval(rebalance);
+          clearTimeout(ends);
+          wake = null;
+          signals.setWake(null);
+          resolve();
+        };
+        const ticker = setInterval(() => {
+          // A device that set DEVICE_NEEDS_RESET takes and completes nothing more: say so and
+          // stop rather than forward into it (the frames in flight are lost with it).
           for (const p of ports) {
-            const length = Math.min(128, p.steering.capabilities.rssMaxIndirectionTableLength);
             try {
-              p.steering.set({
-                mode: "rss",
-                pairs: queues,
-                indirectionTable: Array.from({ length }, (_, i) => (i + turn) % queues),
-              });
+              p.checkHealthy();
             } catch (e) {
+              linksFailed = true;
               noteFailure(e);
               finish();
               return;
             }
           }
-        }, rebalanceMs)
-        : undefined;
-      // main() checked that durationMs fits setTimeout (2^31-1 ms; more would fire at once).
-      const ends = Number.isFinite(run.durationMs) ? setTimeout(finish, run.durationMs) : undefined;
-      wake = finish;
-      signals.setWake(finish);
-      if (failed.length || signals.signalled()) finish();
-    });
-    const final = await engine.stop();
-    report("summary", final, performance.now());
+          if (statsMode !== "off") report("stats", current(), performance.now());
+          else linksNow(); // link events even without statistics
+        }, 1000);
+        // A new RSS table for every port every rebalanceMs, while the workers forward:
+        // queue q's buckets move to q + 1 (docs/steering.md: no flow is reordered).
+        let turn = 0;
+        const rebalance = rebalanceMs > 0
+          ? setInterval(() => {
+            turn++;
+            for (const p of ports) {
+              const length = Math.min(128, p.steering.capabilities.rssMaxIndirectionTableLength);
+              try {
+                p.steering.set({
+                  mode: "rss",
+                  pairs: queues,
+                  indirectionTable: Array.from({ length }, (_, i) => (i + turn) % queues),
+                });
+              } catch (e) {
+                noteFailure(e);
+                finish();
+                return;
+              }
+            }
+          }, rebalanceMs)
+          : undefined;
+        // main() checked that durationMs fits setTimeout (2^31-1 ms; more would fire at once).
+        const ends = Number.isFinite(run.durationMs)
+          ? setTimeout(finish, Math.max(0, run.durationMs - (performance.now() - t0)))
+          : undefined;
+        wake = finish;
+        signals.setWake(finish);
+        if (failed.length || signals.signalled()) finish();
+      });
+      // A fault with --reconnect: the ports are reset next, so the workers send no more.
+      const final = await engine.stop(undefined, {
+        drain: failed.length === 0 || run.reconnectS === 0,
+      });
+      // --reconnect: a device fault (not a signal, not a worker that would not stop) resets
+      // and reopens both ports and forwarding goes on, counters carried over.
+      if (
+        failed.length === 0 || run.reconnectS === 0 || signals.signalled() ||
+        final.unsafeToRelease
+      ) {
+        report("summary", addSessions(carried, final), performance.now());
+        break;
+      }
+      const ended = endSession(final);
+      const lostFrames = ended.ports.reduce((n, p) => n + p.dropsReset, 0);
+      const total = addSessions(carried, ended);
+      carried = total;
+      const why = failed.splice(0).map((e) => e.message).join(" ");
+      event("reconnecting", { reason: why, lostFrames }, `reconnecting (${why})`);
+      const down = performance.now();
+      const problems = closePorts(ports);
+      if (problems.length) {
+        failed.push(...problems.map((m: string) => new DriverError("DEVICE_MISBEHAVED", m)));
+        report("summary", total, performance.now());
+        break;
+      }
+      pool.region.free();
+      pool = newPool();
+      try {
+        await reopenPorts(
+          run,
+          pool,
+          ports,
+          down + run.reconnectS * 1000,
+          () => signals.signalled() !== null,
+        );
+      } catch (e) {
+        noteFailure(e);
+        report("summary", total, performance.now());
+        break;
+      }
+      const downMs = Math.round(performance.now() - down);
+      event("reconnected", { downMs }, `reconnected after ${downMs} ms`);
+    }
     if (rebalanceMs > 0) {
       console.error(
         `steering: ${ports.map((p, i) => `port ${i} ${p.steering.switches} switches`).join(", ")}`,
@@ -408,14 +453,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
     signals.setWake(null);
     if (engine) await engine.stop();
     warm?.terminate(); // unless the engine took them
-    const problems: string[] = [];
-    for (const p of ports.reverse()) {
-      try {
-        p.close();
-      } catch (e) {
-        problems.push((e as Error).message);
-      }
-    }
+    const problems = closePorts(ports);
     // A port that did not confirm its reset may still DMA into the pool: keep it mapped until
     // the process exits rather than hand its pages back (docs/security.md).
     if (problems.length === 0) pool.region.free();

@@ -37,6 +37,10 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
   --stats MODE        table | json | off (default: table on a terminal, json otherwise)
   --duration S        stop after S seconds, at most 2147483 (default: run until
                       SIGINT/SIGTERM)
+  --reconnect S       when a port fails (the device needs a reset, a ring broke, its
+                      server or back-end went away), reset and reopen both ports and go
+                      on forwarding, trying for up to S seconds, at most 3600 (default 0:
+                      exit 1 with one sentence); not with --pcap
   --tx-drain-us US    send a partial transmit burst after US microseconds (default 100)
   --tx-full MODE      frames a full transmit ring does not take: wait (keep them, stop
                       receiving that way until there is room; default) or drop (count
@@ -198,6 +202,8 @@ export interface Run {
   prewarm: number;
   /** Live heap figures with full GCs (--heap-audit). */
   heapAudit: boolean;
+  /** Seconds to try reopening the ports after a fault, 0 for none (--reconnect). */
+  reconnectS: number;
   /** Bind the functions to vfio-pci (--bind). */
   bind: boolean;
   /** Bind even a function that carries host traffic (--force). */
@@ -237,6 +243,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
         "pcap-queue": { type: "string" },
         stats: { type: "string" },
         duration: { type: "string" },
+        reconnect: { type: "string", default: "0" },
         "tx-drain-us": { type: "string", default: "100" },
         "tx-full": { type: "string", default: "wait" },
         "idle-us": { type: "string", default: "50" },
@@ -293,6 +300,11 @@ export function parseCommandLine(args: string[]): Run | "help" {
     );
   }
   const durationMs = seconds * 1000;
+  const reconnectS = intOption(values.reconnect, "reconnect", 0, 3600);
+  // A new session would open the capture file again, from its start.
+  if (reconnectS > 0 && values.pcap !== undefined) {
+    usageError(`--reconnect and --pcap do not go together yet; leave one out`);
+  }
   // The capture's options mean nothing without --pcap, the script's without --script.
   for (const name of ["pcap-port", "pcap-queue", "pcap-direction"] as const) {
     if (values[name] !== undefined && values.pcap === undefined) {
@@ -351,6 +363,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
     warmup,
     prewarm,
     heapAudit: values["heap-audit"],
+    reconnectS,
     bind: values.bind,
     force: values.force,
     restoreDriver: values["restore-driver"],

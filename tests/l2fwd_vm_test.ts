@@ -31,6 +31,7 @@ import {
   summaryOf,
 } from "./l2fwd_checks.ts";
 import { checkLinkDownUp } from "./link_checks.ts";
+import { checkResetRecovery } from "./reset_checks.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const L2FWD = `${ROOT}/examples/l2fwd.ts`;
@@ -286,6 +287,15 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
     await t.step(
       "NIC 1's link down and up from QEMU's monitor while forwarding: both changes reported, forwarding resumes, every frame accounted for",
       () => checkLinkDownUp(bed, () => startL2fwd(bed, l2fwdCmd(bed, ["--queues", "2"])), mac[0]),
+    );
+    await t.step(
+      "NIC 0 needs a reset while forwarding (QEMU refused a descriptor): --reconnect resets and reopens both ports, forwarding resumes, every frame accounted for",
+      () =>
+        checkResetRecovery(
+          bed,
+          () => startL2fwd(bed, l2fwdCmd(bed, ["--queues", "1", "--reconnect", "60"])),
+          mac[0],
+        ),
     );
     // Last: frames still on their way when l2fwd stops wait in the tap for whoever opens
     // the NIC next.

@@ -30,10 +30,10 @@ export interface L2fwdRun {
 }
 
 /** A port of l2fwd's stats and summary lines, with the fields this check reads. */
-type Port = PortLine & { name: string; link: string; dropsTooLong: number };
+type Port = PortLine & { name: string; link: string; dropsTooLong: number; dropsReset: number };
 
-/** One JSON line of l2fwd: stats, summary or link event. */
-interface Line {
+/** One JSON line of l2fwd: stats, summary or an event. */
+export interface Line {
   event: string;
   port?: number;
   name?: string;
@@ -55,7 +55,7 @@ async function jsonLines(p: GuestProcess): Promise<Line[]> {
 }
 
 /** Waits for the first JSON line from index `from` on that `pred` accepts. */
-async function nextLine(
+export async function nextLine(
   run: L2fwdRun,
   from: number,
   what: string,
@@ -87,7 +87,7 @@ const stats = (pred: (ports: NonNullable<Line["ports"]>) => boolean) => (l: Line
   l.event === "stats" && pred(l.ports!);
 
 /** Sends `frames` into NIC 0 at {@linkcode RATE}; the host must lose none on the way. */
-async function send(bed: VmBed, frames: Uint8Array[]): Promise<SendResult> {
+export async function send(bed: VmBed, frames: Uint8Array[]): Promise<SendResult> {
   const r = await sendFrames(bed, 0, frames, { rate: RATE });
   assert.equal(r.dropped, 0, `the host dropped frames before NIC 0: ${JSON.stringify(r.drops)}`);
   return r;
@@ -103,11 +103,11 @@ export function assertEveryFrameAccounted(s: Summary): void {
   for (const [from, to] of [[0, 1], [1, 0]]) {
     const rx = ports[from], tx = ports[to];
     assert.equal(
-      tx.txPackets + tx.dropsTxRingFull + tx.dropsTooLong + rx.dropsScript,
+      tx.txPackets + tx.dropsTxRingFull + tx.dropsTooLong + tx.dropsReset + rx.dropsScript,
       rx.rxPackets,
       `port ${from} received ${rx.rxPackets} frames; port ${to} sent ${tx.txPackets}, dropped ` +
-        `${tx.dropsTxRingFull} (ring full) + ${tx.dropsTooLong} (too long); the script ` +
-        `dropped ${rx.dropsScript}`,
+        `${tx.dropsTxRingFull} (ring full) + ${tx.dropsTooLong} (too long) + ${tx.dropsReset} ` +
+        `(lost to a reset); the script dropped ${rx.dropsScript}`,
     );
   }
 }

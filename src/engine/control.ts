@@ -25,8 +25,18 @@
  */
 export const WORKER_DRAIN_MS = 500;
 
-/** Index of the stop flag: 0 run, 1 stop (drain and exit). */
+/**
+ * Index of the stop flag: 0 run, {@linkcode STOP_DRAIN} stop (drain and exit),
+ * {@linkcode STOP_NOW} stop without draining.
+ */
 export const CTL_STOP = 0;
+/** Stop flag: send what is buffered, wait for the devices to complete it, exit. */
+export const STOP_DRAIN = 1;
+/**
+ * Stop flag: exit at once, sending nothing more: the devices are about to be reset (a
+ * fault, l2fwd --reconnect), so what is held is lost and counted as such (sessions.ts).
+ */
+export const STOP_NOW = 2;
 /** Words before the workers' presence words. */
 export const CTL_WORDS = 4;
 /** Presence: the worker has not touched shared memory (nor will, once stop is raised). */
@@ -135,7 +145,8 @@ export async function awaitWorkersLeft(
 }
 
 /**
- * Raises the stop flag and wakes every worker sleeping on it.
+ * Raises the stop flag (`how`: {@linkcode STOP_DRAIN} or {@linkcode STOP_NOW}) and wakes
+ * every worker sleeping on it.
  *
  * @example
  * ```ts
@@ -145,7 +156,7 @@ export async function awaitWorkersLeft(
  * Atomics.load(ctl, CTL_STOP); // 1
  * ```
  */
-export function requestStop(ctl: Int32Array): void {
-  Atomics.store(ctl, CTL_STOP, 1);
+export function requestStop(ctl: Int32Array, how: number = STOP_DRAIN): void {
+  Atomics.store(ctl, CTL_STOP, how);
   Atomics.notify(ctl, CTL_STOP);
 }

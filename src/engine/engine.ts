@@ -17,7 +17,7 @@
 import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
-import { CTL_STOP, requestStop, sharedControl } from "./control.ts";
+import { CTL_STOP, requestStop, sharedControl, STOP_DRAIN, STOP_NOW } from "./control.ts";
 import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
@@ -477,11 +477,16 @@ export class ForwardingEngine {
    * resolves with `unsafeToRelease` false, the ports can be closed and the pool freed.
    * With `unsafeToRelease` true (a worker still running: `Worker.terminate()` does not
    * stop it at once), the engine has retained that memory, and the caller must not free
-   * it by other means: see {@linkcode EngineStopped}. Idempotent.
+   * it by other means: see {@linkcode EngineStopped}. Idempotent. With `drain: false` the
+   * workers send nothing more (the ports are about to be reset after a fault): what they
+   * hold stays counted as received only (sessions.ts counts it as lost to the reset).
    */
-  stop(timeoutMs: number = STOP_TIMEOUT_MS): Promise<EngineStopped> {
+  stop(
+    timeoutMs: number = STOP_TIMEOUT_MS,
+    options: { drain?: boolean } = {},
+  ): Promise<EngineStopped> {
     this.#stopped ??= (async () => {
-      requestStop(this.#control);
+      requestStop(this.#control, options.drain === false ? STOP_NOW : STOP_DRAIN);
       for (const p of this.ports) p.steering.attachWorkers(null);
       this.#stuck = await stopWorkers({
         control: this.#control,

@@ -35,6 +35,7 @@ export type {
   QueueStats,
   WorkerStats,
 } from "./snapshot.ts";
+export { addSessions, endSession } from "./sessions.ts";
 export {
   buildReport,
   formatTable,

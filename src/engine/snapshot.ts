@@ -85,6 +85,11 @@ export interface QueueCounters {
   kicksSuppressed: number;
   /** Notifications to the port's other receive queues after this one ran dry. */
   rxSiblingWakes: number;
+  /**
+   * Frames to go out of this port that were lost when the ports were reset between two
+   * engine sessions (src/engine/sessions.ts; l2fwd --reconnect): received, never sent.
+   */
+  dropsReset: number;
 }
 
 /** One queue pair of a port. */
@@ -213,6 +218,7 @@ function queueCounters(c: Float64Array, o: number): QueueCounters {
     txKicks: c[o + P_TX_KICKS],
     kicksSuppressed: c[o + P_RX_KICKS_SUPPRESSED] + c[o + P_TX_KICKS_SUPPRESSED],
     rxSiblingWakes: c[o + P_RX_SIBLING_WAKES],
+    dropsReset: 0, // an engine session never resets its ports (sessions.ts counts these)
   };
 }
 

@@ -26,7 +26,7 @@
 import { SplitQueue, type SplitQueueState } from "../virtio/split_queue.ts";
 import type { Virtqueue } from "../virtio/virtqueue.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
-import { CTL_STOP, enterShared, leaveShared, WORKER_DRAIN_MS } from "./control.ts";
+import { CTL_STOP, enterShared, leaveShared, STOP_NOW, WORKER_DRAIN_MS } from "./control.ts";
 import {
   counterLayout,
   portBase,
@@ -233,7 +233,9 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   // under TCG), so that pause falls before the main thread starts steering or reports.
   run(spec, fwd, mailbox, c, ctl, clock, t0, forcedGc, () => scope.postMessage({ type: "ready" }));
   c[W_STATE] = STATE_DRAINING;
-  const inFlight = fwd.drain(WORKER_DRAIN_MS);
+  // STOP_NOW: the devices are about to be reset; sending more into them would only turn
+  // frames lost to the reset into frames counted as sent or dropped for a full ring.
+  const inFlight = Atomics.load(ctl, CTL_STOP) === STOP_NOW ? 0 : fwd.drain(WORKER_DRAIN_MS);
   c[W_STATE] = STATE_DONE;
   return inFlight;
 }

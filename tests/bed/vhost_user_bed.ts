@@ -50,7 +50,12 @@
  */
 
 import { encodePcap, readPcapFrames } from "../../src/pcap/pcap.ts";
-import { ensureHugepages, type TestpmdPortCounters, TestpmdSession } from "./testpmd_session.ts";
+import {
+  ensureHugepages,
+  type TestpmdPortCounters,
+  TestpmdSession,
+  type TestpmdSessionOptions,
+} from "./testpmd_session.ts";
 
 export { ensureHugepages, HUGEPAGE_DIR, TestpmdSession } from "./testpmd_session.ts";
 
@@ -151,8 +156,8 @@ export class VhostUserBed {
   readonly queues: number;
   /** Whether the pcap ports exist. */
   readonly hasPcap: boolean;
-  /** The testpmd session (for commands the bed has no method for). */
-  readonly testpmd: TestpmdSession;
+  #tp: TestpmdSession;
+  readonly #tpOptions: TestpmdSessionOptions;
   /** testpmd's port names by port number ("pcap0", "vhost0", …). */
   readonly portNames: string[];
   #finished = false;
@@ -163,6 +168,7 @@ export class VhostUserBed {
     prefix: string,
     opts: { vhostPorts: number; queues: number; pcap: boolean },
     tp: TestpmdSession,
+    tpOptions: TestpmdSessionOptions,
     names: string[],
   ) {
     this.dir = dir;
@@ -170,8 +176,27 @@ export class VhostUserBed {
     this.vhostPorts = opts.vhostPorts;
     this.queues = opts.queues;
     this.hasPcap = opts.pcap;
-    this.testpmd = tp;
+    this.#tp = tp;
+    this.#tpOptions = tpOptions;
     this.portNames = names;
+  }
+
+  /** The testpmd session (for commands the bed has no method for). */
+  get testpmd(): TestpmdSession {
+    return this.#tp;
+  }
+
+  /**
+   * Kills testpmd (SIGKILL: the front-ends see their connections drop) and starts it again
+   * with the same ports and sockets, as a back-end that crashed and was restarted does. The
+   * pcap inputs are read again from the start and the outputs start again empty.
+   */
+  async restartBackEnd(): Promise<void> {
+    await this.#tp.kill();
+    // DPDK's vhost server does not remove a socket file left behind: bind() would fail.
+    for (let i = 0; i < this.vhostPorts; i++) await Deno.remove(this.socket(i)).catch(() => {});
+    this.#tp = await TestpmdSession.start(this.#tpOptions);
+    this.#finished = false;
   }
 
   /**
@@ -229,7 +254,7 @@ export class VhostUserBed {
       }
       if (pcapCount === 2) await pcapVdev(1);
       const [main, fwd] = options.lcores ?? [0, 1];
-      const tp = await TestpmdSession.start({
+      const tpOptions: TestpmdSessionOptions = {
         name: `testpmd vhost-user back-end (${prefix})`,
         startTimeoutMs: options.startTimeoutMs,
         eal: [
@@ -254,7 +279,8 @@ export class VhostUserBed {
           "--no-flush-rx",
           `--total-num-mbufs=${options.mbufs ?? 16384}`,
         ],
-      });
+      };
+      const tp = await TestpmdSession.start(tpOptions);
       // A --vdev that fails to probe (e.g. an unreadable rx_pcap) is skipped and the other
       // ports are renumbered: check that every port is there, in order.
       const got = await tp.portSummary().then((ps) => ps.map((p) => p.name)).catch((e) =>
@@ -267,7 +293,7 @@ export class VhostUserBed {
             `; stderr tail:\n${tp.stderrTail()}`,
         );
       }
-      return new VhostUserBed(dir, prefix, { vhostPorts, queues, pcap }, tp, names);
+      return new VhostUserBed(dir, prefix, { vhostPorts, queues, pcap }, tp, tpOptions, names);
     } catch (e) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw e;

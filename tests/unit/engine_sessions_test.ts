@@ -1,0 +1,77 @@
+/**
+ * Counters across engine sessions (src/engine/sessions.ts): what a reset lost is counted on
+ * the port the frames were to leave by, and later sessions add to earlier ones.
+ */
+
+import assert from "node:assert/strict";
+import { addSessions, endSession } from "../../src/engine/sessions.ts";
+import type { EngineSnapshot, QueueCounters } from "../../src/engine/snapshot.ts";
+
+function counters(c: Partial<QueueCounters>): QueueCounters {
+  return {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    dropsTxRingFull: 0,
+    txRingFullWaits: 0,
+    dropsNoBuffer: 0,
+    dropsScript: 0,
+    dropsRunt: 0,
+    dropsTooLong: 0,
+    rxBursts: 0,
+    rxKicks: 0,
+    txKicks: 0,
+    kicksSuppressed: 0,
+    rxSiblingWakes: 0,
+    dropsReset: 0,
+    ...c,
+  };
+}
+
+/** Two ports of one queue pair each, with the given counters. */
+function snapshot(a: Partial<QueueCounters>, b: Partial<QueueCounters>): EngineSnapshot {
+  const port = (p: number, c: QueueCounters) => ({
+    port: p,
+    name: `p${p}`,
+    ...c,
+    kicks: c.rxKicks + c.txKicks,
+    queues: [{ queue: 0, ...c }],
+  });
+  return {
+    ports: [port(0, counters(a)), port(1, counters(b))],
+    workers: [],
+    scriptCounters: { seen: 1 },
+  };
+}
+
+Deno.test("endSession() counts frames received and neither sent nor dropped as lost to the reset, on the port they were to leave by", () => {
+  // Port 0 received 100: 90 went out of port 1, 4 were dropped for a full ring there and 1
+  // by the script; 5 were held. Port 1 received 10, all sent out of port 0.
+  const s = endSession(
+    snapshot({ rxPackets: 100, dropsScript: 1, txPackets: 10 }, {
+      rxPackets: 10,
+      txPackets: 90,
+      dropsTxRingFull: 4,
+    }),
+  );
+  assert.equal(s.ports[1].dropsReset, 5);
+  assert.equal(s.ports[1].queues[0].dropsReset, 5);
+  assert.equal(s.ports[0].dropsReset, 0);
+});
+
+Deno.test("addSessions() adds every counter of the sessions before, and keeps the live session's workers", () => {
+  const first = endSession(snapshot({ rxPackets: 7 }, { txPackets: 5 }));
+  const now = snapshot({ rxPackets: 3, rxKicks: 2 }, { txPackets: 3 });
+  const sum = addSessions(first, now);
+  assert.equal(sum.ports[0].rxPackets, 10);
+  assert.equal(sum.ports[1].txPackets, 8);
+  assert.equal(sum.ports[1].dropsReset, 2);
+  assert.equal(sum.ports[0].kicks, 2);
+  assert.equal(sum.ports[0].queues[0].rxPackets, 10);
+  assert.equal(sum.ports[0].port, 0);
+  assert.equal(sum.ports[1].name, "p1");
+  assert.deepEqual(sum.scriptCounters, { seen: 2 });
+  assert.equal(sum.workers, now.workers);
+  assert.equal(addSessions(null, now), now);
+});
