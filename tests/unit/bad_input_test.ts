@@ -167,6 +167,20 @@ const CASES: CliCase[] = [
       /--duration must be a number of seconds above 0 and at most 2147483/,
     )
   ),
+  ...["3601", "-1", "1.5", "soon"].map((r) =>
+    l2fwd(
+      `refuses --reconnect=${r}`,
+      [`--reconnect=${r}`, ...T],
+      2,
+      /--reconnect must be an integer from 0 to 3600/,
+    )
+  ),
+  l2fwd(
+    "refuses --reconnect with --pcap",
+    ["--reconnect", "10", "--pcap", "/tmp/x.pcap", ...T],
+    2,
+    /--reconnect and --pcap do not go together yet/,
+  ),
   // Words, and options that do not go together.
   l2fwd(
     "refuses an unknown --steering mode",
