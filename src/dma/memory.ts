@@ -86,8 +86,11 @@ export class DmaRegion {
   /** Device (IO virtual) address of the first byte, the same for every device. */
   readonly iova: number;
   #ptr: Deno.PointerObject;
+  /** The IOVA range's start as allocated, given back by free(). */
+  readonly #allocatedIova: bigint;
   readonly #mappedFor = new Set<DmaTarget>();
   #retainedBy: string | null = null;
+  #freed = false;
 
   private constructor(ptr: Deno.PointerObject, size: number, fd: number, huge: boolean) {
     this.#ptr = ptr;
@@ -95,7 +98,8 @@ export class DmaRegion {
     this.size = size;
     this.fd = fd;
     this.hugePages = huge;
-    this.iova = Number(processIovas.allocate(size, huge ? HUGE_PAGE_SIZE : PAGE_SIZE));
+    this.#allocatedIova = processIovas.allocate(size, huge ? HUGE_PAGE_SIZE : PAGE_SIZE);
+    this.iova = Number(this.#allocatedIova);
     this.buffer = Deno.UnsafePointerView.getArrayBuffer(ptr, size);
   }
 
@@ -231,18 +235,26 @@ export class DmaRegion {
   }
 
   /**
-   * Unmaps from every device it is mapped for, unmaps the memory, closes the memfd.
-   * Returns false, and does nothing, when the region is retained
-   * ({@linkcode DmaRegion.retain}).
+   * Unmaps from every device it is mapped for, unmaps the memory, closes the memfd and
+   * gives its IOVA range back for reuse. Returns false, and does nothing, when the region
+   * is retained ({@linkcode DmaRegion.retain}). Idempotent.
    */
   free(): boolean {
     if (this.#retainedBy !== null) return false;
+    // Once only: the IOVA range and the address may belong to another region by now.
+    if (this.#freed) return true;
+    this.#freed = true;
+    let unmapped = false;
     try {
       for (const d of [...this.#mappedFor]) this.unmapFrom(d);
+      unmapped = true;
     } finally {
       this.#mappedFor.clear();
       libc.munmap(this.#ptr, BigInt(this.size));
       libc.close(this.fd);
+      // Its IOVA range goes back for reuse only when no device maps it any more: a device
+      // that refused to unmap still has it in its IOMMU.
+      if (unmapped) processIovas.free(this.#allocatedIova, this.size);
     }
     return true;
   }

@@ -40,8 +40,9 @@ export interface L2fwdRun {
 
 /**
  * Starts l2fwd on the host on ports 0 and 1 of `bed` with `args`, `perms` (besides
- * `--allow-ffi`) and `v8` as `--v8-flags`; resolves once it printed "port 1: " on stderr,
- * and throws (killing it) when it exits first or has not within 60 s.
+ * `--allow-ffi`), `v8` as `--v8-flags` and `env` added to its environment; resolves once
+ * it printed "port 1: " on stderr, and throws (killing it) when it exits first or has not
+ * within 60 s.
  *
  * @example
  * ```ts ignore
@@ -54,6 +55,7 @@ export async function startHostL2fwd(
   args: string[],
   perms: string[] = [],
   v8 = "",
+  env: Record<string, string> = {},
 ): Promise<L2fwdRun> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -69,6 +71,7 @@ export async function startHostL2fwd(
       bed.portName(0),
       bed.portName(1),
     ],
+    env,
     stdout: "piped",
     stderr: "piped",
   }).spawn();

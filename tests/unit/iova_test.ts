@@ -106,3 +106,35 @@ Deno.test("allocate() stays below 2^53 so IOVAs are exact JS numbers", () => {
   assertNoSpace(() => a.allocate(4096, 4096));
   assertNoSpace(() => new IovaAllocator([{ start: top, end: top * 2n }]).allocate(1, 1));
 });
+
+Deno.test("free() gives IOVAs back: opening and closing again and again reuses the same range", () => {
+  const base = 4n * GiB;
+  // Room for two 10 MiB regions only: without reuse the third open would find none.
+  const a = new IovaAllocator([{ start: base, end: base + BigInt(20 * MiB) - 1n }]);
+  for (let i = 0; i < 100; i++) {
+    const x = a.allocate(10 * MiB, 2 * MiB), y = a.allocate(10 * MiB, 2 * MiB);
+    assert.deepEqual([x, y], [base, base + BigInt(10 * MiB)]);
+    a.free(y, 10 * MiB); // as ports close: last opened first
+    a.free(x, 10 * MiB);
+  }
+  const x = a.allocate(10 * MiB, 2 * MiB), y = a.allocate(10 * MiB, 2 * MiB);
+  a.free(x, 10 * MiB); // the other order: x's range waits below y's for the next open
+  assert.equal(a.allocate(4 * MiB, 2 * MiB), base, "a freed range below the top is reused");
+  assert.equal(a.allocate(6 * MiB, 2 * MiB), base + BigInt(4 * MiB));
+  assertNoSpace(() => a.allocate(4096, 4096));
+  a.free(y, 10 * MiB);
+  assert.equal(a.allocate(10 * MiB, 2 * MiB), base + BigInt(10 * MiB));
+});
+
+Deno.test("free() merges neighbours and refuses a range freed twice or never allocated", () => {
+  const base = 4n * GiB;
+  const a = new IovaAllocator([{ start: base, end: base + BigInt(64 * MiB) - 1n }]);
+  const [p, q, r] = [a.allocate(MiB, 4096), a.allocate(MiB, 4096), a.allocate(MiB, 4096)];
+  a.allocate(MiB, 4096); // keeps the three below the top
+  a.free(q, MiB);
+  assert.throws(() => a.free(q, MiB), RangeError);
+  assert.throws(() => a.free(base + BigInt(32 * MiB), MiB), RangeError, "never allocated");
+  a.free(p, MiB);
+  a.free(r, MiB);
+  assert.equal(a.allocate(3 * MiB, 4096), p, "the three freed ranges are one again");
+});
