@@ -28,25 +28,14 @@ import {
   type SteeringRule,
   type VirtioNetPort,
 } from "../../mod.ts";
-import { splitRingLayout } from "../../src/virtio/ring_math.ts";
 import { udpFrames } from "../bed/frames.ts";
-import { DeviceRing } from "./engine_fake_nic.ts";
+import { deliverFrame } from "./engine_fake_nic.ts";
+import { tripwires } from "./cli_helpers.ts";
 import { openFakePort, portDevice } from "./fake_virtio_pci.ts";
 
 const DIR = await Deno.makeTempDir({ prefix: "bad_input_api_" });
-let touched = 0;
-const tripwires = [0, 1].map((i) => Deno.listen({ transport: "unix", path: `${DIR}/t${i}.sock` }));
-for (const l of tripwires) {
-  (async () => {
-    try {
-      for await (const conn of l) {
-        touched++;
-        conn.close();
-      }
-    } catch { /* closed at the end */ }
-  })();
-}
-const T0 = `vfio-user:${DIR}/t0.sock`, T1 = `vhost-user:${DIR}/t1.sock`;
+const wires = tripwires(DIR);
+const { T0, T1 } = wires;
 const NO_PCI = "0000:7f:1f.7";
 const DROP_FILTER = new URL("../../examples/scripts/drop_filter.ts", import.meta.url).pathname;
 Deno.writeTextFileSync(`${DIR}/broken.ts`, "export function handleBurst( {\n");
@@ -67,7 +56,7 @@ globalThis.addEventListener("unload", () => {
   for (const p of ports) p.close();
   pool.region.free();
   region.free();
-  for (const l of tripwires) l.close();
+  wires.close();
   Deno.removeSync(DIR, { recursive: true });
 });
 
@@ -371,7 +360,7 @@ const CASES: ApiCase[] = [
 
 for (const c of CASES) {
   Deno.test(c.name, async () => {
-    const before = state(), touchedBefore = touched;
+    const before = state(), touchedBefore = wires.touched();
     let error: unknown = null;
     try {
       await c.call();
@@ -388,7 +377,7 @@ for (const c of CASES) {
     assert.match(message, c.match);
     assert.match(message, /^[^\n]+: [^\n]+\.$/, `one sentence, problem: fix: ${message}`);
     await new Promise((resolve) => setTimeout(resolve, 20)); // a connection is accepted by now
-    assert.equal(touched, touchedBefore, "a socket was connected to");
+    assert.equal(wires.touched(), touchedBefore, "a socket was connected to");
     assert.deepEqual(state(), before, "a fake device or the pool was touched");
   });
 }
@@ -418,23 +407,6 @@ Deno.test("a script whose handleBurst throws stops the engine with one sentence 
     pool.region.free();
   }
 });
-
-/** Plays port's device: one frame into receiveq1's first posted buffer. */
-function deliverFrame(port: VirtioNetPort, pool: BufferPool, frame: Uint8Array): void {
-  const vq = port.rx(0).vq;
-  const p = Deno.UnsafePointer.offset(Deno.UnsafePointer.of(vq.ringMemory)!, vq.ringOffset)!;
-  const ring = new DeviceRing(
-    Deno.UnsafePointerView.getArrayBuffer(p, splitRingLayout(vq.size).totalBytes),
-    vq.size,
-  );
-  ring.poll();
-  const id = ring.pending[0];
-  const at = ring.desc(id).addr - pool.region.iova;
-  pool.data.fill(0, at, at + port.headerSize);
-  pool.data.set(frame, at + port.headerSize);
-  ring.used(id, port.headerSize + frame.length);
-  ring.publish();
-}
 
 Deno.test("the API's bad-input table has at least 30 rows", () => {
   assert.ok(CASES.length >= 30, `${CASES.length} cases`);

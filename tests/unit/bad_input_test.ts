@@ -20,31 +20,20 @@
  */
 
 import assert from "node:assert/strict";
-import { assertOneSentence, NO_PCI, NO_SOCK0, NO_SOCK1, run } from "./cli_helpers.ts";
+import { assertOneSentence, NO_PCI, NO_SOCK0, NO_SOCK1, run, tripwires } from "./cli_helpers.ts";
 
 const DIR = await Deno.makeTempDir({ prefix: "bad_input_" });
 const DROP_FILTER = "examples/scripts/drop_filter.ts";
 
-/** Connections made to the tripwire sockets (each would be a port opened). */
-let touched = 0;
-const tripwires = [0, 1].map((i) => Deno.listen({ transport: "unix", path: `${DIR}/t${i}.sock` }));
-for (const l of tripwires) {
-  (async () => {
-    try {
-      for await (const conn of l) {
-        touched++;
-        conn.close();
-      }
-    } catch { /* closed at the end */ }
-  })();
-}
+/** Connections made to these sockets would be ports opened. */
+const wires = tripwires(DIR);
 // Released when the test module ends, whichever tests a filter ran.
 globalThis.addEventListener("unload", () => {
-  for (const l of tripwires) l.close();
+  wires.close();
   Deno.removeSync(DIR, { recursive: true });
 });
 /** The two tripwire ports, one of each socket transport. */
-const T0 = `vfio-user:${DIR}/t0.sock`, T1 = `vhost-user:${DIR}/t1.sock`;
+const { T0, T1 } = wires;
 const T = [T0, T1];
 
 const SCRIPTS: Record<string, string> = {
@@ -430,11 +419,11 @@ const CASES: CliCase[] = [
 
 for (const c of CASES) {
   Deno.test(c.name, async () => {
-    const before = touched;
+    const before = wires.touched();
     const r = await run(c.example, c.args, c.perms);
     assertOneSentence(r, c.status, c.match, c.usage);
     await new Promise((resolve) => setTimeout(resolve, 20)); // a connection is accepted by now
-    assert.equal(touched, before, `a port was opened: ${r.stderr}`);
+    assert.equal(wires.touched(), before, `a port was opened: ${r.stderr}`);
     if (c.match !== ABSENT) {
       assert.doesNotMatch(r.stderr, /no PCI device|No vfio-user server|closed the connection/);
     }
@@ -442,11 +431,11 @@ for (const c of CASES) {
 }
 
 Deno.test("the tripwire sees a port that is opened, so the table's zero means none was", async () => {
-  const before = touched;
+  const before = wires.touched();
   const r = await run("port_info", [T0]);
   assert.equal(r.code, 1, r.stderr);
   await new Promise((resolve) => setTimeout(resolve, 20));
-  assert.equal(touched, before + 1, r.stderr);
+  assert.equal(wires.touched(), before + 1, r.stderr);
 });
 
 Deno.test("the bad-input table has at least 30 rows", () => {

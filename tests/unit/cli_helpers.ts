@@ -66,3 +66,43 @@ export function assertOneSentence(r: Run, code: number, match: RegExp, usage = f
   if (usage) assert.match(r.stderr, /^usage: /m, `the usage follows: ${what}`);
   else assert.equal(lines.length, 1, `one line: ${what}`);
 }
+
+/**
+ * Two sockets in `dir` that count the connections made to them, named as ports of both
+ * socket transports (`T0` vfio-user, `T1` vhost-user): a program given them that opens a
+ * port connects, so a count that stays 0 shows it touched no device. Closed at `close()`.
+ *
+ * @example
+ * ```ts ignore
+ * const wires = tripwires(dir);
+ * await run("l2fwd", ["--burst", "0", wires.T0, wires.T1]);
+ * assert.equal(wires.touched(), 0);
+ * ```
+ */
+export function tripwires(dir: string): {
+  T0: string;
+  T1: string;
+  touched(): number;
+  close(): void;
+} {
+  let touched = 0;
+  const listeners = [0, 1].map((i) =>
+    Deno.listen({ transport: "unix", path: `${dir}/t${i}.sock` })
+  );
+  for (const l of listeners) {
+    (async () => {
+      try {
+        for await (const conn of l) {
+          touched++;
+          conn.close();
+        }
+      } catch { /* closed at the end */ }
+    })();
+  }
+  return {
+    T0: `vfio-user:${dir}/t0.sock`,
+    T1: `vhost-user:${dir}/t1.sock`,
+    touched: () => touched,
+    close: () => listeners.forEach((l) => l.close()),
+  };
+}

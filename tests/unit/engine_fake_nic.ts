@@ -30,6 +30,7 @@ import { WORKER_ENTRY, workerSources } from "../../src/engine/worker_sources.ts"
 import type { PortQueuesSpec, RingSpec, WorkerSpec } from "../../src/engine/worker_spec.ts";
 import { splitRingLayout, VIRTQ_DESC_F_WRITE } from "../../src/virtio/ring_math.ts";
 import { SplitQueue } from "../../src/virtio/split_queue.ts";
+import type { VirtioNetPort } from "../../src/net/port.ts";
 
 const HDR = 12;
 const QSIZE = 256;
@@ -440,4 +441,28 @@ class Yielder {
 function sub(buffer: ArrayBuffer, offset: number, length: number): ArrayBuffer {
   const p = Deno.UnsafePointer.of(buffer);
   return Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.offset(p!, offset)!, length);
+}
+
+/**
+ * Plays `port`'s device once: one frame into receiveq1's first posted buffer of `pool`.
+ *
+ * @example
+ * ```ts ignore
+ * deliverFrame(ports[0], pool, udpFrames({ seed: 1, count: 1, flows: 1 })[0]);
+ * ```
+ */
+export function deliverFrame(port: VirtioNetPort, pool: BufferPool, frame: Uint8Array): void {
+  const vq = port.rx(0).vq;
+  const p = Deno.UnsafePointer.offset(Deno.UnsafePointer.of(vq.ringMemory)!, vq.ringOffset)!;
+  const ring = new DeviceRing(
+    Deno.UnsafePointerView.getArrayBuffer(p, splitRingLayout(vq.size).totalBytes),
+    vq.size,
+  );
+  ring.poll();
+  const id = ring.pending[0];
+  const at = ring.desc(id).addr - pool.region.iova;
+  pool.data.fill(0, at, at + port.headerSize);
+  pool.data.set(frame, at + port.headerSize);
+  ring.used(id, port.headerSize + frame.length);
+  ring.publish();
 }

@@ -7,12 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { type BufferPool, createSharedPool } from "../../src/dma/buffer_pool.ts";
+import { createSharedPool } from "../../src/dma/buffer_pool.ts";
 import { ForwardingEngine } from "../../src/engine/engine.ts";
-import type { VirtioNetPort } from "../../src/net/port.ts";
-import { splitRingLayout } from "../../src/virtio/ring_math.ts";
 import { udpFrames } from "../bed/frames.ts";
-import { DeviceRing } from "./engine_fake_nic.ts";
+import { deliverFrame } from "./engine_fake_nic.ts";
 import { openFakePort, portDevice } from "./fake_virtio_pci.ts";
 
 const STUCK = new URL("./engine_stuck_script.ts", import.meta.url).href;
@@ -26,23 +24,6 @@ async function engineOn(name: string, script?: string) {
     script: script ? { path: script } : undefined,
   });
   return { pool, devs, ports, engine };
-}
-
-/** Plays port's device: one frame into receiveq1's first posted buffer. */
-function deliverFrame(port: VirtioNetPort, pool: BufferPool, frame: Uint8Array): void {
-  const vq = port.rx(0).vq;
-  const p = Deno.UnsafePointer.offset(Deno.UnsafePointer.of(vq.ringMemory)!, vq.ringOffset)!;
-  const ring = new DeviceRing(
-    Deno.UnsafePointerView.getArrayBuffer(p, splitRingLayout(vq.size).totalBytes),
-    vq.size,
-  );
-  ring.poll();
-  const id = ring.pending[0];
-  const at = ring.desc(id).addr - pool.region.iova;
-  pool.data.fill(0, at, at + port.headerSize);
-  pool.data.set(frame, at + port.headerSize);
-  ring.used(id, port.headerSize + frame.length);
-  ring.publish();
 }
 
 Deno.test("a worker stuck in a foreign call: stop() reports it, and the ports and the pool keep their memory", async () => {
