@@ -16,7 +16,7 @@
  *      "ports":[{"port":0,"name":N,"link":"up"|"down"|"unknown",
  *                "rxPackets","rxBytes","txPackets","txBytes","rxPps","txPps",
  *                "dropsTxRingFull","txRingFullWaits","dropsNoBuffer","dropsScript","dropsRunt",
- *                "dropsTooLong",
+ *                "dropsTooLong","dropsReset",
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
  *                "queues":[{"queue":0, …the same counters and rates for that pair}]}],
  *      "workers":[{"queue","state","loops","idleWaits","prewarmFrames","prewarmMs",
@@ -27,12 +27,19 @@
  *      "script":{"counters":{NAME:N},"report":…},      (with --script)
  *      "pcap":{"captured","dropped","written"}}        (with --pcap)
  *     {"event":"link","port":0,"name":N,"link":"up"|"down","elapsedS":S}
+ *     {"event":"reconnecting","reason":R,"lostFrames":N,"elapsedS":S}  (with --reconnect)
+ *     {"event":"reconnected","downMs":MS,"elapsedS":S}
  *
  * A "link" line comes as soon as l2fwd sees a port's link change (it reads the link
  * status once a second, only with VIRTIO_NET_F_STATUS; "unknown" otherwise, and no
  * event); in table or off mode it is `port 0: link down at 12.0 s` on stderr. Forwarding
  * goes on while a link is down: what the device does with the frames sent meanwhile
  * (QEMU drops them) is not seen by the driver, which counts them as transmitted.
+ *
+ * With `--reconnect S`, a device fault (DEVICE_NEEDS_RESET, a ring the device corrupted, a
+ * server or back-end gone) resets and reopens both ports instead of ending the run, with
+ * the two events above; counters go on, and "dropsReset" counts the frames the reset lost
+ * (docs/reliability.md).
  *
  * A port's totals are the sums of its queue pairs. Receive counters count frames received
  * on that port; transmit counters and "dropsTxRingFull" frames sent (or not) out of it
@@ -50,8 +57,9 @@
  * the GCs; "warmPackets"/"packets" the packets received by then and by now;
  * "prewarmFrames"/"prewarmMs" the synthetic frames the worker forwarded, and how long it
  * took, to warm its code before the ports opened (`--prewarm`). Exit
- * status: 0 after a clean stop (duration over, SIGINT or SIGTERM while forwarding), 1 on a
- * driver or worker error, a device that reports DEVICE_NEEDS_RESET or a missing
+ * status: 0 after a clean stop (duration over, SIGINT or SIGTERM while forwarding, also
+ * after reconnections), 1 on a driver or worker error, a device that reports
+ * DEVICE_NEEDS_RESET (without --reconnect, or when reconnecting failed) or a missing
  * --allow-ffi, --allow-read or --allow-write, a --script that does not load or a --pcap
  * file that cannot be written (the environment, not the command line), 2 on bad usage
  * (`--help` lists both), 130 (SIGINT) or
@@ -208,6 +216,8 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
   const newPool = () =>
     createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
   let pool = newPool();
+  // Set when a port did not confirm its reset: its device may still use the pool.
+  let poolUnsafe = false;
   const ports: VirtioNetPort[] = [];
   let engine: ForwardingEngine | null = null;
   let warm: PrewarmedWorkers | undefined;
@@ -216,14 +226,15 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
     await signals.step();
     // Workers warm their code on synthetic frames before any port is open, so the first
     // frames a back-end sends at link-up meet optimised code (docs/performance.md).
+    const prewarmOptions = {
+      burst,
+      drainUs: run.drainUs,
+      txFull: run.txFull,
+      macRewrite: run.macRewrite,
+      prewarmFrames: run.prewarm,
+    };
     if (run.prewarm > 0) {
-      warm = await ForwardingEngine.prewarm(queues, {
-        burst,
-        drainUs: run.drainUs,
-        txFull: run.txFull,
-        macRewrite: run.macRewrite,
-        prewarmFrames: run.prewarm,
-      });
+      warm = await ForwardingEngine.prewarm(queues, prewarmOptions);
       await signals.step();
     }
     await openPorts(run, pool, ports, signals.step);
@@ -240,7 +251,6 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       txFull: run.txFull,
       warmupPackets: run.warmup,
       prewarmFrames: run.prewarm,
-      prewarmed: warm,
       heapAudit: run.heapAudit,
       script: run.script ? { path: run.script, args: run.scriptArgs } : undefined,
       capture: run.pcap
@@ -311,11 +321,20 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       lastAt = now;
     };
 
+    let downSince = 0, fruitless = 0;
     for (let session = 0;; session++) {
-      engine = await ForwardingEngine.start(ports, pool, {
-        ...engineOptions,
-        prewarmed: session === 0 ? warm : undefined,
-      });
+      try {
+        engine = await ForwardingEngine.start(ports, pool, { ...engineOptions, prewarmed: warm });
+      } catch (e) {
+        if (session === 0) throw e;
+        noteFailure(e); // after a reconnect: the counters so far still get their summary
+        report("summary", carried!, performance.now());
+        break;
+      }
+      if (downSince) {
+        const downMs = Math.round(performance.now() - downSince);
+        event("reconnected", { downMs }, `reconnected, forwarding after ${downMs} ms`);
+      }
       if (session === 0) {
         await signals.step();
         started = true;
@@ -386,49 +405,51 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         signals.setWake(finish);
         if (failed.length || signals.signalled()) finish();
       });
-      // A fault with --reconnect: the ports are reset next, so the workers send no more.
-      const final = await engine.stop(undefined, {
-        drain: failed.length === 0 || run.reconnectS === 0,
-      });
-      // --reconnect: a device fault (not a signal, not a worker that would not stop) resets
-      // and reopens both ports and forwarding goes on, counters carried over.
-      if (
-        failed.length === 0 || run.reconnectS === 0 || signals.signalled() ||
-        final.unsafeToRelease
-      ) {
-        report("summary", addSessions(carried, final), performance.now());
+      // --reconnect (docs/reliability.md): a device fault (DEVICE_NEEDS_RESET, a ring the
+      // device corrupted, a server or back-end gone) resets and reopens both ports. The
+      // workers then send nothing more: what they hold is lost to the reset and counted so.
+      const fault = failed.length > 0 &&
+        failed.every((e) => e.code === "DEVICE_MISBEHAVED" || e.code === "TRANSPORT");
+      const reconnect = fault && run.reconnectS > 0 && !signals.signalled() && fruitless < 5;
+      const final = await engine.stop(undefined, { drain: !reconnect });
+      const ended = reconnect ? endSession(final) : final;
+      const total = addSessions(carried, ended);
+      if (!reconnect || final.unsafeToRelease) {
+        report("summary", total, performance.now());
         break;
       }
-      const ended = endSession(final);
-      const lostFrames = ended.ports.reduce((n, p) => n + p.dropsReset, 0);
-      const total = addSessions(carried, ended);
       carried = total;
+      // Five reconnects in a row with nothing forwarded in between: give up.
+      fruitless = final.ports.some((p) => p.rxPackets > 0) ? 0 : fruitless + 1;
+      const lostFrames = ended.ports.reduce((n, p) => n + p.dropsReset, 0);
       const why = failed.splice(0).map((e) => e.message).join(" ");
       event("reconnecting", { reason: why, lostFrames }, `reconnecting (${why})`);
-      const down = performance.now();
+      downSince = performance.now();
       const problems = closePorts(ports);
       if (problems.length) {
+        poolUnsafe = true; // a device that did not confirm its reset may still use the pool
         failed.push(...problems.map((m: string) => new DriverError("DEVICE_MISBEHAVED", m)));
         report("summary", total, performance.now());
         break;
       }
       pool.region.free();
       pool = newPool();
+      // The next workers warm while the devices are down, not while their rings fill.
+      warm = run.prewarm > 0 ? await ForwardingEngine.prewarm(queues, prewarmOptions) : undefined;
+      const deadline = Math.min(downSince + run.reconnectS * 1000, t0 + run.durationMs);
       try {
-        await reopenPorts(
-          run,
-          pool,
-          ports,
-          down + run.reconnectS * 1000,
-          () => signals.signalled() !== null,
-        );
+        await reopenPorts(run, pool, ports, deadline, () => signals.signalled() !== null);
       } catch (e) {
-        noteFailure(e);
+        if ((e as { closeProblem?: boolean }).closeProblem) poolUnsafe = true;
+        // A signal while reconnecting is a stop like any other, not a failure.
+        if (!signals.signalled()) noteFailure(e);
         report("summary", total, performance.now());
         break;
       }
-      const downMs = Math.round(performance.now() - down);
-      event("reconnected", { downMs }, `reconnected after ${downMs} ms`);
+      if (performance.now() - t0 >= run.durationMs || signals.signalled()) {
+        report("summary", total, performance.now());
+        break;
+      }
     }
     if (rebalanceMs > 0) {
       console.error(
@@ -454,13 +475,13 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
     if (engine) await engine.stop();
     warm?.terminate(); // unless the engine took them
     const problems = closePorts(ports);
-    // A port that did not confirm its reset may still DMA into the pool: keep it mapped until
-    // the process exits rather than hand its pages back (docs/security.md).
-    if (problems.length === 0) pool.region.free();
-    else problems.push("the shared packet pool stays mapped until l2fwd exits.");
     // Reported, not thrown: an error from try{} above must not be replaced by this one.
     for (const m of problems) console.error(`error: ${m}`);
     if (problems.length) closeFailed = true;
+    // A port that did not confirm its reset may still DMA into the pool: keep it mapped until
+    // the process exits rather than hand its pages back (docs/security.md).
+    if (problems.length === 0 && !poolUnsafe) pool.region.free();
+    else console.error("error: the shared packet pool stays mapped until l2fwd exits.");
   }
 }
 

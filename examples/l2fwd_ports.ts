@@ -70,7 +70,9 @@ export function closePorts(ports: VirtioNetPort[]): string[] {
 /**
  * Opens both ports again (see {@linkcode openPorts}), retrying every 200 ms until they open
  * or `deadline` (performance.now() ms) passes or `stop()` says so; then throws the last
- * error. What failed to open half-way is closed before the next try.
+ * error. What failed to open half-way is closed before the next try; when that close fails
+ * (a device that did not confirm its reset, which may still use the pool), it throws that
+ * at once, with `closeProblem: true` on the error.
  *
  * @example
  * ```ts ignore
@@ -89,7 +91,12 @@ export async function reopenPorts(
       await openPorts(run, pool, ports, () => Promise.resolve());
       return;
     } catch (e) {
-      closePorts(ports);
+      const problems = closePorts(ports);
+      if (problems.length) {
+        throw Object.assign(new DriverError("DEVICE_MISBEHAVED", problems.join(" ")), {
+          closeProblem: true,
+        });
+      }
       if (stop() || performance.now() + 200 > deadline) {
         throw e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e));
       }

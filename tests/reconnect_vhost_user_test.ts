@@ -67,6 +67,12 @@ Deno.test({
       // Both sessions' counters: all of the second run, and at least the quarter of the first.
       assert.ok(s.ports[0].rxPackets >= N + N / 4, `port 0 received ${s.ports[0].rxPackets}`);
       assertEveryFrameAccounted(s as Parameters<typeof assertEveryFrameAccounted>[0]);
+      // What the reset lost is at most what a worker holds: a ring and two bursts a port.
+      const lost = (s.ports as unknown as { dropsReset: number }[]).reduce(
+        (n, p) => n + p.dropsReset,
+        0,
+      );
+      assert.ok(lost <= 2 * (256 + 64), `${lost} frames lost to the reset`);
       assert.ok(s.workers.every((w) => w.state === "done"), JSON.stringify(s.workers));
     } finally {
       try {

@@ -157,6 +157,8 @@ export async function awaitWorkersLeft(
  * ```
  */
 export function requestStop(ctl: Int32Array, how: number = STOP_DRAIN): void {
-  Atomics.store(ctl, CTL_STOP, how);
+  // STOP_DRAIN never replaces STOP_NOW: once told to send nothing more, workers stay told.
+  if (how === STOP_NOW) Atomics.store(ctl, CTL_STOP, STOP_NOW);
+  else Atomics.compareExchange(ctl, CTL_STOP, 0, how);
   Atomics.notify(ctl, CTL_STOP);
 }

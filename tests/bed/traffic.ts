@@ -118,6 +118,23 @@ export async function sendFrames(
   }
 }
 
+/**
+ * A statistics counter (e.g. "rx_packets", "tx_dropped") of NIC `nic`'s tap, read inside the
+ * bed's namespace.
+ *
+ * @example
+ * ```ts ignore
+ * const sentToHost = await tapCounter(bed, 1, "rx_packets"); // frames the NIC sent
+ * ```
+ */
+export async function tapCounter(bed: TrafficBed, nic: number, name: string): Promise<number> {
+  const path = `/sys/class/net/${bed.tapName(nic)}/statistics/${name}`;
+  const out = await new Deno.Command("ip", { args: ["netns", "exec", bed.netns, "cat", path] })
+    .output();
+  if (!out.success) throw new Error(`reading ${path} in ${bed.netns} failed`);
+  return Number(dec.decode(out.stdout).trim());
+}
+
 /** Error of an incomplete capture; carries what did arrive. */
 export class CaptureError extends Error {
   /** The frames that arrived before the timeout. */

@@ -1,7 +1,7 @@
 /**
  * Makes QEMU refuse a descriptor, so that it sets DEVICE_NEEDS_RESET (its virtio_error(),
  * "Guest says index 65535 is available"), under a running l2fwd: for the VM bed's
- * reset-recovery test (tests/reconnect_vm_test.ts). Runs in the guest as root:
+ * reset-recovery step (tests/reset_checks.ts, run by tests/l2fwd_vm_test.ts). Runs in the guest as root:
  *
  *     deno run --allow-all tests/guest/spoil_avail_ring.ts PID [RING_SIZE]
  *
@@ -11,8 +11,9 @@
  * own region, which starts with receiveq1's ring (src/net/port.ts): its available ring's
  * slots (virtio 1.x §2.7.6, at byte 4 of the 64-byte aligned ring after RING_SIZE
  * 16-byte descriptors; default 256) are all set to 0xffff, a descriptor index no ring
- * has. The driver writes slots only when it posts buffers, so the next frame the device
- * takes for that queue reads a spoilt slot. Prints the regions it changed.
+ * has: every port's, so whichever NIC next receives a frame fails first. The driver writes
+ * slots only when it posts buffers, so the next frame the device takes for that queue reads
+ * a spoilt slot. Prints the regions it changed.
  *
  * @module
  */

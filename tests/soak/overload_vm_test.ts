@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { PcapWriter } from "../../src/pcap/pcap.ts";
 import { shellQuote } from "../bed/guest_agent.ts";
 import { udpFrames } from "../bed/frames.ts";
-import { sendFrames, startCapture } from "../bed/traffic.ts";
+import { sendFrames, startCapture, tapCounter } from "../bed/traffic.ts";
 import { VmBed } from "../bed/vm.ts";
 import { framesOf, summaryOf } from "../l2fwd_checks.ts";
 import { soakLength } from "./soak_length.ts";
@@ -27,15 +27,6 @@ const OVERLOAD_S = soakLength(60, 5);
 const CHUNK = 50_000;
 /** The paced stream afterwards: a rate the TCG guest forwards in full. */
 const CALM_RATE = 5000, CALM_FRAMES = 10_000;
-
-/** A counter of an interface inside the bed's namespace. */
-async function counter(bed: VmBed, ifname: string, name: string): Promise<number> {
-  const out = await new Deno.Command("ip", {
-    args: ["netns", "exec", bed.netns, "cat", `/sys/class/net/${ifname}/statistics/${name}`],
-  }).output();
-  assert.ok(out.success, `reading ${ifname}'s ${name} failed`);
-  return Number(new TextDecoder().decode(out.stdout).trim());
-}
 
 Deno.test({
   name:
@@ -64,9 +55,9 @@ Deno.test({
       for (const f of udpFrames({ seed: 44, count: CHUNK, flows: 256, dst })) w.append(f);
       pcap = await Deno.makeTempFile({ prefix: "vd-overload-", suffix: ".pcap" });
       await Deno.writeFile(pcap, w.bytes());
-      const tap1 = bed.tapName(1);
-      const egressBefore = await counter(bed, tap1, "rx_packets") +
-        await counter(bed, tap1, "rx_dropped");
+      const sentByNic1 = async () =>
+        await tapCounter(bed, 1, "rx_packets") + await tapCounter(bed, 1, "rx_dropped");
+      const egressBefore = await sentByNic1();
 
       let offered = 0, tapDrops = 0;
       const send = async (until: number) => {
@@ -90,8 +81,7 @@ Deno.test({
       const calmSent = await sendFrames(bed, 0, calm, { rate: CALM_RATE });
       const got = await framesOf(cap);
       await new Promise((r) => setTimeout(r, 2000));
-      const egress = await counter(bed, tap1, "rx_packets") +
-        await counter(bed, tap1, "rx_dropped") - egressBefore;
+      const egress = await sentByNic1() - egressBefore;
       await bed.exec(`kill -INT ${pid}`);
       const r = await p.wait(30000);
       assert.equal(r.code, 0, r.stderr);

@@ -11,6 +11,13 @@ import { createSharedPool } from "../../src/dma/buffer_pool.ts";
 import { ForwardingEngine } from "../../src/engine/engine.ts";
 import { udpFrames } from "../bed/frames.ts";
 import { deliverFrame } from "./engine_fake_nic.ts";
+import {
+  CTL_STOP,
+  requestStop,
+  sharedControl,
+  STOP_DRAIN,
+  STOP_NOW,
+} from "../../src/engine/control.ts";
 import { openFakePort, portDevice } from "./fake_virtio_pci.ts";
 
 const STUCK = new URL("./engine_stuck_script.ts", import.meta.url).href;
@@ -67,4 +74,14 @@ Deno.test("workers that stopped: stop() says the memory can go, and closing rele
     ]);
   }
   assert.equal(pool.region.free(), true);
+});
+
+Deno.test("the stop flag: STOP_NOW replaces STOP_DRAIN, and STOP_DRAIN never replaces STOP_NOW", () => {
+  const ctl = sharedControl(1);
+  requestStop(ctl);
+  assert.equal(Atomics.load(ctl, CTL_STOP), STOP_DRAIN);
+  requestStop(ctl, STOP_NOW); // a fault after a worker failed: send nothing more
+  assert.equal(Atomics.load(ctl, CTL_STOP), STOP_NOW);
+  requestStop(ctl); // what awaitWorkersLeft raises while it waits
+  assert.equal(Atomics.load(ctl, CTL_STOP), STOP_NOW);
 });
