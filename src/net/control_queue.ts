@@ -206,8 +206,15 @@ export class ControlQueue {
       this.#broken ??= `${name} did not complete`;
       throw e;
     }
-    const ack = b[this.#ackOffset];
-    if (ack !== VIRTIO_NET_OK) throw new ControlCommandError(this.#port, cls, cmd, ack);
+    const ack = b[this.#ackOffset]; // read once: the device could rewrite it
+    if (ack === VIRTIO_NET_OK) return;
+    if (ack === VIRTIO_NET_ERR) throw new ControlCommandError(this.#port, cls, cmd, ack);
+    // §5.1.6.5: the ack is VIRTIO_NET_OK or VIRTIO_NET_ERR; 0xff is the driver's own marker,
+    // left there when the device returned the buffer without writing it.
+    this.#fail(
+      `the device answered ${name} with ack ${ack}`,
+      `${this.#port} answered ${name} with ack ${ack}, neither VIRTIO_NET_OK nor VIRTIO_NET_ERR: the device is broken; restart the port to reset it.`,
+    );
   }
 
   /** Waits for command `token`'s completion and checks it (§2.7.8). */

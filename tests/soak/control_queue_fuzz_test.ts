@@ -2,9 +2,10 @@
  * The control queue (src/net/control_queue.ts) against a hostile device (issue 13, item 2):
  * a million commands under `deno task soak`, 100,000 in CI. The device answers inside the
  * notification, as QEMU does: mostly as §5.1.6.5 says, sometimes not at all, with a wrong
- * length, a wrong or out-of-range id, an answer given twice or replayed before the real one,
- * or a used index far ahead. Every outcome is predicted: a good answer returns (OK) or
- * throws ControlCommandError (any other ack), anything else throws DEVICE_MISBEHAVED and
+ * length, an ack that is neither OK nor ERR, a wrong or out-of-range id, an answer given
+ * twice or replayed before the real one, or a used index far ahead. Every outcome is
+ * predicted: a good answer returns (OK) or throws ControlCommandError (ERR), anything else
+ * throws DEVICE_MISBEHAVED and
  * breaks the queue, which then sends nothing until it is set up again (a device reset).
  */
 
@@ -16,6 +17,7 @@ import {
   CONTROL_DATA_MAX,
   ControlCommandError,
   ControlQueue,
+  VIRTIO_NET_ERR,
   VIRTIO_NET_OK,
 } from "../../src/net/control_queue.ts";
 import {
@@ -29,7 +31,17 @@ import { soakLength } from "./soak_length.ts";
 
 const COMMANDS = soakLength(1_000_000, 100_000);
 const IOVA = 0x4000_0000;
-const BEHAVIOURS = ["ok", "err", "silent", "len", "id", "twice", "replay", "ahead"] as const;
+const BEHAVIOURS = [
+  "ok",
+  "err",
+  "bad-ack",
+  "silent",
+  "len",
+  "id",
+  "twice",
+  "replay",
+  "ahead",
+] as const;
 type Behaviour = typeof BEHAVIOURS[number];
 
 /** The device side of a control queue, answering in its notify callback. */
@@ -96,8 +108,8 @@ class HostileControlDevice {
       "the command buffer holds class, command and data",
     );
     const b = this.behaviour, rng = this.rng;
-    if (b === "ok" || b === "err") {
-      this.ack = b === "ok" ? VIRTIO_NET_OK : 1 + rng.below(255);
+    if (b === "ok" || b === "err" || b === "bad-ack") {
+      this.ack = b === "ok" ? VIRTIO_NET_OK : b === "err" ? VIRTIO_NET_ERR : 2 + rng.below(254);
       this.bytes[ack.addr - IOVA] = this.ack;
       this.#answer(head, 1);
     } else if (b === "len") this.#answer(head, rng.chance(0.5) ? 0 : 2 + rng.below(1 << 16));

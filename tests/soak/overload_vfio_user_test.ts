@@ -103,8 +103,6 @@ Deno.test({
       assert.equal(r.code, 0, `l2fwd ended with ${r.code}: ${r.stderr}`);
       const s = summaryOf(r.stdout);
 
-      const drops = (p: Record<string, number>) =>
-        Object.entries(p).filter(([k]) => k.startsWith("drops")).reduce((n, [, v]) => n + v, 0);
       console.log(
         `overload ${overloadS.toFixed(1)} s: offered ${offered.join(" + ")} frames ` +
           `(${Math.round((offered[0] + offered[1]) / overloadS)}/s incl. warm-up), tap drops ` +
