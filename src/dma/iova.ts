@@ -76,6 +76,9 @@ export class IovaAllocator {
    * range that is not allocated (a bug: freed twice, or never allocated).
    */
   free(iova: bigint, size: number): void {
+    if (!(Number.isSafeInteger(size) && size > 0)) {
+      throw new RangeError(`freeing ${size} bytes of IOVA space: give the size allocated.`);
+    }
     let start = iova, end = iova + BigInt(size);
     const list = this.#freed;
     let i = 0;
