@@ -22,6 +22,7 @@ import { routeMsixQueueInterrupt } from "./pci_queue_interrupts.ts";
 import type { QueueNotifier } from "./virtqueue.ts";
 import type { QueueInterruptOptions, QueueInterruptRoute, VirtioTransport } from "./transport.ts";
 import {
+  VIRTIO_CONFIG_S_DRIVER_OK,
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
@@ -453,6 +454,14 @@ export class VirtioPciTransport implements VirtioTransport {
         `${this.pci.name} reports ${
           s & VIRTIO_CONFIG_S_NEEDS_RESET ? "DEVICE_NEEDS_RESET" : "FAILED"
         }: restart the port to reset the device.`,
+      );
+    }
+    // Reset under the driver (by someone else, or a device that reset itself): status no
+    // longer says DRIVER_OK, and the queues the driver set up are gone.
+    if (!(s & VIRTIO_CONFIG_S_DRIVER_OK)) {
+      throw new DriverError(
+        "DEVICE_MISBEHAVED",
+        `${this.pci.name} was reset under the driver (device_status reads ${s}, without DRIVER_OK): restart the port to set it up again.`,
       );
     }
   }

@@ -206,7 +206,7 @@ Deno.test("setupQueue() rejects a notification address outside the notify struct
   );
 });
 
-Deno.test("checkHealthy() throws on DEVICE_NEEDS_RESET or FAILED and passes otherwise", () => {
+Deno.test("checkHealthy() throws on DEVICE_NEEDS_RESET, FAILED or a reset under the driver, and passes otherwise", () => {
   const { bar, t } = device();
   bar.status = 0x0f;
   t.checkHealthy();
@@ -214,6 +214,8 @@ Deno.test("checkHealthy() throws on DEVICE_NEEDS_RESET or FAILED and passes othe
   assertDriverError(() => t.checkHealthy(), "DEVICE_MISBEHAVED", /reports DEVICE_NEEDS_RESET/);
   bar.status = 0x0b | VIRTIO_CONFIG_S_FAILED;
   assertDriverError(() => t.checkHealthy(), "DEVICE_MISBEHAVED", /reports FAILED/);
+  bar.status = 0; // reset by someone else
+  assertDriverError(() => t.checkHealthy(), "DEVICE_MISBEHAVED", /reset under the driver/);
 });
 
 Deno.test("readConfig() repeats the read until config_generation is stable", () => {
