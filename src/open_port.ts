@@ -26,6 +26,7 @@ import { VfioUserDevice, type VfioUserOpenOptions } from "./vfio_user/vfio_user_
 import { VirtioPciTransport } from "./virtio/pci_transport.ts";
 import type { VirtioTransport } from "./virtio/transport.ts";
 import { VhostUserTransport } from "./virtio/vhost_user_transport.ts";
+import { shown } from "./shown.ts";
 
 /** How to open a port's transport, by kind. */
 export interface TransportOptions {
@@ -155,13 +156,6 @@ function portSpec(spec: string | PortSpec): PortSpec {
     return parsePortSpec(spec as unknown as string);
   }
   return spec;
-}
-
-/** `v` as a message shows it: strings quoted, objects by kind. */
-function shown(v: unknown): string {
-  if (typeof v === "string") return `'${v}'`;
-  if (v === null || typeof v !== "object") return String(v);
-  return Array.isArray(v) ? "an array" : "an object";
 }
 
 /**

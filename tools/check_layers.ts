@@ -22,6 +22,7 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const LAYERS: [string, number][] = [
   ["ffi", 0],
   ["src/errors.ts", 1],
+  ["src/shown.ts", 1],
   ["src/dma", 2],
   ["src/pcap", 2],
   ["src/pci", 3],

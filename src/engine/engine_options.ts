@@ -11,6 +11,7 @@ import { DriverError } from "../errors.ts";
 import { MAX_QUEUE_PAIRS } from "../net/port_checks.ts";
 import type { EngineOptions } from "./engine.ts";
 import { PrewarmedWorkers } from "./prewarmed_workers.ts";
+import { shown } from "../shown.ts";
 
 /** The longest timeout setTimeout and poll(2) hold: 2^31-1 ms (longer ones fire at once). */
 const MAX_TIMEOUT_MS = 0x7fffffff;
@@ -18,21 +19,6 @@ const MAX_TIMEOUT_MS = 0x7fffffff;
 const MAX_OPTION_NUMBER = 1e9;
 /** The smallest and largest capture side buffer (room for a 9234-byte frame, and 1 GiB). */
 const MIN_RING_BYTES = 1 << 16, MAX_RING_BYTES = 1 << 30;
-
-/**
- * `v` as a message shows it: strings quoted, objects by kind.
- *
- * @example
- * ```ts
- * import { shown } from "./engine_options.ts";
- * shown("x"); // "'x'"
- * ```
- */
-export function shown(v: unknown): string {
-  if (typeof v === "string") return `'${v}'`;
-  if (v === null || typeof v !== "object") return String(v);
-  return Array.isArray(v) ? "an array" : "an object";
-}
 
 /**
  * Refuses engine options no run could take (types and ranges), before anything is

@@ -15,16 +15,10 @@ import { isValidQueueSize, VIRTQ_MAX_SIZE } from "../virtio/ring_math.ts";
 import type { NetConfig } from "./config.ts";
 import { VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ, VIRTIO_NET_F_RSS } from "./features.ts";
 import type { PortOptions } from "./port.ts";
+import { shown } from "../shown.ts";
 
 /** The most queue pairs a device can have (§5.1.4.1: max_virtqueue_pairs ≤ 0x8000). */
 export const MAX_QUEUE_PAIRS = 0x8000;
-
-/** `v` as a message shows it: strings quoted, objects by kind. */
-function shown(v: unknown): string {
-  if (typeof v === "string") return `'${v}'`;
-  if (v === null || typeof v !== "object") return String(v);
-  return Array.isArray(v) ? "an array" : "an object";
-}
 
 /**
  * Refuses {@linkcode PortOptions} that no device could take (types and ranges), before
