@@ -15,7 +15,8 @@
 
 import assert from "node:assert/strict";
 import { udpFlow, udpFrames } from "./bed/frames.ts";
-import { sendFrames, startCapture } from "./bed/traffic.ts";
+import { sendFrames, startCapture, tapCounter } from "./bed/traffic.ts";
+import { KernelDropTrace } from "./bed/kernel_drops.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 import {
@@ -189,17 +190,28 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
           maxSize: 256,
         });
         const run = await startL2fwd(bed, l2fwdCmd(bed, []));
-        const cap = await startCapture(bed, 1, {
-          count,
-          timeoutMs: 120000,
-          ethertype: 0x0800,
-        });
-        const sent = await sendFrames(bed, 0, frames, { rate: FAST_RATE });
-        const out = await framesOf(cap);
+        const tapRx = async () => [
+          await tapCounter(bed, 1, "rx_packets"),
+          await tapCounter(bed, 1, "rx_dropped"),
+        ];
+        const tapBefore = await tapRx();
+        // Drops anywhere in the host but the bed's own (the tap's ingress filter, after the
+        // capture): if NIC 1's frames are lost on their way to the capture, it says where.
+        const trace = KernelDropTrace.start({ except: ["TC_INGRESS"] });
+        const cap = await startCapture(bed, 1, { count, timeoutMs: 120000, ethertype: 0x0800 });
+        let sent, out, tapAtEnd;
+        try {
+          sent = await sendFrames(bed, 0, frames, { rate: FAST_RATE });
+          out = await framesOf(cap);
+          tapAtEnd = await tapRx();
+        } finally {
+          trace.stop();
+        }
+        const st = await cap.stats();
         const r = await run.interrupt();
+        const tapAfterStop = await tapRx();
         assert.equal(r.code, 0, r.stderr);
         const s = summaryOf(r.stdout);
-        const st = await cap.stats();
         const [p0, p1] = s.ports;
         // Where every frame went: into the guest (or dropped by the host before it), through
         // l2fwd (or dropped by it, by reason), out of NIC 1 into the capture (or dropped there).
@@ -210,8 +222,17 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
             `(ring-full drops ${p1.dropsTxRingFull}, waits ${p1.txRingFullWaits}); ` +
             `captured ${out.length}, capture socket drops ${st?.socketDrops ?? "?"}`,
         );
+        const qemuDrops = trace.drops.filter((d) => d.tgid === bed.qemuPid);
         assertCaptured([["NIC 1", out.length]], count, s, r.stderr, [
           `host drops before NIC 0: ${JSON.stringify(sent.drops)}`,
+          // Frames still in NIC 1's transmit ring when the capture ended leave at the stop.
+          `NIC 1's tap took ${tapAtEnd[0] - tapBefore[0]} frames (rx_dropped ` +
+          `${tapAtEnd[1] - tapBefore[1]}) by the end of the capture, ` +
+          `${tapAfterStop[0] - tapBefore[0]} once l2fwd had stopped`,
+          `capture: ${JSON.stringify(st)}`,
+          `host drops in QEMU's context (skb:kfree_skb, all reasons but TC_INGRESS): ${
+            JSON.stringify(qemuDrops)
+          }`,
         ]);
         assertSameFramesPerFlow(frames, out, (f) => f, "NIC 1");
       },

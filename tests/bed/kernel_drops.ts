@@ -52,9 +52,9 @@ export class KernelDropTrace {
    * NOT_SPECIFIED, which a tun purge gives); throws one sentence when kernel tracing is not
    * available. E.g. `["CPU_BACKLOG", "SOCKET_RCVBUFF", "FULL_RING"]` for where the host lost
    * frames a guest sent (the numbers differ between kernels: they are read from the
-   * tracepoint's format).
+   * tracepoint's format), or `{ except: ["TC_INGRESS"] }` for every reason but those.
    */
-  static start(reasons: string[] = ["NOT_SPECIFIED"]): KernelDropTrace {
+  static start(reasons: string[] | { except: string[] } = ["NOT_SPECIFIED"]): KernelDropTrace {
     try {
       Deno.statSync(`${TRACEFS}/instances`);
     } catch {
@@ -76,10 +76,10 @@ export class KernelDropTrace {
       Deno.writeTextFileSync(`${dir}/options/record-tgid`, "1");
       // A purge gives no reason (NOT_SPECIFIED); FULL_RING and the like are counted by the
       // interface already. Filtering in the kernel keeps the buffer for what matters.
-      const codes = dropReasonCodes(
-        Deno.readTextFileSync(`${TRACEFS}/events/skb/kfree_skb/format`),
-        reasons,
-      );
+      const format = Deno.readTextFileSync(`${TRACEFS}/events/skb/kfree_skb/format`);
+      const codes = Array.isArray(reasons)
+        ? dropReasonCodes(format, reasons)
+        : dropReasonCodesExcept(format, reasons.except);
       Deno.writeTextFileSync(
         `${dir}/events/skb/kfree_skb/filter`,
         codes.map((c) => `reason == ${c}`).join(" || "),
@@ -146,6 +146,26 @@ export function dropReasonCodes(format: string, names: string[]): number[] {
     if (c === undefined) throw new Error(`this kernel has no skb drop reason ${n}`);
     return c;
   });
+}
+
+/**
+ * The numbers of every drop reason but the given ones (and the markers NOT_DROPPED_YET,
+ * CONSUMED and MAX), from the kfree_skb tracepoint's format file: for a trace that looks
+ * for drops nobody expected, leaving out those a bed makes on purpose.
+ *
+ * @example
+ * ```ts
+ * import { dropReasonCodesExcept } from "./kernel_drops.ts";
+ * dropReasonCodesExcept('{ 2, "NOT_SPECIFIED" }, { 71, "TC_INGRESS" }', ["TC_INGRESS"]); // [2]
+ * ```
+ */
+export function dropReasonCodesExcept(format: string, names: string[]): number[] {
+  const skip = new Set([...names, "NOT_DROPPED_YET", "CONSUMED", "MAX"]);
+  const all = [...format.matchAll(/\{\s*(\d+),\s*"([A-Z0-9_]+)"\s*\}/g)];
+  for (const n of names) {
+    if (!all.some((m) => m[2] === n)) throw new Error(`this kernel has no skb drop reason ${n}`);
+  }
+  return all.filter((m) => !skip.has(m[2])).map((m) => Number(m[1]));
 }
 
 /** Where a tun queue's frames are freed on detach (the name differs with inlining). */
