@@ -60,6 +60,8 @@ export interface PortLine {
   txRingFullWaits: number;
   dropsNoBuffer: number;
   dropsScript: number;
+  dropsTooLong: number;
+  dropsReset: number;
   kicks: number;
   queues: {
     queue: number;

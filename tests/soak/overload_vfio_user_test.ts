@@ -19,6 +19,14 @@ import { startHostL2fwd } from "../bed/host_l2fwd.ts";
 import { sendFrames, startCapture, tapCounter } from "../bed/traffic.ts";
 import { VfioUserBed } from "../bed/vfio_user_bed.ts";
 import { framesOf, summaryOf } from "../l2fwd_checks.ts";
+import {
+  assertForwardedOrDropped,
+  assertMemoryHeld,
+  dropsOf,
+  memoryReport,
+  quiet,
+  rss,
+} from "./overload_checks.ts";
 import { soakLength } from "./soak_length.ts";
 
 const OVERLOAD_S = soakLength(60, 5);
@@ -26,31 +34,6 @@ const OVERLOAD_S = soakLength(60, 5);
 const CHUNK = 50_000;
 /** The paced stream afterwards: a rate the server takes in full (tests/l2fwd_vfio_user_test.ts). */
 const CALM_RATE = 5000, CALM_FRAMES = 10_000;
-
-/** Resident memory of a process, in bytes. */
-function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  assert.ok(m, `no VmRSS for process ${pid}`);
-  return Number(m[1]) * 1024;
-}
-
-/** l2fwd's last per-second stats line so far. */
-function lastStats(stdout: string) {
-  const line = stdout.trim().split("\n").findLast((l) => l.includes('"event":"stats"'));
-  return line ? JSON.parse(line) : null;
-}
-
-/** Waits until l2fwd's receive counters have not moved for 2 s of stats lines. */
-async function quiet(stdoutSoFar: () => string): Promise<void> {
-  let seen = -1, still = 0;
-  for (let waited = 0; still < 3 && waited < 60; waited++) {
-    await new Promise((r) => setTimeout(r, 1000));
-    const s = lastStats(stdoutSoFar());
-    const rx = s ? s.ports[0].rxPackets + s.ports[1].rxPackets : -1;
-    still = rx === seen ? still + 1 : 0;
-    seen = rx;
-  }
-}
 
 Deno.test({
   name:
@@ -110,15 +93,8 @@ Deno.test({
             s.ports.map((p) => p.rxPackets).join(" + ")
           }, ` +
           `tx ${s.ports.map((p) => p.txPackets).join(" + ")}, drops by reason ${
-            JSON.stringify(s.ports.map((p) =>
-              Object.fromEntries(
-                Object.entries(p).filter(([k]) => k.startsWith("drops")),
-              )
-            ))
-          }; RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MiB; ` +
-          `heap creep ${s.workers.map((w) => w.heapCreep).join(", ")} B, GCs ${
-            s.workers.map((w) => w.heapDrops).join(", ")
-          }; ` +
+            JSON.stringify(s.ports.map(dropsOf))
+          }; ${memoryReport(s, rssBefore, rssAfter)}; ` +
           `afterwards ${got.length} of ${CALM_FRAMES} paced frames (${calmSent.dropped} tap drops)`,
       );
       // It was overloaded: the device ran out of receive buffers and the taps dropped.
@@ -131,13 +107,7 @@ Deno.test({
           tapDrops[inn] + (inn === 0 ? calmSent.dropped : 0) + s.ports[inn].rxPackets,
           `port ${inn}: offered ≠ tap drops + received`,
         );
-        // Sent out of the other port, dropped there (ring full, too long) or by the script.
-        const [rx, tx] = [s.ports[inn], s.ports[out]] as unknown as Record<string, number>[];
-        assert.equal(
-          rx.rxPackets,
-          tx.txPackets + tx.dropsTxRingFull + tx.dropsTooLong + rx.dropsScript,
-          `port ${inn}: received ≠ transmitted on port ${out} + dropped`,
-        );
+        assertForwardedOrDropped(s, inn, out);
       }
       for (const nic of [0, 1]) {
         assert.equal(
@@ -146,13 +116,7 @@ Deno.test({
           `port ${nic}: transmitted ≠ what reached its tap`,
         );
       }
-      // Memory held: no collection, no creep, RSS within 16 MiB (a leak of one 64-byte
-      // object per frame would be hundreds of MiB here).
-      for (const w of s.workers) {
-        assert.equal(w.heapDrops, 0, `worker ${w.queue} collected garbage`);
-        assert.ok(w.heapCreep < 32768, `worker ${w.queue}'s heap crept by ${w.heapCreep} B`);
-      }
-      assert.ok(rssAfter - rssBefore < 16 * 2 ** 20, `RSS grew by ${rssAfter - rssBefore} B`);
+      assertMemoryHeld(s, rssBefore, rssAfter);
       // And the load dropped: no loss.
       assert.equal(calmSent.dropped, 0, "the tap dropped paced frames after the overload");
       assert.equal(got.length, CALM_FRAMES, "paced frames lost after the overload");

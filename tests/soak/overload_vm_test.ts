@@ -19,6 +19,12 @@ import { udpFrames } from "../bed/frames.ts";
 import { sendFrames, startCapture, tapCounter } from "../bed/traffic.ts";
 import { VmBed } from "../bed/vm.ts";
 import { framesOf, summaryOf } from "../l2fwd_checks.ts";
+import {
+  assertForwardedOrDropped,
+  assertMemoryHeld,
+  dropsOf,
+  memoryReport,
+} from "./overload_checks.ts";
 import { soakLength } from "./soak_length.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -92,35 +98,23 @@ Deno.test({
       assert.equal(r.code, 0, r.stderr);
       const s = summaryOf(r.stdout);
       const [p0, p1] = s.ports as unknown as Record<string, number>[];
-      const drops = (p: Record<string, number>) =>
-        Object.entries(p).filter(([k]) => k.startsWith("drops")).reduce((n, [, v]) => n + v, 0);
       console.log(
         `overload ${overloadS.toFixed(1)} s: offered ${offered} frames (${
           Math.round(offered / overloadS)
         }/s incl. warm-up), tap drops (no receive buffers) ${tapDrops}, l2fwd rx ${p0.rxPackets}, ` +
-          `tx ${p1.txPackets}, drops ${drops(p0) + drops(p1)}; RSS ${
-            (rssBefore / 2 ** 20).toFixed(1)
-          } → ${(rssAfter / 2 ** 20).toFixed(1)} MiB; heap creep ${
-            s.workers.map((w) => w.heapCreep)
-          } B, GCs ${
-            s.workers.map((w) => w.heapDrops)
+          `tx ${p1.txPackets}, drops ${JSON.stringify(s.ports.map(dropsOf))}; ` +
+          `${
+            memoryReport(s, rssBefore, rssAfter)
           }; afterwards ${got.length} of ${CALM_FRAMES} paced frames`,
       );
       assert.ok(tapDrops > 0, "the tap dropped nothing: no overload happened");
       assert.equal(offered + calmSent.sent, tapDrops + calmSent.dropped + p0.rxPackets);
-      assert.equal(
-        p0.rxPackets,
-        p1.txPackets + p1.dropsTxRingFull + p1.dropsTooLong + p0.dropsScript,
-      );
+      assertForwardedOrDropped(s, 0, 1);
       assert.ok(
         egress <= p1.txPackets && p1.txPackets <= egress + egressDropped,
         `sent out of NIC 1: ${p1.txPackets}; its tap took ${egress} and dropped ${egressDropped}`,
       );
-      for (const wk of s.workers) {
-        assert.equal(wk.heapDrops, 0, `worker ${wk.queue} collected garbage`);
-        assert.ok(wk.heapCreep < 32768, `worker ${wk.queue}'s heap crept by ${wk.heapCreep} B`);
-      }
-      assert.ok(rssAfter - rssBefore < 16 * 2 ** 20, `RSS grew by ${rssAfter - rssBefore} B`);
+      assertMemoryHeld(s, rssBefore, rssAfter);
       assert.equal(calmSent.dropped, 0, "the tap dropped paced frames after the overload");
       assert.equal(got.length, CALM_FRAMES, "paced frames lost after the overload");
     } finally {
