@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { assertFramesAccounted, parseKfreeSkbTrace } from "../bed/kernel_drops.ts";
+import {
+  assertFramesAccounted,
+  dropReasonCodes,
+  dropReasonCodesExcept,
+  parseKfreeSkbTrace,
+} from "../bed/kernel_drops.ts";
 
 const TRACE = `# tracer: nop
 #           TASK-PID       TGID    CPU#  |||||  TIMESTAMP  FUNCTION
@@ -26,4 +31,15 @@ Deno.test("assertFramesAccounted() throws when a frame is neither received nor c
     () => assertFramesAccounted("short", { sent: 100, dropped: 2 }, 94, 3),
     /1 of 100 frames neither received nor counted/,
   );
+});
+
+const FORMAT =
+  `print fmt: "…reason: %s", __print_symbolic(REC->reason, { 0, "NOT_DROPPED_YET" }, ` +
+  `{ 1, "CONSUMED" }, { 2, "NOT_SPECIFIED" }, { 3, "NO_SOCKET" }, { 71, "TC_INGRESS" }, ` +
+  `{ 72, "CPU_BACKLOG" }, { 140, "MAX" })`;
+
+Deno.test("dropReasonCodesExcept() gives every real drop reason but those named", () => {
+  assert.deepEqual(dropReasonCodesExcept(FORMAT, ["TC_INGRESS"]), [2, 3, 72]);
+  assert.deepEqual(dropReasonCodes(FORMAT, ["CPU_BACKLOG"]), [72]);
+  assert.throws(() => dropReasonCodesExcept(FORMAT, ["NO_SUCH"]), /no skb drop reason NO_SUCH/);
 });
