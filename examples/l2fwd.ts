@@ -25,7 +25,8 @@
  *                  "warmAtMs","lastStepPackets","packets","nowMs","poolAvailable",
  *                  "pcapCaptured","pcapDropped"}],
  *      "script":{"counters":{NAME:N},"report":…},      (with --script)
- *      "pcap":{"captured","dropped","written"}}        (with --pcap)
+ *      "pcap":{"captured","dropped","written"},        (with --pcap)
+ *      "faults":[{"atS":S,"reason":R}]}                 (from a device fault on)
  *     {"event":"link","port":0,"name":N,"link":"up"|"down","elapsedS":S}
  *     {"event":"reconnecting","reason":R,"lostFrames":N,"elapsedS":S}  (with --reconnect)
  *     {"event":"reconnected","downMs":MS,"elapsedS":S}
@@ -75,6 +76,7 @@ import {
   addSessions,
   buildReport,
   createSharedPool,
+  type DeviceFault,
   DriverError,
   endSession,
   type EngineOptions,
@@ -301,6 +303,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
     };
     // Counters of the sessions before a reconnect (docs/reliability.md), and the live ones.
     let carried: EngineSnapshot | null = null;
+    const faults: DeviceFault[] = []; // reported in the stats from the first one on
     const current = () => addSessions(carried, engine!.snapshot());
     let last: EngineSnapshot | null = null, lastAt = t0;
     const report = (event: "stats" | "summary", snap: EngineSnapshot, now: number) => {
@@ -311,6 +314,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         links: linksNow(),
         scriptReport: engine!.scriptReport(),
         pcapWritten: run.pcap ? engine!.pcapWritten : undefined,
+        faults,
       });
       if (statsMode === "json" || (event === "summary" && statsMode === "off")) {
         console.log(JSON.stringify(r));
@@ -410,6 +414,8 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       // workers then send nothing more: what they hold is lost to the reset and counted so.
       const fault = failed.length > 0 &&
         failed.every((e) => e.code === "DEVICE_MISBEHAVED" || e.code === "TRANSPORT");
+      const atS = +((performance.now() - t0) / 1000).toFixed(3);
+      if (fault) faults.push(...failed.map((e) => ({ atS, reason: e.message })));
       const reconnect = fault && run.reconnectS > 0 && !signals.signalled() && fruitless < 5;
       const final = await engine.stop(undefined, { drain: !reconnect });
       const ended = reconnect ? endSession(final) : final;

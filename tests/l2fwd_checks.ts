@@ -49,6 +49,34 @@ export function assertSameFramesPerFlow(
   return lastSeq.size;
 }
 
+/**
+ * Which of `sent` (UDP test frames) are not in `captured`, by their position in sending
+ * order: e.g. "41 missing, positions 1199959–1199999 (the last 41 sent)", or "none".
+ * Tells a tail held back somewhere (a queue nobody was told to look at) from frames lost
+ * here and there.
+ */
+export function missingFrames(
+  sent: readonly Uint8Array[],
+  captured: readonly Uint8Array[],
+): string {
+  const got = new Set<number>();
+  for (const c of captured) {
+    const info = parseUdpTestFrame(c);
+    if (info) got.add(info.seq);
+  }
+  const missing: number[] = [];
+  for (const [i, f] of sent.entries()) {
+    if (!got.has(parseUdpTestFrame(f)!.seq)) missing.push(i);
+  }
+  if (missing.length === 0) return "none";
+  const first = missing[0], last = missing[missing.length - 1];
+  const tail = last === sent.length - 1 && last - first === missing.length - 1;
+  return `${missing.length} missing, positions ${first}–${last} of ${sent.length}` +
+    (tail
+      ? ` (the last ${missing.length} sent)`
+      : ` (first ones: ${missing.slice(0, 8).join(", ")})`);
+}
+
 /** One port of l2fwd's JSON statistics (the fields the tests use). */
 export interface PortLine {
   port: number;
@@ -103,6 +131,7 @@ export interface Summary {
   workers: WorkerLine[];
   script?: { counters: Record<string, number>; report?: unknown };
   pcap?: { captured: number; dropped: number; written: number };
+  faults?: { atS: number; reason: string }[];
 }
 
 /**

@@ -28,6 +28,7 @@ import {
   checkRebalancing,
   framesOf,
   heapReport,
+  missingFrames,
   rewritten,
   summaryOf,
 } from "./l2fwd_checks.ts";
@@ -230,6 +231,7 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
           `${tapAtEnd[1] - tapBefore[1]}) by the end of the capture, ` +
           `${tapAfterStop[0] - tapBefore[0]} once l2fwd had stopped`,
           `capture: ${JSON.stringify(st)}`,
+          `frames not captured: ${out.length < count ? missingFrames(frames, out) : "none"}`,
           `host drops in QEMU's context (skb:kfree_skb, all reasons but TC_INGRESS): ${
             JSON.stringify(qemuDrops)
           }`,
@@ -316,6 +318,17 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
           bed,
           () => startL2fwd(bed, l2fwdCmd(bed, ["--queues", "1", "--reconnect", "60"])),
           mac[0],
+          "needs-reset",
+        ),
+    );
+    await t.step(
+      "Both NICs reset under the driver (device_status written 0 behind l2fwd's back): --reconnect sets them up again, forwarding resumes, every frame accounted for",
+      () =>
+        checkResetRecovery(
+          bed,
+          () => startL2fwd(bed, l2fwdCmd(bed, ["--queues", "2", "--reconnect", "60"])),
+          mac[0],
+          "reset",
         ),
     );
     // Last: frames still on their way when l2fwd stops wait in the tap for whoever opens

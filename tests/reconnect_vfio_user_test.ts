@@ -63,6 +63,7 @@ Deno.test({
       console.log(`${events.join("; ")}; port 0 received ${s.ports[0].rxPackets}`);
       assert.equal(events.length, 2, events.join("\n"));
       assert.match(events[0], /closed the connection/);
+      assert.match(s.faults?.[0]?.reason ?? "no fault in the summary", /closed the connection/);
       assert.equal(s.ports[0].rxPackets, 2 * FRAMES);
       assertEveryFrameAccounted(s as Parameters<typeof assertEveryFrameAccounted>[0]);
     } finally {

@@ -62,6 +62,9 @@ Deno.test({
       );
       assert.equal(events(r.stdout, "reconnecting").length, 1, "one reconnection");
       assert.match(String(gone.reason), /closed the connection|connection/i);
+      // The summary names the fault (the event joins the sentences of every failing part).
+      const first = s.faults?.[0]?.reason;
+      assert.ok(first && String(gone.reason).startsWith(first), JSON.stringify(s.faults));
       assert.equal(back.length, 1);
       assert.ok(Number(back[0].downMs) >= 0);
       // Both sessions' counters: all of the second run, and at least the quarter of the first.

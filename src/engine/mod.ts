@@ -38,6 +38,7 @@ export type {
 export { addSessions, endSession } from "./sessions.ts";
 export {
   buildReport,
+  type DeviceFault,
   formatTable,
   type PortReport,
   type ReportContext,

@@ -34,6 +34,16 @@ export interface StatsReport {
   script?: { counters: Record<string, number>; report?: unknown };
   /** Capture figures, when capturing. */
   pcap?: { captured: number; dropped: number; written: number };
+  /** Device faults so far (a broken ring, DEVICE_NEEDS_RESET, a back-end gone), if any. */
+  faults?: DeviceFault[];
+}
+
+/** A device fault the run met: when (seconds since the start) and the driver's sentence. */
+export interface DeviceFault {
+  /** Seconds since forwarding started. */
+  atS: number;
+  /** What the driver said (one sentence per failing port or queue). */
+  reason: string;
 }
 
 /** What {@linkcode buildReport} needs besides the snapshots. */
@@ -50,6 +60,8 @@ export interface ReportContext {
   scriptReport?: unknown;
   /** Frames written to the capture file, if capturing. */
   pcapWritten?: number;
+  /** Device faults met so far (reported when there is at least one). */
+  faults?: readonly DeviceFault[];
 }
 
 const rate = (now: number, before: number, s: number) => s > 0 ? Math.round((now - before) / s) : 0;
@@ -101,6 +113,7 @@ export function buildReport(
     }
     r.pcap = { captured, dropped, written: ctx.pcapWritten };
   }
+  if (ctx.faults?.length) r.faults = [...ctx.faults];
   return r;
 }
 
