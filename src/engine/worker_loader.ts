@@ -1,17 +1,21 @@
 /**
  * Starts a Worker whose modules come from blob: URLs of their source text (see
  * worker_sources.ts for why: a worker loaded from files needs read permission, one loaded
- * from blobs needs none). The texts are TypeScript; Deno compiles blob modules of type
- * application/typescript as it compiles files.
+ * from blobs needs none). The texts are TypeScript, turned into JavaScript here
+ * (`stripTypeScriptTypes` of node:module, "transform": parameter properties too): Deno
+ * would compile a TypeScript blob itself, but it keeps what it compiled in DENO_DIR/gen/blob
+ * under the blob's random URL, about 1 MiB per engine start that nothing ever reads again
+ * or removes (denoland/deno#18260); a JavaScript blob leaves nothing behind.
  *
  * Each module's static imports (`import … from "./x.ts"`, `export … from "./x.ts"` at the
  * start of a line, so not those in doc comments) are resolved against its URL and
- * replaced with the blob: URL of the imported module, depth first. Type-only imports are
- * rewritten too: running erases them, but `deno test` type-checks a worker's modules,
- * and a relative specifier means nothing next to a blob: URL.
+ * replaced with the blob: URL of the imported module, depth first (type-only imports too:
+ * the transform then erases them).
  *
  * @module
  */
+
+import { stripTypeScriptTypes } from "node:module";
 
 // `import`/`export` at the start of a line; then braces (possibly over several lines), or a
 // rest of the line, up to `from`; or nothing (a side-effect import); then the specifier.
@@ -72,9 +76,11 @@ export function blobModuleGraph(
       );
     }
     visiting.add(url);
-    const code = rewriteImports(src, url, (dep) => visit(dep, url));
+    // Imports first, while they still start their lines (the transform joins lines).
+    const ts = rewriteImports(src, url, (dep) => visit(dep, url));
+    const code = stripTypeScriptTypes(ts, { mode: "transform", sourceUrl: url });
     visiting.delete(url);
-    const blob = URL.createObjectURL(new Blob([code], { type: "application/typescript" }));
+    const blob = URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
     done.set(url, blob);
     return blob;
   };

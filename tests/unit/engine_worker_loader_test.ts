@@ -59,7 +59,7 @@ Deno.test("blobModuleGraph names a module the sources lack and refuses cycles", 
   );
 });
 
-Deno.test("under deno run --allow-ffi alone, the worker starts from blobs and answers", async () => {
+Deno.test("under deno run --allow-ffi alone, the worker starts from blobs, answers, and leaves nothing in DENO_DIR", async () => {
   const loader = new URL("../../src/engine/worker_loader.ts", import.meta.url).href;
   const sources = new URL("../../src/engine/worker_sources.ts", import.meta.url).href;
   const dir = await Deno.makeTempDir();
@@ -74,13 +74,35 @@ w.onerror = (e) => { console.log("error: " + e.message); e.preventDefault(); w.t
 w.postMessage({ type: "ping" });
 `,
     );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-ffi", `${dir}/main.ts`],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout).trim();
-    assert.equal(text, '{"type":"pong"}', new TextDecoder().decode(out.stderr));
+    const denoDir = `${dir}/deno_dir`;
+    const blobFiles = () => {
+      const found: string[] = [];
+      const walk = (d: string, blob: boolean) => {
+        let list: Deno.DirEntry[] = [];
+        try {
+          list = [...Deno.readDirSync(d)];
+        } catch { /* not made */ }
+        for (const e of list) {
+          if (e.isDirectory) walk(`${d}/${e.name}`, blob || e.name === "blob");
+          else if (blob) found.push(`${d}/${e.name}`);
+        }
+      };
+      walk(denoDir, false);
+      return found;
+    };
+    for (let run = 0; run < 2; run++) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", "--allow-ffi", `${dir}/main.ts`],
+        env: { DENO_DIR: denoDir },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout).trim();
+      assert.equal(text, '{"type":"pong"}', new TextDecoder().decode(out.stderr));
+    }
+    // TypeScript blobs would leave their compiled modules there, new ones every start
+    // (worker_loader.ts); JavaScript blobs leave nothing.
+    assert.deepEqual(blobFiles(), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
