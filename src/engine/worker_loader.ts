@@ -5,7 +5,8 @@
  * (`stripTypeScriptTypes` of node:module, "transform": parameter properties too): Deno
  * would compile a TypeScript blob itself, but it keeps what it compiled in DENO_DIR/gen/blob
  * under the blob's random URL, about 1 MiB per engine start that nothing ever reads again
- * or removes (denoland/deno#18260); a JavaScript blob leaves nothing behind.
+ * or removes (denoland/deno#18260). A JavaScript blob leaves no compiled module there (its
+ * V8 code cache still takes an entry per blob URL: docs/reliability.md, Leaks).
  *
  * Each module's static imports (`import … from "./x.ts"`, `export … from "./x.ts"` at the
  * start of a line, so not those in doc comments) are resolved against its URL and
