@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import { udpFlow, udpFrames } from "./bed/frames.ts";
-import { sendFrames, startCapture, tapCounter } from "./bed/traffic.ts";
+import { sendFrames, startCapture, tapCounters } from "./bed/traffic.ts";
 import { KernelDropTrace } from "./bed/kernel_drops.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
@@ -191,10 +191,7 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
           maxSize: 256,
         });
         const run = await startL2fwd(bed, l2fwdCmd(bed, []));
-        const tapRx = async () => [
-          await tapCounter(bed, 1, "rx_packets"),
-          await tapCounter(bed, 1, "rx_dropped"),
-        ];
+        const tapRx = () => tapCounters(bed, 1, ["rx_packets", "rx_dropped"]);
         const tapBefore = await tapRx();
         // Drops anywhere in the host but the bed's own (the tap's ingress filter, after the
         // capture): if NIC 1's frames are lost on their way to the capture, it says where.

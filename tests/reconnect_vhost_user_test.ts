@@ -52,7 +52,7 @@ Deno.test({
       console.log(
         `reconnecting: ${JSON.stringify(gone)}; reconnected: ${JSON.stringify(back)}; port 0 ` +
           `received ${s.ports[0].rxPackets}, port 1 sent ${s.ports[1].txPackets}, lost to the ` +
-          `reset ${(s.ports[1] as unknown as { dropsReset: number }).dropsReset}; drops ${
+          `reset ${s.ports[1].dropsReset}; drops ${
             JSON.stringify(s.ports.map((p) =>
               Object.fromEntries(
                 Object.entries(p).filter(([k, v]) => k.startsWith("drops") && v),
@@ -71,7 +71,7 @@ Deno.test({
       assert.ok(s.ports[0].rxPackets >= N + N / 4, `port 0 received ${s.ports[0].rxPackets}`);
       assertEveryFrameAccounted(s as Parameters<typeof assertEveryFrameAccounted>[0]);
       // What the reset lost is at most what a worker holds: a ring and two bursts a port.
-      const lost = (s.ports as unknown as { dropsReset: number }[]).reduce(
+      const lost = s.ports.reduce(
         (n, p) => n + p.dropsReset,
         0,
       );

@@ -27,10 +27,10 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const BEFORE = 2000, INTO_FAULT = 100, AFTER = 2000;
 
 /** How the device fails under l2fwd (see the module comment). */
-export type DeviceFault = "needs-reset" | "reset";
+export type FaultKind = "needs-reset" | "reset";
 
 /** The guest program that causes each fault, and the reason l2fwd must give. */
-const FAULTS: Record<DeviceFault, { program: string; reason: RegExp }> = {
+const FAULTS: Record<FaultKind, { program: string; reason: RegExp }> = {
   "needs-reset": { program: "spoil_avail_ring.ts", reason: /DEVICE_NEEDS_RESET/ },
   "reset": { program: "reset_device.ts", reason: /reset under the driver/ },
 };
@@ -45,7 +45,7 @@ export async function checkResetRecovery(
   bed: VmBed,
   start: () => Promise<L2fwdRun & { pid: string }>,
   dst: string,
-  fault: DeviceFault,
+  fault: FaultKind,
 ): Promise<void> {
   const { program, reason: why } = FAULTS[fault];
   const run = await start();
@@ -89,7 +89,7 @@ export async function checkResetRecovery(
     assert.equal(r.code, 0, r.stderr);
     const s = summaryOf(r.stdout);
     const events = r.stdout.split("\n").filter((l) => l.startsWith('{"event":"reconnect'));
-    const [p0, p1] = s.ports as unknown as { rxPackets: number; dropsReset: number }[];
+    const [p0, p1] = s.ports;
     const reason = (gone.line as unknown as { reason: string }).reason;
     console.log(
       `${cause.stdout.trim().replaceAll("\n", "; ")}; l2fwd: ${reason} — reconnected after ` +

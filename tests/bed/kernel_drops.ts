@@ -137,15 +137,21 @@ export class KernelDropTrace {
  * ```
  */
 export function dropReasonCodes(format: string, names: string[]): number[] {
-  const known = new Map<string, number>();
-  for (const m of format.matchAll(/\{\s*(\d+),\s*"([A-Z0-9_]+)"\s*\}/g)) {
-    known.set(m[2], Number(m[1]));
-  }
+  const known = dropReasons(format);
   return names.map((n) => {
     const c = known.get(n);
     if (c === undefined) throw new Error(`this kernel has no skb drop reason ${n}`);
     return c;
   });
+}
+
+/** Every drop reason of the tracepoint's format file: name → number, in the file's order. */
+function dropReasons(format: string): Map<string, number> {
+  const known = new Map<string, number>();
+  for (const m of format.matchAll(/\{\s*(\d+),\s*"([A-Z0-9_]+)"\s*\}/g)) {
+    known.set(m[2], Number(m[1]));
+  }
+  return known;
 }
 
 /**
@@ -160,12 +166,9 @@ export function dropReasonCodes(format: string, names: string[]): number[] {
  * ```
  */
 export function dropReasonCodesExcept(format: string, names: string[]): number[] {
+  dropReasonCodes(format, names); // each name must exist
   const skip = new Set([...names, "NOT_DROPPED_YET", "CONSUMED", "MAX"]);
-  const all = [...format.matchAll(/\{\s*(\d+),\s*"([A-Z0-9_]+)"\s*\}/g)];
-  for (const n of names) {
-    if (!all.some((m) => m[2] === n)) throw new Error(`this kernel has no skb drop reason ${n}`);
-  }
-  return all.filter((m) => !skip.has(m[2])).map((m) => Number(m[1]));
+  return [...dropReasons(format)].filter(([n]) => !skip.has(n)).map(([, c]) => c);
 }
 
 /** Where a tun queue's frames are freed on detach (the name differs with inlining). */

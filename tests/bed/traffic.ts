@@ -135,6 +135,24 @@ export async function tapCounter(bed: TrafficBed, nic: number, name: string): Pr
   return Number(dec.decode(out.stdout).trim());
 }
 
+/**
+ * Several statistics counters of NIC `nic`'s tap, in the order named.
+ *
+ * @example
+ * ```ts ignore
+ * const [taken, dropped] = await tapCounters(bed, 1, ["rx_packets", "rx_dropped"]);
+ * ```
+ */
+export async function tapCounters(
+  bed: TrafficBed,
+  nic: number,
+  names: readonly string[],
+): Promise<number[]> {
+  const values: number[] = [];
+  for (const n of names) values.push(await tapCounter(bed, nic, n));
+  return values;
+}
+
 /** Error of an incomplete capture; carries what did arrive. */
 export class CaptureError extends Error {
   /** The frames that arrived before the timeout. */

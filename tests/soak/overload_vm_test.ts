@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { PcapWriter } from "../../src/pcap/pcap.ts";
 import { shellQuote } from "../bed/guest_agent.ts";
 import { udpFrames } from "../bed/frames.ts";
-import { sendFrames, startCapture, tapCounter } from "../bed/traffic.ts";
+import { sendFrames, startCapture, tapCounters } from "../bed/traffic.ts";
 import { VmBed } from "../bed/vm.ts";
 import { framesOf, summaryOf } from "../l2fwd_checks.ts";
 import {
@@ -63,10 +63,7 @@ Deno.test({
       await Deno.writeFile(pcap, w.bytes());
       // What NIC 1 sent reaches its tap as rx_packets, or as rx_dropped when the tap could
       // not take it; rx_dropped also counts frames the host's stack dropped after rx_packets.
-      const sentByNic1 = async () => [
-        await tapCounter(bed, 1, "rx_packets"),
-        await tapCounter(bed, 1, "rx_dropped"),
-      ];
+      const sentByNic1 = () => tapCounters(bed, 1, ["rx_packets", "rx_dropped"]);
       const egressBefore = await sentByNic1();
 
       let offered = 0, tapDrops = 0;
@@ -97,7 +94,7 @@ Deno.test({
       const r = await p.wait(30000);
       assert.equal(r.code, 0, r.stderr);
       const s = summaryOf(r.stdout);
-      const [p0, p1] = s.ports as unknown as Record<string, number>[];
+      const [p0, p1] = s.ports;
       console.log(
         `overload ${overloadS.toFixed(1)} s: offered ${offered} frames (${
           Math.round(offered / overloadS)

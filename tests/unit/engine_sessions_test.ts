@@ -6,28 +6,7 @@
 import assert from "node:assert/strict";
 import { addSessions, endSession } from "../../src/engine/sessions.ts";
 import type { EngineSnapshot, QueueCounters } from "../../src/engine/snapshot.ts";
-
-function counters(c: Partial<QueueCounters>): QueueCounters {
-  return {
-    rxPackets: 0,
-    rxBytes: 0,
-    txPackets: 0,
-    txBytes: 0,
-    dropsTxRingFull: 0,
-    txRingFullWaits: 0,
-    dropsNoBuffer: 0,
-    dropsScript: 0,
-    dropsRunt: 0,
-    dropsTooLong: 0,
-    rxBursts: 0,
-    rxKicks: 0,
-    txKicks: 0,
-    kicksSuppressed: 0,
-    rxSiblingWakes: 0,
-    dropsReset: 0,
-    ...c,
-  };
-}
+import { counters } from "./queue_counters_fixture.ts";
 
 /** Two ports of one queue pair each, with the given counters. */
 function snapshot(a: Partial<QueueCounters>, b: Partial<QueueCounters>): EngineSnapshot {

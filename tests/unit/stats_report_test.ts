@@ -3,27 +3,11 @@
 import assert from "node:assert/strict";
 import { buildReport } from "../../src/engine/stats_report.ts";
 import type { EngineSnapshot } from "../../src/engine/snapshot.ts";
+import { counters } from "./queue_counters_fixture.ts";
 
 /** One port of one queue pair that received `rx` frames. */
 function snapshot(rx: number): EngineSnapshot {
-  const c = {
-    rxPackets: rx,
-    rxBytes: 64 * rx,
-    txPackets: 0,
-    txBytes: 0,
-    dropsTxRingFull: 0,
-    txRingFullWaits: 0,
-    dropsNoBuffer: 0,
-    dropsScript: 0,
-    dropsRunt: 0,
-    dropsTooLong: 0,
-    rxBursts: 0,
-    rxKicks: 0,
-    txKicks: 0,
-    kicksSuppressed: 0,
-    rxSiblingWakes: 0,
-    dropsReset: 0,
-  };
+  const c = counters({ rxPackets: rx, rxBytes: 64 * rx });
   return {
     ports: [{ port: 0, name: "p0", ...c, kicks: 0, queues: [{ queue: 0, ...c }] }],
     workers: [],
