@@ -2,7 +2,7 @@
  * The second entry point: the layers under the public API ({@link ./mod.ts}), for people
  * who build or test virtio devices and transports, or learn how the driver works: PCI
  * config space and capabilities, kernel VFIO, the vfio-user and vhost-user protocols, the
- * modern virtio-pci transport and its registers, split rings, RSS arithmetic, the VFIO uAPI
+ * modern virtio-pci transport and its registers, split and packed rings, RSS arithmetic, the VFIO uAPI
  * structures. What mod.ts exports is here too.
  *
  * @example
@@ -28,6 +28,9 @@ export * from "./src/dma/iova.ts";
 export * from "./src/virtio/status.ts";
 export * from "./src/virtio/ring_math.ts";
 export * from "./src/virtio/split_queue.ts";
+export * from "./src/virtio/packed_queue.ts";
+export * from "./src/virtio/packed_ring_math.ts";
+export * from "./src/virtio/ring_format.ts";
 export * from "./src/virtio/pci_transport.ts";
 export * from "./src/virtio/vhost_user_transport.ts";
 export type {

@@ -48,6 +48,7 @@ export type { Doorbell } from "./src/dma/doorbell.ts";
 export * from "./src/virtio/features.ts";
 export type * from "./src/virtio/transport.ts";
 export * from "./src/virtio/virtqueue.ts";
+export type { RingFormat } from "./src/virtio/ring_format.ts";
 export type { PciDevice, RegionIo } from "./src/pci/pci_device.ts";
 export type { PciAddress } from "./src/pci/address.ts";
 export type { VfioUserOpenOptions } from "./src/vfio_user/vfio_user_device.ts";

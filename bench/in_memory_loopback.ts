@@ -8,7 +8,7 @@
 
 import { InMemoryLoopback } from "../src/engine/prewarm.ts";
 import { VIRTIO_NET_HDR_SIZE } from "../src/net/header.ts";
-import { SplitQueue } from "../src/virtio/split_queue.ts";
+import { createVirtqueue } from "../src/virtio/ring_format.ts";
 
 /**
  * What the benchmarks use of a loopback.
@@ -54,7 +54,7 @@ export function benchLoopback(
       clock,
       tick,
     },
-    (memory, offset, size, notify, name) =>
-      new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name }),
+    (format, memory, offset, size, notify, name) =>
+      createVirtqueue(format, memory, offset, { index: 0, size, eventIdx: true, notify, name }),
   );
 }

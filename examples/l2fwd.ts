@@ -13,12 +13,13 @@
  * table; otherwise (or `--stats json`) one JSON object per line:
  *
  *     {"event":"stats"|"summary","elapsedS":S,
- *      "ports":[{"port":0,"name":N,"link":"up"|"down"|"unknown",
+ *      "ports":[{"port":0,"name":N,"ring":"split"|"packed","link":"up"|"down"|"unknown",
  *                "rxPackets","rxBytes","txPackets","txBytes","rxPps","txPps",
  *                "dropsTxRingFull","txRingFullWaits","dropsNoBuffer","dropsScript","dropsRunt",
  *                "dropsTooLong","dropsReset",
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
- *                "queues":[{"queue":0, …the same counters and rates for that pair}]}],
+ *                "queues":[{"queue":0, …the same counters and rates for that pair}],
+ *                "features":[NAME, …]}],       (in the summary: the negotiated features)
  *      "workers":[{"queue","state","loops","idleWaits","prewarmFrames","prewarmMs",
  *                  "heapWarm","heapLast","heapGrowth",
  *                  "heapLive","heapSteps","heapStepBytes","heapCreep","heapDrops","warmPackets",
@@ -234,6 +235,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
       txFull: run.txFull,
       macRewrite: run.macRewrite,
       prewarmFrames: run.prewarm,
+      prewarmFormats: run.packedRing ? ["split", "packed"] as const : ["split"] as const,
     };
     if (run.prewarm > 0) {
       warm = await ForwardingEngine.prewarm(queues, prewarmOptions);
@@ -315,6 +317,7 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         scriptReport: engine!.scriptReport(),
         pcapWritten: run.pcap ? engine!.pcapWritten : undefined,
         faults,
+        portInfo: ports.map((p) => ({ ring: p.ringFormat, features: p.negotiatedFeatureNames() })),
       });
       if (statsMode === "json" || (event === "summary" && statsMode === "off")) {
         console.log(JSON.stringify(r));
@@ -348,7 +351,9 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
         console.error(
           `port ${i}: ${p.name} mac ${formatMac(p.config.mac)} link ${
             p.config.linkUp ? "up" : "down"
-          } queues ${queues} steering ${steering} features ${p.negotiatedFeatureNames().join(" ")}`,
+          } queues ${queues} steering ${steering} ring ${p.ringFormat} features ${
+            p.negotiatedFeatureNames().join(" ")
+          }`,
         );
       }
       linksFailed = false;

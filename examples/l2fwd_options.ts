@@ -45,6 +45,8 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
   --tx-full MODE      frames a full transmit ring does not take: wait (keep them, stop
                       receiving that way until there is room; default) or drop (count
                       them, as DPDK l2fwd does)
+  --ring FORMAT       virtqueue format: auto (packed when the device offers
+                      VIRTIO_F_RING_PACKED, split otherwise; default) or split
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
   --warmup N          packets per worker before the heap figures can start, once V8
                       compiled nothing for 5 s (at 2N in any case; default 150000)
@@ -196,6 +198,8 @@ export interface Run {
   idleUs: number;
   /** What a full transmit ring does to frames (--tx-full). */
   txFull: "wait" | "drop";
+  /** Negotiate packed rings when offered (--ring auto) or keep split ones (--ring split). */
+  packedRing: boolean;
   /** Warm-up packets per worker (--warmup). */
   warmup: number;
   /** Synthetic warm-up frames per worker (--prewarm). */
@@ -246,6 +250,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
         reconnect: { type: "string", default: "0" },
         "tx-drain-us": { type: "string", default: "100" },
         "tx-full": { type: "string", default: "wait" },
+        ring: { type: "string", default: "auto" },
         "idle-us": { type: "string", default: "50" },
         warmup: { type: "string", default: "150000" },
         prewarm: { type: "string", default: "200000" },
@@ -289,6 +294,9 @@ export function parseCommandLine(args: string[]): Run | "help" {
   }
   if (!["wait", "drop"].includes(values["tx-full"])) {
     usageError(`--tx-full must be wait or drop, not '${values["tx-full"]}'`);
+  }
+  if (!["auto", "split"].includes(values.ring)) {
+    usageError(`--ring must be auto or split, not '${values.ring}'`);
   }
   if (!["table", "json", "off"].includes(statsMode)) {
     usageError(`--stats must be table, json or off, not '${statsMode}'`);
@@ -360,6 +368,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
     drainUs,
     idleUs,
     txFull: values["tx-full"] as "wait" | "drop",
+    packedRing: values.ring === "auto",
     warmup,
     prewarm,
     heapAudit: values["heap-audit"],

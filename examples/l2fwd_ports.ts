@@ -34,6 +34,7 @@ export async function openPorts(
       queuePairs: run.queues,
       // Both ports must put frames at the same offset: no hash report (8 more bytes).
       hashReport: false,
+      packedRing: run.packedRing,
     }));
     await step();
   }

@@ -118,6 +118,7 @@ function main(args: string[]): number {
       maxVirtqueuePairs: port.config.maxVirtqueuePairs,
       mtu: port.config.mtu,
       queueSize: port.rx().vq.size,
+      ring: port.ringFormat,
       hugePages: port.hugePages,
     };
     if (values.json) {
@@ -127,7 +128,9 @@ function main(args: string[]): number {
       console.log(
         `mac         ${info.mac}   link ${info.linkUp ? "up" : "down"}   mtu ${info.mtu}`,
       );
-      console.log(`max pairs   ${info.maxVirtqueuePairs}   queue size ${info.queueSize}`);
+      console.log(
+        `max pairs   ${info.maxVirtqueuePairs}   queue size ${info.queueSize}   ring ${info.ring}`,
+      );
       console.log(`dma memory  ${info.hugePages ? "2 MiB huge pages" : "4 KiB pages"}`);
       console.log(`offered     ${info.offered.join(" ")}`);
       console.log(`negotiated  ${info.negotiated.join(" ")}`);

@@ -91,6 +91,10 @@ export interface PortLine {
   dropsTooLong: number;
   dropsReset: number;
   kicks: number;
+  /** "split" or "packed". */
+  ring?: string;
+  /** Negotiated features (the summary only). */
+  features?: string[];
   queues: {
     queue: number;
     rxPackets: number;

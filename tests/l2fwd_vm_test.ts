@@ -18,6 +18,7 @@ import { udpFlow, udpFrames } from "./bed/frames.ts";
 import { sendFrames, startCapture, tapCounters } from "./bed/traffic.ts";
 import { KernelDropTrace } from "./bed/kernel_drops.ts";
 import { shellQuote, VmBed } from "./bed/vm.ts";
+import { l2fwdCmd, startL2fwd } from "./bed/l2fwd_guest.ts";
 import { readPcap } from "../src/pcap/pcap.ts";
 import {
   assertCaptured,
@@ -36,53 +37,12 @@ import { checkLinkDownUp } from "./link_checks.ts";
 import { checkResetRecovery } from "./reset_checks.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const L2FWD = `${ROOT}/examples/l2fwd.ts`;
 const FRAMES = 400_000;
 const FLOWS = 1024;
 /** Frames per second offered on each NIC: what the TCG guest forwards without loss. */
 const RATE = 5000;
 /** The rate a default l2fwd must forward without loss for a minute (issue 10). */
 const FAST_RATE = 20000;
-
-/** `deno run` of l2fwd in the guest with `--allow-ffi` and the given extra permissions. */
-function l2fwdCmd(bed: VmBed, args: string[], perms: string[] = [], v8 = ""): string {
-  // stdbuf: V8's --trace-gc lines go through C stdio; line buffering keeps them from
-  // splitting l2fwd's JSON lines.
-  return [
-    v8 ? "stdbuf -oL" : "",
-    "deno run --quiet",
-    v8 ? `--v8-flags=${v8}` : "",
-    "--allow-ffi",
-    ...perms.map(shellQuote),
-    shellQuote(L2FWD),
-    "--bind",
-    "--stats json",
-    ...args.map(shellQuote),
-    bed.nicAddress(0),
-    bed.nicAddress(1),
-  ].filter((s) => s).join(" ");
-}
-
-/**
- * Runs l2fwd under a guest shell that prints its PID and, when it exits, its status and
- * the time (ns) — so the test can time a stop from inside the guest.
- */
-async function startL2fwd(bed: VmBed, cmd: string) {
-  const p = await bed.spawn(
-    `${cmd} & pid=$!; echo "l2fwd pid $pid" >&2; wait $pid; rc=$?; ` +
-      `echo "l2fwd exit $rc at $(date +%s%N)" >&2`,
-  );
-  await p.waitForOutput(/port 1: /, 120000, "stderr");
-  const pid = (await p.stderr()).match(/l2fwd pid (\d+)/)![1];
-  /** Sends SIGINT; returns the exit status, the stop time and the output. */
-  const interrupt = async () => {
-    const t0 = Number((await bed.exec(`date +%s%N; kill -INT ${pid}`)).stdout.trim());
-    const r = await p.wait(30000);
-    const m = r.stderr.match(/l2fwd exit (\d+) at (\d+)/)!;
-    return { ...r, code: Number(m[1]), stopMs: (Number(m[2]) - t0) / 1e6 };
-  };
-  return { p, pid, interrupt };
-}
 
 Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel VFIO", async (t) => {
   // rss=on: the rebalancing step switches RSS tables while forwarding.

@@ -17,6 +17,7 @@
 import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
+import type { RingFormat } from "../virtio/ring_format.ts";
 import { CTL_STOP, requestStop, sharedControl, STOP_DRAIN, STOP_NOW } from "./control.ts";
 import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
@@ -67,6 +68,12 @@ export interface EngineOptions {
    * it adopts the device's queues (prewarm.ts; default 200,000, at most 3 s; 0: none).
    */
   prewarmFrames?: number;
+  /**
+   * The ring formats {@linkcode ForwardingEngine.prewarm} warms, before the ports are open
+   * (default both, "split" then "packed": a port takes packed rings when its device offers
+   * them). Warm-up at start() covers the formats of the ports' queues.
+   */
+  prewarmFormats?: readonly RingFormat[];
   /**
    * Workers warmed before the ports opened ({@linkcode ForwardingEngine.prewarm}), one per
    * queue pair: start() takes them over instead of starting new ones.
@@ -199,6 +206,7 @@ export class ForwardingEngine {
     }
     return await prewarmWorkers(queuePairs, {
       frames: options.prewarmFrames ?? DEFAULT_PREWARM_FRAMES,
+      formats: [...(options.prewarmFormats ?? ["split", "packed"])],
       burst: options.burst ?? 32,
       drainMs: (options.drainUs ?? 100) / 1000,
       txFull: options.txFull ?? "wait",

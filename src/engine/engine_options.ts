@@ -58,6 +58,14 @@ export function checkEngineOptions(options: EngineOptions): void {
   number("idleUs", options.idleUs, 0, MAX_OPTION_NUMBER, false);
   number("warmupPackets", options.warmupPackets, 0, Number.MAX_SAFE_INTEGER, true);
   number("prewarmFrames", options.prewarmFrames, 0, MAX_OPTION_NUMBER, true);
+  const formats = options.prewarmFormats;
+  if (
+    formats !== undefined &&
+    !(Array.isArray(formats) && formats.length > 0 &&
+      formats.every((f) => f === "split" || f === "packed"))
+  ) {
+    bad(`prewarmFormats ${shown(formats)} is not possible: give "split", "packed" or both.`);
+  }
   const quiet = options.warmupQuietSeconds;
   if (quiet !== undefined && !(Number.isSafeInteger(quiet) && quiet >= 0)) {
     bad(`A warm-up quiet period of ${shown(quiet)} s is not possible: give whole seconds.`);

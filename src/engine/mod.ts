@@ -40,6 +40,7 @@ export {
   buildReport,
   type DeviceFault,
   formatTable,
+  type PortInfo,
   type PortReport,
   type ReportContext,
   type StatsReport,

@@ -3,7 +3,7 @@
  * interpreter and optimises it over the first ~150,000 frames, so a cold worker forwards
  * its first frames several times slower than later ones and loses them when a back-end
  * sends at once (DPDK has no warm-up). Here the same Forwarder, receive and transmit queue
- * and split-ring code forward synthetic frames between two queue pairs in private memory,
+ * and ring code (split, packed, or both in turn) forward synthetic frames between two queue pairs in private memory,
  * each looped back to itself by a few lines that play the device, until V8 has seen
  * enough of them; the worker then adopts its real queues with that code already
  * optimised. Nothing here reaches a device, the shared pool or the stats: the rings, the
@@ -18,11 +18,23 @@ import { Forwarder } from "./forwarder.ts";
 import { PartitionPool } from "./partition_pool.ts";
 import { RxQueue } from "../net/rx_queue.ts";
 import { TxQueue } from "../net/tx_queue.ts";
+import {
+  packedRingLayout,
+  positionWrap,
+  RING_EVENT_FLAGS_DESC,
+  VIRTQ_DESC_F_AVAIL,
+  VIRTQ_DESC_F_USED,
+} from "../virtio/packed_ring_math.ts";
+import type { RingFormat } from "../virtio/ring_format.ts";
 import { splitRingLayout } from "../virtio/ring_math.ts";
 import type { QueueNotifier, Virtqueue } from "../virtio/virtqueue.ts";
 
-/** Makes a virtqueue in `memory` at `offset` (the worker passes its ring constructor). */
+/**
+ * Makes a virtqueue of `format` in `memory` at `offset` (the worker passes its ring
+ * constructor).
+ */
 export type MakeQueue = (
+  format: RingFormat,
   memory: ArrayBuffer,
   offset: number,
   size: number,
@@ -57,6 +69,11 @@ export interface PrewarmOptions {
    * one that does nothing); the loopback asks for a notification every 8th pass.
    */
   notifiers?: readonly QueueNotifier[];
+  /**
+   * The ring formats to warm, one after the other, sharing `frames` and `maxMs` (default
+   * split only): those the worker's queues may have.
+   */
+  formats?: readonly RingFormat[];
 }
 
 /** What {@linkcode prewarm} did. */
@@ -86,9 +103,17 @@ class LoopbackWire {
   readonly #frameLen: number;
   #steps = 0;
 
-  constructor(memory: ArrayBuffer, txOffset: number, rxOffset: number, headerSize: number) {
-    this.#tx = new RingView(memory, txOffset);
-    this.#rx = new RingView(memory, rxOffset);
+  constructor(
+    format: RingFormat,
+    memory: ArrayBuffer,
+    txOffset: number,
+    rxOffset: number,
+    headerSize: number,
+  ) {
+    const view = (at: number) =>
+      format === "packed" ? new PackedRingView(memory, at) : new SplitRingView(memory, at);
+    this.#tx = view(txOffset);
+    this.#rx = view(rxOffset);
     this.#frameLen = headerSize + FRAME_BYTES;
   }
 
@@ -121,8 +146,22 @@ class LoopbackWire {
   }
 }
 
-/** A device's view of one split ring of {@linkcode RING_SIZE} entries. */
-class RingView {
+/** A device's view of one ring of {@linkcode RING_SIZE} entries. */
+interface RingView {
+  /** The driver made a buffer available that the device has not taken. */
+  hasAvail(): boolean;
+  /** Takes the next available buffer: its id. */
+  nextAvail(): number;
+  /** Returns buffer `id` used with `len` bytes written. */
+  use(id: number, len: number): void;
+  /** Makes the used buffers visible (split: used->idx). */
+  publishUsed(): void;
+  /** Asks to be notified of the driver's next available buffer (EVENT_IDX). */
+  askNotify(): void;
+}
+
+/** A device's view of one split ring (§2.7). */
+class SplitRingView implements RingView {
   readonly #avail: Uint16Array;
   readonly #used16: Uint16Array;
   readonly #used32: Uint32Array;
@@ -163,6 +202,52 @@ class RingView {
   }
 }
 
+/** A device's view of one packed ring (§2.8): one position each for avail and used. */
+class PackedRingView implements RingView {
+  readonly #d16: Uint16Array;
+  readonly #d32: Uint32Array;
+  readonly #event: Uint16Array;
+  #avail = 0;
+  #used = 0;
+
+  constructor(memory: ArrayBuffer, offset: number) {
+    const l = packedRingLayout(RING_SIZE);
+    this.#d16 = new Uint16Array(memory, offset + l.descOffset, 8 * RING_SIZE);
+    this.#d32 = new Uint32Array(memory, offset + l.descOffset, 4 * RING_SIZE);
+    this.#event = new Uint16Array(memory, offset + l.deviceOffset, 2);
+  }
+
+  hasAvail(): boolean {
+    const f = this.#d16[8 * (this.#avail & (RING_SIZE - 1)) + 7];
+    const w = positionWrap(this.#avail, RING_SIZE);
+    return ((f & VIRTQ_DESC_F_AVAIL) !== 0) === (w === 1) &&
+      ((f & VIRTQ_DESC_F_USED) !== 0) !== (w === 1);
+  }
+
+  nextAvail(): number {
+    const id = this.#d16[8 * (this.#avail & (RING_SIZE - 1)) + 6];
+    this.#avail = (this.#avail + 1) & 0xffff;
+    return id;
+  }
+
+  use(id: number, len: number): void {
+    const slot = this.#used & (RING_SIZE - 1);
+    const w = positionWrap(this.#used, RING_SIZE);
+    this.#d32[4 * slot + 2] = len;
+    this.#d16[8 * slot + 6] = id;
+    this.#d16[8 * slot + 7] = w ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0;
+    this.#used = (this.#used + 1) & 0xffff;
+  }
+
+  publishUsed(): void {} // each used descriptor is visible once its flags are written
+
+  askNotify(): void {
+    const a = this.#avail;
+    this.#event[0] = (a & (RING_SIZE - 1)) | (positionWrap(a, RING_SIZE) << 15);
+    this.#event[1] = RING_EVENT_FLAGS_DESC;
+  }
+}
+
 /**
  * Two queue pairs in private memory, each looped back to itself, and a Forwarder over
  * them built with `opts`: {@linkcode InMemoryLoopback.poll} forwards and plays the device.
@@ -170,7 +255,7 @@ class RingView {
  *
  * @example
  * ```ts ignore
- * const loop = new InMemoryLoopback(opts, makeQueue);
+ * const loop = new InMemoryLoopback(opts, makeQueue, "packed");
  * let frames = 0;
  * while (frames < 1000) frames += loop.poll();
  * ```
@@ -179,8 +264,15 @@ export class InMemoryLoopback {
   readonly #fwd: Forwarder;
   readonly #wires: LoopbackWire[] = [];
 
-  constructor(opts: Omit<PrewarmOptions, "frames" | "maxMs">, makeQueue: MakeQueue) {
-    const ringBytes = Math.ceil(splitRingLayout(RING_SIZE).totalBytes / PAGE) * PAGE;
+  constructor(
+    opts: Omit<PrewarmOptions, "frames" | "maxMs">,
+    makeQueue: MakeQueue,
+    format: RingFormat = "split",
+  ) {
+    const layoutBytes = format === "packed"
+      ? packedRingLayout(RING_SIZE).totalBytes
+      : splitRingLayout(RING_SIZE).totalBytes;
+    const ringBytes = Math.ceil(layoutBytes / PAGE) * PAGE;
     const rings = new ArrayBuffer(4 * ringBytes);
     const count = 4 * RING_SIZE;
     const pool = new PartitionPool(
@@ -199,11 +291,11 @@ export class InMemoryLoopback {
       const rxAt = (2 * p) * ringBytes, txAt = (2 * p + 1) * ringBytes;
       const hdr = opts.headerSizes[p];
       const q = (at: number, what: string) =>
-        makeQueue(rings, at, RING_SIZE, notifiers[n++ % notifiers.length], `${what}${p}`);
+        makeQueue(format, rings, at, RING_SIZE, notifiers[n++ % notifiers.length], `${what}${p}`);
       rx.push(new RxQueue(q(rxAt, "loopback rx"), pool, hdr, c, portBase(p)));
       tx.push(new TxQueue(q(txAt, "loopback tx"), pool, hdr, c, portBase(p)));
       rx[p].refill();
-      this.#wires.push(new LoopbackWire(rings, txAt, rxAt, hdr));
+      this.#wires.push(new LoopbackWire(format, rings, txAt, rxAt, hdr));
     }
     this.#fwd = new Forwarder(rx, tx, pool, c, {
       queue: 0,
@@ -236,25 +328,32 @@ export class InMemoryLoopback {
 
 /**
  * Forwards synthetic frames between two looped-back in-memory ports with the worker's
- * own forwarding code until `frames` were received or `maxMs` passed.
+ * own forwarding code until `frames` were received or `maxMs` passed, on each of
+ * `opts.formats` in turn.
  *
  * @example
  * ```ts ignore
  * const r = prewarm({ frames: 200_000, maxMs: 2000, burst: 32, drainMs: 0.1, txFull: "wait",
  *   macRewrite: false, headerSizes: [12, 12], macs, clock: clock.ms, tick: () => clock.tick() },
- *   (mem, off, size, notify, name) => new SplitQueue(mem, off, { index: 0, size, eventIdx: true, notify, name }));
+ *   (format, mem, off, size, notify, name) =>
+ *     createVirtqueue(format, mem, off, { index: 0, size, eventIdx: true, notify, name }));
  * ```
  */
 export function prewarm(opts: PrewarmOptions, makeQueue: MakeQueue): PrewarmResult {
-  const loop = new InMemoryLoopback(opts, makeQueue);
+  const formats = opts.formats ?? ["split"];
   opts.tick();
   const t0 = opts.clock[0];
   let frames = 0;
-  for (let loops = 0; frames < opts.frames; loops++) {
-    opts.tick();
-    frames += loop.poll();
-    if ((loops & 255) === 0 && opts.clock[0] - t0 >= opts.maxMs) break;
+  for (const [k, format] of formats.entries()) {
+    const loop = new InMemoryLoopback(opts, makeQueue, format);
+    const until = (opts.frames * (k + 1)) / formats.length;
+    const deadline = t0 + (opts.maxMs * (k + 1)) / formats.length;
+    for (let loops = 0; frames < until; loops++) {
+      opts.tick();
+      frames += loop.poll();
+      if ((loops & 255) === 0 && opts.clock[0] >= deadline) break;
+    }
+    loop.close();
   }
-  loop.close();
   return { frames, ms: opts.clock[0] - t0 };
 }

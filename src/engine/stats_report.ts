@@ -18,6 +18,18 @@ export interface PortReport extends Omit<PortStats, "queues"> {
   txPps: number;
   /** Each queue pair, with its rates. */
   queues: (QueueStats & { rxPps: number; txPps: number })[];
+  /** The virtqueue format, "split" or "packed" (given a {@linkcode PortInfo}). */
+  ring?: string;
+  /** The negotiated features by spec name (in the summary, given a {@linkcode PortInfo}). */
+  features?: string[];
+}
+
+/** What a port negotiated, for the reports. */
+export interface PortInfo {
+  /** "split" or "packed". */
+  ring: string;
+  /** Negotiated features by spec name. */
+  features: readonly string[];
 }
 
 /** One report line. */
@@ -62,6 +74,8 @@ export interface ReportContext {
   pcapWritten?: number;
   /** Device faults met so far (reported when there is at least one). */
   faults?: readonly DeviceFault[];
+  /** Per port: its ring format (every report) and features (the summary). */
+  portInfo?: readonly PortInfo[];
 }
 
 const rate = (now: number, before: number, s: number) => s > 0 ? Math.round((now - before) / s) : 0;
@@ -83,8 +97,11 @@ export function buildReport(
   const ports = now.ports.map((p, i): PortReport => {
     const b = prev?.ports[i];
     const { queues, ...totals } = p;
+    const info = ctx.portInfo?.[i];
     return {
       ...totals,
+      ...(info ? { ring: info.ring } : {}),
+      ...(info && ctx.event === "summary" ? { features: [...info.features] } : {}),
       link: ctx.links[i] ?? "unknown",
       rxPps: rate(p.rxPackets, b?.rxPackets ?? 0, ctx.intervalS),
       txPps: rate(p.txPackets, b?.txPackets ?? 0, ctx.intervalS),

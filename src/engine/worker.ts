@@ -17,13 +17,13 @@
  * ring, avail->idx) before it posted the start message, and this worker reads them only
  * after receiving it; posting a message orders the sender's earlier stores before the
  * receiver's later loads. From then on the worker alone writes the driver side of its
- * rings, with SplitQueue's publication points (split_queue.ts: x86-64 TSO, Atomics.store
- * of avail->idx, Atomics.load of used->idx).
+ * rings, with the ring's publication points (split_queue.ts, packed_queue.ts: x86-64 TSO
+ * plus one Atomics store per published burst).
  *
  * @module
  */
 
-import { SplitQueue, type SplitQueueState } from "../virtio/split_queue.ts";
+import { createVirtqueue } from "../virtio/ring_format.ts";
 import type { Virtqueue } from "../virtio/virtqueue.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
 import { CTL_STOP, enterShared, leaveShared, STOP_NOW, WORKER_DRAIN_MS } from "./control.ts";
@@ -85,9 +85,10 @@ function memoryAt(address: bigint, bytes: number, what: string): ArrayBuffer {
 
 /** The queue this worker drives over a ring the main thread set up, by its layout. */
 function adopt(r: RingSpec, notify: NotifierOptions): Virtqueue {
-  // exportState of a split ring made it (the only layout so far: a packed one adds a case).
-  const state = r.state as SplitQueueState;
-  return new SplitQueue(
+  // The state's layout (split or packed) picks the class (ring_format.ts).
+  const state = r.state;
+  return createVirtqueue(
+    state.layout,
     memoryAt(r.address, r.bytes, r.name),
     0,
     {
@@ -167,8 +168,14 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   const clock = new FfiClock(CLOCK_MONOTONIC);
   const macs = spec.ports.map((port) => port.mac);
   // Warmed before the ports opened (prewarmed_workers.ts), or now, before the queues.
+  // Warmed now: the formats of its own queues.
+  const formats = [...new Set(spec.ports.map((p) => p.rx.state.layout))];
   warmed ??= spec.prewarmFrames > 0
-    ? warmUp({ ...spec, frames: spec.prewarmFrames }, spec.ports.map((p) => p.headerSize), macs)
+    ? warmUp(
+      { ...spec, frames: spec.prewarmFrames, formats },
+      spec.ports.map((p) => p.headerSize),
+      macs,
+    )
     : null;
   c[W_PREWARM_FRAMES] = warmed?.frames ?? 0;
   c[W_PREWARM_MS] = warmed?.ms ?? 0;
@@ -272,8 +279,8 @@ function warmUp(
         tick: () => clock.tick(),
         notifiers: bells.notifiers,
       },
-      (memory, offset, size, notify, name) =>
-        new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name }),
+      (format, memory, offset, size, notify, name) =>
+        createVirtqueue(format, memory, offset, { index: 0, size, eventIdx: true, notify, name }),
     );
   } finally {
     bells.close();

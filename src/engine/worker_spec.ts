@@ -8,6 +8,7 @@
  */
 
 import type { Doorbell } from "../dma/doorbell.ts";
+import type { RingFormat } from "../virtio/ring_format.ts";
 import type { VirtqueueState } from "../virtio/virtqueue.ts";
 
 /** One virtqueue for a worker to adopt. */
@@ -140,6 +141,8 @@ export interface WorkerSpec {
 export interface PrewarmParams {
   /** Synthetic frames (both ports) to forward; at most 3 s are spent. */
   frames: number;
+  /** The ring formats to warm, in turn. */
+  formats: RingFormat[];
   /** Frames per burst, as the engine will use. */
   burst: number;
   /** Partial transmit burst drain time (ms), as the engine will use. */

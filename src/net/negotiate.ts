@@ -13,6 +13,7 @@ import {
   hasFeature,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
 } from "../virtio/features.ts";
 import {
@@ -37,6 +38,7 @@ export const WANTED_FEATURES: readonly number[] = [
   VIRTIO_NET_F_MTU,
   VIRTIO_NET_F_STATUS,
   VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_NET_F_CTRL_VQ,
   VIRTIO_NET_F_CTRL_RX,
   VIRTIO_NET_F_CTRL_MAC_ADDR,
@@ -65,6 +67,11 @@ const FIX_FOR: Record<number, string> = {
 export interface NegotiationOptions {
   /** Negotiate VIRTIO_NET_F_HASH_REPORT when offered (default true; adds 8 header bytes). */
   hashReport?: boolean;
+  /**
+   * Negotiate VIRTIO_F_RING_PACKED when offered (default true): every queue then uses the
+   * packed format (§2.8) instead of the split one (§2.7). False keeps split rings.
+   */
+  packedRing?: boolean;
 }
 
 /**
@@ -97,6 +104,7 @@ export function selectFeatures(
     if (!hasFeature(offered, f)) continue;
     if (NEEDS_CTRL_VQ.includes(f) && !hasFeature(offered, VIRTIO_NET_F_CTRL_VQ)) continue;
     if (f === VIRTIO_NET_F_HASH_REPORT && options.hashReport === false) continue;
+    if (f === VIRTIO_F_RING_PACKED && options.packedRing === false) continue;
     features |= bit(f);
   }
   return features;

@@ -15,10 +15,15 @@ import { BufferPool, NO_BUFFER } from "../dma/buffer_pool.ts";
 import { DmaRelease } from "../dma/dma_release.ts";
 import { alignUp, DmaRegion } from "../dma/memory.ts";
 import { DriverError, ReleaseStack } from "../errors.ts";
-import { featureNames, hasFeature, VIRTIO_F_EVENT_IDX } from "../virtio/features.ts";
+import {
+  featureNames,
+  hasFeature,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_RING_PACKED,
+} from "../virtio/features.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
-import { splitRingLayout } from "../virtio/ring_math.ts";
-import { SplitQueue } from "../virtio/split_queue.ts";
+import { createVirtqueue, ringAreas, type RingFormat } from "../virtio/ring_format.ts";
+import type { Virtqueue } from "../virtio/virtqueue.ts";
 import {
   VIRTIO_CONFIG_S_ACKNOWLEDGE,
   VIRTIO_CONFIG_S_DRIVER,
@@ -225,11 +230,12 @@ export class VirtioNetPort {
     const headerSize = netHeaderSize(hasFeature(features, VIRTIO_NET_F_HASH_REPORT));
     const bufferSize = receiveBufferSize(config, headerSize, options.bufferSize);
 
+    const format: RingFormat = hasFeature(features, VIRTIO_F_RING_PACKED) ? "packed" : "split";
     const { hasCtrl, ctrlIndex, indices, sizes } = planQueues(t, name, pairs, features, config, {
       rx: options.rxQueueSize ?? options.queueSize,
       tx: options.txQueueSize ?? options.queueSize,
     });
-    const ringBytes = sizes.map((s) => alignUp(splitRingLayout(s).totalBytes, 4096));
+    const ringBytes = sizes.map((s) => alignUp(ringAreas(format, s).totalBytes, 4096));
     const ringsTotal = ringBytes.reduce((a, b) => a + b, 0);
     const ctrlBytes = hasCtrl ? alignUp(CONTROL_BUFFER_BYTES, 4096) : 0;
     const ownPool = options.pool === undefined;
@@ -253,23 +259,23 @@ export class VirtioNetPort {
     }
 
     const eventIdx = hasFeature(features, VIRTIO_F_EVENT_IDX);
-    const queues: SplitQueue[] = [];
+    const queues: Virtqueue[] = [];
     let at = 0;
     for (const [i, q] of indices.entries()) {
-      const layout = splitRingLayout(sizes[i]);
+      const areas = ringAreas(format, sizes[i]);
       const base = region.iova + at;
       const notify = t.setupQueue(
         q,
         sizes[i],
-        base + layout.descOffset,
-        base + layout.availOffset,
-        base + layout.usedOffset,
+        base + areas.descOffset,
+        base + areas.driverOffset,
+        base + areas.deviceOffset,
       );
       const qname = q === ctrlIndex && hasCtrl
         ? "controlq"
         : `${q % 2 ? "transmitq" : "receiveq"}${(q >> 1) + 1}`;
       queues.push(
-        new SplitQueue(region.buffer, at, {
+        createVirtqueue(format, region.buffer, at, {
           index: q,
           size: sizes[i],
           eventIdx,
@@ -307,6 +313,11 @@ export class VirtioNetPort {
       release,
       dma,
     });
+  }
+
+  /** The virtqueue format in use: packed when VIRTIO_F_RING_PACKED was negotiated (§2.8). */
+  get ringFormat(): RingFormat {
+    return hasFeature(this.features, VIRTIO_F_RING_PACKED) ? "packed" : "split";
   }
 
   /** Number of queue pairs set up (steering may use fewer). */

@@ -1,7 +1,7 @@
 /**
  * The virtqueue seam: what the device-type driver (src/net/) and the engine use of a
- * virtqueue, whatever its layout. `SplitQueue` (split_queue.ts, §2.7) implements it; a
- * packed ring (§2.8) is one more implementation. Nothing outside src/virtio/ does ring
+ * virtqueue, whatever its layout. `SplitQueue` (split_queue.ts, §2.7) and `PackedQueue`
+ * (packed_queue.ts, §2.8) implement it. Nothing outside src/virtio/ does ring
  * arithmetic: positions in a queue are free-running 16-bit counts of entries (the split
  * ring's idx fields; a packed ring counts the same way), compared with the functions below.
  *
@@ -42,8 +42,8 @@ export interface QueueNotifier {
  * typed arrays, so it can be posted to a Worker. Each layout adds its own fields.
  */
 export interface VirtqueueState {
-  /** The ring layout, so the adopting side builds the right queue. */
-  layout: "split";
+  /** The ring layout (§2.7 split, §2.8 packed), so the adopting side builds the right queue. */
+  layout: "split" | "packed";
   /** Free descriptors. */
   numFree: number;
   /** Per descriptor: the token of the buffer in flight, -1 when free. */

@@ -97,6 +97,7 @@ function phases(
   say({
     event: "ready",
     port: port.name,
+    ring: port.ringFormat,
     vector: irq.vector,
     queueVector: transportOf(port).queueVector(vq.index),
     msixVectors: transportOf(port).pci.irqCount(2),

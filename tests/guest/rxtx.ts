@@ -88,6 +88,7 @@ function run(): number {
     console.log(JSON.stringify({
       event: "done",
       ok,
+      ring: port.ringFormat,
       rxTestFrames: received.length,
       rxOtherFrames: others,
       rxPackets: rxq.packets,

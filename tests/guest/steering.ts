@@ -185,6 +185,7 @@ function switching(port: VirtioNetPort, pairs: number): number {
   }
   console.log(JSON.stringify({
     event: "done",
+    ring: port.ringFormat,
     received,
     reorders,
     sameQueueReorders,

@@ -9,10 +9,10 @@ import assert from "node:assert/strict";
 import { InMemoryLoopback, type MakeQueue, prewarm } from "../../src/engine/prewarm.ts";
 import { prewarmWorkers } from "../../src/engine/prewarmed_workers.ts";
 import { VIRTIO_NET_HDR_SIZE } from "../../src/net/header.ts";
-import { SplitQueue } from "../../src/virtio/split_queue.ts";
+import { createVirtqueue } from "../../src/virtio/ring_format.ts";
 
-const makeQueue: MakeQueue = (memory, offset, size, notify, name) =>
-  new SplitQueue(memory, offset, { index: 0, size, eventIdx: true, notify, name });
+const makeQueue: MakeQueue = (format, memory, offset, size, notify, name) =>
+  createVirtqueue(format, memory, offset, { index: 0, size, eventIdx: true, notify, name });
 
 function options(macRewrite = false) {
   const clock = new Float64Array(1);
@@ -29,10 +29,10 @@ function options(macRewrite = false) {
   };
 }
 
-Deno.test("the in-memory loopback allocates nothing per frame once warm", () => {
-  for (const rewrite of [false, true]) {
+Deno.test("the in-memory loopback allocates nothing per frame once warm, split or packed", () => {
+  for (const [rewrite, format] of [[false, "split"], [true, "split"], [false, "packed"]] as const) {
     const o = options(rewrite);
-    const loop = new InMemoryLoopback(o, makeQueue);
+    const loop = new InMemoryLoopback(o, makeQueue, format);
     const forward = (n: number) => {
       let f = 0;
       while (f < n) {
@@ -57,7 +57,9 @@ Deno.test("the in-memory loopback allocates nothing per frame once warm", () => 
     // One byte a frame would be 1 MB; V8 may still compile in a window, so the best counts.
     assert.ok(
       Math.min(...growth) < 1024,
-      `mac rewrite ${rewrite}: the heap grew by ${growth.join(", ")} bytes per 1,000,000 frames`,
+      `${format}, mac rewrite ${rewrite}: the heap grew by ${
+        growth.join(", ")
+      } bytes per 1,000,000 frames`,
     );
     loop.close();
   }
@@ -65,7 +67,10 @@ Deno.test("the in-memory loopback allocates nothing per frame once warm", () => 
 
 Deno.test("warm-up stops at its frame count, or at its time bound whatever it reached", () => {
   const o = options();
-  const r = prewarm({ ...o, frames: 50_000, maxMs: 60_000 }, makeQueue);
+  const r = prewarm(
+    { ...o, frames: 50_000, maxMs: 60_000, formats: ["split", "packed"] },
+    makeQueue,
+  );
   assert.ok(r.frames >= 50_000 && r.frames < 50_000 + 64, `forwarded ${r.frames}`);
   assert.ok(r.ms > 0);
   const bounded = prewarm({ ...o, frames: 1e12, maxMs: 5 }, makeQueue);
@@ -76,6 +81,7 @@ Deno.test("warm-up stops at its frame count, or at its time bound whatever it re
 Deno.test("workers warmed before any port opens report their frames and time", async () => {
   const warm = await prewarmWorkers(2, {
     frames: 20_000,
+    formats: ["split", "packed"],
     burst: 32,
     drainMs: 0.1,
     txFull: "wait",
