@@ -34,58 +34,65 @@ function perQueue(frames: Uint8Array[], flows: number, queues: number): PcapInpu
   return q;
 }
 
-Deno.test({
-  name:
-    "l2fwd in the vhost-user bed: 2 ports × 2 queue pairs, 20,000 frames each way, every flow in order",
-  ignore: !isRoot,
-  async fn() {
-    const N = 20_000, FLOWS = 64;
-    const a = udpFrames({ seed: 61, count: N, flows: FLOWS });
-    const b = udpFrames({ seed: 62, count: N, flows: FLOWS });
-    await using bed = await VhostUserBed.start({
-      vhostPorts: 2,
-      queues: 2,
-      pcap: { in: [perQueue(a, FLOWS, 2), perQueue(b, FLOWS, 2)] },
-    });
-    const run = await startHostL2fwd(ports(bed), ["--queues", "2"]);
-    await bed.startForwarding();
-    const t0 = performance.now();
-    await bed.waitPcapTx(1, N, 60000);
-    await bed.waitPcapTx(0, N, 60000);
-    const secs = (performance.now() - t0) / 1000;
-    const r = await run.interrupt();
-    console.log(
-      `forwarded ${2 * N} frames in ${secs.toFixed(2)} s; stopped ${
-        r.stopMs.toFixed(0)
-      } ms after SIGINT`,
-    );
-    assert.equal(r.code, 0, r.stderr);
-    assert.ok(r.stopMs < 2000, `l2fwd took ${r.stopMs} ms to stop`);
-    const s = summaryOf(r.stdout);
-    for (const p of s.ports) {
-      assert.equal(p.rxPackets, N, `port ${p.port} received`);
-      assert.equal(p.txPackets, N, `port ${p.port} sent`);
-      assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
-      for (const q of p.queues) assert.ok(q.rxPackets > N / 4, "both queue pairs in use");
-    }
-    // Each worker warmed on 200,000 synthetic frames (the default) before the ports opened.
-    for (const w of s.workers) assert.ok(w.prewarmFrames >= 200_000, `worker ${w.queue} warm-up`);
-    const out1 = (await bed.outputFrames(1)).flat(), out0 = (await bed.outputFrames(0)).flat();
-    assert.equal(assertSameFramesPerFlow(a, out1, (f) => f, "IN0 → l2fwd → OUT1"), FLOWS);
-    assert.equal(assertSameFramesPerFlow(b, out0, (f) => f, "IN1 → l2fwd → OUT0"), FLOWS);
-    for (const st of await bed.stats()) {
-      assert.equal(st.fwdTxDropped + st.rxMissed + st.rxErrors, 0, `${st.name}: losses`);
-    }
-    // testpmd notices a front-end's disconnect from its own event thread, soon after.
-    const vhost = async () => (await bed.links()).slice(1, 3);
-    let links = await vhost();
-    for (let i = 0; i < 40 && links.some((up) => up); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      links = await vhost();
-    }
-    assert.deepEqual(links, [false, false], "l2fwd let go of both vhost ports");
-  },
-});
+// Packed rings when testpmd offers them (--ring auto, the default), and split ones.
+for (const ring of ["packed", "split"] as const) {
+  Deno.test({
+    name:
+      `l2fwd in the vhost-user bed: 2 ports × 2 queue pairs, ${ring} rings, 20,000 frames each way, every flow in order`,
+    ignore: !isRoot,
+    fn: () => forwardBothWays(ring),
+  });
+}
+
+async function forwardBothWays(ring: "packed" | "split"): Promise<void> {
+  const N = 20_000, FLOWS = 64;
+  const a = udpFrames({ seed: 61, count: N, flows: FLOWS });
+  const b = udpFrames({ seed: 62, count: N, flows: FLOWS });
+  await using bed = await VhostUserBed.start({
+    vhostPorts: 2,
+    queues: 2,
+    pcap: { in: [perQueue(a, FLOWS, 2), perQueue(b, FLOWS, 2)] },
+  });
+  const ringArgs = ring === "split" ? ["--ring", "split"] : [];
+  const run = await startHostL2fwd(ports(bed), ["--queues", "2", ...ringArgs]);
+  await bed.startForwarding();
+  const t0 = performance.now();
+  await bed.waitPcapTx(1, N, 60000);
+  await bed.waitPcapTx(0, N, 60000);
+  const secs = (performance.now() - t0) / 1000;
+  const r = await run.interrupt();
+  console.log(
+    `forwarded ${2 * N} frames in ${secs.toFixed(2)} s; stopped ${
+      r.stopMs.toFixed(0)
+    } ms after SIGINT`,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stopMs < 2000, `l2fwd took ${r.stopMs} ms to stop`);
+  const s = summaryOf(r.stdout);
+  for (const p of s.ports) {
+    assert.equal(p.ring, ring);
+    assert.equal(p.rxPackets, N, `port ${p.port} received`);
+    assert.equal(p.txPackets, N, `port ${p.port} sent`);
+    assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
+    for (const q of p.queues) assert.ok(q.rxPackets > N / 4, "both queue pairs in use");
+  }
+  // Each worker warmed on 200,000 synthetic frames (the default) before the ports opened.
+  for (const w of s.workers) assert.ok(w.prewarmFrames >= 200_000, `worker ${w.queue} warm-up`);
+  const out1 = (await bed.outputFrames(1)).flat(), out0 = (await bed.outputFrames(0)).flat();
+  assert.equal(assertSameFramesPerFlow(a, out1, (f) => f, "IN0 → l2fwd → OUT1"), FLOWS);
+  assert.equal(assertSameFramesPerFlow(b, out0, (f) => f, "IN1 → l2fwd → OUT0"), FLOWS);
+  for (const st of await bed.stats()) {
+    assert.equal(st.fwdTxDropped + st.rxMissed + st.rxErrors, 0, `${st.name}: losses`);
+  }
+  // testpmd notices a front-end's disconnect from its own event thread, soon after.
+  const vhost = async () => (await bed.links()).slice(1, 3);
+  let links = await vhost();
+  for (let i = 0; i < 40 && links.some((up) => up); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    links = await vhost();
+  }
+  assert.deepEqual(links, [false, false], "l2fwd let go of both vhost ports");
+}
 
 Deno.test({
   name:

@@ -82,6 +82,70 @@ export function encodeVringState(s: VringState): Uint8Array {
 }
 
 /**
+ * Where a vring's processing stands: what SET_VRING_BASE sets and GET_VRING_BASE reports.
+ * On the wire (a vring state's `num`) a split ring's base is its next available index; a
+ * packed ring's (virtio 1.x §2.8) carries the slot of the next available descriptor in
+ * bits 0–14 and the device's avail wrap counter in bit 15 (DPDK lib/vhost/vhost_user.c,
+ * vhost_user_set_vring_base and vhost_user_get_vring_base; the back-end knows the format
+ * from VIRTIO_F_RING_PACKED in SET_FEATURES).
+ */
+export interface VringBase {
+  /** Split: the available index (free-running, 0 … 65535). Packed: the slot (0 … 32767). */
+  avail: number;
+  /** Packed: the avail wrap counter (true for 1). Always false for a split ring. */
+  wrap: boolean;
+}
+
+/**
+ * The base of a ring nothing was made available on yet: index 0, and for a packed ring
+ * the wrap counter at 1 (§2.8.1), which SET_VRING_BASE carries as 0x8000.
+ *
+ * @example
+ * ```ts
+ * import { encodeVringBase, freshVringBase } from "./payloads.ts";
+ * encodeVringBase(freshVringBase(true), true); // 0x8000
+ * encodeVringBase(freshVringBase(false), false); // 0
+ * ```
+ */
+export function freshVringBase(packed: boolean): VringBase {
+  return { avail: 0, wrap: packed };
+}
+
+/**
+ * A vring base as SET_VRING_BASE's `num` for the ring's format; RangeError when it does
+ * not fit it (a split index above 65535 or with a wrap counter, a packed slot above 32767).
+ *
+ * @example
+ * ```ts
+ * import { encodeVringBase } from "./payloads.ts";
+ * encodeVringBase({ avail: 5, wrap: true }, true); // 0x8005
+ * encodeVringBase({ avail: 65535, wrap: false }, false); // 65535
+ * ```
+ */
+export function encodeVringBase(base: VringBase, packed: boolean): number {
+  const max = packed ? 0x7fff : 0xffff;
+  if (!Number.isInteger(base.avail) || base.avail < 0 || base.avail > max) {
+    throw new RangeError(`vring base ${base.avail} is not a whole number up to ${max}`);
+  }
+  if (!packed && base.wrap) throw new RangeError("a split ring has no wrap counter");
+  return base.avail | (packed && base.wrap ? 0x8000 : 0);
+}
+
+/**
+ * GET_VRING_BASE's `num` (at most 0xffff) read for the ring's format.
+ *
+ * @example
+ * ```ts
+ * import { decodeVringBase } from "./payloads.ts";
+ * decodeVringBase(0x8003, true); // { avail: 3, wrap: true }
+ * decodeVringBase(0x8003, false); // { avail: 32771, wrap: false }
+ * ```
+ */
+export function decodeVringBase(num: number, packed: boolean): VringBase {
+  return packed ? { avail: num & 0x7fff, wrap: (num & 0x8000) !== 0 } : { avail: num, wrap: false };
+}
+
+/**
  * Decodes a vring state payload (exactly 8 bytes).
  *
  * @example

@@ -12,6 +12,11 @@
  * longer touches it. With protocol features negotiated a started ring is still disabled
  * until SET_VRING_ENABLE 1.
  *
+ * Rings are split (virtio 1.x §2.7) or, when SET_FEATURES acked VIRTIO_F_RING_PACKED,
+ * packed (§2.8): then the "avail" and "used" addresses of SET_VRING_ADDR are the driver
+ * and device event suppression areas, and the vring bases carry the wrap counter
+ * ({@linkcode VringBase}).
+ *
  * @module
  */
 
@@ -21,31 +26,48 @@ import { DEFAULT_TIMEOUT_MS, VhostUserConnection } from "./connection.ts";
 import { EventfdKick } from "./kick.ts";
 import { MemoryTable } from "./memory_table.ts";
 import {
+  decodeVringBase,
   decodeVringState,
   encodeMemoryTable,
   encodeU64,
   encodeVringAddr,
+  encodeVringBase,
   encodeVringState,
   VRING_STATE_SIZE,
+  type VringBase,
   vringFdPayload,
 } from "./payloads.ts";
 import { VHOST_USER_F_PROTOCOL_FEATURES, VhostUserRequest as R } from "./protocol.ts";
 import { startSession } from "./session.ts";
 
-/** Where a vring lives (process addresses) and where processing starts. */
+/**
+ * VIRTIO_F_RING_PACKED (virtio 1.x §6): a transport bit, named here as vhost_user/ does
+ * not import virtio/.
+ */
+const RING_PACKED = 34;
+
+/** Where a vring lives (process addresses), its format, and where processing starts. */
 export interface VringSetup {
   /** Vring index. */
   index: number;
   /** Number of descriptors (a power of two up to 32768). */
   size: number;
-  /** Process (user) address of the descriptor table. */
+  /**
+   * A packed ring (§2.8); must agree with VIRTIO_F_RING_PACKED in the features acked with
+   * {@linkcode VhostUserDevice.setFeatures}, which is how the back-end learns the format.
+   */
+  packed: boolean;
+  /** Process (user) address of the descriptor table (split) or descriptor ring (packed). */
   desc: bigint;
-  /** Process address of the available ring. */
+  /** Process address of the available ring (split) or driver event suppression area. */
   avail: bigint;
-  /** Process address of the used ring. */
+  /** Process address of the used ring (split) or device event suppression area. */
   used: bigint;
-  /** Available-ring index to start from (SET_VRING_BASE; 0 for a fresh ring). */
-  base: number;
+  /**
+   * Where the back-end starts (SET_VRING_BASE, encoded for the format):
+   * `freshVringBase(packed)` for a new ring.
+   */
+  base: VringBase;
 }
 
 interface Vring {
@@ -53,6 +75,8 @@ interface Vring {
   call: Eventfd;
   started: boolean;
   enabled: boolean;
+  packed: boolean;
+  size: number;
 }
 
 /**
@@ -80,6 +104,7 @@ export class VhostUserDevice {
   /** Queue pairs the back-end serves (GET_QUEUE_NUM with protocol feature MQ, else 1). */
   readonly queuePairs: number;
   readonly #vrings = new Map<number, Vring>();
+  #acked: bigint | null = null;
 
   private constructor(
     name: string,
@@ -141,12 +166,20 @@ export class VhostUserDevice {
       what: `features 0x${value.toString(16)}`,
       fix: "it does not support that set; offer it fewer features",
     });
+    this.#acked = features;
+  }
+
+  /** True when the features last acked with SET_FEATURES make every ring packed. */
+  get packedRings(): boolean {
+    return this.#acked !== null && (this.#acked & bit(RING_PACKED)) !== 0n;
   }
 
   /**
    * Starts vring `s.index`: SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR, then its kick
    * and call eventfds (made once per vring, kept across stops). The ring is disabled until
    * {@linkcode VhostUserDevice.setVringEnable} when protocol features are in use.
+   * RangeError when `s.packed` disagrees with the features acked, or `s.base` does not fit
+   * the format.
    */
   startVring(s: VringSetup): void {
     if (!Number.isInteger(s.index) || s.index < 0 || s.index >= 2 * this.queuePairs) {
@@ -154,6 +187,17 @@ export class VhostUserDevice {
     }
     if (!Number.isInteger(s.size) || s.size < 1 || s.size > 32768 || (s.size & (s.size - 1))) {
       throw new RangeError(`vring size ${s.size} is not a power of two up to 32768`);
+    }
+    if (this.#acked !== null && s.packed !== this.packedRings) {
+      throw new RangeError(
+        `${this.name}'s vring ${s.index} is set up ${
+          s.packed ? "packed" : "split"
+        }, but SET_FEATURES ${this.packedRings ? "acked" : "did not ack"} VIRTIO_F_RING_PACKED`,
+      );
+    }
+    const base = encodeVringBase(s.base, s.packed);
+    if (s.packed && s.base.avail >= s.size) {
+      throw new RangeError(`vring base slot ${s.base.avail} is outside a ring of ${s.size}`);
     }
     let v = this.#vrings.get(s.index);
     if (v?.started) throw new RangeError(`${this.name}'s vring ${s.index} is already started`);
@@ -166,16 +210,23 @@ export class VhostUserDevice {
         kick.close();
         throw e;
       }
-      v = { kick, call, started: false, enabled: !this.hasProtocolFeatures };
+      v = {
+        kick,
+        call,
+        started: false,
+        enabled: !this.hasProtocolFeatures,
+        packed: false,
+        size: 0,
+      };
       this.#vrings.set(s.index, v);
     }
+    v.packed = s.packed;
+    v.size = s.size;
     const c = this.connection, what = `vring ${s.index}`;
     c.send(R.SET_VRING_NUM, encodeVringState({ index: s.index, num: s.size }), [], {
       what: `${what}: ${s.size} entries`,
     });
-    c.send(R.SET_VRING_BASE, encodeVringState({ index: s.index, num: s.base & 0xffff }), [], {
-      what,
-    });
+    c.send(R.SET_VRING_BASE, encodeVringState({ index: s.index, num: base }), [], { what });
     c.send(
       R.SET_VRING_ADDR,
       encodeVringAddr({
@@ -254,25 +305,31 @@ export class VhostUserDevice {
   }
 
   /**
-   * GET_VRING_BASE: stops vring `index` and returns the available index the back-end
-   * reached. Once this returns, the back-end no longer touches the ring or its buffers.
-   * The ring counts as stopped even when this throws (the back-end is gone then).
+   * GET_VRING_BASE: stops vring `index` and returns where the back-end stopped, read for
+   * the ring's format (null when it was not started). Once this returns, the back-end no
+   * longer touches the ring or its buffers. The ring counts as stopped even when this
+   * throws (the back-end is gone then).
    */
-  stopVring(index: number): number {
+  stopVring(index: number): VringBase | null {
     const v = this.#vring(index);
-    if (!v.started) return 0;
+    if (!v.started) return null;
     v.started = false;
     v.enabled = !this.hasProtocolFeatures;
     const reply = decodeVringState(
       this.connection.call(R.GET_VRING_BASE, encodeVringState({ index, num: 0 }), VRING_STATE_SIZE),
     );
-    if (reply.index !== index || reply.num > 0xffff) {
+    const base = decodeVringBase(reply.num, v.packed);
+    if (reply.index !== index || reply.num > 0xffff || (v.packed && base.avail >= v.size)) {
       throw new DriverError(
         "TRANSPORT",
-        `The vhost-user back-end at ${this.connection.path} answered GET_VRING_BASE of vring ${index} with vring ${reply.index}, base ${reply.num}: it is broken; restart it, then the program.`,
+        `The vhost-user back-end at ${this.connection.path} answered GET_VRING_BASE of ${
+          v.packed ? "packed" : "split"
+        } vring ${index} (${v.size} entries) with vring ${reply.index}, base 0x${
+          reply.num.toString(16)
+        }: it is broken; restart it, then the program.`,
       );
     }
-    return reply.num;
+    return base;
   }
 
   /** Throws TRANSPORT when the back-end closed the connection (a look, no waiting). */

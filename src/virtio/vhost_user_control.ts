@@ -16,6 +16,10 @@
  * chains than entries) stops the queue and reports why, as a device sets
  * DEVICE_NEEDS_RESET (§2.1.2).
  *
+ * What does not depend on the ring format — the command bytes, the ack, the counters and
+ * the broken state — is {@linkcode ControlQueueDevice}, shared with the packed ring's
+ * device side (vhost_user_control_packed.ts).
+ *
  * @module
  */
 
@@ -54,80 +58,96 @@ export interface DeviceMemory {
 /** Answers one command: VIRTIO_NET_OK or VIRTIO_NET_ERR. */
 export type ControlHandler = (cls: number, cmd: number, data: Uint8Array) => number;
 
-/** Where the control ring lives and how to answer. */
-export interface DeviceControlOptions {
+/** What a control ring of either format needs: its size, memory, and how to answer. */
+export interface ControlRingOptions {
   /** For messages, e.g. "controlq of vhost-user:/tmp/a.sock". */
   name: string;
   /** Queue size (a power of two). */
   size: number;
   /** The driver's memory. */
   memory: DeviceMemory;
-  /** IOVA of the descriptor table. */
+  /** IOVA of the descriptor table (split) or descriptor ring (packed). */
   descAddr: number;
-  /** IOVA of the available ring. */
-  availAddr: number;
-  /** IOVA of the used ring. */
-  usedAddr: number;
   /** VIRTIO_F_EVENT_IDX was negotiated. */
   eventIdx: boolean;
   /** Answers the commands. */
   handle: ControlHandler;
 }
 
-interface Segment {
+/** Where a split control ring lives and how to answer. */
+export interface DeviceControlOptions extends ControlRingOptions {
+  /** IOVA of the available ring. */
+  availAddr: number;
+  /** IOVA of the used ring. */
+  usedAddr: number;
+}
+
+/** One part of a descriptor chain: `len` bytes at IOVA `addr`, device-writable or not. */
+export interface ChainSegment {
+  /** IOVA. */
   addr: number;
+  /** Bytes. */
   len: number;
+  /** Device-writable. */
   write: boolean;
 }
 
 /**
- * The device side of one control virtqueue. Its {@linkcode DeviceControlQueue.notify} is
- * the queue's notifier: it answers every available command before returning.
- *
- * @example
- * ```ts ignore
- * const q = new DeviceControlQueue({ name: "controlq", size: 64, memory, descAddr, availAddr, usedAddr, eventIdx: false, handle: () => CTRL_OK });
- * q.notify(); // answers what the driver published
- * ```
+ * A chain's parts in ring order. Refuses a readable part after a writable one (split
+ * §2.7.4.2, packed §2.8.17: writable elements come last); drops empty parts.
  */
-export class DeviceControlQueue {
+export class ChainSegments {
+  /** The non-empty parts so far. */
+  readonly list: ChainSegment[] = [];
+  #seenWrite = false;
+
+  /** Adds a part; false when it is readable and follows a writable one. */
+  add(addr: number, len: number, write: boolean): boolean {
+    if (!write && this.#seenWrite) return false;
+    this.#seenWrite ||= write;
+    if (len > 0) this.list.push({ addr, len, write });
+    return true;
+  }
+}
+
+/**
+ * The format-independent half of a control queue's device side: answering one chain's
+ * command, the counters, the interrupt hook and the broken state. A ring format adds
+ * {@linkcode ControlQueueDevice.process}.
+ */
+export abstract class ControlQueueDevice {
   /** Commands answered. */
   answered = 0;
   /** What the handler last threw (the command was answered VIRTIO_NET_ERR), or null. */
   lastError: unknown = null;
   /** Called after used entries were added when the driver wants an interrupt. */
   signal: (() => void) | null = null;
-  readonly #o: DeviceControlOptions;
-  readonly #desc: DataView;
-  readonly #avail: DataView;
-  readonly #used: DataView;
-  readonly #usedIdx: Uint16Array;
-  #lastAvail = 0;
-  #used16 = 0;
-  #broken: string | null = null;
+  /** Queue size. */
+  protected readonly size: number;
+  /** VIRTIO_F_EVENT_IDX was negotiated. */
+  protected readonly eventIdx: boolean;
+  /** The driver's memory. */
+  protected readonly memory: DeviceMemory;
+  /** Why the queue stopped answering, or null while it works. */
+  protected stopped: string | null = null;
+  readonly #name: string;
+  readonly #handle: ControlHandler;
 
-  /** Views the ring (throws RangeError when a part of it is not in `memory`). */
-  constructor(o: DeviceControlOptions) {
+  /** Checks the size (RangeError unless a power of two up to 32768). */
+  protected constructor(o: ControlRingOptions) {
     if (!Number.isInteger(o.size) || o.size < 1 || o.size > 32768 || (o.size & (o.size - 1))) {
       throw new RangeError(`${o.name}: size ${o.size} is not a power of two up to 32768`);
     }
-    const view = (addr: number, len: number, what: string) => {
-      const b = o.memory.bytes(addr, len);
-      if (!b) throw new RangeError(`${o.name}: its ${what} is not in mapped memory`);
-      return new DataView(b.buffer, b.byteOffset, b.byteLength);
-    };
-    this.#o = o;
-    this.#desc = view(o.descAddr, 16 * o.size, "descriptor table");
-    this.#avail = view(o.availAddr, 6 + 2 * o.size, "available ring");
-    this.#used = view(o.usedAddr, 6 + 8 * o.size, "used ring");
-    this.#usedIdx = new Uint16Array(this.#used.buffer, this.#used.byteOffset, 2);
-    // A queue set up after a reset starts at index 0 on both sides (§2.7.6, §2.7.8): the
-    // ring's memory is not read yet (the driver zeroes it after setting the queue up).
+    this.size = o.size;
+    this.eventIdx = o.eventIdx;
+    this.memory = o.memory;
+    this.#name = o.name;
+    this.#handle = o.handle;
   }
 
   /** Why the queue stopped answering, or null while it works. */
   get broken(): string | null {
-    return this.#broken;
+    return this.stopped;
   }
 
   /** The driver's notification: answers every available command. */
@@ -136,13 +156,84 @@ export class DeviceControlQueue {
   }
 
   /** Answers every available command; returns how many. */
+  abstract process(): number;
+
+  /** A view of `len` bytes at `addr` (RangeError naming `what` when not mapped). */
+  protected view(addr: number, len: number, what: string): DataView {
+    const b = this.memory.bytes(addr, len);
+    if (!b) throw new RangeError(`${this.#name}: its ${what} is not in mapped memory`);
+    return new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
+
+  /**
+   * Answers the command in `segs` (null: a malformed chain); returns the bytes written: 1,
+   * or 0 when it could not (no writable byte, a command too short or too long, unmapped).
+   */
+  protected answer(segs: ChainSegment[] | null): number {
+    if (segs === null) return 0;
+    const readable = segs.filter((s) => !s.write);
+    const ackSeg = segs.find((s) => s.write);
+    const total = readable.reduce((a, s) => a + s.len, 0);
+    if (!ackSeg || total < 2 || total > CONTROL_COMMAND_MAX) return 0;
+    const ack = this.memory.bytes(ackSeg.addr, 1);
+    if (!ack) return 0;
+    const cmd = new Uint8Array(total);
+    let at = 0;
+    for (const s of readable) {
+      const b = this.memory.bytes(s.addr, s.len);
+      if (!b) return 0;
+      cmd.set(b, at);
+      at += s.len;
+    }
+    let result = CTRL_ERR;
+    try {
+      result = this.#handle(cmd[0], cmd[1], cmd.subarray(2)) === CTRL_OK ? CTRL_OK : CTRL_ERR;
+    } catch (e) {
+      this.lastError = e;
+      result = CTRL_ERR;
+    }
+    ack[0] = result;
+    return 1;
+  }
+}
+
+/**
+ * The device side of one split control virtqueue. Its {@linkcode DeviceControlQueue.notify}
+ * is the queue's notifier: it answers every available command before returning.
+ *
+ * @example
+ * ```ts ignore
+ * const q = new DeviceControlQueue({ name: "controlq", size: 64, memory, descAddr, availAddr, usedAddr, eventIdx: false, handle: () => CTRL_OK });
+ * q.notify(); // answers what the driver published
+ * ```
+ */
+export class DeviceControlQueue extends ControlQueueDevice {
+  readonly #desc: DataView;
+  readonly #avail: DataView;
+  readonly #used: DataView;
+  readonly #usedIdx: Uint16Array;
+  #lastAvail = 0;
+  #used16 = 0;
+
+  /** Views the ring (throws RangeError when a part of it is not in `memory`). */
+  constructor(o: DeviceControlOptions) {
+    super(o);
+    this.#desc = this.view(o.descAddr, 16 * o.size, "descriptor table");
+    this.#avail = this.view(o.availAddr, 6 + 2 * o.size, "available ring");
+    this.#used = this.view(o.usedAddr, 6 + 8 * o.size, "used ring");
+    this.#usedIdx = new Uint16Array(this.#used.buffer, this.#used.byteOffset, 2);
+    // A queue set up after a reset starts at index 0 on both sides (§2.7.6, §2.7.8): the
+    // ring's memory is not read yet (the driver zeroes it after setting the queue up).
+  }
+
+  /** Answers every available command; returns how many. */
   process(): number {
-    if (this.#broken !== null) return 0;
-    const size = this.#o.size;
+    if (this.stopped !== null) return 0;
+    const size = this.size;
     const availIdx = this.#avail.getUint16(2, true);
     const pending = (availIdx - this.#lastAvail) & 0xffff;
     if (pending > size) {
-      this.#broken =
+      this.stopped =
         `avail->idx ${availIdx} is ${pending} entries ahead of ${this.#lastAvail}, more than the ${size} the ring holds`;
       return 0;
     }
@@ -151,10 +242,10 @@ export class DeviceControlQueue {
     for (; n < pending; n++) {
       const head = this.#avail.getUint16(4 + 2 * (this.#lastAvail & (size - 1)), true);
       if (head >= size) {
-        this.#broken = `available entry ${this.#lastAvail} names descriptor ${head} of ${size}`;
+        this.stopped = `available entry ${this.#lastAvail} names descriptor ${head} of ${size}`;
         break;
       }
-      const written = this.#answer(head);
+      const written = this.answer(this.#walk(head));
       const slot = this.#used16 & (size - 1);
       this.#used.setUint32(4 + 8 * slot, head, true);
       this.#used.setUint32(8 + 8 * slot, written, true);
@@ -165,47 +256,18 @@ export class DeviceControlQueue {
     // Entries first, then the index (§2.7.8); then the avail_event the driver checks
     // before notifying again (§2.7.10: notify as soon as avail->idx moves past it).
     Atomics.store(this.#usedIdx, 1, this.#used16);
-    if (this.#o.eventIdx) this.#used.setUint16(4 + 8 * size, this.#lastAvail, true);
+    if (this.eventIdx) this.#used.setUint16(4 + 8 * size, this.#lastAvail, true);
     this.answered += n;
     if (this.signal && this.#wantsInterrupt(oldUsed)) this.signal();
     return n;
   }
 
   #wantsInterrupt(oldUsed: number): boolean {
-    if (this.#o.eventIdx) {
-      const usedEvent = this.#avail.getUint16(4 + 2 * this.#o.size, true);
+    if (this.eventIdx) {
+      const usedEvent = this.#avail.getUint16(4 + 2 * this.size, true);
       return vringNeedEvent(usedEvent, this.#used16, oldUsed);
     }
     return (this.#avail.getUint16(0, true) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
-  }
-
-  /** Answers the chain at `head`; returns the bytes written (1, or 0 when it could not). */
-  #answer(head: number): number {
-    const segs = this.#walk(head);
-    if (segs === null) return 0;
-    const readable = segs.filter((s) => !s.write);
-    const ackSeg = segs.find((s) => s.write);
-    const total = readable.reduce((a, s) => a + s.len, 0);
-    if (!ackSeg || total < 2 || total > CONTROL_COMMAND_MAX) return 0;
-    const ack = this.#o.memory.bytes(ackSeg.addr, 1);
-    if (!ack) return 0;
-    const cmd = new Uint8Array(total);
-    let at = 0;
-    for (const s of readable) {
-      const b = this.#o.memory.bytes(s.addr, s.len);
-      if (!b) return 0;
-      cmd.set(b, at);
-      at += s.len;
-    }
-    let result = CTRL_ERR;
-    try {
-      result = this.#o.handle(cmd[0], cmd[1], cmd.subarray(2)) === CTRL_OK ? CTRL_OK : CTRL_ERR;
-    } catch (e) {
-      this.lastError = e;
-      result = CTRL_ERR;
-    }
-    ack[0] = result;
-    return 1;
   }
 
   /**
@@ -213,18 +275,9 @@ export class DeviceControlQueue {
    * a loop, an indirect table that is misaligned, nested or unmapped, or a readable part
    * after a writable one.
    */
-  #walk(head: number): Segment[] | null {
-    const segs: Segment[] = [];
-    let seenWrite = false;
-    const push = (addr: number, len: number, flags: number): boolean => {
-      const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      if (!write && seenWrite) return false;
-      seenWrite ||= write;
-      if (len > 0) segs.push({ addr, len, write });
-      return true;
-    };
-    const size = this.#o.size;
-    let table = this.#desc, count = size, i = head, indirect = false;
+  #walk(head: number): ChainSegment[] | null {
+    const segs = new ChainSegments();
+    let table = this.#desc, count = this.size, i = head, indirect = false;
     for (let steps = 0;; steps++) {
       if (steps >= count || i >= count) return null; // a loop, or an index out of range
       const addr = table.getUint32(16 * i, true) + table.getUint32(16 * i + 4, true) * 2 ** 32;
@@ -235,7 +288,7 @@ export class DeviceControlQueue {
         // §2.7.5.3.1: not inside an indirect table, not with NEXT, a whole number of
         // descriptors; the table then replaces the chain.
         if (indirect || flags & VIRTQ_DESC_F_NEXT || len === 0 || len % 16 !== 0) return null;
-        const b = this.#o.memory.bytes(addr, len);
+        const b = this.memory.bytes(addr, len);
         if (!b) return null;
         table = new DataView(b.buffer, b.byteOffset, b.byteLength);
         count = len / 16;
@@ -244,8 +297,8 @@ export class DeviceControlQueue {
         indirect = true;
         continue;
       }
-      if (!push(addr, len, flags)) return null;
-      if (!(flags & VIRTQ_DESC_F_NEXT)) return segs;
+      if (!segs.add(addr, len, (flags & VIRTQ_DESC_F_WRITE) !== 0)) return null;
+      if (!(flags & VIRTQ_DESC_F_NEXT)) return segs.list;
       i = next;
     }
   }

@@ -8,6 +8,8 @@
  *   front-end implements); FEATURES_OK sticks unless the back-end refuses.
  * - Data queues are vrings of the back-end: set up with SET_VRING_NUM/BASE/ADDR/KICK/CALL
  *   (ring addresses translated to this process's addresses through the memory table),
+ *   split (§2.7) or, when the driver acked VIRTIO_F_RING_PACKED, packed (§2.8): the
+ *   back-end learns the format from SET_FEATURES, the rings' set-up from this transport,
  *   notified through their kick eventfds, enabled at DRIVER_OK (pair 0) and by
  *   VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (the others); DPDK brings its port's link up once
  *   vrings 0 and 1 have rings, kick and call fds and are enabled (vhost_user.c
@@ -15,7 +17,8 @@
  * - Reset stops every started vring with GET_VRING_BASE: its reply means the back-end no
  *   longer touches the ring, so DMA memory may then be freed (§2.1.2 for a real device).
  * - The configuration (§5.1.4) is synthesized: MAC, link status, max_virtqueue_pairs.
- * - The control queue (§5.1.6.5) is answered here (vhost_user_control.ts).
+ * - The control queue (§5.1.6.5) is answered here, split (vhost_user_control.ts) or packed
+ *   (vhost_user_control_packed.ts).
  *
  * @module
  */
@@ -25,6 +28,7 @@ import type { DmaTarget } from "../dma/dma_target.ts";
 import { DriverError } from "../errors.ts";
 import { MappedRegionIo, type RegionIo } from "../pci/pci_device.ts";
 import { EventfdKick } from "../vhost_user/kick.ts";
+import { freshVringBase } from "../vhost_user/payloads.ts";
 import { VhostUserDevice } from "../vhost_user/vhost_user_device.ts";
 import {
   bit,
@@ -35,6 +39,7 @@ import {
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_ORDER_PLATFORM,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
 } from "./features.ts";
 import type { QueueNotifier } from "./virtqueue.ts";
@@ -46,6 +51,7 @@ import {
 } from "./status.ts";
 import type { QueueInterruptRoute, VirtioTransport } from "./transport.ts";
 import { DeviceControlQueue, netControlHandler } from "./vhost_user_control.ts";
+import { PackedDeviceControlQueue } from "./vhost_user_control_packed.ts";
 
 // virtio-net feature bits (§5.1.3) this transport handles; src/net/features.ts names them
 // all, but virtio/ may not import net/.
@@ -59,15 +65,19 @@ const NET_S_LINK_UP = 1;
 /**
  * Back-end features passed through to the driver: the data path's (checksum and
  * segmentation offloads 0–1 and 6–14, MRG_RXBUF 15, NOTIFY_ON_EMPTY 24, ANY_LAYOUT 27,
- * ring features, VERSION_1, IN_ORDER, ORDER_PLATFORM). Everything else is dropped: bits
- * the control queue would have to serve (CTRL_RX, CTRL_VLAN, GUEST_ANNOUNCE, CTRL_MAC_ADDR,
- * CTRL_GUEST_OFFLOADS, RSS, HASH_REPORT, NOTF_COAL, …), configuration fields this side
- * would have to invent (MTU, SPEED_DUPLEX), what a vhost-user ring cannot carry (packed
- * rings, NOTIFICATION_DATA, RING_RESET), and vhost's own bits (LOG_ALL, PROTOCOL_FEATURES).
+ * ring features, VERSION_1, RING_PACKED, IN_ORDER, ORDER_PLATFORM). Packed rings go through
+ * vhost-user unchanged — the back-end learns the format from SET_FEATURES and the ring
+ * bases carry the wrap counters (DPDK's vhost library serves them) — and the control queue
+ * is served here in either format. Everything else is dropped: bits the control queue would
+ * have to serve (CTRL_RX, CTRL_VLAN, GUEST_ANNOUNCE, CTRL_MAC_ADDR, CTRL_GUEST_OFFLOADS,
+ * RSS, HASH_REPORT, NOTF_COAL, …), configuration fields this side would have to invent
+ * (MTU, SPEED_DUPLEX), what this transport does not implement over vhost-user
+ * (NOTIFICATION_DATA: the kick is an eventfd, which carries no data; RING_RESET), and
+ * vhost's own bits (LOG_ALL, PROTOCOL_FEATURES).
  */
 const PASSED_THROUGH = [0, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 24, 27]
   .concat([VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_F_IN_ORDER])
-  .concat([VIRTIO_F_ORDER_PLATFORM])
+  .concat([VIRTIO_F_RING_PACKED, VIRTIO_F_ORDER_PLATFORM])
   .reduce((a, b) => a | bit(b), 0n);
 
 /**
@@ -122,7 +132,7 @@ export class VhostUserTransport implements VirtioTransport {
   #status = 0;
   #features = 0n;
   #activePairs = 1;
-  #control: DeviceControlQueue | null = null;
+  #control: DeviceControlQueue | PackedDeviceControlQueue | null = null;
   #closed = false;
 
   private constructor(name: string, device: VhostUserDevice, pairs: number, mac: Uint8Array) {
@@ -236,7 +246,10 @@ export class VhostUserTransport implements VirtioTransport {
     return hasFeature(this.#features, NET_F_MQ) ? 2 * this.queuePairs : 2;
   }
 
-  /** 32768 for a data queue (the split-ring maximum, which DPDK accepts), 64 for control. */
+  /**
+   * 32768 for a data queue (the split- and packed-ring maximum, which DPDK accepts), 64 for
+   * control.
+   */
   queueMaxSize(index: number): number {
     if (index === this.controlIndex) return CONTROL_QUEUE_SIZE;
     const pairs = hasFeature(this.#features, NET_F_MQ) ? this.queuePairs : 1;
@@ -245,7 +258,10 @@ export class VhostUserTransport implements VirtioTransport {
 
   /**
    * Sets queue `index` up: the control queue here, a data queue at the back-end (rings
-   * translated through the memory table; DMA error when they are not mapped).
+   * translated through the memory table; DMA error when they are not mapped). With
+   * VIRTIO_F_RING_PACKED negotiated the ring is packed (§2.8): `descIova` is the
+   * descriptor ring (16·size bytes), `availIova` the driver area and `usedIova` the device
+   * area (event suppression, 4 bytes each); otherwise the split ring's three parts (§2.7).
    */
   setupQueue(
     index: number,
@@ -281,17 +297,20 @@ export class VhostUserTransport implements VirtioTransport {
     // "Memory access"); each part must lie inside one region of the memory table.
     const user = (what: string, iova: number, len: number) =>
       mem.requireUserAddress(iova, len, `the ${what} of ${qname}`);
-    const desc = user("descriptor table", descIova, 16 * size);
-    const avail = user("available ring", availIova, 6 + 2 * size);
-    const used = user("used ring", usedIova, 6 + 8 * size);
+    const packed = hasFeature(this.#features, VIRTIO_F_RING_PACKED);
+    const desc = user(packed ? "descriptor ring" : "descriptor table", descIova, 16 * size);
+    const avail = user(
+      packed ? "driver area" : "available ring",
+      availIova,
+      packed ? 4 : 6 + 2 * size,
+    );
+    const used = user(packed ? "device area" : "used ring", usedIova, packed ? 4 : 6 + 8 * size);
     if (index === this.controlIndex) {
-      this.#control = new DeviceControlQueue({
+      const ring = {
         name: qname,
         size,
         memory: mem,
         descAddr: descIova,
-        availAddr: availIova,
-        usedAddr: usedIova,
         eventIdx: hasFeature(this.#features, VIRTIO_F_EVENT_IDX),
         handle: netControlHandler({
           mq: hasFeature(this.#features, NET_F_MQ),
@@ -313,10 +332,21 @@ export class VhostUserTransport implements VirtioTransport {
             }
           },
         }),
-      });
+      };
+      this.#control = packed
+        ? new PackedDeviceControlQueue({ ...ring, driverAddr: availIova, deviceAddr: usedIova })
+        : new DeviceControlQueue({ ...ring, availAddr: availIova, usedAddr: usedIova });
       return this.#control;
     }
-    this.device.startVring({ index, size, desc, avail, used, base: 0 });
+    this.device.startVring({
+      index,
+      size,
+      packed,
+      desc,
+      avail,
+      used,
+      base: freshVringBase(packed),
+    });
     if (this.#status & VIRTIO_CONFIG_S_DRIVER_OK) this.#applyPairs();
     return this.device.kicker(index, qname);
   }

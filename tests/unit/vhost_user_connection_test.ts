@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { DeviceControlQueue } from "../../src/virtio/vhost_user_control.ts";
+import { PackedDeviceControlQueue } from "../../src/virtio/vhost_user_control_packed.ts";
 import { DmaRegion } from "../../src/dma/memory.ts";
 import { DriverError } from "../../src/errors.ts";
 import "../../src/net/features.ts"; // names the virtio-net bits in messages
@@ -208,6 +209,7 @@ Deno.test("the transport offers the data-path features, its own MAC/STATUS/CTRL_
       assert.ok(f & bit(b), `bit ${b}`);
     }
     for (const b of [30, 26, 18, 21, 22, 3]) assert.equal(f & bit(b), 0n, `bit ${b}`);
+    assert.equal(f & bit(34), 0n, "RING_PACKED only when the back-end offers it");
     one.close();
   } finally {
     be.stop();
@@ -302,6 +304,69 @@ Deno.test("queues: rings must be mapped; a data queue is NUM, BASE, ADDR, KICK, 
       seen.every((m) => m.flags === 0x9 || m.request === 11),
       "need_reply on all but GET_VRING_BASE",
     );
+  } finally {
+    region.free();
+    be.stop();
+  }
+});
+
+Deno.test("packed rings: RING_PACKED passed through; 4-byte driver and device areas; SET_VRING_BASE 0x8000; GET_VRING_BASE read as slot and wrap counter", async () => {
+  const be = await backend({ features: String(DPDK_FEATURES | bit(34)), vringBase: 0x8003 });
+  const region = DmaRegion.allocate(1 << 20, { hugePages: false });
+  try {
+    const t = VhostUserTransport.open(be.path, { maxQueuePairs: 1, timeoutMs: 2000 });
+    assert.ok(t.deviceFeatures() & bit(34), "RING_PACKED offered");
+    t.reset();
+    t.addStatus(1 | 2);
+    t.setDriverFeatures(bit(32) | bit(33) | bit(34) | bit(17));
+    assert.equal(t.device.packedRings, true);
+    region.mapFor(t.dma);
+    const end = region.iova + (1 << 20);
+    assert.throws(
+      () => t.setupQueue(0, 256, end - 16 * 256 + 16, region.iova, region.iova + 4),
+      code("DMA", /descriptor ring of receiveq1 /),
+    );
+    assert.throws(
+      () => t.setupQueue(0, 256, region.iova, end - 2, region.iova + 4096),
+      code("DMA", /driver area of receiveq1 /),
+    );
+    assert.throws(
+      () => t.setupQueue(0, 256, region.iova, region.iova + 4096, end - 2),
+      code("DMA", /device area of receiveq1 /),
+    );
+    // The last 8 bytes hold both areas: a split ring's avail and used rings would not fit.
+    t.setupQueue(0, 256, region.iova, end - 8, end - 4);
+    t.setupQueue(1, 2, region.iova + 8192, region.iova + 8256, region.iova + 8260);
+    const ctrl = t.setupQueue(2, 64, region.iova + 16384, end - 64, end - 60);
+    assert.ok(ctrl instanceof PackedDeviceControlQueue, "the control queue is served packed");
+    assert.throws(
+      () =>
+        t.device.startVring({
+          index: 0,
+          size: 8,
+          packed: false,
+          desc: 0n,
+          avail: 0n,
+          used: 0n,
+          base: { avail: 0, wrap: false },
+        }),
+      /set up split, but SET_FEATURES acked VIRTIO_F_RING_PACKED/,
+    );
+    assert.deepEqual(t.device.stopVring(0), { avail: 3, wrap: true });
+    assert.equal(t.device.stopVring(0), null, "already stopped");
+    assert.throws(
+      () => t.device.stopVring(1),
+      code("TRANSPORT", /GET_VRING_BASE of packed vring 1 \(2 entries\) with vring 1, base 0x8003/),
+    );
+    t.reset();
+    region.unmapFrom(t.dma);
+    t.close();
+    const seen = await be.seen();
+    const set = seen.filter((m) => m.request === 2).at(-1)!;
+    const sent = new DataView(new Uint8Array(set.payload).buffer).getBigUint64(0, true);
+    assert.equal(sent, bit(32) | bit(34) | bit(30), "RING_PACKED acked to the back-end");
+    const bases = seen.filter((m) => m.request === 10).map((m) => m.payload);
+    assert.deepEqual(bases, [[0, 0, 0, 0, 0, 0x80, 0, 0], [1, 0, 0, 0, 0, 0x80, 0, 0]]);
   } finally {
     region.free();
     be.stop();

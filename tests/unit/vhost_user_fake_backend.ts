@@ -30,6 +30,8 @@ export interface BackendScript {
   misanswer?: number;
   /** After answering this request, send 12 bytes nobody asked for. */
   chatterAfter?: number;
+  /** GET_VRING_BASE's num (default 7). */
+  vringBase?: number;
 }
 
 /** A header the fake back-end read. */
@@ -111,8 +113,9 @@ async function serve(c: Deno.Conn, s: BackendScript): Promise<void> {
     else if (request === 15) answer = u64(BigInt(s.protocolFeatures));
     else if (request === 17) answer = u64(BigInt(s.queueNum));
     else if (request === 11) {
+      const base = s.vringBase ?? 7;
       answer = payload.slice(0, 4).length === 4
-        ? new Uint8Array([...payload.slice(0, 4), 7, 0, 0, 0])
+        ? new Uint8Array([...payload.slice(0, 4), base & 0xff, base >> 8, 0, 0])
         : null;
     } else if (flags & 0x8) answer = u64(s.refuse?.includes(request) ? 1n : 0n);
     if (answer) await c.write(reply(code, answer));

@@ -12,11 +12,14 @@ import { MemoryTable } from "../../src/vhost_user/memory_table.ts";
 import {
   decodeMemoryTable,
   decodeU64,
+  decodeVringBase,
   decodeVringState,
   encodeMemoryTable,
   encodeU64,
   encodeVringAddr,
+  encodeVringBase,
   encodeVringState,
+  freshVringBase,
   type MemoryRegion,
   vringFdPayload,
 } from "../../src/vhost_user/payloads.ts";
@@ -83,6 +86,26 @@ Deno.test("a vring state is index u32 then num u32", () => {
   assert.equal(le32(b, 4), 256);
   assert.deepEqual(decodeVringState(b), { index: 3, num: 256 });
   assert.throws(() => decodeVringState(new Uint8Array(12)), RangeError);
+});
+
+Deno.test("a packed vring base is the slot in bits 0-14 and the avail wrap counter in bit 15; a split one the whole index", () => {
+  assert.equal(encodeVringBase(freshVringBase(true), true), 0x8000, "a fresh packed ring");
+  assert.equal(encodeVringBase(freshVringBase(false), false), 0);
+  assert.equal(encodeVringBase({ avail: 0x7fff, wrap: false }, true), 0x7fff);
+  assert.equal(encodeVringBase({ avail: 0xffff, wrap: false }, false), 0xffff);
+  assert.deepEqual(decodeVringBase(0x8005, true), { avail: 5, wrap: true });
+  assert.deepEqual(decodeVringBase(0x0005, true), { avail: 5, wrap: false });
+  assert.deepEqual(decodeVringBase(0x8005, false), { avail: 0x8005, wrap: false });
+  for (
+    const [base, packed] of [
+      [{ avail: 0x8000, wrap: true }, true],
+      [{ avail: 1, wrap: true }, false],
+      [{ avail: 0x10000, wrap: false }, false],
+      [{ avail: -1, wrap: false }, true],
+    ] as const
+  ) {
+    assert.throws(() => encodeVringBase(base, packed), RangeError);
+  }
 });
 
 Deno.test("a vring address is index, flags, then desc, used, avail and log as u64 (struct vhost_vring_addr)", () => {
