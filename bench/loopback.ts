@@ -8,22 +8,26 @@
  * counter differences (testpmd's `clear port stats` races with its forwarding lcore and
  * can lose the clear under load). Front-ends run one after the other against the same
  * back-end, in the order given (DPDK, ours, DPDK), so each ratio compares runs minutes
- * apart on the same machine. See docs/performance.md.
+ * apart on the same machine, each front-end with split rings or, with DPDK's
+ * `packed_vq=1` and our default, packed ones. See docs/performance.md.
  *
  * @module
  */
 
 import { VhostUserBed } from "../tests/bed/vhost_user_bed.ts";
 import { startDpdkFrontEnd } from "../tests/bed/dpdk_front_end.ts";
+import type { RingFormat } from "../src/virtio/ring_format.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 /** A front-end to measure. */
 export type FrontEnd =
-  | { kind: "dpdk"; label?: string }
+  | { kind: "dpdk"; label?: string; ring?: RingFormat }
   | {
     kind: "ours";
     label?: string;
+    /** The virtqueue format (default split; the back-end offers both). */
+    ring?: RingFormat;
     /** Checkout whose examples/l2fwd.ts runs (default: this one), for A/B runs. */
     root?: string;
     /** More l2fwd options (e.g. ["--burst", "64"]). */
@@ -67,6 +71,8 @@ export interface LoopbackRun {
   frameSize: number;
   frontEnd: string;
   kind: "dpdk" | "ours";
+  /** The virtqueue format both front-ends used. */
+  ring: RingFormat;
   /** Frames per second the back-end received from the front-end, both ports. */
   fps: number;
   /** The same over the first second after the back-end injected the frames. */
@@ -88,8 +94,8 @@ interface Running {
   window?: () => Promise<() => Promise<MemoryFigures>>;
 }
 
-async function startDpdk(bed: VhostUserBed): Promise<Running> {
-  const fe = await startDpdkFrontEnd(bed, { mode: "io" });
+async function startDpdk(bed: VhostUserBed, ring: RingFormat): Promise<Running> {
+  const fe = await startDpdkFrontEnd(bed, { mode: "io", packed: ring === "packed" });
   return { stop: async () => void await fe.close() };
 }
 
@@ -178,11 +184,23 @@ class L2fwdProcess {
 async function startOurs(bed: VhostUserBed, fe: FrontEnd & { kind: "ours" }): Promise<Running> {
   // `--warmup 1`: the worker's heap figures (growth, GCs seen) count from its first
   // once-a-second sample, so every measured window is covered; forwarding is unchanged.
-  const p = new L2fwdProcess(fe.root ?? ROOT, ["--warmup", "1", ...(fe.args ?? [])], [
+  const ring = fe.ring ?? "split";
+  const args = [
+    "--warmup",
+    "1",
+    ...(ring === "split" ? ["--ring", "split"] : []),
+    ...(fe.args ?? []),
+  ];
+  const p = new L2fwdProcess(fe.root ?? ROOT, args, [
     `vhost-user:${bed.socket(0)}?queues=1`,
     `vhost-user:${bed.socket(1)}?queues=1`,
   ]);
   await p.started();
+  // The back-end offers packed rings: --ring auto takes them (l2fwd's start line says).
+  if (!p.stderr.includes(`ring ${ring} `)) {
+    await p.stop().catch(() => {});
+    throw new Error(`l2fwd did not run ${ring} rings: ${p.stderr}`);
+  }
   const window = async () => {
     const w0 = p.latest?.workers[0], rss0 = await p.rssKiB();
     return async () => {
@@ -235,8 +253,10 @@ export async function measureLoopback(opts: LoopbackOptions): Promise<LoopbackRu
   const runs: LoopbackRun[] = [];
   for (const size of opts.frameSizes) {
     for (const fe of opts.frontEnds) {
-      const label = fe.label ?? (fe.kind === "dpdk" ? "DPDK virtio-user" : "ours (l2fwd)");
-      const running = fe.kind === "dpdk" ? await startDpdk(bed) : await startOurs(bed, fe);
+      const ring = fe.ring ?? "split";
+      const label = fe.label ??
+        `${fe.kind === "dpdk" ? "DPDK virtio-user" : "ours (l2fwd)"}, ${ring}`;
+      const running = fe.kind === "dpdk" ? await startDpdk(bed, ring) : await startOurs(bed, fe);
       try {
         await waitLinks(bed, true, 30000);
         await bed.command("set fwd io");
@@ -266,6 +286,7 @@ export async function measureLoopback(opts: LoopbackOptions): Promise<LoopbackRu
           frameSize: size,
           frontEnd: label,
           kind: fe.kind,
+          ring,
           fps,
           firstSecondFps,
           gbps: fps * size * 8 / 1e9,

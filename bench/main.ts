@@ -42,7 +42,9 @@ const USAGE = `usage: deno task bench [options]
 
   --seconds S          seconds measured per loopback run (default 5)
   --warmup-seconds S   seconds of forwarding before each measurement (default 3)
-  --rounds N           our runs per frame size, each between two DPDK runs (default 3)
+  --rounds N           our runs per frame size with split rings, each between two DPDK
+                       runs (default 3)
+  --packed-rounds N    the same with packed rings on both front-ends (default 1; 0: none)
   --sizes LIST         frame sizes in bytes (default 64,1518)
   --tx-first N         bursts of 32 frames the back-end injects per port (default 8)
   --vm-trial-seconds S seconds per trial of the VM and vfio-user beds' searches (default 5)
@@ -113,6 +115,7 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "5" },
       "warmup-seconds": { type: "string", default: "3" },
       rounds: { type: "string", default: "3" },
+      "packed-rounds": { type: "string", default: "1" },
       sizes: { type: "string", default: "64,1518" },
       "tx-first": { type: "string", default: "8" },
       "no-micro": { type: "boolean", default: false },
@@ -131,6 +134,9 @@ async function main(): Promise<void> {
   const seconds = positive(values.seconds, "seconds", false);
   const warmupSeconds = positive(values["warmup-seconds"], "warmup-seconds", false);
   const rounds = positive(values.rounds, "rounds", true);
+  const packedRounds = values["packed-rounds"] === "0"
+    ? 0
+    : positive(values["packed-rounds"], "packed-rounds", true);
   const txFirst = positive(values["tx-first"], "tx-first", true);
   const vmTrialSeconds = positive(values["vm-trial-seconds"], "vm-trial-seconds", false);
   const sizes = values.sizes.split(",").map((s) => {
@@ -151,6 +157,11 @@ async function main(): Promise<void> {
     : (log("scaling: one worker, then one per CPU"), await measureScaling());
   const frontEnds: FrontEnd[] = [{ kind: "dpdk" }];
   for (let i = 0; i < rounds; i++) frontEnds.push({ kind: "ours" }, { kind: "dpdk" });
+  // Packed rings side by side: DPDK's virtio-user with packed_vq=1 around ours with packed.
+  if (packedRounds > 0) frontEnds.push({ kind: "dpdk", ring: "packed" });
+  for (let i = 0; i < packedRounds; i++) {
+    frontEnds.push({ kind: "ours", ring: "packed" }, { kind: "dpdk", ring: "packed" });
+  }
   log(`native loopback: ${frontEnds.length} runs per frame size`);
   const runs = await measureLoopback({
     frameSizes: sizes,
@@ -171,7 +182,14 @@ async function main(): Promise<void> {
   const record: BenchRecord = {
     date: new Date().toISOString(),
     machine: await machine(),
-    settings: { seconds, warmupSeconds, rounds, txFirstBursts: txFirst, vmTrialSeconds },
+    settings: {
+      seconds,
+      warmupSeconds,
+      rounds,
+      packedRounds,
+      txFirstBursts: txFirst,
+      vmTrialSeconds,
+    },
     loopback: summarizeLoopback(runs),
     loopbackRuns: runs,
     micro: microResults,

@@ -22,9 +22,11 @@ export interface MicroResult {
   perIteration: number;
 }
 
-/** The figures of one frame size in the native loopback. */
+/** The figures of one frame size and ring format in the native loopback. */
 export interface LoopbackSummary {
   frameSize: number;
+  /** The virtqueue format of every run in it ("split" when the runs do not say). */
+  ring: string;
   /** Our runs' rates (frames/s) in run order. */
   ours: number[];
   /** DPDK's runs' rates (frames/s) in run order. */
@@ -84,9 +86,11 @@ export function median(xs: readonly number[]): number {
  * ```
  */
 export function summarizeLoopback(runs: readonly LoopbackRun[]): LoopbackSummary[] {
-  const sizes = [...new Set(runs.map((r) => r.frameSize))];
-  return sizes.map((size) => {
-    const rs = runs.filter((r) => r.frameSize === size);
+  const ringOf = (r: LoopbackRun) => r.ring ?? "split";
+  const groups = [...new Set(runs.map((r) => `${r.frameSize} ${ringOf(r)}`))];
+  return groups.map((g) => {
+    const [size, ring] = [Number(g.split(" ")[0]), g.split(" ")[1]];
+    const rs = runs.filter((r) => r.frameSize === size && ringOf(r) === ring);
     const ratios: number[] = [];
     rs.forEach((r, i) => {
       if (r.kind !== "ours") return;
@@ -109,6 +113,7 @@ export function summarizeLoopback(runs: readonly LoopbackRun[]): LoopbackSummary
     const dpdk = rs.filter((r) => r.kind === "dpdk").map((r) => r.fps);
     return {
       frameSize: size,
+      ring,
       ours,
       dpdk,
       ratios,
@@ -144,13 +149,15 @@ export function renderMarkdown(r: BenchRecord): string {
       `${r.settings.txFirstBursts} bursts of 32 frames injected per port, ${r.settings.seconds} s per run; ` +
       `ratio = ours / mean of the DPDK runs before and after):`,
     "",
-    "| frame | DPDK virtio-user (M frames/s) | ours, l2fwd (M frames/s) | ratio (median) | ratios | first second (DPDK / ours) |",
-    "| ----: | ----------------------------: | -----------------------: | -------------: | :----- | -------------------------: |",
+    "| frame | rings | DPDK virtio-user (M frames/s) | ours, l2fwd (M frames/s) | ratio (median) | ratios | first second (DPDK / ours) |",
+    "| ----: | :---- | ----------------------------: | -----------------------: | -------------: | :----- | -------------------------: |",
   );
   const pct = (x: number) => `${Math.round(100 * x)} %`;
   for (const s of r.loopback) {
     lines.push(
-      `| ${s.frameSize} B | ${s.dpdk.map(mfps).join(", ")} | ${s.ours.map(mfps).join(", ")} | ` +
+      `| ${s.frameSize} B | ${s.ring} | ${s.dpdk.map(mfps).join(", ")} | ${
+        s.ours.map(mfps).join(", ")
+      } | ` +
         `**${s.medianRatio.toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(", ")} | ` +
         `${pct(s.dpdkFirstSecond)} / ${pct(s.oursFirstSecond)} |`,
     );
@@ -312,7 +319,7 @@ export function renderSvg(r: BenchRecord): string {
       `<text x="${x + 25}" y="${(y(v) - 4).toFixed(1)}" text-anchor="middle">${mfps(v)}</text>`;
     parts.push(bar(x0, g.dpdkMedian, "#8a8a8a"), bar(x0 + 55, g.oursMedian, "#2a7ab8"));
     parts.push(
-      `<text x="${x0 + 52}" y="${base + 16}" text-anchor="middle">${g.frameSize} B: ${
+      `<text x="${x0 + 52}" y="${base + 16}" text-anchor="middle">${g.frameSize} B ${g.ring}: ${
         g.medianRatio.toFixed(2)
       }×</text>`,
     );

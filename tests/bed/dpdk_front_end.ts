@@ -19,6 +19,8 @@ export interface DpdkFrontEndOptions {
    * benchmark). Default "io retry".
    */
   mode?: "io" | "io retry";
+  /** Packed virtqueues (virtio-user's `packed_vq=1`; default false: split). */
+  packed?: boolean;
 }
 
 /**
@@ -54,7 +56,8 @@ export async function startDpdkFrontEnd(
       "256",
       ...[0, 1].flatMap((i) => [
         "--vdev",
-        `net_virtio_user${i},mac=02:00:00:00:00:0${i + 1},path=${bed.socket(i)},queues=${q}`,
+        `net_virtio_user${i},mac=02:00:00:00:00:0${i + 1},path=${bed.socket(i)},queues=${q}` +
+        (opts.packed ? ",packed_vq=1" : ""),
       ]),
     ],
     app: [

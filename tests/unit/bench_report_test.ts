@@ -17,11 +17,17 @@ import {
   summarizeLoopback,
 } from "../../bench/report.ts";
 
-function run(kind: "dpdk" | "ours", fps: number, frameSize = 64): LoopbackRun {
+function run(
+  kind: "dpdk" | "ours",
+  fps: number,
+  frameSize = 64,
+  ring: "split" | "packed" = "split",
+): LoopbackRun {
   return {
     frameSize,
     frontEnd: kind,
     kind,
+    ring,
     fps,
     firstSecondFps: fps * (kind === "ours" ? 0.5 : 1),
     gbps: fps * frameSize * 8 / 1e9,
@@ -80,6 +86,23 @@ Deno.test("a run at the edge has one DPDK neighbour, and frame sizes are kept ap
   assert.ok(Number.isNaN(median([])));
 });
 
+Deno.test("split and packed runs are compared each with DPDK's runs of the same format", () => {
+  const out = summarizeLoopback([
+    run("dpdk", 10e6),
+    run("ours", 10e6),
+    run("dpdk", 10e6),
+    run("dpdk", 20e6, 64, "packed"),
+    run("ours", 10e6, 64, "packed"),
+    run("dpdk", 20e6, 64, "packed"),
+  ]);
+  assert.deepEqual(out.map((s) => [s.frameSize, s.ring, s.ratios]), [
+    [64, "split", [1]],
+    [64, "packed", [0.5]],
+  ]);
+  const md = renderMarkdown({ ...noRuns, loopback: out });
+  assert.match(md, /\| 64 B \| packed \| 20\.00, 20\.00 \| 10\.00 \| \*\*0\.50×\*\*/);
+});
+
 Deno.test("the README section between the markers is replaced, and missing markers are an error", () => {
   const readme = "top\n<!-- bench:start -->\nold figures\n<!-- bench:end -->\nbottom\n";
   assert.equal(
@@ -102,7 +125,7 @@ Deno.test("the Markdown and the chart carry every rate and ratio", () => {
   const md = renderMarkdown(record);
   assert.match(
     md,
-    /\| 64 B \| 10\.00, 10\.00 \| 9\.00 \| \*\*0\.90×\*\* \| 0\.90 \| 100 % \/ 50 % \|/,
+    /\| 64 B \| split \| 10\.00, 10\.00 \| 9\.00 \| \*\*0\.90×\*\* \| 0\.90 \| 100 % \/ 50 % \|/,
   );
   assert.match(md, /\| forward ×1024 \| 40960\.0 \| 40\.00 \|/);
   assert.match(md, /0 garbage collections/);
@@ -112,7 +135,7 @@ Deno.test("the Markdown and the chart carry every rate and ratio", () => {
   assert.match(svg, /^<svg /);
   assert.match(svg, />10\.00</);
   assert.match(svg, />9\.00</);
-  assert.match(svg, /64 B: 0\.90×/);
+  assert.match(svg, /64 B split: 0\.90×/);
 });
 
 Deno.test("the VM bed's tables give each front-end's zero-loss rate, peak and latency, and our ratios per queue-pair count", () => {
