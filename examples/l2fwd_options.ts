@@ -47,6 +47,9 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
                       them, as DPDK l2fwd does)
   --ring FORMAT       virtqueue format: auto (packed when the device offers
                       VIRTIO_F_RING_PACKED, split otherwise; default) or split
+  --in-order MODE     auto (negotiate VIRTIO_F_IN_ORDER when the device offers it: it
+                      uses buffers in order and may return a batch at once; default)
+                      or off (never negotiate it)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
   --warmup N          packets per worker before the heap figures can start, once V8
                       compiled nothing for 5 s (at 2N in any case; default 150000)
@@ -200,6 +203,8 @@ export interface Run {
   txFull: "wait" | "drop";
   /** Negotiate packed rings when offered (--ring auto) or keep split ones (--ring split). */
   packedRing: boolean;
+  /** Negotiate VIRTIO_F_IN_ORDER when offered (--in-order auto) or not (--in-order off). */
+  inOrder: boolean;
   /** Warm-up packets per worker (--warmup). */
   warmup: number;
   /** Synthetic warm-up frames per worker (--prewarm). */
@@ -251,6 +256,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
         "tx-drain-us": { type: "string", default: "100" },
         "tx-full": { type: "string", default: "wait" },
         ring: { type: "string", default: "auto" },
+        "in-order": { type: "string", default: "auto" },
         "idle-us": { type: "string", default: "50" },
         warmup: { type: "string", default: "150000" },
         prewarm: { type: "string", default: "200000" },
@@ -297,6 +303,9 @@ export function parseCommandLine(args: string[]): Run | "help" {
   }
   if (!["auto", "split"].includes(values.ring)) {
     usageError(`--ring must be auto or split, not '${values.ring}'`);
+  }
+  if (!["auto", "off"].includes(values["in-order"])) {
+    usageError(`--in-order must be auto or off, not '${values["in-order"]}'`);
   }
   if (!["table", "json", "off"].includes(statsMode)) {
     usageError(`--stats must be table, json or off, not '${statsMode}'`);
@@ -369,6 +378,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
     idleUs,
     txFull: values["tx-full"] as "wait" | "drop",
     packedRing: values.ring === "auto",
+    inOrder: values["in-order"] === "auto",
     warmup,
     prewarm,
     heapAudit: values["heap-audit"],

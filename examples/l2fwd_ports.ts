@@ -35,6 +35,7 @@ export async function openPorts(
       // Both ports must put frames at the same offset: no hash report (8 more bytes).
       hashReport: false,
       packedRing: run.packedRing,
+      inOrder: run.inOrder,
     }));
     await step();
   }

@@ -66,6 +66,7 @@ Deno.test({
     assert.equal(code, 0, await prog.stderr);
     assert.match(out, /negotiated .*VIRTIO_F_VERSION_1/);
     assert.match(out, /negotiated .*VIRTIO_NET_F_MQ/);
+    assert.match(out, /negotiated .*VIRTIO_F_IN_ORDER/);
     assert.match(out, /02:00:00:00:00:0a/);
     assert.match(out, /max pairs +2/);
   },

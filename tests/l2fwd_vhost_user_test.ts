@@ -71,6 +71,8 @@ async function forwardBothWays(ring: "packed" | "split"): Promise<void> {
   const s = summaryOf(r.stdout);
   for (const p of s.ports) {
     assert.equal(p.ring, ring);
+    // DPDK's vhost back-end offers VIRTIO_F_IN_ORDER, and l2fwd takes it (--in-order auto).
+    assert.ok(p.features?.includes("VIRTIO_F_IN_ORDER"), `features ${p.features}`);
     assert.equal(p.rxPackets, N, `port ${p.port} received`);
     assert.equal(p.txPackets, N, `port ${p.port} sent`);
     assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);

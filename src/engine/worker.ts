@@ -168,13 +168,15 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   const clock = new FfiClock(CLOCK_MONOTONIC);
   const macs = spec.ports.map((port) => port.mac);
   // Warmed before the ports opened (prewarmed_workers.ts), or now, before the queues.
-  // Warmed now: the formats of its own queues.
+  // Warmed now: the formats of its own queues, in order (VIRTIO_F_IN_ORDER) when the
+  // first port's are. Warmed before: the default (out-of-order) paths only.
   const formats = [...new Set(spec.ports.map((p) => p.rx.state.layout))];
   warmed ??= spec.prewarmFrames > 0
     ? warmUp(
       { ...spec, frames: spec.prewarmFrames, formats },
       spec.ports.map((p) => p.headerSize),
       macs,
+      spec.ports[0]?.rx.state.inOrder === true,
     )
     : null;
   c[W_PREWARM_FRAMES] = warmed?.frames ?? 0;
@@ -265,6 +267,7 @@ function warmUp(
   p: PrewarmParams,
   headerSizes: readonly number[],
   macs: readonly Uint8Array[],
+  inOrder = false,
 ): PrewarmResult {
   const clock = new FfiClock(CLOCK_MONOTONIC);
   const bells = warmUpNotifiers();
@@ -280,7 +283,14 @@ function warmUp(
         notifiers: bells.notifiers,
       },
       (format, memory, offset, size, notify, name) =>
-        createVirtqueue(format, memory, offset, { index: 0, size, eventIdx: true, notify, name }),
+        createVirtqueue(format, memory, offset, {
+          index: 0,
+          size,
+          eventIdx: true,
+          inOrder,
+          notify,
+          name,
+        }),
     );
   } finally {
     bells.close();

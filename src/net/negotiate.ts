@@ -13,6 +13,7 @@ import {
   hasFeature,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
 } from "../virtio/features.ts";
@@ -39,6 +40,7 @@ export const WANTED_FEATURES: readonly number[] = [
   VIRTIO_NET_F_STATUS,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_RING_PACKED,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_NET_F_CTRL_VQ,
   VIRTIO_NET_F_CTRL_RX,
   VIRTIO_NET_F_CTRL_MAC_ADDR,
@@ -72,6 +74,12 @@ export interface NegotiationOptions {
    * packed format (§2.8) instead of the split one (§2.7). False keeps split rings.
    */
   packedRing?: boolean;
+  /**
+   * Negotiate VIRTIO_F_IN_ORDER when offered (default true): the device then uses buffers
+   * in the order they were made available and may return a batch with one used entry
+   * (§2.7.9, §2.8.8). False lets it use them in any order.
+   */
+  inOrder?: boolean;
 }
 
 /**
@@ -105,6 +113,7 @@ export function selectFeatures(
     if (NEEDS_CTRL_VQ.includes(f) && !hasFeature(offered, VIRTIO_NET_F_CTRL_VQ)) continue;
     if (f === VIRTIO_NET_F_HASH_REPORT && options.hashReport === false) continue;
     if (f === VIRTIO_F_RING_PACKED && options.packedRing === false) continue;
+    if (f === VIRTIO_F_IN_ORDER && options.inOrder === false) continue;
     features |= bit(f);
   }
   return features;

@@ -19,6 +19,7 @@ import {
   featureNames,
   hasFeature,
   VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
   VIRTIO_F_RING_PACKED,
 } from "../virtio/features.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
@@ -259,6 +260,7 @@ export class VirtioNetPort {
     }
 
     const eventIdx = hasFeature(features, VIRTIO_F_EVENT_IDX);
+    const inOrder = hasFeature(features, VIRTIO_F_IN_ORDER);
     const queues: Virtqueue[] = [];
     let at = 0;
     for (const [i, q] of indices.entries()) {
@@ -279,6 +281,7 @@ export class VirtioNetPort {
           index: q,
           size: sizes[i],
           eventIdx,
+          inOrder,
           notify,
           name: `${qname} of ${name}`,
         }),

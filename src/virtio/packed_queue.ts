@@ -8,6 +8,13 @@
  * stack; per id the driver keeps the caller's token, the length posted and the number of
  * descriptors, so every used descriptor the device writes can be validated before use.
  *
+ * With VIRTIO_F_IN_ORDER (the `inOrder` option, §2.8.8 "In-order use of descriptors") a
+ * buffer's id is the slot of its first descriptor, so the buffers in flight are a FIFO in
+ * ring order, and the device may return a whole batch with one used descriptor (written
+ * over the batch's first descriptor) naming its last buffer: a separate takeUsed() path
+ * walks the FIFO up to that buffer and skips the batch's descriptors. Without it,
+ * takeUsed() and the free-id stack are as they always were.
+ *
  * Memory ordering (as split_queue.ts, x86-64 TSO, V8 keeping typed-array accesses in
  * program order). add() fills a descriptor with plain stores and writes its flags last:
  * that store makes it available (§2.8.21.1, Linux's virtio_wmb() is a compiler barrier on
@@ -63,6 +70,12 @@ export interface PackedQueueOptions {
   notify: QueueNotifier;
   /** Name of the queue for error messages, e.g. "receiveq1 of 0000:00:04.0". */
   name: string;
+  /**
+   * VIRTIO_F_IN_ORDER was negotiated (default false): buffers are used in the order they
+   * were made available and the device may return a batch with one used descriptor (see
+   * {@linkcode PackedQueue.takeUsed}).
+   */
+  inOrder?: boolean;
 }
 
 /**
@@ -88,6 +101,20 @@ export interface PackedQueueState extends VirtqueueState {
   freeId: Uint16Array;
   /** Free buffer ids. */
   numFreeIds: number;
+  /** In order: the buffer the used descriptor at `lastUsed` names, -1 for none. */
+  batchLast?: number;
+  /** In order: the length that descriptor reports. */
+  batchLen?: number;
+  /** In order: position of the next buffer of that batch to hand out. */
+  batchPos?: number;
+  /** In order, per buffer id: the bytes the buffer offered the device to write. */
+  fullLen?: Uint32Array;
+}
+
+/** True when the in-order fields of `s` are there and fit an `n`-entry queue. */
+function inOrderStateFits(s: PackedQueueState, n: number): boolean {
+  const last = s.batchLast ?? -2;
+  return s.fullLen?.length === n && last >= -1 && last < n;
 }
 
 /**
@@ -134,9 +161,19 @@ export class PackedQueue implements Virtqueue {
   readonly #takenToken: Int32Array;
   readonly #takenLen: Uint32Array;
   readonly #eventIdx: boolean;
+  readonly #inOrder: boolean;
+  // In order (VIRTIO_F_IN_ORDER): per buffer id, the bytes its writable part offers: what
+  // a buffer the device returns without a used descriptor of its own counts as written.
+  readonly #fullLen: Uint32Array;
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
   #targets: readonly QueueNotifier[];
   #numFreeIds: number;
+  // In order: while takeUsed() has handed out only part of a batch, the buffer its used
+  // descriptor (at #lastUsed, which stays there until the batch is done) names, that
+  // descriptor's length, and the position of the batch's next buffer; #batchLast -1 else.
+  #batchLast = -1;
+  #batchLen = 0;
+  #batchPos = 0;
   #broken: string | null = null;
   #availPos = 0;
   #kickedAt = 0;
@@ -169,6 +206,11 @@ export class PackedQueue implements Virtqueue {
     this.notifier = opts.notify;
     this.#targets = [opts.notify];
     this.#eventIdx = opts.eventIdx;
+    this.#inOrder = state ? state.inOrder === true : opts.inOrder === true;
+    if (state && opts.inOrder !== undefined && opts.inOrder !== this.#inOrder) {
+      throw new RangeError(`${opts.name}: the adopted state disagrees on VIRTIO_F_IN_ORDER`);
+    }
+    this.#fullLen = new Uint32Array(this.#inOrder ? n : 0);
     this.#mask = n - 1;
     this.#shift = 31 - Math.clz32(n);
     this.#d32 = new Uint32Array(memory, offset + l.descOffset, 4 * n);
@@ -201,9 +243,16 @@ export class PackedQueue implements Virtqueue {
     if (
       s.layout !== "packed" || s.token.length !== n || s.postedLen.length !== n ||
       s.chainLen.length !== n || s.freeId.length !== n || inFlight > n ||
-      s.numFree !== n - inFlight || !(s.numFreeIds >= 0 && s.numFreeIds <= n)
+      s.numFree !== n - inFlight || !(s.numFreeIds >= 0 && s.numFreeIds <= n) ||
+      (s.inOrder === true && !inOrderStateFits(s, n))
     ) {
       throw new RangeError(`${this.name}: the adopted state is not that of a ${n}-entry queue`);
+    }
+    if (s.inOrder === true) {
+      this.#fullLen.set(s.fullLen!);
+      this.#batchLast = s.batchLast!;
+      this.#batchLen = s.batchLen ?? 0;
+      this.#batchPos = (s.batchPos ?? 0) & 0xffff;
     }
     this.#token.set(s.token);
     this.#postedLen.set(s.postedLen);
@@ -232,7 +281,17 @@ export class PackedQueue implements Virtqueue {
       chainLen: this.#chainLen.slice(),
       freeId: this.#freeId.slice(),
       numFreeIds: this.#numFreeIds,
+      inOrder: this.#inOrder,
+      batchLast: this.#batchLast,
+      batchLen: this.#batchLen,
+      batchPos: this.#batchPos,
+      fullLen: this.#fullLen.slice(),
     };
+  }
+
+  /** VIRTIO_F_IN_ORDER: buffers are used in the order they were made available. */
+  get inOrder(): boolean {
+    return this.#inOrder;
   }
 
   /**
@@ -300,8 +359,14 @@ export class PackedQueue implements Virtqueue {
     deviceWritable: boolean,
   ): boolean {
     if (positionDistance(this.#lastUsed, this.#availPos) >= this.size) return false;
-    const id = this.#freeId[--this.#numFreeIds];
     const p = this.#availPos;
+    let id: number;
+    if (this.#inOrder) {
+      id = p & this.#mask; // the slot: ids then follow ring order, the in-flight FIFO's
+      this.#fullLen[id] = deviceWritable ? len : 0;
+    } else {
+      id = this.#freeId[--this.#numFreeIds];
+    }
     const s = p & this.#mask;
     const d32 = this.#d32;
     d32[4 * s] = iovaLo;
@@ -330,8 +395,14 @@ export class PackedQueue implements Virtqueue {
     len2: number,
   ): boolean {
     if (positionDistance(this.#lastUsed, this.#availPos) > this.size - 2) return false;
-    const id = this.#freeId[--this.#numFreeIds];
     const p = this.#availPos, t = (p + 1) & 0xffff;
+    let id: number;
+    if (this.#inOrder) {
+      id = p & this.#mask;
+      this.#fullLen[id] = len2;
+    } else {
+      id = this.#freeId[--this.#numFreeIds];
+    }
     const h = p & this.#mask, s = t & this.#mask;
     const d32 = this.#d32, d16 = this.#d16;
     d32[4 * s] = lo2;
@@ -455,10 +526,13 @@ export class PackedQueue implements Virtqueue {
    * `tokens` and the lengths written to `lens`, from index `at`. Returns how many. Every
    * used descriptor is validated (id in range and in flight, length within what was
    * posted, no more descriptors used than in flight); a bad one throws DEVICE_MISBEHAVED
-   * before anything of the batch is handed out or freed, and breaks the queue.
+   * before anything of the batch is handed out or freed, and breaks the queue. With
+   * `inOrder`, one used descriptor may return a batch of buffers (each handed out with
+   * its own token; see {@linkcode PackedQueueOptions.inOrder}).
    */
   takeUsed(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
     if (this.#broken !== null) this.#misbehaved(this.#broken, false);
+    if (this.#inOrder) return this.#takeUsedInOrder(tokens, lens, at, max);
     const room = Math.min(tokens.length, lens.length) - at;
     if (max > room) max = room;
     const d16 = this.#d16, d32 = this.#d32, token = this.#token;
@@ -501,6 +575,80 @@ export class PackedQueue implements Virtqueue {
     }
     this.#lastUsed = pos;
     this.#shadow32[0] = pos; // for deviceUsedIdx() on other threads
+    return n;
+  }
+
+  /**
+   * takeUsed() with VIRTIO_F_IN_ORDER (§2.8.8 "In-order use of descriptors"): the device
+   * uses buffers in the order they were made available and may return a batch with a
+   * single used descriptor, written over the batch's first descriptor, naming the batch's
+   * last buffer; the next used descriptor then comes after the batch's descriptors. The id
+   * must name a buffer in flight (the oldest, or one made available after it); every
+   * buffer from the oldest up to it is used, in order. The named one gets the length its
+   * descriptor reports; the others, which the spec says the device used completely, the
+   * bytes they offered the device to write (0 for a device-readable buffer such as a frame
+   * to send). A batch larger than `max` is handed out over several calls; its slots are
+   * freed when the last of it is.
+   */
+  #takeUsedInOrder(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
+    const room = Math.min(tokens.length, lens.length) - at;
+    if (max > room) max = room;
+    const d16 = this.#d16, d32 = this.#d32, token = this.#token, mask = this.#mask;
+    let last = this.#batchLast, lastLen = this.#batchLen;
+    // `head`: where the used descriptor of the current batch lies (the driver's used
+    // position); `pos`: the next buffer to hand out, the oldest in flight.
+    let head = this.#lastUsed, pos = last >= 0 ? this.#batchPos : head, n = 0;
+    // Check before committing, as takeUsed(): tokens cleared as checked, put back if refused.
+    while (n < max) {
+      if (last < 0) {
+        if (!this.#isUsed(pos)) break;
+        const s = pos & mask;
+        const id = d16[8 * s + 6]; // x86 TSO: loaded after the flags in #isUsed
+        // §2.8.4: without VIRTQ_DESC_F_WRITE the length is reserved and ignored (DPDK's
+        // vhost leaves the length of the batch's first descriptor there).
+        const len = (d16[8 * s + 7] & VIRTQ_DESC_F_WRITE) !== 0 ? d32[4 * s + 2] : 0;
+        if (id >= this.size || token[id] < 0) {
+          this.#refuse(n);
+          this.#misbehaved(
+            `the used descriptor at ${pos} names buffer ${id}, which is not in flight (in order, it must be the oldest buffer in flight, ${s}, or one made available after it)`,
+          );
+        }
+        if (len > this.#postedLen[id]) {
+          this.#refuse(n);
+          this.#misbehaved(
+            `the used descriptor at ${pos} reports ${len} bytes written into a ${
+              this.#postedLen[id]
+            }-byte buffer`,
+          );
+        }
+        last = id;
+        lastLen = len;
+        head = pos;
+      }
+      // The oldest buffer in flight (its id is its slot): in flight, since `last` is, and
+      // no later than it.
+      const id = pos & mask;
+      this.#takenId[n] = id;
+      this.#takenToken[n] = token[id];
+      this.#takenLen[n] = id === last ? lastLen : this.#fullLen[id];
+      token[id] = -1;
+      pos = (pos + this.#chainLen[id]) & 0xffff;
+      n++;
+      if (id === last) {
+        last = -1;
+        head = pos;
+      }
+    }
+    if (n === 0) return 0;
+    for (let i = 0; i < n; i++) {
+      tokens[at + i] = this.#takenToken[i];
+      lens[at + i] = this.#takenLen[i];
+    }
+    this.#batchLast = last;
+    this.#batchLen = lastLen;
+    this.#batchPos = pos;
+    this.#lastUsed = head;
+    this.#shadow32[0] = head; // for deviceUsedIdx() on other threads
     return n;
   }
 

@@ -62,7 +62,7 @@ export function ringAreas(format: RingFormat, size: number): RingAreas {
 /**
  * A queue of `format` over `memory` at `offset` (zeroed), or one adopting `state` (from
  * `exportState()` of a queue over the same ring, which must not be used again; its
- * `layout` decides the format then).
+ * `layout` decides the format then, and its `inOrder` whether buffers are used in order).
  *
  * @example
  * ```ts

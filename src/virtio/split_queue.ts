@@ -6,6 +6,12 @@
  * token (a buffer index) and the length it posted, so that every used-ring entry the
  * device returns can be validated before it is trusted.
  *
+ * With VIRTIO_F_IN_ORDER (the `inOrder` option, §2.7.9 "In-order use of descriptors")
+ * descriptors are taken in ring order, so the buffers in flight are a FIFO in the
+ * descriptor table, and the device may return a whole batch with one used entry naming
+ * its last buffer: a separate takeUsed() path walks the FIFO up to that buffer. Without
+ * it, takeUsed() and the free-descriptor stack are as they always were.
+ *
  * Memory ordering (docs/performance.md). This relies on x86-64 TSO: stores become visible
  * in program order and loads are not reordered with older loads, and on V8 keeping
  * typed-array loads and stores in program order (they are effects). So plain stores fill
@@ -45,6 +51,12 @@ export interface SplitQueueOptions {
   notify: QueueNotifier;
   /** Name of the queue for error messages, e.g. "receiveq1 of 0000:00:04.0". */
   name: string;
+  /**
+   * VIRTIO_F_IN_ORDER was negotiated (default false): descriptors are used in ring order
+   * and the device may return a batch with one used entry (see
+   * {@linkcode SplitQueue.takeUsed}).
+   */
+  inOrder?: boolean;
 }
 
 /**
@@ -66,6 +78,20 @@ export interface SplitQueueState extends VirtqueueState {
   freeDesc: Uint16Array;
   /** Per chain head: its second descriptor, -1 for none. */
   chainNext: Int16Array;
+  /** In order: the descriptor of the oldest buffer in flight. */
+  ioHead?: number;
+  /** In order: the buffer the used entry being worked through names, -1 for none. */
+  batchLast?: number;
+  /** In order: the length that entry reports. */
+  batchLen?: number;
+  /** In order, per chain head: the bytes the buffer offered the device to write. */
+  fullLen?: Uint32Array;
+}
+
+/** True when the in-order fields of `s` are there and fit an `n`-entry queue. */
+function inOrderStateFits(s: SplitQueueState, n: number): boolean {
+  const head = s.ioHead ?? -1, last = s.batchLast ?? -2;
+  return s.fullLen?.length === n && head >= 0 && head < n && last >= -1 && last < n;
 }
 
 /**
@@ -108,11 +134,22 @@ export class SplitQueue implements Virtqueue {
   // the ring between the check and the commit.
   readonly #takenId: Uint16Array;
   readonly #eventIdx: boolean;
+  readonly #inOrder: boolean;
+  // In order (VIRTIO_F_IN_ORDER): per chain head, the bytes its writable part offers: what
+  // a buffer the device returns without a used entry of its own counts as written.
+  readonly #fullLen: Uint32Array;
   /** What notifies the device about this queue. */
   readonly notifier: QueueNotifier;
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
   #targets: readonly QueueNotifier[];
   #numFree: number;
+  // In order: descriptors are taken in ring order, so the buffers in flight occupy the
+  // descriptors from #ioHead on, oldest first (the in-flight FIFO), numbered size - numFree.
+  #ioHead = 0;
+  // In order: the buffer named by the used entry whose batch takeUsed() has not finished
+  // handing out (-1: none), and the length that entry reports.
+  #batchLast = -1;
+  #batchLen = 0;
   // Why the device was caught misbehaving (Linux's vq->broken, set by BAD_RING), or null.
   #broken: string | null = null;
   #availIdx = 0;
@@ -157,6 +194,11 @@ export class SplitQueue implements Virtqueue {
     for (let i = 0; i < opts.size; i++) this.#freeDesc[i] = opts.size - 1 - i;
     this.#numFree = opts.size;
     this.#eventIdx = opts.eventIdx;
+    this.#inOrder = state ? state.inOrder === true : opts.inOrder === true;
+    if (state && opts.inOrder !== undefined && opts.inOrder !== this.#inOrder) {
+      throw new RangeError(`${opts.name}: the adopted state disagrees on VIRTIO_F_IN_ORDER`);
+    }
+    this.#fullLen = new Uint32Array(this.#inOrder ? opts.size : 0);
     this.notifier = opts.notify;
     this.#targets = [opts.notify];
     if (state) {
@@ -173,9 +215,16 @@ export class SplitQueue implements Virtqueue {
     const n = this.size;
     if (
       s.token.length !== n || s.postedLen.length !== n || s.freeDesc.length !== n ||
-      s.chainNext.length !== n || !(s.numFree >= 0 && s.numFree <= n)
+      s.chainNext.length !== n || !(s.numFree >= 0 && s.numFree <= n) ||
+      (s.inOrder === true && !inOrderStateFits(s, n))
     ) {
       throw new RangeError(`${this.name}: the adopted state is not that of a ${n}-entry queue`);
+    }
+    if (s.inOrder === true) {
+      this.#fullLen.set(s.fullLen!);
+      this.#ioHead = s.ioHead!;
+      this.#batchLast = s.batchLast!;
+      this.#batchLen = s.batchLen ?? 0;
     }
     this.#token.set(s.token);
     this.#postedLen.set(s.postedLen);
@@ -204,7 +253,17 @@ export class SplitQueue implements Virtqueue {
       postedLen: this.#postedLen.slice(),
       freeDesc: this.#freeDesc.slice(),
       chainNext: this.#chainNext.slice(),
+      inOrder: this.#inOrder,
+      ioHead: this.#ioHead,
+      batchLast: this.#batchLast,
+      batchLen: this.#batchLen,
+      fullLen: this.#fullLen.slice(),
     };
+  }
+
+  /** VIRTIO_F_IN_ORDER: buffers are used in the order they were made available. */
+  get inOrder(): boolean {
+    return this.#inOrder;
   }
 
   /**
@@ -281,7 +340,15 @@ export class SplitQueue implements Virtqueue {
     deviceWritable: boolean,
   ): boolean {
     if (this.#numFree === 0) return false;
-    const d = this.#freeDesc[--this.#numFree];
+    let d: number;
+    if (this.#inOrder) {
+      // §2.7.5: in order, descriptors go in ring order (wrapping at the end of the table).
+      d = (this.#ioHead + this.size - this.#numFree) & this.#mask;
+      this.#fullLen[d] = deviceWritable ? len : 0;
+    } else {
+      d = this.#freeDesc[this.#numFree - 1];
+    }
+    this.#numFree--;
     const d32 = this.#d32;
     d32[4 * d] = iovaLo;
     d32[4 * d + 1] = iovaHi;
@@ -310,8 +377,17 @@ export class SplitQueue implements Virtqueue {
     len2: number,
   ): boolean {
     if (this.#numFree < 2) return false;
-    const head = this.#freeDesc[--this.#numFree];
-    const tail = this.#freeDesc[--this.#numFree];
+    let head: number, tail: number;
+    if (this.#inOrder) {
+      // §2.7.5: in ring order, and `next` of descriptor x is x + 1 (0 for the last one).
+      head = (this.#ioHead + this.size - this.#numFree) & this.#mask;
+      tail = (head + 1) & this.#mask;
+      this.#fullLen[head] = len2;
+      this.#numFree -= 2;
+    } else {
+      head = this.#freeDesc[--this.#numFree];
+      tail = this.#freeDesc[--this.#numFree];
+    }
     const d32 = this.#d32, d16 = this.#d16;
     d32[4 * head] = lo1;
     d32[4 * head + 1] = hi1;
@@ -427,9 +503,12 @@ export class SplitQueue implements Virtqueue {
    * Every entry is validated (descriptor in range and in flight, length within what was
    * posted); a bad entry throws DEVICE_MISBEHAVED before anything of it is used, and
    * breaks the queue ({@linkcode SplitQueue.broken}): every later call throws the same.
+   * With `inOrder`, one used entry may return a batch of buffers (see
+   * {@linkcode SplitQueueOptions.inOrder}; each buffer is handed out with its own token).
    */
   takeUsed(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
     if (this.#broken !== null) this.#misbehaved(this.#broken, false);
+    if (this.#inOrder) return this.#takeUsedInOrder(tokens, lens, at, max);
     const usedIdx = this.#used16[1]; // x86 TSO: the entries are read after this (no Atomics)
     let pending = ringDistance(this.#lastUsed, usedIdx);
     if (pending === 0) return 0;
@@ -485,6 +564,92 @@ export class SplitQueue implements Virtqueue {
     }
     this.#lastUsed = last;
     return pending;
+  }
+
+  /**
+   * takeUsed() with VIRTIO_F_IN_ORDER (§2.7.9 "In-order use of descriptors"): the device
+   * uses buffers in the order they were made available and may return a batch with a
+   * single used entry, written at the batch's first slot, naming the last buffer of the
+   * batch, and used->idx moved by the batch's size. The id must name a buffer in flight
+   * (the oldest, or one made available after it); every buffer from the oldest up to it
+   * is used, in order. The named one gets the length its entry reports; the others, which
+   * the spec says the device used completely, the bytes they offered the device to write
+   * (0 for a device-readable buffer such as a frame to send). A batch larger than `max` is
+   * handed out over several calls. The checks are those of the out-of-order path, plus:
+   * used->idx must not end inside a batch.
+   */
+  #takeUsedInOrder(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
+    const usedIdx = this.#used16[1]; // x86 TSO: the entries are read after this (no Atomics)
+    const pending = ringDistance(this.#lastUsed, usedIdx);
+    if (pending === 0) return 0;
+    if (pending > this.size - this.#numFree) {
+      this.#misbehaved(
+        `used->idx ${usedIdx} runs ${pending} entries ahead with only ${
+          this.size - this.#numFree
+        } buffers in flight`,
+      );
+    }
+    const room = Math.min(tokens.length, lens.length) - at;
+    if (max > room) max = room;
+    const used32 = this.#used32, token = this.#token, taken = this.#takenId;
+    const mask = this.#mask;
+    let pos = this.#lastUsed, c = this.#ioHead, n = 0;
+    let last = this.#batchLast, lastLen = this.#batchLen;
+    // Check before consuming, as takeUsed(): tokens cleared as checked, put back if refused.
+    while (n < max && pos !== usedIdx) {
+      if (last < 0) {
+        // A new batch: its used entry is at the slot of its first buffer.
+        const slot = pos & mask;
+        const id = used32[1 + 2 * slot];
+        const len = used32[2 + 2 * slot];
+        if (id >= this.size || token[id] < 0) {
+          this.#refuse(tokens, at, n);
+          this.#misbehaved(
+            `used entry ${pos} names descriptor ${id}, which is not in flight (in order, it must be the oldest buffer in flight, ${c}, or one made available after it)`,
+          );
+        }
+        if (len > this.#postedLen[id]) {
+          this.#refuse(tokens, at, n);
+          this.#misbehaved(
+            `used entry ${pos} reports ${len} bytes written into a ${
+              this.#postedLen[id]
+            }-byte buffer`,
+          );
+        }
+        last = id;
+        lastLen = len;
+      }
+      // The oldest buffer in flight, at c: in flight, since `last` is, and no later than it.
+      taken[n] = c;
+      tokens[at + n] = token[c];
+      lens[at + n] = c === last ? lastLen : this.#fullLen[c];
+      token[c] = -1;
+      n++;
+      pos = (pos + 1) & 0xffff;
+      if (c === last) last = -1;
+      c = (c + (this.#chainNext[c] >= 0 ? 2 : 1)) & mask;
+    }
+    if (last >= 0 && pos === usedIdx) {
+      this.#refuse(tokens, at, n);
+      this.#misbehaved(
+        `used->idx ${usedIdx} ends inside the batch of the used entry naming descriptor ${last}`,
+      );
+    }
+    // Commit: the descriptors checked above are free again, in ring order.
+    for (let i = 0; i < n; i++) {
+      const id = taken[i];
+      if (this.#chainNext[id] >= 0) {
+        this.#chainNext[id] = -1;
+        this.#numFree += 2;
+      } else {
+        this.#numFree++;
+      }
+    }
+    this.#ioHead = c;
+    this.#lastUsed = pos;
+    this.#batchLast = last;
+    this.#batchLen = lastLen;
+    return n;
   }
 
   /** Puts back the tokens of the first `n` entries checked in a refused batch. */

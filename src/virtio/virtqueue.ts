@@ -48,6 +48,11 @@ export interface VirtqueueState {
   numFree: number;
   /** Per descriptor: the token of the buffer in flight, -1 when free. */
   token: Int32Array;
+  /**
+   * VIRTIO_F_IN_ORDER: the queue was built with `inOrder` (absent: false); the adopting
+   * queue keeps it, with the in-order fields its layout adds.
+   */
+  inOrder?: boolean;
 }
 
 /**
@@ -80,6 +85,8 @@ export interface Virtqueue {
   readonly freeCount: number;
   /** Buffers the device holds. */
   readonly inFlight: number;
+  /** VIRTIO_F_IN_ORDER: buffers are used in the order made available (§2.7.9, §2.8.8). */
+  readonly inOrder: boolean;
   /** Why the device was caught misbehaving on this queue (it is then unusable), or null. */
   readonly broken: string | null;
   /** Notifications sent. */
