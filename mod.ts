@@ -31,6 +31,7 @@ export * from "./src/net/tx_queue.ts";
 export * from "./src/net/rx_interrupts.ts";
 export * from "./src/net/config.ts";
 export * from "./src/net/header.ts";
+export * from "./src/net/frame_copy.ts";
 export * from "./src/net/negotiate.ts";
 export * from "./src/net/features.ts";
 export * from "./src/net/steering.ts";

@@ -50,6 +50,8 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
   --in-order MODE     auto (negotiate VIRTIO_F_IN_ORDER when the device offers it: it
                       uses buffers in order and may return a batch at once; default)
                       or off (never negotiate it)
+  --mergeable MODE    auto (take VIRTIO_NET_F_MRG_RXBUF when offered: frames longer
+                      than a buffer span several; default) or off
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
   --warmup N          packets per worker before the heap figures can start, once V8
                       compiled nothing for 5 s (at 2N in any case; default 150000)
@@ -205,6 +207,8 @@ export interface Run {
   packedRing: boolean;
   /** Negotiate VIRTIO_F_IN_ORDER when offered (--in-order auto) or not (--in-order off). */
   inOrder: boolean;
+  /** Negotiate mergeable receive buffers when offered (--mergeable auto). */
+  mergeable: boolean;
   /** Warm-up packets per worker (--warmup). */
   warmup: number;
   /** Synthetic warm-up frames per worker (--prewarm). */
@@ -257,6 +261,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
         "tx-full": { type: "string", default: "wait" },
         ring: { type: "string", default: "auto" },
         "in-order": { type: "string", default: "auto" },
+        mergeable: { type: "string", default: "auto" },
         "idle-us": { type: "string", default: "50" },
         warmup: { type: "string", default: "150000" },
         prewarm: { type: "string", default: "200000" },
@@ -306,6 +311,9 @@ export function parseCommandLine(args: string[]): Run | "help" {
   }
   if (!["auto", "off"].includes(values["in-order"])) {
     usageError(`--in-order must be auto or off, not '${values["in-order"]}'`);
+  }
+  if (!["auto", "off"].includes(values.mergeable)) {
+    usageError(`--mergeable must be auto or off, not '${values.mergeable}'`);
   }
   if (!["table", "json", "off"].includes(statsMode)) {
     usageError(`--stats must be table, json or off, not '${statsMode}'`);
@@ -379,6 +387,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
     txFull: values["tx-full"] as "wait" | "drop",
     packedRing: values.ring === "auto",
     inOrder: values["in-order"] === "auto",
+    mergeable: values.mergeable === "auto",
     warmup,
     prewarm,
     heapAudit: values["heap-audit"],

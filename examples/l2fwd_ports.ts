@@ -36,6 +36,7 @@ export async function openPorts(
       hashReport: false,
       packedRing: run.packedRing,
       inOrder: run.inOrder,
+      mergeable: run.mergeable,
     }));
     await step();
   }

@@ -49,6 +49,8 @@ export class BufferPool implements PacketBuffers {
   readonly iovaLo: Uint32Array;
   /** High 32 bits of each buffer's IOVA. */
   readonly iovaHi: Uint32Array;
+  /** Per buffer, the next one of its frame, or NO_BUFFER (see PacketBuffers.next). */
+  readonly next: Uint32Array;
   readonly #base: number;
   readonly #free: Uint32Array;
   readonly #owned: Uint8Array;
@@ -86,6 +88,7 @@ export class BufferPool implements PacketBuffers {
     this.#base = base;
     this.iovaLo = new Uint32Array(count);
     this.iovaHi = new Uint32Array(count);
+    this.next = new Uint32Array(count).fill(NO_BUFFER);
     this.#free = new Uint32Array(count);
     this.#owned = new Uint8Array(count);
     for (let i = 0; i < count; i++) {
@@ -119,15 +122,21 @@ export class BufferPool implements PacketBuffers {
   }
 
   /**
-   * Returns buffer `i`. Freeing a buffer that is not allocated (twice, or never taken) is
-   * a programming error and throws: a corrupt free list would hand one buffer out twice.
+   * Returns buffer `i` and the rest of its frame (`next`). Freeing a buffer that is not
+   * allocated (twice, or never taken) is a programming error and throws: a corrupt free
+   * list would hand one buffer out twice.
    */
   free(i: number): void {
-    if (i >= this.count || this.#owned[i] !== 1) {
-      throw new RangeError(`buffer ${i} is not allocated from this pool`);
-    }
-    this.#owned[i] = 0;
-    this.#free[this.#top++] = i;
+    do {
+      if (i >= this.count || this.#owned[i] !== 1) {
+        throw new RangeError(`buffer ${i} is not allocated from this pool`);
+      }
+      const after = this.next[i];
+      this.next[i] = NO_BUFFER;
+      this.#owned[i] = 0;
+      this.#free[this.#top++] = i;
+      i = after;
+    } while (i !== NO_BUFFER);
   }
 }
 

@@ -29,10 +29,16 @@ export interface PacketBuffers {
   readonly iovaLo: Uint32Array;
   /** High 32 bits of each buffer's IOVA. */
   readonly iovaHi: Uint32Array;
+  /**
+   * Per buffer, the next buffer of the same frame when a frame spans several (mergeable
+   * receive buffers, docs/mergeable.md), {@linkcode NO_BUFFER} for the last or only one.
+   * The frame's first buffer names the frame; every buffer but the last is full.
+   */
+  readonly next: Uint32Array;
   /** Byte offset of buffer `b` in `data`. */
   offset(b: number): number;
   /** A free buffer's index, or {@linkcode NO_BUFFER}. */
   alloc(): number;
-  /** Gives buffer `b` back. */
+  /** Gives buffer `b` back, and the rest of its frame's buffers (`next`) with it. */
   free(b: number): void;
 }

@@ -302,6 +302,7 @@ export class ForwardingEngine {
           name: p.name,
           mac: Uint8Array.from(p.config.mac),
           headerSize: p.headerSize,
+          mergeable: p.mergeable,
           rx: rings[i][k].rx,
           tx: rings[i][k].tx,
           rxSiblings: rings[i].filter((_, j) => j !== k).map((r) => r.rx.notify),

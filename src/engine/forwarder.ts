@@ -30,6 +30,7 @@ import {
   W_POOL_AVAILABLE,
 } from "./counters.ts";
 import type { PcapRingWriter } from "./pcap_ring.ts";
+import { NO_BUFFER } from "../dma/packet_buffers.ts";
 import { BOUNCE, type Burst, DROP, type ForwardScript } from "./script_api.ts";
 
 /** What the forwarder needs of a receive queue. */
@@ -60,6 +61,8 @@ export interface PoolLike {
   readonly words: Uint32Array;
   /** Bytes per buffer. */
   readonly bufferSize: number;
+  /** Per buffer, the next of its frame or NO_BUFFER (mergeable receive buffers). */
+  readonly next: Uint32Array;
   /** Free buffers left. */
   readonly available: number;
   /** Byte offset of buffer `i`. */
@@ -181,6 +184,9 @@ export class Forwarder {
   // txSettled per receive port: 0 idle, 1 flushing, 2 waiting for the device; the marks.
   readonly #settle = new Uint8Array(2);
   readonly #settleMark = new Int32Array(4);
+  // Where the pieces of a frame that spans buffers are, for the capture.
+  readonly #partStart: Uint32Array;
+  readonly #partBytes: Uint32Array;
 
   /** Forwards between `rx[i]` and `tx[i ^ 1]`; counts into `counters` (counters.ts). */
   constructor(
@@ -213,6 +219,10 @@ export class Forwarder {
     this.#mayBounce = this.#script === null ? 0 : 1;
     this.#capture = opts.capture;
     this.#clock = opts.clock;
+    // The longest frame (64 KiB and a header) in the smallest pieces a buffer holds.
+    const parts = Math.ceil(65_600 / (pool.bufferSize - Math.max(...opts.headerSizes))) + 1;
+    this.#partStart = new Uint32Array(parts);
+    this.#partBytes = new Uint32Array(parts);
     const s = opts.script;
     this.#bursts = rx.map((_, p) =>
       new ScriptBurst(
@@ -288,13 +298,25 @@ export class Forwarder {
       return;
     }
     const b = this.#bursts[inP], hdr = this.#hdr[inP];
-    b.count = n;
-    for (let i = 0; i < n; i++) {
-      b.offsets[i] = pool.offset(bufs[i]) + hdr;
-      b.verdicts[i] = 0;
-    }
-    script.handleBurst(b);
     const room = b.room, c = this.#c, drops = portBase(inP) + P_DROP_SCRIPT;
+    // A script sees a frame in one buffer: one that spans several (mergeable receive
+    // buffers) is not given to it, and counts as dropped by it (docs/mergeable.md).
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      if (lens[i] > room) {
+        c[drops]++;
+        pool.free(bufs[i]);
+        continue;
+      }
+      bufs[k] = bufs[i];
+      lens[k] = lens[i];
+      b.offsets[k] = pool.offset(bufs[i]) + hdr;
+      b.verdicts[k] = 0;
+      k++;
+    }
+    n = k;
+    b.count = n;
+    script.handleBurst(b);
     for (let i = 0; i < n; i++) {
       const v = b.verdicts[i], len = lens[i];
       // A frame the script made shorter than an Ethernet header or longer than a buffer
@@ -331,9 +353,24 @@ export class Forwarder {
 
   /** Copies the frame of `buf` (port `port`'s header in front) into the capture ring. */
   #record(cap: Capture, buf: number, port: number, len: number): void {
-    const word = (this.#pool.offset(buf) + this.#hdr[port]) >> 2;
-    if (cap.ring.capture(this.#pool.words, word, len)) this.#c[W_PCAP_CAPTURED]++;
-    else this.#c[W_PCAP_DROPPED]++;
+    const pool = this.#pool, word = (pool.offset(buf) + this.#hdr[port]) >> 2;
+    const ok = pool.next[buf] === NO_BUFFER
+      ? cap.ring.capture(pool.words, word, len)
+      : this.#recordParts(cap, buf, word, len);
+    this.#c[ok ? W_PCAP_CAPTURED : W_PCAP_DROPPED]++;
+  }
+
+  /** #record for a frame that spans buffers: every buffer but the last is full. */
+  #recordParts(cap: Capture, buf: number, word: number, len: number): boolean {
+    const pool = this.#pool, start = this.#partStart, bytes = this.#partBytes;
+    start[0] = word;
+    bytes[0] = pool.bufferSize - ((word << 2) - pool.offset(buf));
+    let parts = 1;
+    for (let b = pool.next[buf]; b !== NO_BUFFER && parts < start.length; b = pool.next[b]) {
+      start[parts] = pool.offset(b) >> 2;
+      bytes[parts++] = pool.bufferSize;
+    }
+    return cap.ring.captureParts(pool.words, start, bytes, parts, len);
   }
 
   /**

@@ -46,6 +46,8 @@ export class PartitionPool implements PacketBuffers {
   readonly iovaLo: Uint32Array;
   /** High 32 bits of each buffer's IOVA. */
   readonly iovaHi: Uint32Array;
+  /** Per buffer, the next one of its frame, or NO_BUFFER (see PacketBuffers.next). */
+  readonly next: Uint32Array;
   /** Buffers this partition holds, free or in use. */
   readonly size: number;
   readonly #free: Uint32Array;
@@ -79,6 +81,7 @@ export class PartitionPool implements PacketBuffers {
       this.iovaLo[i] = a % 0x1_0000_0000;
       this.iovaHi[i] = Math.floor(a / 0x1_0000_0000);
     }
+    this.next = new Uint32Array(count).fill(NO_BUFFER);
     this.#state = new Uint8Array(count);
     this.#free = new Uint32Array(free.length + inUse.length);
     this.size = free.length + inUse.length;
@@ -120,16 +123,21 @@ export class PartitionPool implements PacketBuffers {
   }
 
   /**
-   * Returns buffer `i`. A buffer that is not this partition's or not in use throws: a
-   * corrupt free list would hand one buffer out twice.
+   * Returns buffer `i` and the rest of its frame (`next`). A buffer that is not this
+   * partition's or not in use throws: a corrupt free list would hand one buffer out twice.
    */
   free(i: number): void {
-    if (this.#state[i] !== IN_USE) {
-      throw new RangeError(
-        `buffer ${i} is not in use in this worker's partition (freed twice, or another worker's)`,
-      );
-    }
-    this.#state[i] = FREE;
-    this.#free[this.#top++] = i;
+    do {
+      if (this.#state[i] !== IN_USE) {
+        throw new RangeError(
+          `buffer ${i} is not in use in this worker's partition (freed twice, or another worker's)`,
+        );
+      }
+      const after = this.next[i];
+      this.next[i] = NO_BUFFER;
+      this.#state[i] = FREE;
+      this.#free[this.#top++] = i;
+      i = after;
+    } while (i !== NO_BUFFER);
   }
 }

@@ -81,6 +81,42 @@ export class PcapRingWriter {
    * when the ring has no room (the frame is skipped).
    */
   capture(src: Uint32Array, word: number, len: number): boolean {
+    const at = this.#reserve(len);
+    if (at < 0) return false;
+    const w = this.#words, n = (len + 3) >> 2;
+    for (let i = 0; i < n; i++) w[at + 4 + i] = src[word + i];
+    this.#commit(len);
+    return true;
+  }
+
+  /**
+   * Captures one `len`-byte frame kept in `parts` pieces of `src` (a frame spanning
+   * mergeable receive buffers): piece i starts at word `starts[i]` and is `bytes[i]` long,
+   * a multiple of 4 for all but the last. Returns false when the ring has no room.
+   */
+  captureParts(
+    src: Uint32Array,
+    starts: Uint32Array,
+    bytes: Uint32Array,
+    parts: number,
+    len: number,
+  ): boolean {
+    const at = this.#reserve(len);
+    if (at < 0) return false;
+    const w = this.#words;
+    let to = at + 4, left = len;
+    for (let p = 0; p < parts && left > 0; p++) {
+      const take = bytes[p] < left ? bytes[p] : left, n = (take + 3) >> 2, from = starts[p];
+      for (let i = 0; i < n; i++) w[to + i] = src[from + i];
+      to += n;
+      left -= take;
+    }
+    this.#commit(len);
+    return true;
+  }
+
+  /** Room for a record of `len` frame bytes: its first word, -1 when the ring is full. */
+  #reserve(len: number): number {
     const need = RECORD_HEADER + ((len + 7) & ~7);
     const size = this.#size;
     let h = this.#head;
@@ -88,24 +124,27 @@ export class PcapRingWriter {
     if (h >= t) {
       // Free: [h, size) and [0, t). Never let head catch up with tail (that reads empty).
       if (size - h < need || (h + need === size && t === 0)) {
-        if (t <= need) return false;
+        if (t <= need) return -1;
         this.#words[h >> 2] = WRAP;
         h = 0;
       }
     } else if (t - h <= need) {
-      return false;
+      return -1;
     }
     const w = this.#words, at = h >> 2;
     w[at] = len;
     w[at + 1] = len;
     this.#f64[(h >> 3) + 1] = this.stampUs[0];
-    const n = (len + 3) >> 2;
-    for (let i = 0; i < n; i++) w[at + 4 + i] = src[word + i];
-    h += need;
-    if (h === size) h = 0;
+    this.#head = h; // a wrap moved it to 0
+    return at;
+  }
+
+  /** Publishes the record #reserve() made room for. */
+  #commit(len: number): void {
+    let h = this.#head + RECORD_HEADER + ((len + 7) & ~7);
+    if (h === this.#size) h = 0;
     this.#head = h;
     Atomics.store(this.#ctl, HEAD, h); // publication point
-    return true;
   }
 }
 

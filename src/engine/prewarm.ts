@@ -26,7 +26,7 @@ import {
   VIRTQ_DESC_F_USED,
 } from "../virtio/packed_ring_math.ts";
 import type { RingFormat } from "../virtio/ring_format.ts";
-import { splitRingLayout } from "../virtio/ring_math.ts";
+import { splitRingLayout, VIRTQ_DESC_F_WRITE } from "../virtio/ring_math.ts";
 import type { QueueNotifier, Virtqueue } from "../virtio/virtqueue.ts";
 
 /**
@@ -235,7 +235,9 @@ class PackedRingView implements RingView {
     const w = positionWrap(this.#used, RING_SIZE);
     this.#d32[4 * slot + 2] = len;
     this.#d16[8 * slot + 6] = id;
-    this.#d16[8 * slot + 7] = w ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0;
+    // WRITE: the length is valid (§2.8.4), as QEMU and DPDK mark a receive buffer.
+    this.#d16[8 * slot + 7] = (w ? VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED : 0) |
+      (len > 0 ? VIRTQ_DESC_F_WRITE : 0);
     this.#used = (this.#used + 1) & 0xffff;
   }
 

@@ -8,6 +8,7 @@
 
 import {
   type CounterLayout,
+  P_DROP_BAD_MERGE,
   P_DROP_NO_BUFFER,
   P_DROP_RUNT,
   P_DROP_SCRIPT,
@@ -73,6 +74,8 @@ export interface QueueCounters {
   dropsScript: number;
   /** Buffers returned without a frame. */
   dropsRunt: number;
+  /** Frames whose mergeable receive buffers broke §5.1.6.4's rules. */
+  dropsBadMerge: number;
   /** Frames too long to transmit. */
   dropsTooLong: number;
   /** Receive bursts that brought frames. */
@@ -212,6 +215,7 @@ function queueCounters(c: Float64Array, o: number): QueueCounters {
     dropsNoBuffer: c[o + P_DROP_NO_BUFFER],
     dropsScript: c[o + P_DROP_SCRIPT],
     dropsRunt: c[o + P_DROP_RUNT],
+    dropsBadMerge: c[o + P_DROP_BAD_MERGE],
     dropsTooLong: c[o + P_DROP_TOO_LONG],
     rxBursts: c[o + P_RX_BURSTS],
     rxKicks: c[o + P_RX_KICKS],

@@ -184,7 +184,14 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   // A notification waiting for a stalled vfio-user server gives up at the stop flag.
   const notify: NotifierOptions = { timeoutMs: spec.notifyTimeoutMs, control: ctl };
   const rx = spec.ports.map((port, i) => {
-    const q = new RxQueue(adopt(port.rx, notify), pool, port.headerSize, c, portBase(i));
+    const q = new RxQueue(
+      adopt(port.rx, notify),
+      pool,
+      port.headerSize,
+      c,
+      portBase(i),
+      port.mergeable,
+    );
     q.siblings = port.rxSiblings.map((n) =>
       makeNotifier(n, `a receive queue of ${port.name}`, notify)
     );

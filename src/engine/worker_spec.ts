@@ -39,6 +39,8 @@ export interface PortQueuesSpec {
   mac: Uint8Array;
   /** Bytes of virtio_net_hdr in front of each frame. */
   headerSize: number;
+  /** VIRTIO_NET_F_MRG_RXBUF was negotiated: a received frame may span buffers. */
+  mergeable: boolean;
   /** receiveq(k+1). */
   rx: RingSpec;
   /** transmitq(k+1). */

@@ -25,6 +25,7 @@ import {
   VIRTIO_NET_F_HASH_REPORT,
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MQ,
+  VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_NET_F_MTU,
   VIRTIO_NET_F_RSS,
   VIRTIO_NET_F_STATUS,
@@ -38,6 +39,7 @@ export const WANTED_FEATURES: readonly number[] = [
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MTU,
   VIRTIO_NET_F_STATUS,
+  VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_IN_ORDER,
@@ -80,6 +82,11 @@ export interface NegotiationOptions {
    * (§2.7.9, §2.8.8). False lets it use them in any order.
    */
   inOrder?: boolean;
+  /**
+   * Negotiate VIRTIO_NET_F_MRG_RXBUF when offered (default true): a received frame may
+   * then span several buffers (docs/mergeable.md), so buffers need not hold the MTU.
+   */
+  mergeable?: boolean;
 }
 
 /**
@@ -114,6 +121,7 @@ export function selectFeatures(
     if (f === VIRTIO_NET_F_HASH_REPORT && options.hashReport === false) continue;
     if (f === VIRTIO_F_RING_PACKED && options.packedRing === false) continue;
     if (f === VIRTIO_F_IN_ORDER && options.inOrder === false) continue;
+    if (f === VIRTIO_NET_F_MRG_RXBUF && options.mergeable === false) continue;
     features |= bit(f);
   }
   return features;

@@ -33,7 +33,11 @@ import {
 } from "../virtio/status.ts";
 import { type NetConfig, readNetConfig } from "./config.ts";
 import { CONTROL_BUFFER_BYTES, ControlQueue } from "./control_queue.ts";
-import { VIRTIO_NET_F_GUEST_ANNOUNCE, VIRTIO_NET_F_HASH_REPORT } from "./features.ts";
+import {
+  VIRTIO_NET_F_GUEST_ANNOUNCE,
+  VIRTIO_NET_F_HASH_REPORT,
+  VIRTIO_NET_F_MRG_RXBUF,
+} from "./features.ts";
 import { netHeaderSize } from "./header.ts";
 import { type NegotiationOptions, selectFeatures } from "./negotiate.ts";
 import { rarpAnnouncement, RxFilter } from "./rx_filter.ts";
@@ -226,10 +230,11 @@ export class VirtioNetPort {
     }
     t.setDriverFeatures(features);
     const config = readNetConfig(t, features);
-    validateConfig(name, config);
+    const mergeable = hasFeature(features, VIRTIO_NET_F_MRG_RXBUF);
+    validateConfig(name, config, mergeable);
     const pairs = checkPairs(name, options.queuePairs ?? 1, features, config);
     const headerSize = netHeaderSize(hasFeature(features, VIRTIO_NET_F_HASH_REPORT));
-    const bufferSize = receiveBufferSize(config, headerSize, options.bufferSize);
+    const bufferSize = receiveBufferSize(config, headerSize, options.bufferSize, mergeable);
 
     const format: RingFormat = hasFeature(features, VIRTIO_F_RING_PACKED) ? "packed" : "split";
     const { hasCtrl, ctrlIndex, indices, sizes } = planQueues(t, name, pairs, features, config, {
@@ -253,7 +258,7 @@ export class VirtioNetPort {
       pool = new BufferPool(region, ringsTotal + ctrlBytes, poolSize, bufferSize);
     } else {
       pool = options.pool;
-      checkSharedPool(pool, config, headerSize);
+      checkSharedPool(pool, config, headerSize, mergeable);
       const shared = pool.region;
       shared.mapFor(t.dma);
       dma.push("unmap the shared pool", () => shared.unmapFrom(t.dma));
@@ -292,7 +297,7 @@ export class VirtioNetPort {
     for (let k = 0; k < pairs; k++) {
       // One counter block per queue pair, shared by its two queues (queue_counters.ts).
       const counters = new Float64Array(PORT_SLOTS);
-      rx.push(new RxQueue(queues[2 * k], pool, headerSize, counters));
+      rx.push(new RxQueue(queues[2 * k], pool, headerSize, counters, 0, mergeable));
       tx.push(new TxQueue(queues[2 * k + 1], pool, headerSize, counters));
     }
     for (const r of rx) r.siblings = rx.filter((o) => o !== r).map((o) => o.vq.notifier);
@@ -321,6 +326,11 @@ export class VirtioNetPort {
   /** The virtqueue format in use: packed when VIRTIO_F_RING_PACKED was negotiated (§2.8). */
   get ringFormat(): RingFormat {
     return hasFeature(this.features, VIRTIO_F_RING_PACKED) ? "packed" : "split";
+  }
+
+  /** True when VIRTIO_NET_F_MRG_RXBUF was negotiated: a frame may span buffers (rx_queue.ts). */
+  get mergeable(): boolean {
+    return hasFeature(this.features, VIRTIO_NET_F_MRG_RXBUF);
   }
 
   /** Number of queue pairs set up (steering may use fewer). */

@@ -99,8 +99,9 @@ const MTU_MAX = 9216;
  * validateConfig("0000:00:04.0", readNetConfig(transport, features));
  * ```
  */
-export function validateConfig(name: string, config: NetConfig): void {
-  if (config.mtu > MTU_MAX) {
+export function validateConfig(name: string, config: NetConfig, mergeable = false): void {
+  // With mergeable buffers a frame spans as many buffers as it needs (§5.1.6.3.1).
+  if (!mergeable && config.mtu > MTU_MAX) {
     throw new DriverError(
       "UNSUPPORTED",
       `${name} reports an MTU of ${config.mtu}, more than the ${MTU_MAX} bytes this driver sizes its receive buffers for: give the device an MTU of at most ${MTU_MAX} (QEMU: host_mtu=9000).`,
@@ -232,7 +233,8 @@ export function queueSize(
 /**
  * Bytes per packet buffer: `wanted`, or at least 2048; it must be a multiple of 64 that
  * holds the virtio-net header and the largest frame, since without
- * VIRTIO_NET_F_MRG_RXBUF every received frame fits one buffer (§5.1.6.3.1).
+ * VIRTIO_NET_F_MRG_RXBUF every received frame fits one buffer (§5.1.6.3.1); with it
+ * (`mergeable`), a header and a 64-byte frame.
  *
  * @example
  * ```ts ignore
@@ -243,8 +245,11 @@ export function receiveBufferSize(
   config: NetConfig,
   headerSize: number,
   wanted: number | undefined,
+  mergeable = false,
 ): number {
-  const { frameMax, need } = bufferNeed(config, headerSize);
+  const { frameMax, need } = mergeable
+    ? { frameMax: 64, need: alignUp(headerSize + 64, 64) } // a header and a minimal frame
+    : bufferNeed(config, headerSize);
   const bufferSize = wanted ?? Math.max(2048, need);
   if (bufferSize < need || bufferSize % 64 !== 0) {
     throw new DriverError(
@@ -263,9 +268,14 @@ export function receiveBufferSize(
  * checkSharedPool(options.pool, config, 12);
  * ```
  */
-export function checkSharedPool(pool: BufferPool, config: NetConfig, headerSize: number): void {
+export function checkSharedPool(
+  pool: BufferPool,
+  config: NetConfig,
+  headerSize: number,
+  mergeable = false,
+): void {
   const { frameMax, need } = bufferNeed(config, headerSize);
-  if (pool.bufferSize < headerSize + frameMax) {
+  if (!mergeable && pool.bufferSize < headerSize + frameMax) {
     throw new DriverError(
       "BAD_ARGUMENT",
       `The shared pool's ${pool.bufferSize}-byte buffers cannot hold a ${frameMax}-byte frame (MTU ${config.mtu}) and its header: use buffers of at least ${need} bytes.`,

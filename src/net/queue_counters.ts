@@ -46,5 +46,10 @@ export const P_RX_SIBLING_WAKES = 15;
 export const P_RX_REFILL_FAILURES = 16;
 /** Frames txBurst handed back because the ring was full (the caller kept them). */
 export const P_TX_REFUSED_RING_FULL = 17;
+/**
+ * Frames dropped because their mergeable receive buffers broke §5.1.6.4's rules
+ * (num_buffers 0 or more than the ring holds, a buffer before the last not filled).
+ */
+export const P_DROP_BAD_MERGE = 18;
 /** Size of a block. */
 export const PORT_SLOTS = 24;

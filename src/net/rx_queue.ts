@@ -16,6 +16,7 @@
 import { NO_BUFFER, type PacketBuffers } from "../dma/packet_buffers.ts";
 import { DriverError } from "../errors.ts";
 import {
+  P_DROP_BAD_MERGE,
   P_DROP_NO_BUFFER,
   P_DROP_RUNT,
   P_RX_BURSTS,
@@ -27,7 +28,7 @@ import {
   P_RX_SIBLING_WAKES,
   PORT_SLOTS,
 } from "./queue_counters.ts";
-import { HDR_HASH_REPORT, HDR_HASH_VALUE } from "./header.ts";
+import { HDR_HASH_REPORT, HDR_HASH_VALUE, HDR_NUM_BUFFERS } from "./header.ts";
 import {
   positionAdd,
   positionDistance,
@@ -72,6 +73,15 @@ export class RxQueue {
   readonly #holdLens: Uint32Array;
   #holdStart = 0;
   #holdCount = 0;
+  // VIRTIO_NET_F_MRG_RXBUF: a frame may span buffers (docs/mergeable.md). The one whose
+  // buffers did not all come in one burst: its first and last buffer, buffers still to
+  // come, and bytes so far.
+  readonly #mergeable: boolean;
+  #partHead = NO_BUFFER;
+  #partTail = NO_BUFFER;
+  #partNeed = 0;
+  #partLen = 0;
+  #partBad = false;
 
   /** Frames delivered to the application. */
   get packets(): number {
@@ -86,6 +96,11 @@ export class RxQueue {
   /** Drops: the device returned a buffer too short to hold a header. */
   get dropsRunt(): number {
     return this.#c[this.#o + P_DROP_RUNT];
+  }
+
+  /** Drops: mergeable receive buffers that broke §5.1.6.4's rules (their frame is lost). */
+  get dropsBadMerge(): number {
+    return this.#c[this.#o + P_DROP_BAD_MERGE];
   }
 
   /** Times the ring could not be refilled whole because the pool was empty. */
@@ -109,7 +124,8 @@ export class RxQueue {
   /**
    * Wraps `vq`, posting buffers of `pool` of `pool.bufferSize` bytes. Counts into
    * `counters` from slot `base` (a block laid out by queue_counters.ts; by default a
-   * private one).
+   * private one). `mergeable`: VIRTIO_NET_F_MRG_RXBUF was negotiated, so a frame may
+   * come in several buffers, linked through `pool.next`.
    */
   constructor(
     vq: Virtqueue,
@@ -117,6 +133,7 @@ export class RxQueue {
     headerSize: number,
     counters: Float64Array = new Float64Array(PORT_SLOTS),
     base = 0,
+    mergeable = false,
   ) {
     this.vq = vq;
     this.pool = pool;
@@ -127,6 +144,7 @@ export class RxQueue {
     this.#view = new DataView(pool.data.buffer, pool.data.byteOffset, pool.data.byteLength);
     this.#holdBufs = new Uint32Array(4 * vq.size);
     this.#holdLens = new Uint32Array(4 * vq.size);
+    this.#mergeable = mergeable;
   }
 
   /**
@@ -274,7 +292,9 @@ export class RxQueue {
   /**
    * Receives up to `max` frames. For each, `bufs[i]` is the buffer index (its frame starts
    * at `pool.offset(bufs[i]) + headerSize`) and `lens[i]` the frame length. The caller
-   * owns the buffers: it frees them to the pool or transmits them.
+   * owns the buffers: it frees them to the pool or transmits them. With mergeable buffers
+   * a frame longer than its first buffer goes on in `pool.next[bufs[i]]` and so on, every
+   * buffer but the last full (docs/mergeable.md).
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     if (this.#epochs > 0) {
@@ -287,6 +307,7 @@ export class RxQueue {
     let got = this.#holdCount > 0 ? this.#takeHeld(bufs, lens, max) : 0;
     if (got < max) got += this.vq.takeUsed(bufs, lens, got, max - got);
     if (got === 0) return 0;
+    if (this.#mergeable) return this.#merge(bufs, lens, got);
     const hdr = this.headerSize, pool = this.pool, c = this.#c, o = this.#o;
     let n = 0;
     let bytes = 0;
@@ -309,5 +330,76 @@ export class RxQueue {
     c[o + P_RX_BURSTS]++;
     this.refill();
     return n;
+  }
+
+  /**
+   * rxBurst's tail with mergeable buffers: turns `got` used buffers into frames in place
+   * (§5.1.6.4: num_buffers in the first buffer's header; every buffer but the last used
+   * to its full length), linking each frame's buffers through `pool.next`. A frame whose
+   * last buffers have not come yet waits in the queue for the next burst. A frame that
+   * breaks the rules is dropped whole, counted in dropsBadMerge.
+   */
+  #merge(bufs: Uint32Array, lens: Uint32Array, got: number): number {
+    const hdr = this.headerSize, pool = this.pool, next = pool.next, data = pool.data;
+    const full = this.#len, c = this.#c, o = this.#o;
+    let n = 0, bytes = 0;
+    for (let i = 0; i < got; i++) {
+      const b = bufs[i], len = lens[i];
+      if (this.#partNeed > 0) {
+        const last = --this.#partNeed === 0;
+        next[this.#partTail] = b;
+        this.#partTail = b;
+        this.#partLen += len;
+        // §5.1.6.4: a buffer before the last must be full, and none empty.
+        if (len === 0 || (!last && len !== full)) this.#partBad = true;
+        if (!last) continue;
+        if (this.#partBad) {
+          this.#dropPart();
+        } else {
+          bufs[n] = this.#partHead;
+          lens[n] = this.#partLen;
+          bytes += this.#partLen;
+          n++;
+        }
+        this.#partHead = NO_BUFFER;
+        continue;
+      }
+      if (len <= hdr) {
+        c[o + P_DROP_RUNT]++;
+        pool.free(b);
+        continue;
+      }
+      const at = pool.offset(b) + HDR_NUM_BUFFERS;
+      const count = data[at] | (data[at + 1] << 8);
+      if (count === 1) {
+        bufs[n] = b;
+        lens[n] = len - hdr;
+        bytes += len - hdr;
+        n++;
+        continue;
+      }
+      this.#partHead = b;
+      this.#partTail = b;
+      this.#partLen = len - hdr;
+      if (count === 0 || count > this.vq.size) {
+        // No count to go by: this buffer alone is dropped.
+        this.#dropPart();
+        this.#partHead = NO_BUFFER;
+        continue;
+      }
+      this.#partNeed = count - 1;
+      this.#partBad = len !== full; // the first buffer must be full too
+    }
+    c[o + P_RX_PACKETS] += n;
+    c[o + P_RX_BYTES] += bytes;
+    c[o + P_RX_BURSTS]++;
+    this.refill();
+    return n;
+  }
+
+  /** Drops the frame being assembled: its buffers go back, the drop is counted. */
+  #dropPart(): void {
+    this.pool.free(this.#partHead);
+    this.#c[this.#o + P_DROP_BAD_MERGE]++;
   }
 }

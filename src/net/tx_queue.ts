@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { PacketBuffers } from "../dma/packet_buffers.ts";
+import { NO_BUFFER, type PacketBuffers } from "../dma/packet_buffers.ts";
 import type { Virtqueue } from "../virtio/virtqueue.ts";
 import {
   P_DROP_TOO_LONG,
@@ -45,6 +45,12 @@ export class TxQueue {
   readonly #o: number;
   readonly #doneTokens: Uint32Array;
   readonly #doneLens: Uint32Array;
+  // A frame that spans buffers (mergeable receive buffers) goes out as a descriptor chain:
+  // its pieces, and whether the last one found the ring too full.
+  readonly #segLo: Uint32Array;
+  readonly #segHi: Uint32Array;
+  readonly #segLen: Uint32Array;
+  #chainFull = 0;
 
   /** Frames handed to the device. */
   get packets(): number {
@@ -87,6 +93,9 @@ export class TxQueue {
     }
     this.#doneTokens = new Uint32Array(vq.size);
     this.#doneLens = new Uint32Array(vq.size);
+    this.#segLo = new Uint32Array(vq.size);
+    this.#segHi = new Uint32Array(vq.size);
+    this.#segLen = new Uint32Array(vq.size);
   }
 
   /** Returns every buffer the device has finished with to the pool; returns how many. */
@@ -101,7 +110,9 @@ export class TxQueue {
    * Sends `bufs[0..count)` whose frames (at `pool.offset(b) + headerSize`) are `lens[i]`
    * bytes long. Returns how many were queued, in order; the rest still belong to the
    * caller (retry or free them, as DPDK's rte_eth_tx_burst): the ring was full, or frame
-   * `result` is longer than a buffer can hold.
+   * `result` is longer than a buffer can hold. A frame that spans buffers through
+   * `pool.next` (mergeable receive buffers, every buffer but the last full) goes out as
+   * one descriptor chain.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number {
     const vq = this.vq, pool = this.pool, words = pool.words, hdr = this.headerSize;
@@ -110,13 +121,20 @@ export class TxQueue {
     if (vq.freeCount < count) this.reclaim();
     const room = pool.bufferSize - hdr;
     const free = vq.freeCount;
-    const take = count < free ? count : free;
+    let take = count < free ? count : free;
     let n = 0;
     let bytes = 0;
     for (; n < take; n++) {
       const b = bufs[n];
       const len = lens[n];
-      if (len > room) break;
+      if (len > room) {
+        // Not reached by frames that fit a buffer: the loop stays as V8 optimised it.
+        const used = this.#chain(b, len);
+        if (used === 0) break;
+        take -= used - 1; // descriptors beyond the one `take` counted for it
+        bytes += len;
+        continue;
+      }
       // §5.1.6.2: no offloads asked for: flags 0, gso_type VIRTIO_NET_HDR_GSO_NONE.
       // Zeroed a word at a time (buffers and VERSION_1 headers are multiples of 4 bytes):
       // TypedArray#fill calls into the runtime, which cost a third of the forwarding
@@ -130,13 +148,50 @@ export class TxQueue {
     // Counted by arithmetic, not in branches of their own: a full ring first happens when
     // the device first falls behind, maybe long after V8 optimised this, and code it has
     // never run would cost a recompile (src/engine/worker.ts).
-    const stoppedEarly = n < take ? 1 : 0;
+    const stoppedEarly = (n < take ? 1 : 0) * (1 - this.#chainFull);
+    this.#chainFull = 0;
     c[o + P_DROP_TOO_LONG] += stoppedEarly;
-    c[o + P_TX_REFUSED_RING_FULL] += (1 - stoppedEarly) * (count - take);
+    c[o + P_TX_REFUSED_RING_FULL] += (1 - stoppedEarly) * (count - n);
     c[o + P_TX_PACKETS] += n;
     c[o + P_TX_BYTES] += bytes;
     c[o + P_TX_KICKS] = vq.kicks;
     c[o + P_TX_KICKS_SUPPRESSED] = vq.kicksSuppressed;
     return n;
+  }
+
+  /**
+   * Posts frame `b` (`len` bytes) that spans buffers as one chain of device-readable
+   * descriptors (§2.7.6, §2.8.6): the header and the first buffer's bytes, then each
+   * following buffer. Returns the descriptors used; 0 when `b` is no such frame (too long
+   * for its buffer) or the ring has too few free descriptors (then #chainFull is 1).
+   */
+  #chain(b: number, len: number): number {
+    const pool = this.pool, next = pool.next, size = pool.bufferSize, hdr = this.headerSize;
+    if (next[b] === NO_BUFFER) return 0; // one buffer: too long for it
+    const lo = this.#segLo, hi = this.#segHi, lens = this.#segLen;
+    let parts = 0, left = len - (size - hdr), at = b;
+    lo[0] = pool.iovaLo[b];
+    hi[0] = pool.iovaHi[b];
+    lens[0] = size;
+    for (parts = 1; left > 0; parts++) {
+      at = next[at];
+      if (at === NO_BUFFER || parts === lens.length) return 0; // too long for its buffers
+      lo[parts] = pool.iovaLo[at];
+      hi[parts] = pool.iovaHi[at];
+      lens[parts] = left < size ? left : size;
+      left -= size;
+    }
+    if (parts > this.vq.freeCount) this.reclaim();
+    if (parts > this.vq.freeCount) {
+      this.#chainFull = 1;
+      return 0;
+    }
+    const w = pool.offset(b) >> 2;
+    for (let k = 0; k < hdr >> 2; k++) pool.words[w + k] = 0; // §5.1.6.2: no offloads
+    if (!this.vq.addSegments(b, lo, hi, lens, parts)) {
+      this.#chainFull = 1;
+      return 0;
+    }
+    return parts;
   }
 }

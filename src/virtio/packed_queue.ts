@@ -422,6 +422,46 @@ export class PackedQueue implements Virtqueue {
     return true;
   }
 
+  /**
+   * Makes one buffer of `count` device-readable pieces available as a chain in
+   * consecutive slots (§2.8.6): piece i at `lo[i]`/`hi[i]`, `lens[i]` bytes (a frame
+   * spanning several packet buffers). Every descriptor carries the buffer id; the head's
+   * flags are stored last. Returns false when fewer than `count` slots are free.
+   */
+  addSegments(
+    token: number,
+    lo: Uint32Array,
+    hi: Uint32Array,
+    lens: Uint32Array,
+    count: number,
+  ): boolean {
+    if (count < 1 || count > 255) return false; // chainLen is a byte
+    if (positionDistance(this.#lastUsed, this.#availPos) > this.size - count) return false;
+    const p = this.#availPos;
+    let id: number;
+    if (this.#inOrder) {
+      id = p & this.#mask;
+      this.#fullLen[id] = 0; // nothing for the device to write
+    } else {
+      id = this.#freeId[--this.#numFreeIds];
+    }
+    const d32 = this.#d32, d16 = this.#d16;
+    let total = 0;
+    for (let i = count - 1; i >= 0; i--) {
+      const q = (p + i) & 0xffff, s = q & this.#mask;
+      d32[4 * s] = lo[i];
+      d32[4 * s + 1] = hi[i];
+      d32[4 * s + 2] = lens[i];
+      d16[8 * s + 6] = id;
+      // Each its own position's wrap bits (a chain may straddle the end); head last.
+      d16[8 * s + 7] = this.#availFlags(q) | (i < count - 1 ? VIRTQ_DESC_F_NEXT : 0);
+      total += lens[i];
+    }
+    this.#remember(id, token, total, count, lo[0], hi[0]);
+    this.#availPos = (p + count) & 0xffff;
+    return true;
+  }
+
   /** Position of the next used descriptor the driver reads (free-running, 16 bits). */
   get lastUsedIdx(): number {
     return this.#lastUsed;
@@ -544,7 +584,9 @@ export class PackedQueue implements Virtqueue {
     while (n < max && this.#isUsed(pos)) {
       const s = pos & this.#mask;
       const id = d16[8 * s + 6]; // x86 TSO: loaded after the flags in #isUsed
-      const len = d32[4 * s + 2];
+      // §2.8.4: without VIRTQ_DESC_F_WRITE the length is reserved, ignored (DPDK leaves
+      // what the driver wrote there).
+      const len = (d16[8 * s + 7] & VIRTQ_DESC_F_WRITE) !== 0 ? d32[4 * s + 2] : 0;
       if (id >= this.size || token[id] < 0) {
         this.#refuse(n);
         this.#misbehaved(

@@ -409,6 +409,45 @@ export class SplitQueue implements Virtqueue {
     return true;
   }
 
+  /**
+   * Makes one buffer of `count` device-readable pieces available as a descriptor chain
+   * (§2.7.6): piece i at IOVA `lo[i]` + `hi[i]`·2³², `lens[i]` bytes (a frame spanning
+   * several packet buffers). Returns false when fewer than `count` descriptors are free.
+   */
+  addSegments(
+    token: number,
+    lo: Uint32Array,
+    hi: Uint32Array,
+    lens: Uint32Array,
+    count: number,
+  ): boolean {
+    if (count < 1 || this.#numFree < count) return false;
+    const d32 = this.#d32, d16 = this.#d16;
+    // §2.7.5 with IN_ORDER: in ring order, `next` of descriptor x is x + 1.
+    const first = this.#inOrder ? (this.#ioHead + this.size - this.#numFree) & this.#mask : 0;
+    // Tail first, so each descriptor can name the one after it.
+    let after = -1, total = 0;
+    for (let i = count - 1; i >= 0; i--) {
+      const d = this.#inOrder ? (first + i) & this.#mask : this.#freeDesc[this.#numFree - 1];
+      this.#numFree--;
+      total += lens[i];
+      d32[4 * d] = lo[i];
+      d32[4 * d + 1] = hi[i];
+      d32[4 * d + 2] = lens[i];
+      d16[8 * d + 6] = after >= 0 ? VIRTQ_DESC_F_NEXT : 0;
+      d16[8 * d + 7] = after >= 0 ? after : 0;
+      // Remembered here, not read back from the table the device could have rewritten.
+      this.#chainNext[d] = after;
+      after = d;
+    }
+    this.#token[after] = token;
+    this.#postedLen[after] = total; // as add(): a used length up to the buffer's is accepted
+    if (this.#inOrder) this.#fullLen[after] = 0; // nothing for the device to write
+    this.#avail[2 + (this.#availIdx & this.#mask)] = after;
+    this.#availIdx = (this.#availIdx + 1) & 0xffff;
+    return true;
+  }
+
   /** The used ring index the driver has consumed up to (free-running, 16 bits). */
   get lastUsedIdx(): number {
     return this.#lastUsed;
@@ -552,14 +591,19 @@ export class SplitQueue implements Virtqueue {
       token[id] = -1;
       last = (last + 1) & 0xffff;
     }
-    // Commit: free the descriptors (and chain tails) checked above.
+    // Commit: free the descriptors (and the rest of each chain) checked above.
     for (let i = 0; i < pending; i++) {
       const id = taken[i];
       this.#freeDesc[this.#numFree++] = id;
-      const next = this.#chainNext[id];
+      let next = this.#chainNext[id];
       if (next >= 0) {
         this.#chainNext[id] = -1;
-        this.#freeDesc[this.#numFree++] = next;
+        do {
+          this.#freeDesc[this.#numFree++] = next;
+          const after = this.#chainNext[next];
+          this.#chainNext[next] = -1;
+          next = after;
+        } while (next >= 0);
       }
     }
     this.#lastUsed = last;
@@ -627,7 +671,7 @@ export class SplitQueue implements Virtqueue {
       n++;
       pos = (pos + 1) & 0xffff;
       if (c === last) last = -1;
-      c = (c + (this.#chainNext[c] >= 0 ? 2 : 1)) & mask;
+      c = (c + this.#descriptorsOf(c)) & mask;
     }
     if (last >= 0 && pos === usedIdx) {
       this.#refuse(tokens, at, n);
@@ -637,19 +681,26 @@ export class SplitQueue implements Virtqueue {
     }
     // Commit: the descriptors checked above are free again, in ring order.
     for (let i = 0; i < n; i++) {
-      const id = taken[i];
-      if (this.#chainNext[id] >= 0) {
-        this.#chainNext[id] = -1;
-        this.#numFree += 2;
-      } else {
+      let d = taken[i];
+      do {
+        const after = this.#chainNext[d];
+        this.#chainNext[d] = -1;
         this.#numFree++;
-      }
+        d = after;
+      } while (d >= 0);
     }
     this.#ioHead = c;
     this.#lastUsed = pos;
     this.#batchLast = last;
     this.#batchLen = lastLen;
     return n;
+  }
+
+  /** Descriptors of the buffer whose chain starts at `head` (from the driver's own links). */
+  #descriptorsOf(head: number): number {
+    let k = 1;
+    for (let d = this.#chainNext[head]; d >= 0; d = this.#chainNext[d]) k++;
+    return k;
   }
 
   /** Puts back the tokens of the first `n` entries checked in a refused batch. */

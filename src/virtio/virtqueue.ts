@@ -119,6 +119,17 @@ export interface Virtqueue {
     hi2: number,
     len2: number,
   ): boolean;
+  /**
+   * Adds one buffer of `count` device-readable pieces as a descriptor chain (piece i at
+   * `lo[i]`/`hi[i]`, `lens[i]` bytes): a frame that spans several packet buffers.
+   */
+  addSegments(
+    token: number,
+    lo: Uint32Array,
+    hi: Uint32Array,
+    lens: Uint32Array,
+    count: number,
+  ): boolean;
   /** Publishes what was added and notifies unless the device suppressed it. */
   publish(): boolean;
   /** Notifies the device unconditionally. */

@@ -63,6 +63,7 @@ export async function exchangeFrames(
   toGuest: Uint8Array[],
   fromGuest: Uint8Array[],
   timeoutMs: number,
+  extra: string[] = [],
 ): Promise<Exchange> {
   Deno.writeFileSync(`${bed.shareDir}/tx.pcap`, encodePcap(fromGuest));
   const guest = await bed.spawn(guestDeno("tests/guest/rxtx.ts", [
@@ -77,6 +78,7 @@ export async function exchangeFrames(
     bed.guestPath(`${bed.shareDir}/tx.pcap`),
     "--timeout-ms",
     String(timeoutMs),
+    ...extra,
   ]));
   try {
     await guest.waitForOutput(/"event":"ready"/, 60000);

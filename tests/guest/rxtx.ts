@@ -2,7 +2,8 @@
  * Guest side of the receive/transmit test: runs inside a test bed with `--allow-ffi` only.
  *
  *     deno run --allow-ffi tests/guest/rxtx.ts --port PORT [--bind] --rx-count N \
- *       --rx-out rx.pcap --tx-in tx.pcap [--ethertype 0x88b5] [--timeout-ms 120000]
+ *       --rx-out rx.pcap --tx-in tx.pcap [--ethertype 0x88b5] [--timeout-ms 120000] \
+ *       [--mergeable auto|off]
  *
  * Opens PORT, prints one JSON line `{"event":"ready",…}` with the negotiated features by
  * name, receives until N frames of the test EtherType arrived (other frames are counted,
@@ -15,7 +16,7 @@
 
 import { parseArgs } from "node:util";
 import { readBytes, writeBytes } from "../../ffi/fs.ts";
-import { NO_BUFFER, openPort } from "../../mod.ts";
+import { NO_BUFFER, openPort, readFrame, writeFrame } from "../../mod.ts";
 import { guestMain } from "./guest_main.ts";
 import { encodePcap, readPcapFrames } from "../../src/pcap/pcap.ts";
 
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     ethertype: { type: "string", default: "0x88b5" },
     "timeout-ms": { type: "string", default: "120000" },
     burst: { type: "string", default: "32" },
+    mergeable: { type: "string", default: "auto" },
   },
 });
 
@@ -39,7 +41,10 @@ function run(): number {
   const ethertype = Number(values.ethertype);
   const burst = Number(values.burst);
   const deadline = Date.now() + Number(values["timeout-ms"]);
-  const port = openPort(values.port, { bind: values.bind });
+  const port = openPort(values.port, {
+    bind: values.bind,
+    mergeable: values.mergeable !== "off",
+  });
   try {
     const pool = port.pool, data = pool.data, rxq = port.rx(), txq = port.tx();
     console.log(JSON.stringify({
@@ -48,6 +53,7 @@ function run(): number {
       negotiated: port.negotiatedFeatureNames(),
       hugePages: port.hugePages,
       queueSize: rxq.vq.size,
+      bufferSize: pool.bufferSize,
     }));
     const bufs = new Uint32Array(burst), lens = new Uint32Array(burst);
     const received: Uint8Array[] = [];
@@ -58,7 +64,8 @@ function run(): number {
       for (let i = 0; i < n; i++) {
         const off = port.frameOffset(bufs[i]);
         const type = (data[off + 12] << 8) | data[off + 13];
-        if (type === ethertype) received.push(data.slice(off, off + lens[i]));
+        // A frame may span buffers (mergeable receive buffers): readFrame gathers it.
+        if (type === ethertype) received.push(readFrame(pool, port.headerSize, bufs[i], lens[i]));
         else others++;
         pool.free(bufs[i]);
       }
@@ -70,10 +77,9 @@ function run(): number {
     while (sent < frames.length && Date.now() < deadline) {
       let k = 0;
       while (k < burst && sent + k < frames.length) {
-        const b = pool.alloc();
-        if (b === NO_BUFFER) break;
         const f = frames[sent + k];
-        data.set(f, port.frameOffset(b));
+        const b = writeFrame(pool, port.headerSize, f); // more than one buffer if it must
+        if (b === NO_BUFFER) break;
         bufs[k] = b;
         lens[k] = f.length;
         k++;

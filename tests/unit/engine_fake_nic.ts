@@ -207,7 +207,15 @@ export class FakeBed {
       };
       const mac = Uint8Array.from([2, 0, 0, 0, 0xaa, p]);
       const rx = ring(0), tx = ring(1);
-      specs.push({ name: `fake${p}`, mac, headerSize: HDR, rx, tx, rxSiblings: [] });
+      specs.push({
+        name: `fake${p}`,
+        mac,
+        headerSize: HDR,
+        mergeable: false,
+        rx,
+        tx,
+        rxSiblings: [],
+      });
       ports.push({
         rx: new DeviceRing(sub(region.buffer, 2 * p * ringBytes, ringBytes), QSIZE),
         tx: new DeviceRing(sub(region.buffer, (2 * p + 1) * ringBytes, ringBytes), QSIZE),

@@ -25,6 +25,7 @@ export function counters(c: Partial<QueueCounters> = {}): QueueCounters {
     dropsNoBuffer: 0,
     dropsScript: 0,
     dropsRunt: 0,
+    dropsBadMerge: 0,
     dropsTooLong: 0,
     rxBursts: 0,
     rxKicks: 0,

@@ -7,7 +7,6 @@
 
 import assert from "node:assert/strict";
 import { BufferPool, NO_BUFFER } from "../../src/dma/buffer_pool.ts";
-import { DmaRegion } from "../../src/dma/memory.ts";
 import {
   netHeaderSize,
   VIRTIO_NET_HDR_HASH_SIZE,
@@ -15,106 +14,10 @@ import {
 } from "../../src/net/header.ts";
 import { RxQueue } from "../../src/net/rx_queue.ts";
 import { TxQueue } from "../../src/net/tx_queue.ts";
-import { splitRingLayout, VIRTQ_DESC_F_WRITE } from "../../src/virtio/ring_math.ts";
-import { SplitQueue } from "../../src/virtio/split_queue.ts";
+import { VIRTQ_DESC_F_WRITE } from "../../src/virtio/ring_math.ts";
+import { frame, rig, withRig } from "./rx_tx_fixture.ts";
 
 const HDR = VIRTIO_NET_HDR_SIZE;
-
-/** A virtio-net device's view of one queue and of the DMA region. */
-class FakeNic {
-  readonly ring: DataView;
-  readonly size: number;
-  readonly layout;
-  readonly mem: Uint8Array;
-  /** Where the device sees the region (its IOVA). */
-  readonly iova: number;
-  lastAvail = 0;
-  usedIdx = 0;
-
-  constructor(ringMemory: ArrayBuffer, size: number, region: DmaRegion) {
-    this.ring = new DataView(ringMemory);
-    this.size = size;
-    this.layout = splitRingLayout(size);
-    this.mem = new Uint8Array(region.buffer);
-    this.iova = region.iova;
-  }
-  get availIdx(): number {
-    return this.ring.getUint16(this.layout.availOffset + 2, true);
-  }
-  desc(d: number) {
-    const at = this.layout.descOffset + 16 * d;
-    return {
-      addr: Number(this.ring.getBigUint64(at, true)),
-      len: this.ring.getUint32(at + 8, true),
-      flags: this.ring.getUint16(at + 12, true),
-    };
-  }
-  /** Newly available descriptor ids. */
-  takeAvail(): number[] {
-    const ids: number[] = [];
-    while (this.lastAvail !== this.availIdx) {
-      const slot = this.lastAvail & (this.size - 1);
-      ids.push(this.ring.getUint16(this.layout.availOffset + 4 + 2 * slot, true));
-      this.lastAvail = (this.lastAvail + 1) & 0xffff;
-    }
-    return ids;
-  }
-  /** The bytes a descriptor points at (IOVA translated to the region). */
-  bytes(d: number): Uint8Array {
-    const { addr, len } = this.desc(d);
-    return this.mem.subarray(addr - this.iova, addr - this.iova + len);
-  }
-  /** Pool buffer index of a descriptor, for a pool at region offset 0. */
-  bufferOf(d: number, bufferSize: number): number {
-    return (this.desc(d).addr - this.iova) / bufferSize;
-  }
-  use(entries: [id: number, len: number][]): void {
-    for (const [id, len] of entries) {
-      const at = this.layout.usedOffset + 4 + 8 * (this.usedIdx & (this.size - 1));
-      this.ring.setUint32(at, id, true);
-      this.ring.setUint32(at + 4, len, true);
-      this.usedIdx = (this.usedIdx + 1) & 0xffff;
-    }
-    this.ring.setUint16(this.layout.usedOffset + 2, this.usedIdx, true);
-  }
-}
-
-interface Rig {
-  region: DmaRegion;
-  pool: BufferPool;
-  vq: SplitQueue;
-  nic: FakeNic;
-  kicks: () => number;
-}
-
-function rig(ringSize: number, poolCount: number, bufferSize = 2048): Rig {
-  const region = DmaRegion.allocate(poolCount * bufferSize, { hugePages: false });
-  const pool = new BufferPool(region, 0, poolCount, bufferSize);
-  const ringMemory = new ArrayBuffer(splitRingLayout(ringSize).totalBytes);
-  let kicks = 0;
-  const vq = new SplitQueue(ringMemory, 0, {
-    index: 0,
-    size: ringSize,
-    eventIdx: false,
-    notify: { notify: () => kicks++ },
-    name: "test queue",
-  });
-  return { region, pool, vq, nic: new FakeNic(ringMemory, ringSize, region), kicks: () => kicks };
-}
-
-function withRig(ringSize: number, poolCount: number, fn: (r: Rig) => void, bufferSize = 2048) {
-  const r = rig(ringSize, poolCount, bufferSize);
-  try {
-    fn(r);
-  } finally {
-    r.region.free();
-  }
-}
-
-/** A frame of `len` bytes whose contents identify it. */
-function frame(len: number, seed: number): Uint8Array {
-  return Uint8Array.from({ length: len }, (_, i) => (seed * 31 + i) & 0xff);
-}
 
 Deno.test("netHeaderSize() is 12 bytes with VERSION_1 and 20 with HASH_REPORT", () => {
   assert.equal(netHeaderSize(false), 12);

@@ -61,6 +61,7 @@ function ringWith(q: number, frames: Uint8Array[]) {
     words: new Uint32Array(data.buffer),
     iovaLo,
     iovaHi,
+    next: new Uint32Array(SIZE).fill(0xffff_ffff),
     offset: (b) => b * BUF,
     alloc: () => next < SIZE ? next++ : 0xffff_ffff,
     free: () => {},
