@@ -217,7 +217,9 @@ async function forward(run: Run, signals: SignalHooks): Promise<number> {
 
   // Room for every ring of both ports, what the workers buffer, and slack to refill.
   const newPool = () =>
-    createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024));
+    createSharedPool(Math.max(8192, 2 * queues * (256 + 256 + 2 * burst) + 1024), 2048, {
+      physical: run.physicalPool,
+    });
   let pool = newPool();
   // Set when a port did not confirm its reset: its device may still use the pool.
   let poolUnsafe = false;

@@ -25,6 +25,8 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
   --steering MODE     single | auto | rss (default: auto with several queues)
   --rebalance-ms MS   with rss: every MS milliseconds give each port a new indirection
                       table (rotated by one queue) while forwarding, with no reordering
+  --physical-pool     put the packet pool at physical addresses (2 MiB huge pages,
+                      root): needed by legacy virtio-pci devices, which bypass the IOMMU
   --mac-rewrite       rewrite source MAC to the sending port's, destination to
                       02:00:00:00:00:<port> (as DPDK l2fwd does)
   --script FILE       run every burst through FILE's handleBurst (needs --allow-read=FILE)
@@ -183,6 +185,8 @@ export interface Run {
   rebalanceMs: number;
   /** Rewrite MAC addresses as DPDK l2fwd (--mac-rewrite). */
   macRewrite: boolean;
+  /** The packet pool at physical addresses, for legacy devices (--physical-pool). */
+  physicalPool: boolean;
   /** The script module (--script). */
   script: string | undefined;
   /** Its --script-arg KEY=VALUE pairs. */
@@ -248,6 +252,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
         steering: { type: "string" },
         "rebalance-ms": { type: "string", default: "0" },
         "mac-rewrite": { type: "boolean", default: false },
+        "physical-pool": { type: "boolean", default: false },
         script: { type: "string" },
         "script-arg": { type: "string", multiple: true },
         pcap: { type: "string" },
@@ -375,6 +380,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
     steering,
     rebalanceMs,
     macRewrite: values["mac-rewrite"],
+    physicalPool: values["physical-pool"],
     script: values.script,
     scriptArgs,
     pcap: values.pcap,

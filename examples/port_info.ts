@@ -119,6 +119,8 @@ function main(args: string[]): number {
       mtu: port.config.mtu,
       queueSize: port.rx().vq.size,
       ring: port.ringFormat,
+      // A legacy device (§4.1.4.8): 32-bit features, fixed queue sizes, physical DMA.
+      transport: port.transport.legacy ? "legacy" : "modern",
       hugePages: port.hugePages,
     };
     if (values.json) {
@@ -129,7 +131,7 @@ function main(args: string[]): number {
         `mac         ${info.mac}   link ${info.linkUp ? "up" : "down"}   mtu ${info.mtu}`,
       );
       console.log(
-        `max pairs   ${info.maxVirtqueuePairs}   queue size ${info.queueSize}   ring ${info.ring}`,
+        `max pairs   ${info.maxVirtqueuePairs}   queue size ${info.queueSize}   ring ${info.ring}   transport ${info.transport}`,
       );
       console.log(`dma memory  ${info.hugePages ? "2 MiB huge pages" : "4 KiB pages"}`);
       console.log(`offered     ${info.offered.join(" ")}`);

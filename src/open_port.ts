@@ -6,7 +6,7 @@
  *
  * | Port name              | Transport                                                |
  * |------------------------|----------------------------------------------------------|
- * | `0000:00:04.0`         | kernel VFIO (src/vfio/) → modern virtio-pci              |
+ * | `0000:00:04.0`         | kernel VFIO (src/vfio/) → modern or legacy virtio-pci    |
  * | `vfio-user:/path`      | a vfio-user server (src/vfio_user/) → modern virtio-pci  |
  * | `vhost-user:/path`     | a vhost-user back-end (src/vhost_user/)                  |
  *
@@ -23,7 +23,12 @@ import { parseMacAddress, parsePortSpec, type PortSpec } from "./port_name.ts";
 import { VfioPciDevice } from "./vfio/vfio_pci_device.ts";
 import { DEFAULT_MAX_DATA_XFER_SIZE } from "./vfio_user/protocol/header.ts";
 import { VfioUserDevice, type VfioUserOpenOptions } from "./vfio_user/vfio_user_device.ts";
-import { VirtioPciTransport } from "./virtio/pci_transport.ts";
+import { LegacyPciTransport } from "./virtio/legacy_pci_transport.ts";
+import {
+  findVirtioCaps,
+  VIRTIO_PCI_CAP_COMMON_CFG,
+  VirtioPciTransport,
+} from "./virtio/pci_transport.ts";
 import type { VirtioTransport } from "./virtio/transport.ts";
 import { VhostUserTransport } from "./virtio/vhost_user_transport.ts";
 import { shown } from "./shown.ts";
@@ -93,10 +98,14 @@ export function openTransport(
   }
 }
 
+/** Config-space offset of BAR0; bit 0 set means an I/O-space BAR (PCI Local Bus 6.2.5.1). */
+const PCI_BASE_ADDRESS_0 = 0x10;
+
 /**
- * The modern virtio-pci transport over an opened PCI function, once it shows itself a
- * virtio-net device; otherwise the function is closed (and handed back to its kernel
- * driver) and NOT_VIRTIO_NET thrown.
+ * The virtio-pci transport over an opened PCI function, once it shows itself a virtio-net
+ * device: modern when it has the virtio 1.x capabilities (§4.1.4; a transitional device
+ * too), legacy when it has none but an I/O BAR0 (§4.1.4.8). Otherwise the function is
+ * closed (and handed back to its kernel driver) and NOT_VIRTIO_NET thrown.
  *
  * @example
  * ```ts ignore
@@ -115,10 +124,24 @@ export function pciTransport(pci: PciDevice): VirtioTransport {
     if (!isVirtioNet(id)) {
       throw new DriverError("NOT_VIRTIO_NET", notVirtioNetMessage(pci.name, id));
     }
-    return new VirtioPciTransport(pci);
+    if (hasModernCaps(pci)) return new VirtioPciTransport(pci);
+    if (pci.config.read32(PCI_BASE_ADDRESS_0) & 1) return new LegacyPciTransport(pci);
+    throw new DriverError(
+      "NOT_VIRTIO_NET",
+      `${pci.name} has neither virtio 1.x capabilities nor a legacy I/O BAR0: it is not a virtio-pci function this driver can drive; check the address.`,
+    );
   } catch (e) {
     pci.close({ restoreDriver: true });
     throw e;
+  }
+}
+
+/** True when `pci` lists the common-configuration capability of modern virtio-pci. */
+function hasModernCaps(pci: PciDevice): boolean {
+  try {
+    return findVirtioCaps(pci.config).has(VIRTIO_PCI_CAP_COMMON_CFG);
+  } catch {
+    return true; // a malformed list: the modern transport reports it in one sentence
   }
 }
 

@@ -92,7 +92,17 @@ export class BufferPool implements PacketBuffers {
     this.#free = new Uint32Array(count);
     this.#owned = new Uint8Array(count);
     for (let i = 0; i < count; i++) {
-      const iova = region.iova + base + i * bufferSize;
+      const at = base + i * bufferSize;
+      // Physically addressed memory (legacy devices) is contiguous within a 2 MiB page only:
+      // a buffer the device would see in two places is refused.
+      if (region.pageIovas !== null && !region.contiguous(at, bufferSize)) {
+        throw new RangeError(
+          `Pool buffer ${i} (bytes ${at}…${
+            at + bufferSize - 1
+          }) straddles two physically separate huge pages: use a buffer size that divides 2 MiB.`,
+        );
+      }
+      const iova = region.iovaAt(at);
       this.iovaLo[i] = iova % 0x1_0000_0000;
       this.iovaHi[i] = Math.floor(iova / 0x1_0000_0000);
       this.#free[i] = count - 1 - i; // so that alloc() hands out 0, 1, 2, … first
@@ -144,6 +154,7 @@ export class BufferPool implements PacketBuffers {
  * Allocates DMA memory for `count` buffers of `bufferSize` bytes and makes a pool of it,
  * not yet mapped for any device: pass it as `pool` to several ports to forward between
  * them without copying. Free it with `pool.region.free()` after the ports are closed.
+ * `physical`: at physical addresses, for legacy devices (see DmaRegion.allocate).
  *
  * @example
  * ```ts
@@ -156,7 +167,7 @@ export class BufferPool implements PacketBuffers {
 export function createSharedPool(
   count: number,
   bufferSize = 2048,
-  options: { hugePages?: boolean } = {},
+  options: { hugePages?: boolean; physical?: boolean } = {},
 ): BufferPool {
   // Checked before any memory is taken, in one sentence each.
   if (!(Number.isInteger(count) && count >= 1 && count <= MAX_POOL_BUFFERS)) {

@@ -8,7 +8,10 @@
  *   (virtio-pci over kernel VFIO, §4.1.4.4);
  * - `message`: `bytes`, one complete message, sent on the stream socket `fd` (vfio-user: a
  *   posted VFIO_USER_REGION_WRITE of the notify register);
- * - `eventfd`: an 8-byte write of 1 to the eventfd `fd` (vhost-user: the queue's kick fd).
+ * - `eventfd`: an 8-byte write of 1 to the eventfd `fd` (vhost-user: the queue's kick fd);
+ * - `pwrite16`: a 2-byte pwrite(2) of `value` at `offset` of the file `fd` (a register of a
+ *   BAR that cannot be mapped: a legacy virtio-pci device's QUEUE_NOTIFY in its I/O BAR0,
+ *   reached through the kernel VFIO device fd, §4.1.4.8).
  *
  * `what` names the receiving end for messages, in words that can start a sentence once
  * capitalised: "the vfio-user server of vfio-user:/run/a.sock".
@@ -29,4 +32,5 @@
 export type Doorbell =
   | { kind: "store16"; address: bigint; value: number; what: string }
   | { kind: "message"; fd: number; bytes: Uint8Array; what: string }
-  | { kind: "eventfd"; fd: number; what: string };
+  | { kind: "eventfd"; fd: number; what: string }
+  | { kind: "pwrite16"; fd: number; offset: bigint; value: number; what: string };

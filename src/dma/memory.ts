@@ -36,6 +36,7 @@ import {
 import { DriverError } from "../errors.ts";
 import type { DmaTarget } from "./dma_target.ts";
 import { processIovas } from "./iova.ts";
+import { physicalPages, readPagemapEntry } from "./pagemap.ts";
 
 /** 2 MiB, the huge page size used when available. */
 export const HUGE_PAGE_SIZE = 2 * 1024 * 1024;
@@ -85,27 +86,78 @@ export class DmaRegion {
   readonly hugePages: boolean;
   /** Device (IO virtual) address of the first byte, the same for every device. */
   readonly iova: number;
+  /**
+   * Physically addressed memory ({@linkcode DmaRegion.allocate} with `physical`): each
+   * 2 MiB page's IOVA is its physical address, pages need not be contiguous. Null for
+   * memory at one contiguous IOVA range.
+   */
+  readonly pageIovas: readonly number[] | null;
   #ptr: Deno.PointerObject;
-  /** The IOVA range's start as allocated, given back by free(). */
+  /** The IOVA range's start as allocated, given back by free() (-1: physical). */
   readonly #allocatedIova: bigint;
   readonly #mappedFor = new Set<DmaTarget>();
   #retainedBy: string | null = null;
   #freed = false;
 
-  private constructor(ptr: Deno.PointerObject, size: number, fd: number, huge: boolean) {
+  private constructor(
+    ptr: Deno.PointerObject,
+    size: number,
+    fd: number,
+    huge: boolean,
+    pages: number[] | null,
+  ) {
     this.#ptr = ptr;
     this.vaddr = addressOf(ptr);
     this.size = size;
     this.fd = fd;
     this.hugePages = huge;
-    this.#allocatedIova = processIovas.allocate(size, huge ? HUGE_PAGE_SIZE : PAGE_SIZE);
-    this.iova = Number(this.#allocatedIova);
+    this.pageIovas = pages === null ? null : Object.freeze(pages);
+    this.#allocatedIova = pages === null
+      ? processIovas.allocate(size, huge ? HUGE_PAGE_SIZE : PAGE_SIZE)
+      : -1n;
+    this.iova = pages === null ? Number(this.#allocatedIova) : pages[0];
     this.buffer = Deno.UnsafePointerView.getArrayBuffer(ptr, size);
   }
 
   /**
+   * The device address of byte `offset`: within one page of a physically addressed
+   * region, the page's physical address plus the offset in it.
+   *
+   * @example
+   * ```ts
+   * import { DmaRegion } from "./memory.ts";
+   * const r = DmaRegion.allocate(8192, { hugePages: false });
+   * r.iovaAt(100) === r.iova + 100; // true: one contiguous range
+   * r.free();
+   * ```
+   */
+  iovaAt(offset: number): number {
+    const p = this.pageIovas;
+    if (p === null) return this.iova + offset;
+    return p[Math.floor(offset / HUGE_PAGE_SIZE)] + (offset % HUGE_PAGE_SIZE);
+  }
+
+  /**
+   * True when bytes `offset … offset + length - 1` are contiguous for the device (always,
+   * except across two physically discontiguous pages of a physical region).
+   *
+   * @example
+   * ```ts
+   * import { DmaRegion } from "./memory.ts";
+   * const r = DmaRegion.allocate(8192, { hugePages: false });
+   * r.contiguous(0, 8192); // true
+   * r.free();
+   * ```
+   */
+  contiguous(offset: number, length: number): boolean {
+    return this.iovaAt(offset + length - 1) === this.iovaAt(offset) + length - 1;
+  }
+
+  /**
    * Allocates at least `bytes` of zeroed, populated memory. Uses huge pages when enough
-   * are free (and `hugePages` is not false), 4 KiB pages otherwise.
+   * are free (and `hugePages` is not false), 4 KiB pages otherwise. With `physical`, huge
+   * pages only, each at IOVA = its physical address (root only; for legacy devices, which
+   * bypass the IOMMU): see {@linkcode DmaRegion.pageIovas}.
    *
    * @example
    * ```ts
@@ -115,7 +167,10 @@ export class DmaRegion {
    * r.free();
    * ```
    */
-  static allocate(bytes: number, options: { hugePages?: boolean } = {}): DmaRegion {
+  static allocate(
+    bytes: number,
+    options: { hugePages?: boolean; physical?: boolean } = {},
+  ): DmaRegion {
     if (!(Number.isSafeInteger(bytes) && bytes >= 1)) {
       throw new DriverError(
         "BAD_ARGUMENT",
@@ -132,6 +187,7 @@ export class DmaRegion {
       );
     }
     const hugeSize = alignUp(bytes, HUGE_PAGE_SIZE);
+    if (options.physical) return DmaRegion.#allocatePhysical(hugeSize);
     if (huge !== false && freeHugePages() >= hugeSize / HUGE_PAGE_SIZE) {
       const r = DmaRegion.#tryAllocate(hugeSize, MFD_HUGETLB | MFD_HUGE_2MB);
       if (r) return r;
@@ -148,7 +204,24 @@ export class DmaRegion {
     return r;
   }
 
-  static #tryAllocate(size: number, flags: number): DmaRegion | null {
+  /**
+   * Huge-page memory whose IOVA is its physical address, page by page (the module
+   * pagemap.ts says why): for devices that do not use the IOMMU.
+   */
+  static #allocatePhysical(size: number): DmaRegion {
+    const pages = size / HUGE_PAGE_SIZE;
+    const free = freeHugePages();
+    const r = free >= pages ? DmaRegion.#tryAllocate(size, MFD_HUGETLB | MFD_HUGE_2MB, true) : null;
+    if (!r) {
+      throw new DriverError(
+        "DMA",
+        `A legacy virtio device needs ${pages} free 2 MiB huge pages of physically addressed DMA memory and ${free} are free: reserve more (echo N > /proc/sys/vm/nr_hugepages).`,
+      );
+    }
+    return r;
+  }
+
+  static #tryAllocate(size: number, flags: number, physical = false): DmaRegion | null {
     const fd = libc.memfd_create(cstr("virtio-net-dma"), MFD_CLOEXEC | MFD_ALLOW_SEALING | flags);
     if (fd < 0) return null;
     // Sealed at its size: a vfio-user server or vhost-user back-end given the fd cannot
@@ -172,7 +245,22 @@ export class DmaRegion {
       libc.close(fd);
       return null;
     }
-    return new DmaRegion(p, size, fd, flags !== 0);
+    let pages: number[] | null = null;
+    if (physical) {
+      try {
+        pages = physicalPages(
+          addressOf(p),
+          size / HUGE_PAGE_SIZE,
+          HUGE_PAGE_SIZE,
+          readPagemapEntry,
+        );
+      } catch (e) {
+        libc.munmap(p, BigInt(size));
+        libc.close(fd);
+        throw e;
+      }
+    }
+    return new DmaRegion(p, size, fd, flags !== 0, pages);
   }
 
   /** A pointer to byte `offset` of the region (for FFI calls that take addresses). */
@@ -187,20 +275,47 @@ export class DmaRegion {
    */
   mapFor(device: DmaTarget): void {
     if (this.#mappedFor.has(device)) return;
-    const iova = BigInt(this.iova), end = iova + BigInt(this.size) - 1n;
-    if (!device.iovaRanges().some((r) => r.start <= iova && end <= r.end)) {
-      throw new DriverError(
-        "DMA",
-        `${device.name}'s IOMMU cannot map IOVA 0x${iova.toString(16)}–0x${
-          end.toString(16)
-        }: its usable ranges are ${
-          device.iovaRanges().map((r) => `0x${r.start.toString(16)}–0x${r.end.toString(16)}`)
-            .join(", ")
-        }; use less DMA memory (fewer or smaller queues and pools).`,
-      );
+    const pieces = this.#pieces();
+    for (const { iova, size } of pieces) {
+      const end = iova + BigInt(size) - 1n;
+      if (!device.iovaRanges().some((r) => r.start <= iova && end <= r.end)) {
+        throw new DriverError(
+          "DMA",
+          `${device.name}'s IOMMU cannot map IOVA 0x${iova.toString(16)}–0x${
+            end.toString(16)
+          }: its usable ranges are ${
+            device.iovaRanges().map((r) => `0x${r.start.toString(16)}–0x${r.end.toString(16)}`)
+              .join(", ")
+          }; use less DMA memory (fewer or smaller queues and pools).`,
+        );
+      }
     }
-    device.dmaMap({ vaddr: this.vaddr, size: this.size, fd: this.fd, fdOffset: 0 }, iova);
+    const done: typeof pieces = [];
+    try {
+      for (const piece of pieces) {
+        const { iova, size, offset } = piece;
+        device.dmaMap(
+          { vaddr: this.vaddr + BigInt(offset), size, fd: this.fd, fdOffset: offset },
+          iova,
+        );
+        done.push(piece);
+      }
+    } catch (e) {
+      for (const { iova, size } of done) device.dmaUnmap(iova, size);
+      throw e;
+    }
     this.#mappedFor.add(device);
+  }
+
+  /** The mappings the region needs: one range, or one per page of a physical region. */
+  #pieces(): { iova: bigint; size: number; offset: number }[] {
+    const p = this.pageIovas;
+    if (p === null) return [{ iova: BigInt(this.iova), size: this.size, offset: 0 }];
+    return p.map((pa, i) => ({
+      iova: BigInt(pa),
+      size: HUGE_PAGE_SIZE,
+      offset: i * HUGE_PAGE_SIZE,
+    }));
   }
 
   /**
@@ -231,7 +346,7 @@ export class DmaRegion {
   unmapFrom(device: DmaTarget): void {
     if (this.#retainedBy !== null) return;
     if (!this.#mappedFor.delete(device)) return;
-    device.dmaUnmap(BigInt(this.iova), this.size);
+    for (const { iova, size } of this.#pieces()) device.dmaUnmap(iova, size);
   }
 
   /**
@@ -254,7 +369,7 @@ export class DmaRegion {
       libc.close(this.fd);
       // Its IOVA range goes back for reuse only when no device maps it any more: a device
       // that refused to unmap still has it in its IOMMU.
-      if (unmapped) processIovas.free(this.#allocatedIova, this.size);
+      if (unmapped && this.pageIovas === null) processIovas.free(this.#allocatedIova, this.size);
     }
     return true;
   }

@@ -346,6 +346,7 @@ export class ForwardingEngine {
             address: addressOfBuffer(pool.region.buffer),
             bytes: pool.count * pool.bufferSize,
             iova: pool.region.iova,
+            pageIovas: pool.region.pageIovas === null ? null : [...pool.region.pageIovas],
             count: pool.count,
             bufferSize: pool.bufferSize,
             free: parts[k].free,

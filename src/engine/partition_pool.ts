@@ -15,6 +15,9 @@ import { NO_BUFFER, type PacketBuffers } from "../dma/packet_buffers.ts";
 
 export { NO_BUFFER };
 
+/** The page size of a physically addressed pool (src/dma/memory.ts HUGE_PAGE_SIZE). */
+const PAGE_2M = 2 * 1024 * 1024;
+
 const NOT_MINE = 0;
 const FREE = 1;
 const IN_USE = 2;
@@ -57,7 +60,8 @@ export class PartitionPool implements PacketBuffers {
   /**
    * `memory` holds `count` buffers of `bufferSize` bytes from byte 0, the first at device
    * address `iova`. `free` are this worker's free buffers, `inUse` those it already
-   * owns elsewhere (posted in its receive rings).
+   * owns elsewhere (posted in its receive rings). `pageIovas`: a physically addressed
+   * pool's IOVA per 2 MiB page (DmaRegion.pageIovas), which then replaces `iova`.
    */
   constructor(
     memory: ArrayBuffer,
@@ -66,6 +70,7 @@ export class PartitionPool implements PacketBuffers {
     bufferSize: number,
     free: ArrayLike<number>,
     inUse: ArrayLike<number>,
+    pageIovas: readonly number[] | null = null,
   ) {
     if (count * bufferSize > memory.byteLength || bufferSize % 4 !== 0) {
       throw new RangeError(`a pool of ${count}×${bufferSize} bytes does not fit its memory`);
@@ -77,7 +82,10 @@ export class PartitionPool implements PacketBuffers {
     this.iovaLo = new Uint32Array(count);
     this.iovaHi = new Uint32Array(count);
     for (let i = 0; i < count; i++) {
-      const a = iova + i * bufferSize;
+      const at = i * bufferSize;
+      const a = pageIovas === null
+        ? iova + at
+        : pageIovas[Math.floor(at / PAGE_2M)] + (at % PAGE_2M);
       this.iovaLo[i] = a % 0x1_0000_0000;
       this.iovaHi[i] = Math.floor(a / 0x1_0000_0000);
     }

@@ -152,6 +152,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     p.bufferSize,
     p.free,
     p.inUse,
+    p.pageIovas ?? null,
   );
   let script: ForwardScript | null = null;
   if (spec.script) {

@@ -60,6 +60,8 @@ export interface PoolSpec {
   bytes: number;
   /** Device address of its first byte. */
   iova: number;
+  /** A physically addressed pool's IOVA per 2 MiB page (legacy devices), else null. */
+  pageIovas?: number[] | null;
   /** Buffers in the whole pool. */
   count: number;
   /** Bytes per buffer. */

@@ -143,8 +143,8 @@ export class ControlQueue {
     this.#bytes = new Uint8Array(region.buffer);
     this.#cmdOffset = offset;
     this.#ackOffset = offset + 2 + CONTROL_DATA_MAX;
-    this.#cmdIova = region.iova + this.#cmdOffset;
-    this.#ackIova = region.iova + this.#ackOffset;
+    this.#cmdIova = region.iovaAt(this.#cmdOffset);
+    this.#ackIova = region.iovaAt(this.#ackOffset);
   }
 
   /** Why the queue is broken (see {@linkcode ControlQueue.command}), or null while it works. */

@@ -3,6 +3,8 @@
  *
  * With VIRTIO_F_VERSION_1 the header always has num_buffers: 12 bytes; with
  * VIRTIO_NET_F_HASH_REPORT it grows by hash_value, hash_report and padding to 20 bytes.
+ * A legacy device has num_buffers only with VIRTIO_NET_F_MRG_RXBUF: 10 bytes without it
+ * (§5.1.6.1 legacy note).
  *
  * @module
  */
@@ -28,6 +30,8 @@ export const HDR_HASH_REPORT = 16;
 
 /** Header size with VERSION_1. */
 export const VIRTIO_NET_HDR_SIZE = 12;
+/** Header size of a legacy device without MRG_RXBUF (no num_buffers). */
+export const VIRTIO_NET_LEGACY_HDR_SIZE = 10;
 /** Header size with VERSION_1 and HASH_REPORT. */
 export const VIRTIO_NET_HDR_HASH_SIZE = 20;
 /** flags: the checksum at csum_start + csum_offset is partial. */
@@ -38,14 +42,17 @@ export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
 
 /**
- * The header size for the negotiated features.
+ * The header size for the negotiated features: `hashReport` (HASH_REPORT), and for a
+ * legacy device `numBuffers` (MRG_RXBUF; always there with VERSION_1).
  *
  * @example
  * ```ts
  * import { netHeaderSize } from "./header.ts";
  * netHeaderSize(false); // 12
+ * netHeaderSize(false, false); // 10: legacy without MRG_RXBUF
  * ```
  */
-export function netHeaderSize(hashReport: boolean): number {
-  return hashReport ? VIRTIO_NET_HDR_HASH_SIZE : VIRTIO_NET_HDR_SIZE;
+export function netHeaderSize(hashReport: boolean, numBuffers = true): number {
+  if (hashReport) return VIRTIO_NET_HDR_HASH_SIZE;
+  return numBuffers ? VIRTIO_NET_HDR_SIZE : VIRTIO_NET_LEGACY_HDR_SIZE;
 }

@@ -12,6 +12,7 @@ import {
   featureName,
   hasFeature,
   VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_ANY_LAYOUT,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_RING_PACKED,
@@ -33,6 +34,17 @@ import {
 
 /** Features this driver cannot work without: a virtio 1.x device behind the IOMMU. */
 export const REQUIRED_FEATURES: readonly number[] = [VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM];
+
+/**
+ * What it needs of a legacy device (§4.1.4.8; 32 feature bits, no IOMMU): header and frame
+ * in one descriptor (ANY_LAYOUT, §2.7.4.3 legacy note), and the 12-byte header of
+ * MRG_RXBUF (§5.1.6.1 legacy note), whose layout the data path shares with virtio 1.x.
+ * Every receive buffer holds a whole frame, so the device never merges buffers.
+ */
+export const LEGACY_REQUIRED_FEATURES: readonly number[] = [
+  VIRTIO_F_ANY_LAYOUT,
+  VIRTIO_NET_F_MRG_RXBUF,
+];
 
 /** Features this driver uses when the device offers them. */
 export const WANTED_FEATURES: readonly number[] = [
@@ -65,6 +77,9 @@ const NEEDS_CTRL_VQ = [
 const FIX_FOR: Record<number, string> = {
   [VIRTIO_F_VERSION_1]: "use a modern device (QEMU: disable-legacy=on)",
   [VIRTIO_F_ACCESS_PLATFORM]: "give the device iommu_platform=on (QEMU) so it uses the IOMMU",
+  [VIRTIO_F_ANY_LAYOUT]:
+    "use a device that takes the header and frame in one descriptor (QEMU: any_layout=on)",
+  [VIRTIO_NET_F_MRG_RXBUF]: "give the device mrg_rxbuf=on (QEMU)",
 };
 
 /** What to ask for beyond the defaults. */
@@ -89,33 +104,46 @@ export interface NegotiationOptions {
   mergeable?: boolean;
 }
 
+/** The device is a legacy one (its transport's `legacy`): what is required differs. */
+export interface DeviceKind {
+  /** A legacy (virtio 0.9.5) device: {@linkcode LEGACY_REQUIRED_FEATURES} instead. */
+  legacy?: boolean;
+}
+
 /**
  * Picks the features to accept from what the device `offered`: all required ones (throws
  * MISSING_FEATURE naming the first one missing and the fix), and each wanted one that is
- * offered and whose dependencies are met.
+ * offered and whose dependencies are met. For a legacy device (`kind.legacy`) the
+ * required ones are {@linkcode LEGACY_REQUIRED_FEATURES}.
  *
  * @example
  * ```ts
  * import { selectFeatures } from "./negotiate.ts";
  * const offered = (1n << 32n) | (1n << 33n) | (1n << 5n) | (1n << 22n); // MQ without CTRL_VQ
  * selectFeatures("0000:00:04.0", offered); // VERSION_1 | ACCESS_PLATFORM | MAC (MQ dropped)
+ * const legacy = (1n << 27n) | (1n << 15n) | (1n << 5n) | (1n << 29n); // ANY_LAYOUT MRG_RXBUF MAC EVENT_IDX
+ * selectFeatures("0000:00:04.0", legacy, {}, { legacy: true }); // all four
  * ```
  */
 export function selectFeatures(
   port: string,
   offered: bigint,
   options: NegotiationOptions = {},
+  kind: DeviceKind = {},
 ): bigint {
-  for (const f of REQUIRED_FEATURES) {
+  const required = kind.legacy ? LEGACY_REQUIRED_FEATURES : REQUIRED_FEATURES;
+  for (const f of required) {
     if (!hasFeature(offered, f)) {
       throw new DriverError(
         "MISSING_FEATURE",
-        `${port} does not offer ${featureName(f)}, which this driver requires: ${FIX_FOR[f]}.`,
+        `${port} does not offer ${featureName(f)}, which this driver requires${
+          kind.legacy ? " of a legacy device" : ""
+        }: ${FIX_FOR[f]}.`,
       );
     }
   }
   let features = 0n;
-  for (const f of [...REQUIRED_FEATURES, ...WANTED_FEATURES]) {
+  for (const f of [...required, ...WANTED_FEATURES]) {
     if (!hasFeature(offered, f)) continue;
     if (NEEDS_CTRL_VQ.includes(f) && !hasFeature(offered, VIRTIO_NET_F_CTRL_VQ)) continue;
     if (f === VIRTIO_NET_F_HASH_REPORT && options.hashReport === false) continue;

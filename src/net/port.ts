@@ -223,7 +223,7 @@ export class VirtioNetPort {
     const offered = t.deviceFeatures();
     let features: bigint;
     try {
-      features = selectFeatures(name, offered, options);
+      features = selectFeatures(name, offered, options, { legacy: t.legacy });
     } catch (e) {
       t.addStatus(VIRTIO_CONFIG_S_FAILED);
       throw e;
@@ -233,7 +233,11 @@ export class VirtioNetPort {
     const mergeable = hasFeature(features, VIRTIO_NET_F_MRG_RXBUF);
     validateConfig(name, config, mergeable);
     const pairs = checkPairs(name, options.queuePairs ?? 1, features, config);
-    const headerSize = netHeaderSize(hasFeature(features, VIRTIO_NET_F_HASH_REPORT));
+    const legacy = t.legacy === true;
+    const headerSize = netHeaderSize(
+      hasFeature(features, VIRTIO_NET_F_HASH_REPORT),
+      !legacy || hasFeature(features, VIRTIO_NET_F_MRG_RXBUF),
+    );
     const bufferSize = receiveBufferSize(config, headerSize, options.bufferSize, mergeable);
 
     const format: RingFormat = hasFeature(features, VIRTIO_F_RING_PACKED) ? "packed" : "split";
@@ -241,17 +245,28 @@ export class VirtioNetPort {
       rx: options.rxQueueSize ?? options.queueSize,
       tx: options.txQueueSize ?? options.queueSize,
     });
-    const ringBytes = sizes.map((s) => alignUp(ringAreas(format, s).totalBytes, 4096));
+    const ringBytes = sizes.map((s) => alignUp(ringAreas(format, s, legacy).totalBytes, 4096));
     const ringsTotal = ringBytes.reduce((a, b) => a + b, 0);
     const ctrlBytes = hasCtrl ? alignUp(CONTROL_BUFFER_BYTES, 4096) : 0;
     const ownPool = options.pool === undefined;
     const poolSize = options.poolSize ??
       Math.max(4096, sizes.slice(0, 2 * pairs).reduce((a, b) => a + b, 0) + 1024);
+    // A legacy device bypasses the IOMMU: it gets physical addresses (src/dma/pagemap.ts).
+    // So does any port whose shared pool is physical, keeping one kind of IOVA per device.
+    const physical = legacy || options.pool?.region.pageIovas != null;
     const region = DmaRegion.allocate(
       ringsTotal + ctrlBytes + (ownPool ? poolSize * bufferSize : 0),
-      { hugePages: options.hugePages },
+      { hugePages: options.hugePages, physical },
     );
     dma.push("free DMA memory", () => region.free());
+    if (!region.contiguous(0, ringsTotal + ctrlBytes)) {
+      throw new DriverError(
+        "DMA",
+        `${name}'s ${
+          ringsTotal + ctrlBytes
+        } bytes of rings do not fit one 2 MiB huge page of physically addressed memory: use fewer or smaller queues.`,
+      );
+    }
     region.mapFor(t.dma);
     let pool: BufferPool;
     if (options.pool === undefined) {
@@ -259,6 +274,12 @@ export class VirtioNetPort {
     } else {
       pool = options.pool;
       checkSharedPool(pool, config, headerSize, mergeable);
+      if (legacy && pool.region.pageIovas === null) {
+        throw new DriverError(
+          "BAD_ARGUMENT",
+          `${name} is a legacy device, which DMAs to physical addresses, and the shared pool is not physically addressed: create it with createSharedPool(count, size, { physical: true }) (l2fwd: --physical-pool).`,
+        );
+      }
       const shared = pool.region;
       shared.mapFor(t.dma);
       dma.push("unmap the shared pool", () => shared.unmapFrom(t.dma));
@@ -269,8 +290,8 @@ export class VirtioNetPort {
     const queues: Virtqueue[] = [];
     let at = 0;
     for (const [i, q] of indices.entries()) {
-      const areas = ringAreas(format, sizes[i]);
-      const base = region.iova + at;
+      const areas = ringAreas(format, sizes[i], legacy);
+      const base = region.iovaAt(at);
       const notify = t.setupQueue(
         q,
         sizes[i],
@@ -289,6 +310,7 @@ export class VirtioNetPort {
           inOrder,
           notify,
           name: `${qname} of ${name}`,
+          legacyLayout: legacy,
         }),
       );
       at += ringBytes[i];

@@ -220,7 +220,14 @@ export function queueSize(
       `${name} offers virtqueue ${q} with ${max} entries, not a power of two: the device is broken.`,
     );
   }
-  const size = wanted ?? Math.min(256, max);
+  // A legacy device fixes its queue sizes (§4.1.4.8: QUEUE_NUM is read-only).
+  if (t.legacy && wanted !== undefined && wanted !== max) {
+    throw new DriverError(
+      "BAD_ARGUMENT",
+      `${name} is a legacy device whose virtqueue ${q} has ${max} entries, which the driver cannot change: leave the queue size out or give ${max}.`,
+    );
+  }
+  const size = wanted ?? (t.legacy ? max : Math.min(256, max));
   if (!isValidQueueSize(size) || size > max) {
     throw new DriverError(
       "BAD_ARGUMENT",

@@ -21,6 +21,8 @@ export const PCI_SUBSYSTEM_ID = 0x2e;
 export const PCI_STATUS_CAP_LIST = 0x10;
 /** Config-space offset of the first capability pointer. */
 export const PCI_CAPABILITY_LIST = 0x34;
+/** Command bit: the function answers I/O-space accesses (a legacy virtio I/O BAR0). */
+export const PCI_COMMAND_IO = 0x1;
 /** Command bit: the function answers memory accesses. */
 export const PCI_COMMAND_MEMORY = 0x2;
 /** Command bit: the function may master DMA. */

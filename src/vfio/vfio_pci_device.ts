@@ -46,6 +46,7 @@ import { DriverError, ReleaseStack } from "../errors.ts";
 import { formatPciAddress, type PciAddress } from "../pci/address.ts";
 import {
   checkIrqRange,
+  checkRegister16,
   type DmaSegment,
   mappedDoorbell16,
   MappedRegionIo,
@@ -83,6 +84,10 @@ export interface OpenVfioOptions {
 class PreadRegionIo implements RegionIo {
   readonly mapped = false;
   readonly size: number;
+  /** The device fd. */
+  readonly fd: number;
+  /** Where the region starts in the device fd (VFIO_DEVICE_GET_REGION_INFO's offset). */
+  readonly regionOffset: bigint;
   readonly #fd: number;
   readonly #offset: bigint;
   readonly #buf = new Uint8Array(4);
@@ -91,6 +96,8 @@ class PreadRegionIo implements RegionIo {
   constructor(fd: number, info: RegionInfo) {
     this.#fd = fd;
     this.#offset = info.offset;
+    this.fd = fd;
+    this.regionOffset = info.offset;
     this.size = info.size;
   }
   #read(offset: number, width: number): DataView {
@@ -282,8 +289,15 @@ export class VfioPciDevice implements PciDevice {
 
   doorbell16(bar: number, offset: number, value: number): Doorbell {
     const what = `BAR${bar} of ${this.name}`;
-    const bell = mappedDoorbell16(this.bar(bar), offset, value, what);
+    const io = this.bar(bar);
+    const bell = mappedDoorbell16(io, offset, value, what);
     if (bell) return bell;
+    if (io instanceof PreadRegionIo) {
+      // An I/O BAR (a legacy virtio device's BAR0) is never mmap'd: VFIO serves it through
+      // pread/pwrite on the device fd, and so do the workers (vfio.h, region offsets).
+      checkRegister16(io, offset, what);
+      return { kind: "pwrite16", fd: io.fd, offset: io.regionOffset + BigInt(offset), value, what };
+    }
     throw new DriverError(
       "UNSUPPORTED",
       `VFIO cannot mmap ${what}, so forwarding workers cannot notify through it: use a device whose notify BAR VFIO can map.`,

@@ -8,6 +8,11 @@
  * @module
  */
 
+/**
+ * Legacy only: the device takes any descriptor layout (§2.7.4.3 legacy note); without
+ * it a legacy virtio-net device wants the header in a descriptor of its own.
+ */
+export const VIRTIO_F_ANY_LAYOUT = 27;
 /** Descriptors may be indirect (§2.7.5.3). */
 export const VIRTIO_F_INDIRECT_DESC = 28;
 /** used_event / avail_event notification suppression (§2.7.7, §2.7.10). */
@@ -36,6 +41,7 @@ export const VIRTIO_F_ADMIN_VQ = 41;
 const names = new Map<number, string>([
   [24, "VIRTIO_F_NOTIFY_ON_EMPTY"],
   [27, "VIRTIO_F_ANY_LAYOUT"],
+  [VIRTIO_F_ANY_LAYOUT, "VIRTIO_F_ANY_LAYOUT"],
   [VIRTIO_F_INDIRECT_DESC, "VIRTIO_F_INDIRECT_DESC"],
   [VIRTIO_F_EVENT_IDX, "VIRTIO_F_EVENT_IDX"],
   [30, "VIRTIO_F_BAD_FEATURE"],

@@ -13,14 +13,33 @@
 
 import { VFIO_PCI_MSIX_IRQ_INDEX } from "../../ffi/vfio_uapi.ts";
 import { DriverError } from "../errors.ts";
-import type { VirtioPciTransport } from "./pci_transport.ts";
+import type { PciDevice } from "../pci/pci_device.ts";
 import type { QueueInterruptOptions, QueueInterruptRoute } from "./transport.ts";
 
 /** virtio-pci's "no vector" (§4.1.4.3). */
 const NO_VECTOR = 0xffff;
 
 /** Vectors routed per transport, so that two queues never share one eventfd by accident. */
-const routedVectors = new WeakMap<VirtioPciTransport, Set<number>>();
+/**
+ * What routing needs of a virtio-pci transport, modern (pci_transport.ts) or legacy
+ * (legacy_pci_transport.ts): the function, and the queue's MSI-X vector register.
+ *
+ * @example
+ * ```ts ignore
+ * import type { MsixVectorTransport } from "./pci_queue_interrupts.ts";
+ * const t: MsixVectorTransport = new LegacyPciTransport(pciDevice);
+ * ```
+ */
+export interface MsixVectorTransport {
+  /** The PCI function's name. */
+  readonly name: string;
+  /** The PCI function. */
+  readonly pci: PciDevice;
+  /** Maps queue `index` to `vector` and returns what the device reads back. */
+  setQueueVector(index: number, vector: number): number;
+}
+
+const routedVectors = new WeakMap<MsixVectorTransport, Set<number>>();
 
 /**
  * Routes queue `index` of `t` to eventfd `fd` through MSI-X vector `options.vector`
@@ -35,7 +54,7 @@ const routedVectors = new WeakMap<VirtioPciTransport, Set<number>>();
  * ```
  */
 export function routeMsixQueueInterrupt(
-  t: VirtioPciTransport,
+  t: MsixVectorTransport,
   index: number,
   fd: number,
   options: QueueInterruptOptions = {},
@@ -101,7 +120,7 @@ export function routeMsixQueueInterrupt(
 }
 
 /** Detaches `vector`; the last one routed turns MSI-X off for the function. */
-function unroute(t: VirtioPciTransport, used: Set<number>, vector: number): void {
+function unroute(t: MsixVectorTransport, used: Set<number>, vector: number): void {
   const others = [...used].some((v) => v !== vector);
   t.pci.setIrqEventfds(VFIO_PCI_MSIX_IRQ_INDEX, others ? vector : 0, others ? [-1] : []);
 }

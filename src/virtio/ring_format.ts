@@ -32,7 +32,8 @@ export interface RingAreas {
 }
 
 /**
- * The areas of a `size`-entry ring of `format`.
+ * The areas of a `size`-entry ring of `format`; `legacy`: a split ring laid out as a legacy
+ * device expects (§2.7 legacy note; no packed ring is legacy).
  *
  * @example
  * ```ts
@@ -40,8 +41,9 @@ export interface RingAreas {
  * ringAreas("split", 256).driverOffset; // 4096: the available ring follows 256 descriptors
  * ```
  */
-export function ringAreas(format: RingFormat, size: number): RingAreas {
+export function ringAreas(format: RingFormat, size: number, legacy = false): RingAreas {
   if (format === "packed") {
+    if (legacy) throw new RangeError("a packed ring has no legacy layout (§2.8 is virtio 1.x)");
     const l = packedRingLayout(size);
     return {
       descOffset: l.descOffset,
@@ -50,7 +52,7 @@ export function ringAreas(format: RingFormat, size: number): RingAreas {
       totalBytes: l.totalBytes,
     };
   }
-  const l = splitRingLayout(size);
+  const l = splitRingLayout(size, legacy);
   return {
     descOffset: l.descOffset,
     driverOffset: l.availOffset,

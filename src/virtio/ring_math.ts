@@ -51,6 +51,9 @@ export function isValidQueueSize(n: number): boolean {
   return Number.isInteger(n) && n > 0 && n <= VIRTQ_MAX_SIZE && (n & (n - 1)) === 0;
 }
 
+/** The legacy interface's ring alignment: the used ring starts on a 4096-byte boundary (§2.7 legacy note). */
+export const LEGACY_VRING_ALIGN = 4096;
+
 /**
  * The layout of a split virtqueue of `size` entries: descriptor table (16·size bytes),
  * available ring (flags, idx, ring[size], used_event: 6 + 2·size bytes) and used ring
@@ -58,19 +61,24 @@ export function isValidQueueSize(n: number): boolean {
  * starts on a 64-byte boundary (more than the spec's 16/2/4 minimum: no false sharing
  * between the parts the driver writes and the part the device writes).
  *
+ * With `legacy`, the layout a legacy device computes itself from the one address it gets
+ * (§2.7 "Legacy Interfaces: A Note on Virtqueue Layout"): the available ring right after
+ * the descriptors, the used ring at the next {@linkcode LEGACY_VRING_ALIGN} boundary.
+ *
  * @example
  * ```ts
  * import { splitRingLayout } from "./ring_math.ts";
  * splitRingLayout(256); // { size: 256, descOffset: 0, availOffset: 4096, usedOffset: 4672, totalBytes: 6726 }
+ * splitRingLayout(256, true).usedOffset; // 8192
  * ```
  */
-export function splitRingLayout(size: number): SplitRingLayout {
+export function splitRingLayout(size: number, legacy = false): SplitRingLayout {
   if (!isValidQueueSize(size)) {
     throw new RangeError(`queue size ${size} is not a power of two ≤ 32768`);
   }
-  const align = (n: number) => Math.ceil(n / 64) * 64;
-  const availOffset = align(VIRTQ_DESC_SIZE * size);
-  const usedOffset = align(availOffset + 6 + 2 * size);
+  const to = (n: number, a: number) => Math.ceil(n / a) * a;
+  const availOffset = legacy ? VIRTQ_DESC_SIZE * size : to(VIRTQ_DESC_SIZE * size, 64);
+  const usedOffset = to(availOffset + 6 + 2 * size, legacy ? LEGACY_VRING_ALIGN : 64);
   return { size, descOffset: 0, availOffset, usedOffset, totalBytes: usedOffset + 6 + 8 * size };
 }
 

@@ -57,6 +57,8 @@ export interface SplitQueueOptions {
    * {@linkcode SplitQueue.takeUsed}).
    */
   inOrder?: boolean;
+  /** The legacy interface's layout (splitRingLayout with `legacy`, §2.7 legacy note). */
+  legacyLayout?: boolean;
 }
 
 /**
@@ -86,6 +88,8 @@ export interface SplitQueueState extends VirtqueueState {
   batchLen?: number;
   /** In order, per chain head: the bytes the buffer offered the device to write. */
   fullLen?: Uint32Array;
+  /** The ring has the legacy layout (a legacy virtio-pci device's, §2.7 legacy note). */
+  legacyLayout?: boolean;
 }
 
 /** True when the in-order fields of `s` are there and fit an `n`-entry queue. */
@@ -138,6 +142,7 @@ export class SplitQueue implements Virtqueue {
   // In order (VIRTIO_F_IN_ORDER): per chain head, the bytes its writable part offers: what
   // a buffer the device returns without a used entry of its own counts as written.
   readonly #fullLen: Uint32Array;
+  readonly #legacyLayout: boolean;
   /** What notifies the device about this queue. */
   readonly notifier: QueueNotifier;
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
@@ -172,7 +177,9 @@ export class SplitQueue implements Virtqueue {
     opts: SplitQueueOptions,
     state?: SplitQueueState,
   ) {
-    const layout = splitRingLayout(opts.size);
+    const legacy = opts.legacyLayout ?? state?.legacyLayout ?? false;
+    const layout = splitRingLayout(opts.size, legacy);
+    this.#legacyLayout = legacy;
     this.index = opts.index;
     this.size = opts.size;
     this.name = opts.name;
@@ -258,6 +265,7 @@ export class SplitQueue implements Virtqueue {
       batchLast: this.#batchLast,
       batchLen: this.#batchLen,
       fullLen: this.#fullLen.slice(),
+      legacyLayout: this.#legacyLayout,
     };
   }
 

@@ -47,6 +47,11 @@ export interface VirtioTransport {
   readonly name: string;
   /** What DMA memory is mapped for (the PCI function, or the vhost-user memory table). */
   readonly dma: DmaTarget;
+  /**
+   * True for a legacy (virtio 0.9.5) device (§4.1.4.8): 32-bit features, no FEATURES_OK,
+   * the legacy split-ring layout at a fixed queue size, and DMA to physical addresses.
+   */
+  readonly legacy?: boolean;
   /** device_status (§2.1). */
   readonly status: number;
   /** Sets status bits (the §3.1.1 handshake only ever adds bits until a reset). */

@@ -52,6 +52,11 @@ export interface VmBedOptions {
   nics?: number;
   /** Queue pairs per NIC: one number for all, or one per NIC (default 1). */
   queuePairs?: number | number[];
+  /**
+   * Legacy-only NICs (virtio 0.9.5: `disable-modern=on,disable-legacy=off`, no
+   * iommu_platform, so they DMA around the IOMMU): one flag for all, or per NIC.
+   */
+  legacy?: boolean | boolean[];
   /** Extra virtio-net-pci properties, e.g. "rss=on,hash=on": one string for all, or per NIC. */
   nicProps?: string | string[];
   /** Guest memory in MiB (default 2048). */
@@ -291,6 +296,10 @@ export class VmBed {
     for (let i = 0; i < this.nicCount; i++) {
       const q = this.queuePairs[i];
       const shared = this.sharedGroupNics.indexOf(i);
+      const legacy = typeof opts.legacy === "boolean" ? opts.legacy : opts.legacy?.[i] ?? false;
+      const kind = legacy
+        ? "disable-modern=on,disable-legacy=off"
+        : "disable-legacy=on,iommu_platform=on";
       const where = shared >= 0
         ? `bus=sgbr,addr=0x${shared + 1}`
         : `addr=0x${(4 + i).toString(16)}`;
@@ -298,8 +307,8 @@ export class VmBed {
         "-netdev",
         `tap,id=n${i},ifname=${this.tapName(i)},queues=${q},vhost=off,script=no,downscript=no`,
         "-device",
-        `virtio-net-pci,netdev=n${i},mq=on,vectors=${2 * q + 2},disable-legacy=on,` +
-          `iommu_platform=on,${where},mac=${this.nicMac(i)}${shared >= 0 ? "" : props(i)}`,
+        `virtio-net-pci,netdev=n${i},mq=on,vectors=${2 * q + 2},${kind},` +
+          `${where},mac=${this.nicMac(i)}${shared >= 0 ? "" : props(i)}`,
       );
     }
     return a;

@@ -105,6 +105,7 @@ Deno.test("virtio-net bit numbers match virtio 1.x §5.1.3", () => {
   };
   assert.deepEqual(Object.fromEntries(exported(net, "VIRTIO_NET_F_")), spec);
   const generic: Record<string, number> = {
+    VIRTIO_F_ANY_LAYOUT: 27, // legacy (§2.7.4.3 legacy note)
     VIRTIO_F_INDIRECT_DESC: 28,
     VIRTIO_F_EVENT_IDX: 29,
     VIRTIO_F_VERSION_1: 32,
