@@ -4,7 +4,8 @@
  * in the VM bed: the device bypasses the IOMMU, so the driver gives it physical addresses
  * (huge pages, /proc/self/pagemap). port_info shows the legacy transport; 10,000 frames
  * move each way byte for byte; l2fwd forwards between two legacy NICs with every flow's
- * frames captured in order.
+ * frames captured in order, with one queue pair and with two (VIRTIO_NET_F_MQ, the pair
+ * count set through the control queue).
  *
  * Needs root, QEMU, a Debian kernel (tools/setup.sh installs them).
  * Run: `deno test --allow-all tests/legacy_vm_test.ts`.
@@ -33,7 +34,7 @@ const FLOWS = 1024;
 const RATE = 5000;
 
 Deno.test("legacy virtio-pci in a QEMU guest: port_info, byte-exact frames, l2fwd with every flow in order", async (t) => {
-  const bed = await VmBed.start({ nics: 2, legacy: true, hugepages: 64 });
+  const bed = await VmBed.start({ nics: 2, queuePairs: 2, legacy: true, hugepages: 64 });
   try {
     const mod = await bed.exec("modprobe vfio-pci && modprobe vfio_iommu_type1");
     assert.equal(mod.code, 0, mod.stderr);
@@ -81,54 +82,63 @@ Deno.test("legacy virtio-pci in a QEMU guest: port_info, byte-exact frames, l2fw
       assert.equal(done.rxDropsRunt, 0);
     });
 
-    await t.step(
-      `l2fwd between two legacy NICs: ${L2FWD_FRAMES} frames of ${FLOWS} flows each way with MAC rewrite, every flow in order`,
-      async () => {
-        const run = await startL2fwd(
-          bed,
-          l2fwdCmd(bed, ["--physical-pool", "--mac-rewrite"]),
-        );
-        const a = udpFrames({ seed: 73, count: L2FWD_FRAMES, flows: FLOWS, dst: mac[0] });
-        const b = udpFrames({ seed: 74, count: L2FWD_FRAMES, flows: FLOWS, dst: mac[1] });
-        const timeoutMs = (L2FWD_FRAMES / RATE) * 1000 + 60000;
-        const opts = { count: L2FWD_FRAMES, timeoutMs, ethertype: 0x0800 };
-        const cap1 = await startCapture(bed, 1, opts);
-        const cap0 = await startCapture(bed, 0, opts);
-        const [s0, s1] = await Promise.all([
-          sendFrames(bed, 0, a, { rate: RATE }),
-          sendFrames(bed, 1, b, { rate: RATE }),
-        ]);
-        const [out1, out0] = await Promise.all([framesOf(cap1), framesOf(cap0)]);
-        const r = await run.interrupt();
-        assert.equal(r.code, 0, r.stderr);
-        const s = summaryOf(r.stdout);
-        assertCaptured(
-          [["NIC 1", out1.length], ["NIC 0", out0.length]],
-          L2FWD_FRAMES,
-          s,
-          r.stderr,
-          [
-            `host drops before the NICs: ${JSON.stringify(s0.drops)} + ${JSON.stringify(s1.drops)}`,
-          ],
-        );
-        assert.equal(
-          assertSameFramesPerFlow(a, out1, (f) => rewritten(f, 1, mac[1]), "NIC 1"),
-          FLOWS,
-        );
-        assert.equal(
-          assertSameFramesPerFlow(b, out0, (f) => rewritten(f, 0, mac[0]), "NIC 0"),
-          FLOWS,
-        );
-        assertQueuesAddUp(s);
-        for (const p of s.ports) {
-          assert.equal(p.ring, "split");
-          assert.ok(!p.features?.includes("VIRTIO_F_VERSION_1"), `features ${p.features}`);
-          assert.equal(p.rxPackets, L2FWD_FRAMES);
-          assert.equal(p.txPackets, L2FWD_FRAMES);
-          assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
-        }
-      },
-    );
+    for (const [queues, seed] of [[1, 73], [2, 75]]) {
+      await t.step(
+        `l2fwd between two legacy NICs, ${queues} queue pair(s): ${L2FWD_FRAMES} frames of ${FLOWS} flows each way with MAC rewrite, every flow in order`,
+        async () => {
+          const run = await startL2fwd(
+            bed,
+            l2fwdCmd(bed, ["--physical-pool", "--mac-rewrite", "--queues", String(queues)]),
+          );
+          const a = udpFrames({ seed, count: L2FWD_FRAMES, flows: FLOWS, dst: mac[0] });
+          const b = udpFrames({ seed: seed + 1, count: L2FWD_FRAMES, flows: FLOWS, dst: mac[1] });
+          const timeoutMs = (L2FWD_FRAMES / RATE) * 1000 + 60000;
+          const opts = { count: L2FWD_FRAMES, timeoutMs, ethertype: 0x0800 };
+          const cap1 = await startCapture(bed, 1, opts);
+          const cap0 = await startCapture(bed, 0, opts);
+          const [s0, s1] = await Promise.all([
+            sendFrames(bed, 0, a, { rate: RATE }),
+            sendFrames(bed, 1, b, { rate: RATE }),
+          ]);
+          const [out1, out0] = await Promise.all([framesOf(cap1), framesOf(cap0)]);
+          const r = await run.interrupt();
+          assert.equal(r.code, 0, r.stderr);
+          const s = summaryOf(r.stdout);
+          assertCaptured(
+            [["NIC 1", out1.length], ["NIC 0", out0.length]],
+            L2FWD_FRAMES,
+            s,
+            r.stderr,
+            [
+              `host drops before the NICs: ${JSON.stringify(s0.drops)} + ${
+                JSON.stringify(s1.drops)
+              }`,
+            ],
+          );
+          assert.equal(
+            assertSameFramesPerFlow(a, out1, (f) => rewritten(f, 1, mac[1]), "NIC 1"),
+            FLOWS,
+          );
+          assert.equal(
+            assertSameFramesPerFlow(b, out0, (f) => rewritten(f, 0, mac[0]), "NIC 0"),
+            FLOWS,
+          );
+          assertQueuesAddUp(s);
+          for (const p of s.ports) {
+            assert.equal(p.ring, "split");
+            assert.ok(!p.features?.includes("VIRTIO_F_VERSION_1"), `features ${p.features}`);
+            assert.equal(p.rxPackets, L2FWD_FRAMES);
+            assert.equal(p.txPackets, L2FWD_FRAMES);
+            assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
+            assert.equal(p.queues.length, queues);
+            // Multiqueue (VIRTIO_NET_F_MQ through the control queue): both pairs carry flows.
+            for (const q of p.queues) {
+              assert.ok(q.rxPackets > L2FWD_FRAMES / 10, `queue rx ${q.rxPackets}`);
+            }
+          }
+        },
+      );
+    }
   } finally {
     await bed.close();
   }
