@@ -143,8 +143,10 @@ export class ControlQueue {
     this.#bytes = new Uint8Array(region.buffer);
     this.#cmdOffset = offset;
     this.#ackOffset = offset + 2 + CONTROL_DATA_MAX;
-    this.#cmdIova = region.iovaAt(this.#cmdOffset);
-    this.#ackIova = region.iovaAt(this.#ackOffset);
+    // A physically addressed region (legacy devices) maps offsets page by page.
+    const iova = (o: number) => region.pageIovas ? region.iovaAt(o) : region.iova + o;
+    this.#cmdIova = iova(this.#cmdOffset);
+    this.#ackIova = iova(this.#ackOffset);
   }
 
   /** Why the queue is broken (see {@linkcode ControlQueue.command}), or null while it works. */
