@@ -374,7 +374,8 @@ export class PackedQueue implements Virtqueue {
     d32[4 * s + 2] = len;
     this.#d16[8 * s + 6] = id;
     this.#d16[8 * s + 7] = this.#availFlags(p) | (deviceWritable ? VIRTQ_DESC_F_WRITE : 0);
-    this.#remember(id, token, len, 1, iovaLo, iovaHi);
+    // Posted length 0 for a buffer the device only reads: its used length means nothing.
+    this.#remember(id, token, deviceWritable ? len : 0, 1, iovaLo, iovaHi);
     this.#availPos = (p + 1) & 0xffff;
     return true;
   }
@@ -446,7 +447,6 @@ export class PackedQueue implements Virtqueue {
       id = this.#freeId[--this.#numFreeIds];
     }
     const d32 = this.#d32, d16 = this.#d16;
-    let total = 0;
     for (let i = count - 1; i >= 0; i--) {
       const q = (p + i) & 0xffff, s = q & this.#mask;
       d32[4 * s] = lo[i];
@@ -455,9 +455,8 @@ export class PackedQueue implements Virtqueue {
       d16[8 * s + 6] = id;
       // Each its own position's wrap bits (a chain may straddle the end); head last.
       d16[8 * s + 7] = this.#availFlags(q) | (i < count - 1 ? VIRTQ_DESC_F_NEXT : 0);
-      total += lens[i];
     }
-    this.#remember(id, token, total, count, lo[0], hi[0]);
+    this.#remember(id, token, 0, count, lo[0], hi[0]); // device-readable only
     this.#availPos = (p + count) & 0xffff;
     return true;
   }
@@ -584,15 +583,16 @@ export class PackedQueue implements Virtqueue {
     while (n < max && this.#isUsed(pos)) {
       const s = pos & this.#mask;
       const id = d16[8 * s + 6]; // x86 TSO: loaded after the flags in #isUsed
-      // §2.8.4: without VIRTQ_DESC_F_WRITE the length is reserved, ignored (DPDK leaves
-      // what the driver wrote there).
-      const len = (d16[8 * s + 7] & VIRTQ_DESC_F_WRITE) !== 0 ? d32[4 * s + 2] : 0;
       if (id >= this.size || token[id] < 0) {
         this.#refuse(n);
         this.#misbehaved(
           `the used descriptor at ${pos} names buffer ${id}, which is not in flight`,
         );
       }
+      // A buffer with nothing device-writable (posted length 0) has no length to report:
+      // DPDK leaves what the driver wrote there, and QEMU 7.2 sets no WRITE flag on any
+      // used descriptor, so the flag cannot tell either (§2.8.4).
+      const len = this.#postedLen[id] === 0 ? 0 : d32[4 * s + 2];
       if (len > this.#postedLen[id]) {
         this.#refuse(n);
         this.#misbehaved(
@@ -646,9 +646,9 @@ export class PackedQueue implements Virtqueue {
         if (!this.#isUsed(pos)) break;
         const s = pos & mask;
         const id = d16[8 * s + 6]; // x86 TSO: loaded after the flags in #isUsed
-        // §2.8.4: without VIRTQ_DESC_F_WRITE the length is reserved and ignored (DPDK's
-        // vhost leaves the length of the batch's first descriptor there).
-        const len = (d16[8 * s + 7] & VIRTQ_DESC_F_WRITE) !== 0 ? d32[4 * s + 2] : 0;
+        // Nothing device-writable, no length (see takeUsed(); DPDK's vhost leaves the
+        // length of the batch's first descriptor there).
+        const len = id < this.size && this.#postedLen[id] === 0 ? 0 : d32[4 * s + 2];
         if (id >= this.size || token[id] < 0) {
           this.#refuse(n);
           this.#misbehaved(

@@ -185,11 +185,14 @@ export class PackedRingHarness {
     const free = this.q.freeCount;
     const token = this.#freeTokens.pop()!;
     const len = 1 + this.rng.below(2048);
-    const ok = this.q.add(token, this.rng.u32(), this.rng.below(16), len, this.rng.chance(0.5));
+    const writable = this.rng.chance(0.5);
+    const ok = this.q.add(token, this.rng.u32(), this.rng.below(16), len, writable);
     assert.equal(ok, free > 0, "add() must succeed exactly when a slot is free");
     if (!ok) return void this.#freeTokens.push(token);
     assert.ok(this.#isAvail(this.#availPos), "the descriptor is available once added");
-    this.#claim(this.#u16[8 * (this.#availPos & (this.size - 1)) + 6], token, len, 1);
+    // What the device may write: nothing into a buffer it only reads.
+    const s = this.#availPos & (this.size - 1);
+    this.#claim(this.#u16[8 * s + 6], token, writable ? len : 0, 1);
   }
 
   #addChain(): void {
@@ -266,10 +269,12 @@ export class PackedRingHarness {
     let pos = this.#lastUsed;
     while (ids.length < n && this.#isUsed(pos)) {
       const s = pos & (this.size - 1);
-      const id = this.#u16[8 * s + 6], len = this.#u32[4 * s + 2];
+      const id = this.#u16[8 * s + 6];
       if (id >= this.size) return out("id-out-of-range");
       if (ids.includes(id)) return out("id-twice");
       if (this.#tokenOf[id] < 0) return out("id-not-in-flight");
+      // A buffer the device only reads reports no length (packed_queue.ts, §2.8.4).
+      const len = this.#lenOf[id] === 0 ? 0 : this.#u32[4 * s + 2];
       if (len > this.#lenOf[id]) return out("len-too-long");
       ids.push(id);
       lens.push(len);
