@@ -14,21 +14,13 @@
  */
 
 import assert from "node:assert/strict";
-import { testFrames, udpFrames } from "./bed/frames.ts";
+import { testFrames } from "./bed/frames.ts";
 import { exchangeFrames, switchingRun } from "./bed/guest_run.ts";
 import { assertFramesAccounted } from "./bed/kernel_drops.ts";
 import { l2fwdCmd, startL2fwd } from "./bed/l2fwd_guest.ts";
-import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { VmBed } from "./bed/vm.ts";
 import { checkRxInterrupts } from "./irq_checks.ts";
-import {
-  assertCaptured,
-  assertQueuesAddUp,
-  assertSameFramesPerFlow,
-  framesOf,
-  rewritten,
-  summaryOf,
-} from "./l2fwd_checks.ts";
+import { checkTwoWay } from "./two_way_checks.ts";
 
 const FRAMES = 10_000;
 const L2FWD_FRAMES = 40_000;
@@ -83,47 +75,17 @@ Deno.test("packed rings in a QEMU guest: byte-exact frames, l2fwd 2 × 2, steeri
           await run.p.stderr(),
           /port 0: .* ring packed features .*VIRTIO_F_RING_PACKED/,
         );
-        const a = udpFrames({ seed: 63, count: L2FWD_FRAMES, flows: FLOWS, dst: mac[0] });
-        const b = udpFrames({ seed: 64, count: L2FWD_FRAMES, flows: FLOWS, dst: mac[1] });
-        const timeoutMs = (L2FWD_FRAMES / RATE) * 1000 + 60000;
-        const opts = { count: L2FWD_FRAMES, timeoutMs, ethertype: 0x0800 };
-        const cap1 = await startCapture(bed, 1, opts);
-        const cap0 = await startCapture(bed, 0, opts);
-        const [s0, s1] = await Promise.all([
-          sendFrames(bed, 0, a, { rate: RATE }),
-          sendFrames(bed, 1, b, { rate: RATE }),
-        ]);
-        const [out1, out0] = await Promise.all([framesOf(cap1), framesOf(cap0)]);
-        const r = await run.interrupt();
-        assert.equal(r.code, 0, r.stderr);
-        const s = summaryOf(r.stdout);
-        assertCaptured(
-          [["NIC 1", out1.length], ["NIC 0", out0.length]],
-          L2FWD_FRAMES,
-          s,
-          r.stderr,
-          [
-            `host drops before the NICs: ${JSON.stringify(s0.drops)} + ${JSON.stringify(s1.drops)}`,
-          ],
-        );
-        assert.equal(
-          assertSameFramesPerFlow(a, out1, (f) => rewritten(f, 1, mac[1]), "NIC 1"),
-          FLOWS,
-        );
-        assert.equal(
-          assertSameFramesPerFlow(b, out0, (f) => rewritten(f, 0, mac[0]), "NIC 0"),
-          FLOWS,
-        );
-        assertQueuesAddUp(s);
+        const s = await checkTwoWay(bed, run, {
+          frames: L2FWD_FRAMES,
+          flows: FLOWS,
+          rate: RATE,
+          seeds: [63, 64],
+          macs: [mac[0], mac[1]],
+          name: (i) => `NIC ${i}`,
+        });
         for (const p of s.ports) {
           assert.equal(p.ring, "packed");
           assert.ok(p.features?.includes("VIRTIO_F_RING_PACKED"), `features ${p.features}`);
-          assert.equal(p.rxPackets, L2FWD_FRAMES);
-          assert.equal(p.txPackets, L2FWD_FRAMES);
-          assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
-          for (const q of p.queues) {
-            assert.ok(q.rxPackets > L2FWD_FRAMES / 10, "both queues in use");
-          }
         }
       },
     );
