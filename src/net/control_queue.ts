@@ -34,8 +34,12 @@ export const VIRTIO_NET_CTRL_MAC = 1;
 export const VIRTIO_NET_CTRL_MAC_TABLE_SET = 0;
 /** CTRL_MAC command: set the default MAC address (needs VIRTIO_NET_F_CTRL_MAC_ADDR). */
 export const VIRTIO_NET_CTRL_MAC_ADDR_SET = 1;
-/** Class: VLAN filtering. */
+/** Class: VLAN filtering (needs VIRTIO_NET_F_CTRL_VLAN). */
 export const VIRTIO_NET_CTRL_VLAN = 2;
+/** CTRL_VLAN command: receive frames tagged with this VLAN id (le16). */
+export const VIRTIO_NET_CTRL_VLAN_ADD = 0;
+/** CTRL_VLAN command: stop receiving frames tagged with this VLAN id (le16). */
+export const VIRTIO_NET_CTRL_VLAN_DEL = 1;
 /** Class: announcements (needs VIRTIO_NET_F_GUEST_ANNOUNCE). */
 export const VIRTIO_NET_CTRL_ANNOUNCE = 3;
 /** CTRL_ANNOUNCE command: the announcement was sent; clears VIRTIO_NET_S_ANNOUNCE. */

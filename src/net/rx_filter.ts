@@ -1,8 +1,10 @@
 /**
  * Receive filtering and announcements through the control virtqueue (virtio 1.x
  * §5.1.6.5.1 "Packet Receive Filtering", §5.1.6.5.2 "Setting MAC Address Filtering",
- * §5.1.6.5.4 "Gratuitous Packet Sending"): promiscuous and all-multicast modes, the
- * device's MAC address, and answering the device's request to announce the port.
+ * §5.1.6.5.3 "VLAN Filtering", §5.1.6.5.4 "Gratuitous Packet Sending"): promiscuous and
+ * all-multicast modes, the device's MAC address and its MAC filter table, the VLANs it
+ * receives, and answering the device's request to announce the port. The filters apply
+ * once promiscuous mode is off (devices start promiscuous, as QEMU's does).
  *
  * @module
  */
@@ -15,13 +17,18 @@ import {
   VIRTIO_NET_CTRL_ANNOUNCE_ACK,
   VIRTIO_NET_CTRL_MAC,
   VIRTIO_NET_CTRL_MAC_ADDR_SET,
+  VIRTIO_NET_CTRL_MAC_TABLE_SET,
   VIRTIO_NET_CTRL_RX,
   VIRTIO_NET_CTRL_RX_ALLMULTI,
   VIRTIO_NET_CTRL_RX_PROMISC,
+  VIRTIO_NET_CTRL_VLAN,
+  VIRTIO_NET_CTRL_VLAN_ADD,
+  VIRTIO_NET_CTRL_VLAN_DEL,
 } from "./control_queue.ts";
 import {
   VIRTIO_NET_F_CTRL_MAC_ADDR,
   VIRTIO_NET_F_CTRL_RX,
+  VIRTIO_NET_F_CTRL_VLAN,
   VIRTIO_NET_F_GUEST_ANNOUNCE,
 } from "./features.ts";
 
@@ -128,6 +135,72 @@ export class RxFilter {
       "the MAC address",
     );
     c.command(VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, mac.slice());
+  }
+
+  /**
+   * VIRTIO_NET_CTRL_MAC_TABLE_SET (§5.1.6.5.2): the unicast and multicast addresses the
+   * device receives for besides its own MAC (when not promiscuous; all multicast ones
+   * with all-multicast on). Replaces the tables set before.
+   *
+   * @example
+   * ```ts ignore
+   * port.rxFilter.setPromiscuous(false);
+   * port.rxFilter.setMacTable([parseMac("02:00:00:00:00:77")], [parseMac("01:00:5e:00:00:fb")]);
+   * ```
+   */
+  setMacTable(unicast: readonly Uint8Array[], multicast: readonly Uint8Array[]): void {
+    const bad = [
+      ...unicast.map((m) => [m, false] as const),
+      ...multicast.map((m) => [m, true] as const),
+    ]
+      .find(([m, group]) => m.length !== 6 || ((m[0] & 1) === 1) !== group);
+    if (bad) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `A MAC filter table takes 6-byte addresses, unicast ones (low bit of the first byte clear) in the first list and multicast ones in the second: move or fix the address of ${
+          bad[0].length
+        } bytes starting ${bad[0][0]?.toString(16) ?? "with nothing"}.`,
+      );
+    }
+    const c = this.#require(VIRTIO_NET_F_CTRL_RX, "VIRTIO_NET_F_CTRL_RX", "the MAC filter table");
+    // struct virtio_net_ctrl_mac twice: le32 entries, then the addresses.
+    const data = new Uint8Array(8 + 6 * (unicast.length + multicast.length));
+    const v = new DataView(data.buffer);
+    let at = 0;
+    for (const list of [unicast, multicast]) {
+      v.setUint32(at, list.length, true);
+      at += 4;
+      for (const m of list) {
+        data.set(m, at);
+        at += 6;
+      }
+    }
+    c.command(VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, data);
+  }
+
+  /**
+   * VIRTIO_NET_CTRL_VLAN_ADD (§5.1.6.5.3): receive frames tagged with VLAN `vid` (0 to
+   * 4095). With VIRTIO_NET_F_CTRL_VLAN negotiated a device that is not promiscuous drops
+   * tagged frames of every VLAN not added.
+   */
+  addVlan(vid: number): void {
+    this.#vlan(VIRTIO_NET_CTRL_VLAN_ADD, vid);
+  }
+
+  /** VIRTIO_NET_CTRL_VLAN_DEL: stop receiving frames tagged with VLAN `vid`. */
+  removeVlan(vid: number): void {
+    this.#vlan(VIRTIO_NET_CTRL_VLAN_DEL, vid);
+  }
+
+  #vlan(cmd: number, vid: number): void {
+    if (!(Number.isInteger(vid) && vid >= 0 && vid <= 4095)) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `VLAN id ${vid} is not possible: give a whole number from 0 to 4095.`,
+      );
+    }
+    const c = this.#require(VIRTIO_NET_F_CTRL_VLAN, "VIRTIO_NET_F_CTRL_VLAN", "VLAN filtering");
+    c.command(VIRTIO_NET_CTRL_VLAN, cmd, new Uint8Array([vid & 0xff, vid >> 8]));
   }
 
   /**
