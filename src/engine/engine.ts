@@ -288,10 +288,12 @@ export class ForwardingEngine {
     const names = script?.module.counters ?? [];
     const layout = counterLayout(2, names.length, script?.module.tableSize ?? 0);
 
-    // Describe every data queue, then split the pool (this takes the free buffers).
+    // Describe every data queue, then split the pool (this takes the free buffers). A
+    // frame the port's own queue was still assembling goes back first: a worker could not
+    // finish it (counted in dropsBadMerge).
     const rings = ports.map((p) =>
       Array.from({ length: queues }, (_, k) => ({
-        rx: describeRing(p, p.rx(k).vq),
+        rx: (p.rx(k).dropPartial(), describeRing(p, p.rx(k).vq)),
         tx: describeRing(p, p.tx(k).vq),
       }))
     );

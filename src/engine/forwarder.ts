@@ -380,7 +380,8 @@ export class Forwarder {
    * worker's receive queue of `rxPort` (RxQueue.arrivalGuard): at a steering switch, a
    * flow's old frames leave before the worker that now receives the flow sends its new
    * ones. It relies on the device consuming a transmit queue's available ring in order
-   * (a split ring's avail entries are read in order; QEMU also completes them in order).
+   * (a split ring's avail entries and a packed ring's descriptors are read in order; QEMU
+   * and DPDK also complete them in order).
    * Allocates nothing; called at every burst while the gate waits.
    */
   txSettled(rxPort: number): boolean {

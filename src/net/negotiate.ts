@@ -33,14 +33,14 @@ import {
   VIRTIO_NET_F_STATUS,
 } from "./features.ts";
 
-/** Features this driver cannot work without: a virtio 1.x device behind the IOMMU. */
+/** What this driver needs of a modern device: virtio 1.x, behind the IOMMU. */
 export const REQUIRED_FEATURES: readonly number[] = [VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM];
 
 /**
  * What it needs of a legacy device (§4.1.4.8; 32 feature bits, no IOMMU): header and frame
  * in one descriptor (ANY_LAYOUT, §2.7.4.3 legacy note), and the 12-byte header of
- * MRG_RXBUF (§5.1.6.1 legacy note), whose layout the data path shares with virtio 1.x.
- * Every receive buffer holds a whole frame, so the device never merges buffers.
+ * MRG_RXBUF (§5.1.6.1 legacy note), whose layout the data path shares with virtio 1.x;
+ * with it a frame may span buffers (docs/mergeable.md).
  */
 export const LEGACY_REQUIRED_FEATURES: readonly number[] = [
   VIRTIO_F_ANY_LAYOUT,
@@ -152,7 +152,10 @@ export function selectFeatures(
     if (f === VIRTIO_NET_F_HASH_REPORT && options.hashReport === false) continue;
     if (f === VIRTIO_F_RING_PACKED && options.packedRing === false) continue;
     if (f === VIRTIO_F_IN_ORDER && options.inOrder === false) continue;
-    if (f === VIRTIO_NET_F_MRG_RXBUF && options.mergeable === false) continue;
+    // A legacy device needs MRG_RXBUF (its 12-byte header): `mergeable: false` cannot drop it.
+    if (f === VIRTIO_NET_F_MRG_RXBUF && options.mergeable === false && !required.includes(f)) {
+      continue;
+    }
     features |= bit(f);
   }
   return features;

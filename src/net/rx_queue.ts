@@ -397,6 +397,19 @@ export class RxQueue {
     return n;
   }
 
+  /**
+   * Drops a frame whose buffers did not all arrive yet (mergeable buffers), before another
+   * thread takes the queue over: its buffers go back to the pool, the drop is counted.
+   * Returns true when there was one.
+   */
+  dropPartial(): boolean {
+    if (this.#partHead === NO_BUFFER) return false;
+    this.#dropPart();
+    this.#partHead = NO_BUFFER;
+    this.#partNeed = 0;
+    return true;
+  }
+
   /** Drops the frame being assembled: its buffers go back, the drop is counted. */
   #dropPart(): void {
     this.pool.free(this.#partHead);

@@ -129,9 +129,10 @@ export class TxQueue {
       const len = lens[n];
       if (len > room) {
         // Not reached by frames that fit a buffer: the loop stays as V8 optimised it.
-        const used = this.#chain(b, len);
-        if (used === 0) break;
-        take -= used - 1; // descriptors beyond the one `take` counted for it
+        if (this.#chain(b, len) === 0) break;
+        // The frames after it get one descriptor each, of those still free.
+        const left = n + 1 + vq.freeCount;
+        take = count < left ? count : left;
         bytes += len;
         continue;
       }
@@ -162,8 +163,9 @@ export class TxQueue {
   /**
    * Posts frame `b` (`len` bytes) that spans buffers as one chain of device-readable
    * descriptors (§2.7.6, §2.8.6): the header and the first buffer's bytes, then each
-   * following buffer. Returns the descriptors used; 0 when `b` is no such frame (too long
-   * for its buffer) or the ring has too few free descriptors (then #chainFull is 1).
+   * following buffer. Returns the descriptors used; 0 when `b` is no such frame or a chain
+   * longer than the ring takes (too long), or the ring has too few free descriptors now
+   * (then #chainFull is 1).
    */
   #chain(b: number, len: number): number {
     const pool = this.pool, next = pool.next, size = pool.bufferSize, hdr = this.headerSize;
@@ -188,10 +190,7 @@ export class TxQueue {
     }
     const w = pool.offset(b) >> 2;
     for (let k = 0; k < hdr >> 2; k++) pool.words[w + k] = 0; // §5.1.6.2: no offloads
-    if (!this.vq.addSegments(b, lo, hi, lens, parts)) {
-      this.#chainFull = 1;
-      return 0;
-    }
-    return parts;
+    // Refused with room enough: longer than any chain the ring takes (packed: 255).
+    return this.vq.addSegments(b, lo, hi, lens, parts) ? parts : 0;
   }
 }

@@ -150,7 +150,8 @@ export class PackedQueue implements Virtqueue {
   readonly #d16: Uint16Array;
   readonly #driver16: Uint16Array; // driver area: [0] off_wrap, [1] flags
   readonly #device32: Uint32Array; // device area as one word: off_wrap | flags << 16
-  readonly #shadow32: Uint32Array; // [0] last used position, [2 + 2·id] IOVA low, [3 + 2·id] high
+  // [0] last used position, [2 + 2·id] IOVA low, [3 + 2·id] high, [2 + 2·size + id] descriptors
+  readonly #shadow32: Uint32Array;
   readonly #token: Int32Array;
   readonly #postedLen: Uint32Array;
   readonly #chainLen: Uint8Array;
@@ -217,7 +218,7 @@ export class PackedQueue implements Virtqueue {
     this.#d16 = new Uint16Array(memory, offset + l.descOffset, 8 * n);
     this.#driver16 = new Uint16Array(memory, offset + l.driverOffset, 2);
     this.#device32 = new Uint32Array(memory, offset + l.deviceOffset, 1);
-    this.#shadow32 = new Uint32Array(memory, offset + l.shadowOffset, 2 + 2 * n);
+    this.#shadow32 = new Uint32Array(memory, offset + l.shadowOffset, 2 + 3 * n);
     this.#token = new Int32Array(n).fill(-1);
     this.#postedLen = new Uint32Array(n);
     this.#chainLen = new Uint8Array(n);
@@ -474,12 +475,21 @@ export class PackedQueue implements Virtqueue {
   /**
    * Position up to which the device has written used descriptors contiguously from the
    * owner's last used position (read from the shadow). Any thread may call it; it reads
-   * ring memory only. It stops at a chain (whose length only the owner knows): chains are
-   * control commands, never on a queue another thread looks into.
+   * ring memory only. A used descriptor covers its buffer's descriptors (a chain, from the
+   * shadow) and, in order, the batch it ends (§2.8.8); the walk stops at an id the driver
+   * did not post.
    */
   deviceUsedIdx(): number {
+    const n = this.size, mask = this.#mask;
     let p = this.#shadow32[0] & 0xffff;
-    for (let i = 0; i < this.size && this.#isUsed(p); i++) p = (p + 1) & 0xffff;
+    for (let i = 0; i < n && this.#isUsed(p); i++) {
+      const id = this.#d16[8 * (p & mask) + 6];
+      const descs = id < n ? this.#shadow32[2 + 2 * n + id] : 0;
+      if (descs < 1 || descs > n) break;
+      // In order a buffer's id is the slot of its first descriptor: the batch ends there.
+      const step = this.#inOrder ? ((id + descs - (p & mask)) & mask) || n : descs;
+      p = (p + step) & 0xffff;
+    }
     return p;
   }
 
@@ -717,6 +727,7 @@ export class PackedQueue implements Virtqueue {
     this.#chainLen[id] = descs;
     this.#shadow32[2 + 2 * id] = lo;
     this.#shadow32[3 + 2 * id] = hi;
+    this.#shadow32[2 + 2 * this.size + id] = descs;
   }
 
   /** Puts back the tokens of the first `n` ids checked in a refused batch. */

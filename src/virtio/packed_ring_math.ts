@@ -43,7 +43,8 @@ export interface PackedRingLayout {
   deviceOffset: number;
   /**
    * Offset of the driver's shadow: u32 last used position, u32 unused, then per buffer id
-   * the IOVA posted (u32 low, u32 high). Not part of the ring the device is told about.
+   * the IOVA posted (u32 low, u32 high), then per buffer id its descriptors (u32). Not
+   * part of the ring the device is told about.
    */
   shadowOffset: number;
   /** Total bytes. */
@@ -53,13 +54,13 @@ export interface PackedRingLayout {
 /**
  * The layout of a packed virtqueue of `size` descriptors: descriptor ring (16·size bytes),
  * driver event suppression area (4 bytes), device event suppression area (4 bytes), then
- * the shadow (8 + 8·size bytes). Each part starts on a 64-byte boundary (more than the
+ * the shadow (8 + 12·size bytes). Each part starts on a 64-byte boundary (more than the
  * spec's 16/4/4: the part the device writes shares no cache line with the driver's).
  *
  * @example
  * ```ts
  * import { packedRingLayout } from "./packed_ring_math.ts";
- * packedRingLayout(256); // { size: 256, descOffset: 0, driverOffset: 4096, deviceOffset: 4160, shadowOffset: 4224, totalBytes: 6280 }
+ * packedRingLayout(256); // { size: 256, descOffset: 0, driverOffset: 4096, deviceOffset: 4160, shadowOffset: 4224, totalBytes: 7304 }
  * ```
  */
 export function packedRingLayout(size: number): PackedRingLayout {
@@ -76,7 +77,7 @@ export function packedRingLayout(size: number): PackedRingLayout {
     driverOffset,
     deviceOffset,
     shadowOffset,
-    totalBytes: shadowOffset + 8 + 8 * size,
+    totalBytes: shadowOffset + 8 + 12 * size,
   };
 }
 

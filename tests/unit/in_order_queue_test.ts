@@ -409,3 +409,16 @@ Deno.test("packed, in order: a used descriptor without WRITE has its length igno
   new DataView(memory).setUint32(8, 1500, true);
   assert.deepEqual(take(q), { tokens: [1, 2, 3, 4], lens: [0, 0, 0, 0] });
 });
+
+for (const f of FORMATS) {
+  Deno.test(`${f}, in order: another thread sees a batch returned with one used entry as used whole`, () => {
+    const { q, dev, memory, opts } = setup(f);
+    post(q, [1, 2, 3, 4, 5]);
+    dev.poll();
+    dev.batch(4, 0); // one used entry for the first four buffers
+    // A second queue object over the same ring, as the main thread has during a steering
+    // switch: it reads the ring (and a packed ring's shadow), not the owner's fields.
+    const observer = createVirtqueue(f, memory, 0, opts, q.exportState());
+    assert.equal(observer.deviceUsedIdx(), 4);
+  });
+}

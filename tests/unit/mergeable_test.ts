@@ -248,8 +248,56 @@ Deno.test("PackedQueue.addSegments() writes the chain in consecutive slots, head
   };
   used(0, v.getUint16(12, true));
   used(1, ids[0]);
+  // Another thread's view (a steering switch): the chain's used descriptor covers 3 slots.
+  const observer = new PackedQueue(mem, 0, {
+    index: 0,
+    size,
+    eventIdx: false,
+    notify: { notify() {} },
+    name: "observer",
+  }, q.exportState());
+  assert.equal(observer.deviceUsedIdx(), 4);
   const tokens = new Uint32Array(4), lens = new Uint32Array(4);
   assert.equal(q.takeUsed(tokens, lens, 0, 4), 2);
   assert.deepEqual([...tokens.subarray(0, 2)], [1, 7]);
   assert.equal(q.freeCount, size);
+});
+
+Deno.test("a burst of frames that span buffers goes out whole while the ring has the descriptors", () => {
+  withRig(16, 64, (r) => {
+    const rx = new RxQueue(r.vq, r.pool, HDR, undefined, 0, true);
+    rx.refill();
+    const ids = r.nic.takeAvail();
+    const frames = [frame(9014, 1), frame(9014, 2), frame(60, 3)];
+    r.nic.use([
+      ...spread(r, ids.slice(0, 5), frames[0]),
+      ...spread(r, ids.slice(5, 10), frames[1]),
+      ...spread(r, ids.slice(10, 11), frames[2]),
+    ]);
+    const bufs = new Uint32Array(16), lens = new Uint32Array(16);
+    assert.equal(rx.rxBurst(bufs, lens, 16), 3);
+    withRig(16, 1, (t) => {
+      const tx = new TxQueue(t.vq, r.pool, HDR);
+      assert.equal(tx.txBurst(bufs, lens, 3), 3, "5 + 5 + 1 descriptors of 16");
+      assert.equal(t.vq.freeCount, 5);
+      assert.equal(tx.ringFull, 0);
+    }, BUF);
+  }, BUF);
+});
+
+Deno.test("dropPartial() gives back a frame still being assembled before a worker takes the queue", () => {
+  withRig(16, 64, (r) => {
+    const rx = new RxQueue(r.vq, r.pool, HDR, undefined, 0, true);
+    rx.refill();
+    const ids = r.nic.takeAvail();
+    const available = r.pool.available;
+    r.nic.use(spread(r, ids.slice(0, 3), frame(5000, 5)).slice(0, 2));
+    const bufs = new Uint32Array(8), lens = new Uint32Array(8);
+    assert.equal(rx.rxBurst(bufs, lens, 8), 0);
+    assert.equal(r.pool.available, available - 2, "two buffers held by the frame");
+    assert.equal(rx.dropPartial(), true);
+    assert.equal(r.pool.available, available);
+    assert.equal(rx.dropsBadMerge, 1);
+    assert.equal(rx.dropPartial(), false, "nothing left to drop");
+  }, BUF);
 });

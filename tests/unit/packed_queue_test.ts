@@ -188,7 +188,7 @@ Deno.test("packedRingLayout() aligns the parts and leaves room for the shadow", 
     assert.ok(l.driverOffset >= 16 * size && l.driverOffset % 64 === 0);
     assert.ok(l.deviceOffset >= l.driverOffset + 4 && l.deviceOffset % 64 === 0);
     assert.ok(l.shadowOffset >= l.deviceOffset + 4 && l.shadowOffset % 64 === 0);
-    assert.equal(l.totalBytes, l.shadowOffset + 8 + 8 * size);
+    assert.equal(l.totalBytes, l.shadowOffset + 8 + 12 * size);
   }
   assert.throws(() => packedRingLayout(100), RangeError);
   assert.throws(() => packedRingLayout(65536), RangeError);

@@ -122,6 +122,7 @@ export class PackedRingHarness {
     this.observer = new PackedQueue(this.memory, 0, opts);
     this.q = new PackedQueue(this.memory, 0, opts);
     this.#tokenOf.fill(-1);
+    this.#descsOf.fill(0); // as the new queue's zeroed shadow
     this.#inFlight = 0;
     this.#freeTokens = Array.from({ length: TOKENS }, (_, i) => i);
     this.#availPos =
@@ -359,8 +360,15 @@ export class PackedRingHarness {
     assert.equal(q.freeCount, this.size - this.#inFlight, "free slots");
     assert.equal(q.lastUsedIdx, this.#lastUsed, "used position consumed");
     assert.equal(q.publishedIdx, this.#published, "position published");
+    // Each used descriptor covers the descriptors of the buffer it names (the last ones
+    // posted with that id); a walk stops at an id never posted.
     let used = this.#lastUsed;
-    for (let i = 0; i < this.size && this.#isUsed(used); i++) used = (used + 1) & 0xffff;
+    for (let i = 0; i < this.size && this.#isUsed(used); i++) {
+      const id = this.#u16[8 * (used & (this.size - 1)) + 6];
+      const descs = id < this.size ? this.#descsOf[id] : 0;
+      if (descs === 0) break;
+      used = (used + descs) & 0xffff;
+    }
     assert.equal(this.observer.deviceUsedIdx(), used, "deviceUsedIdx() from a second object");
     if (this.#availPos !== this.#published || q.broken) return; // exportState() would publish
     const s = q.exportState();
