@@ -7,6 +7,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { encodePcap, readPcapFrames } from "../../src/pcap/pcap.ts";
 import type { ExecResult } from "./guest_agent.ts";
 import { TEST_ETHERTYPE, udpFrames } from "./frames.ts";
@@ -99,6 +100,35 @@ export async function exchangeFrames(
   } finally {
     await guest.kill();
   }
+}
+
+/**
+ * Checks an exchange came through whole: rxtx.ts exited 0, every frame the host sent was
+ * received byte for byte in order, every frame it sent was captured byte for byte in
+ * order, and no runt was dropped. Returns rxtx.ts's final report.
+ *
+ * @example
+ * ```ts ignore
+ * const done = assertExchanged(await exchangeFrames(bed, 0, nic, a, b, 240000), a, b);
+ * ```
+ */
+export function assertExchanged(
+  x: Exchange,
+  toGuest: readonly Uint8Array[],
+  fromGuest: readonly Uint8Array[],
+): Exchange["done"] {
+  console.log(`guest: ${JSON.stringify(x.done)}`);
+  assert.equal(x.res.code, 0, `${x.res.stdout}\n${x.res.stderr}`);
+  assert.equal(x.received.length, toGuest.length);
+  for (let i = 0; i < toGuest.length; i++) {
+    assert.deepEqual(x.received[i], toGuest[i], `received frame ${i} differs`);
+  }
+  assert.equal(x.captured.length, fromGuest.length);
+  for (let i = 0; i < fromGuest.length; i++) {
+    assert.deepEqual(x.captured[i], fromGuest[i], `transmitted frame ${i} differs`);
+  }
+  assert.equal(x.done.rxDropsRunt, 0);
+  return x.done;
 }
 
 /**
