@@ -21,7 +21,7 @@ import { featureNames } from "../src/virtio/features.ts";
 import { openPort, pciTransport } from "../src/open_port.ts";
 import { VfioUserDevice, type VfioUserOpenOptions } from "../src/vfio_user/vfio_user_device.ts";
 import { parseTestFrame, TEST_ETHERTYPE, testFrames } from "./bed/frames.ts";
-import { sendFrames, startCapture } from "./bed/traffic.ts";
+import { CaptureError, sendFrames, startCapture } from "./bed/traffic.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 
 const isRoot = Deno.uid() === 0;
@@ -69,6 +69,10 @@ function driverError(fn: () => unknown, code: string): string {
 }
 
 const yieldToLoop = () => new Promise((r) => setTimeout(r, 0));
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, k) => x === b[k]);
+}
 
 Deno.test({
   name: "vfio-user device: VERSION, device and region info, config space, register round trips",
@@ -180,6 +184,7 @@ async function rxTx(bed: VfioUserBed, n: number, options: VfioUserOpenOptions): 
     );
 
     // Driver → device → tap → host.
+    const tapDropped0 = await bed.tapStat(0, "rx_dropped");
     const capture = await startCapture(bed, 0, {
       count: n,
       timeoutMs: 60000,
@@ -207,12 +212,33 @@ async function rxTx(bed: VfioUserBed, n: number, options: VfioUserOpenOptions): 
     }
     while (txq.vq.inFlight > 0 && performance.now() < deadline) txq.reclaim();
     const txMs = performance.now() - t0;
-    const captured = await capture.done();
-    assert.equal(captured.length, n);
+    assert.equal(done, n, "the driver queued every frame");
+    assert.equal(txq.vq.inFlight, 0, "the device completed every frame");
+    let captured: Uint8Array[];
+    try {
+      captured = await capture.done();
+    } catch (e) {
+      if (!(e instanceof CaptureError)) throw e;
+      captured = e.frames;
+    }
+    // A frame QEMU wrote into the tap reaches the capture unless the host drops it on
+    // receive (the CPU's backlog full under an unpaced burst): the tap counts it in
+    // rx_dropped. Every frame is one or the other; those captured are intact and in order.
+    const hostDropped = await bed.tapStat(0, "rx_dropped") - tapDropped0;
+    assert.equal(
+      captured.length + hostDropped,
+      n,
+      `captured ${captured.length}, dropped by the host ${hostDropped}, of ${n}`,
+    );
+    assert.ok(captured.length >= n / 2, `only ${captured.length} of ${n} captured`);
+    let j = 0;
     captured.forEach((f, i) => {
       assert.ok(parseTestFrame(f), `captured frame ${i} is not a test frame`);
-      assert.deepEqual(f, fromDriver[i], `transmitted frame ${i}`);
+      while (j < n && !sameBytes(fromDriver[j], f)) j++;
+      assert.ok(j < n, `captured frame ${i} is not one the driver sent, in order`);
+      j++;
     });
+    if (hostDropped) console.log(`tx (${mode}): the host dropped ${hostDropped} on receive`);
     console.log(
       `tx (${mode}): ${n} frames intact and in order, ${
         rate(n, txMs)

@@ -129,6 +129,11 @@ export class VfioUserBed implements TrafficBed {
     return this.#ns.taps[nic];
   }
 
+  /** A counter of port `nic`'s tap, e.g. "rx_dropped" (frames the host dropped on receive). */
+  tapStat(nic: number, counter: string): Promise<number> {
+    return this.#ns.stat(this.#ns.taps[nic], counter);
+  }
+
   /** MAC address of port `nic`'s device. */
   nicMac(nic: number): string {
     return `52:54:00:12:34:${(0x56 + nic).toString(16).padStart(2, "0")}`;
