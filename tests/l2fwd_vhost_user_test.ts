@@ -67,7 +67,6 @@ async function forwardBothWays(ring: "packed" | "split"): Promise<void> {
     } ms after SIGINT`,
   );
   assert.equal(r.code, 0, r.stderr);
-  assert.ok(r.stopMs < 2000, `l2fwd took ${r.stopMs} ms to stop`);
   const s = summaryOf(r.stdout);
   for (const p of s.ports) {
     assert.equal(p.ring, ring);

@@ -95,7 +95,10 @@ export async function startHostL2fwd(
   const interrupt = async () => {
     const t0 = performance.now();
     child.kill("SIGINT");
-    const st = await child.status;
+    // A hang guard, not a speed claim: the stop's duration is reported, never asserted.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30000);
+    const st = await child.status.finally(() => clearTimeout(timer));
+    if (st.signal === "SIGKILL") throw new Error(`l2fwd hung: no exit 30 s after SIGINT`);
     const stopMs = performance.now() - t0;
     await stderrDone;
     return { code: st.code, stopMs, stdout: await stdout, stderr };

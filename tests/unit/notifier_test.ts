@@ -2,8 +2,8 @@
  * A forwarding worker's vfio-user notification (src/engine/notifier.ts) waits a bounded
  * time for a server that stopped reading, then fails with one sentence; a stop request
  * ends the wait. Each case runs in notifier_blocking_probe.ts, a process of its own that
- * the test kills if it hangs. The deadline is the notifier's option, so the timings below
- * leave seconds of slack on a loaded machine.
+ * the test kills if it hangs. How a wait ended is told by its result, never by its
+ * duration: a test asserts only that a wait waited (a lower bound), so load cannot fail it.
  */
 
 import assert from "node:assert/strict";
@@ -44,7 +44,7 @@ Deno.test("a notification to a vfio-user server that stopped reading fails the w
     "The vfio-user server of vfio-user:/probe.sock stopped reading notifications (transmitq1 waited 300 ms for room on its socket): restart it and open the port again.",
   );
   const ms = r.ms as number;
-  assert.ok(ms >= 290 && ms < 10_000, `gave up after ${ms} ms`);
+  assert.ok(ms >= 290, `gave up after ${ms} ms, before its deadline`);
   // The fd is shared with the main thread's client: its flags stay as they were.
   assert.equal(r.flagsAfter, r.flagsBefore);
 });
@@ -57,10 +57,10 @@ Deno.test("a notification waits for a vfio-user server that makes room before th
 });
 
 Deno.test("a stop request ends a notification's wait for a stalled vfio-user server, without an error", async () => {
-  const r = await probe("stop", 5000);
+  // The stop comes 300 ms in; the deadline is far off, and reaching it would name it.
+  const r = await probe("stop", 60_000);
   assert.equal(r.message, "returned", `${r.message}`);
   const ms = r.ms as number;
-  // The stop comes 300 ms in; the 5000 ms deadline is far off.
-  assert.ok(ms >= 200 && ms < 2500, `returned after ${ms} ms`);
+  assert.ok(ms >= 200, `returned after ${ms} ms, before the stop came`);
   assert.equal(r.flagsAfter, r.flagsBefore);
 });
