@@ -33,7 +33,7 @@ import { awaitMessage, workerError } from "./worker_messages.ts";
 import { type EngineSnapshot, readSnapshot } from "./snapshot.ts";
 import { type EngineStopped, STOP_TIMEOUT_MS, stopWorkers } from "./stopping.ts";
 import { startBlobWorker } from "./worker_loader.ts";
-import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
+import { WORKER_ENTRY, workerCopied, workerSources } from "./worker_sources.ts";
 import { PrewarmedWorkers, prewarmWorkers } from "./prewarmed_workers.ts";
 import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
 
@@ -364,7 +364,7 @@ export class ForwardingEngine {
             : null,
         };
         const w = warmWorkers?.[k] ??
-          startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`);
+          startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`, workerCopied);
         workers.push(w);
         w.postMessage({ type: "start", spec });
       }

@@ -10,7 +10,7 @@
 import { DriverError } from "../errors.ts";
 import { awaitMessage } from "./worker_messages.ts";
 import { startBlobWorker } from "./worker_loader.ts";
-import { WORKER_ENTRY, workerSources } from "./worker_sources.ts";
+import { WORKER_ENTRY, workerCopied, workerSources } from "./worker_sources.ts";
 import type { PrewarmParams } from "./worker_spec.ts";
 
 export type { PrewarmParams } from "./worker_spec.ts";
@@ -80,7 +80,12 @@ export async function prewarmWorkers(
   const workers: Worker[] = [];
   try {
     for (let k = 0; k < queuePairs; k++) {
-      const w = startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`);
+      const w = startBlobWorker(
+        WORKER_ENTRY,
+        workerSources,
+        `forwarding queue pair ${k}`,
+        workerCopied,
+      );
       workers.push(w);
       w.postMessage({ type: "prewarm", params });
     }

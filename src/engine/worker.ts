@@ -23,7 +23,7 @@
  * @module
  */
 
-import { createVirtqueue } from "../virtio/ring_format.ts";
+import { createVirtqueue, type RingFormat } from "../virtio/ring_format.ts";
 import type { Virtqueue } from "../virtio/virtqueue.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
 import { CTL_STOP, enterShared, leaveShared, STOP_NOW, WORKER_DRAIN_MS } from "./control.ts";
@@ -53,17 +53,32 @@ import {
   W_WARM_AT_MS,
   W_WARM_PACKETS,
 } from "./counters.ts";
-import { RxQueue } from "../net/rx_queue.ts";
 import { MailboxReader } from "./steering_mailbox.ts";
-import { TxQueue } from "../net/tx_queue.ts";
-import { Forwarder } from "./forwarder.ts";
+import type { Forwarder } from "./forwarder.ts";
+// The data path once per ring format, each copy with its own V8 type feedback (data_path.ts).
+import * as splitPath from "./data_path.ts?copy=split";
+import * as packedPath from "./data_path.ts?copy=packed";
 import { makeNotifier, type NotifierOptions, warmUpNotifiers } from "./notifier.ts";
 import { PartitionPool } from "./partition_pool.ts";
 import { PcapRingWriter } from "./pcap_ring.ts";
-import { prewarm, type PrewarmResult } from "./prewarm.ts";
+import type { PrewarmResult } from "./prewarm.ts";
 import { VIRTIO_NET_HDR_SIZE } from "../net/header.ts";
 import { asForwardScript, type ForwardScript } from "./script_api.ts";
 import type { PrewarmParams, RingSpec, WorkerSpec } from "./worker_spec.ts";
+
+/** The data path that forwards over rings of each format. */
+const DATA_PATHS: Readonly<Record<RingFormat, typeof splitPath>> = {
+  split: splitPath,
+  packed: packedPath,
+};
+
+/**
+ * The data path for ports whose rings have `formats`: that format's, or for ports of both
+ * formats the split one (its calls into the rings then see two classes).
+ */
+function dataPathFor(formats: readonly RingFormat[]): typeof splitPath {
+  return DATA_PATHS[formats.length === 1 ? formats[0] : "split"];
+}
 
 /** Empty polls in a row before an idle worker sleeps. */
 const IDLE_POLLS = 32;
@@ -172,12 +187,14 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   // Warmed now: the formats of its own queues, in order (VIRTIO_F_IN_ORDER) when the
   // first port's are. Warmed before: the default (out-of-order) paths only.
   const formats = [...new Set(spec.ports.map((p) => p.rx.state.layout))];
+  const dp = dataPathFor(formats);
   warmed ??= spec.prewarmFrames > 0
     ? warmUp(
       { ...spec, frames: spec.prewarmFrames, formats },
       spec.ports.map((p) => p.headerSize),
       macs,
       spec.ports[0]?.rx.state.inOrder === true,
+      dp,
     )
     : null;
   c[W_PREWARM_FRAMES] = warmed?.frames ?? 0;
@@ -185,7 +202,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   // A notification waiting for a stalled vfio-user server gives up at the stop flag.
   const notify: NotifierOptions = { timeoutMs: spec.notifyTimeoutMs, control: ctl };
   const rx = spec.ports.map((port, i) => {
-    const q = new RxQueue(
+    const q = new dp.RxQueue(
       adopt(port.rx, notify),
       pool,
       port.headerSize,
@@ -199,7 +216,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     return q;
   });
   const tx = spec.ports.map((port, i) =>
-    new TxQueue(adopt(port.tx, notify), pool, port.headerSize, c, portBase(i))
+    new dp.TxQueue(adopt(port.tx, notify), pool, port.headerSize, c, portBase(i))
   );
   const mailbox = new MailboxReader(spec.steering, spec.queue, spec.workers, rx);
   const scriptCounters = new Float64Array(spec.counters, 8 * layout.scriptBase, names.length);
@@ -211,7 +228,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     macs,
     args: spec.script?.args ?? {},
   });
-  const fwd = new Forwarder(rx, tx, pool, c, {
+  const fwd = new dp.Forwarder(rx, tx, pool, c, {
     clock: clock.ms,
     queue: spec.queue,
     burst: spec.burst,
@@ -270,20 +287,46 @@ const PREWARM_MAX_MS = 3000;
 /** What warm-up on synthetic frames did, once it ran (prewarm.ts). */
 let warmed: PrewarmResult | null = null;
 
-/** Runs prewarm.ts's warm-up with this worker's ring constructor. */
+/**
+ * Runs prewarm.ts's warm-up with this worker's ring constructor: each of `p.formats` in
+ * the data path of its own format, `p.frames` each, or all of them in `only` (the one
+ * ports of both formats forward with).
+ */
 function warmUp(
   p: PrewarmParams,
   headerSizes: readonly number[],
   macs: readonly Uint8Array[],
   inOrder = false,
+  only: typeof splitPath | null = null,
+): PrewarmResult {
+  const runs: [typeof splitPath, RingFormat[]][] = only
+    ? [[only, p.formats]]
+    : p.formats.map((f) => [DATA_PATHS[f], [f]]);
+  const done = { frames: 0, ms: 0 };
+  for (const [path, formats] of runs) {
+    const r = warmPath(path, { ...p, formats }, headerSizes, macs, inOrder, runs.length);
+    done.frames += r.frames;
+    done.ms += r.ms;
+  }
+  return done;
+}
+
+/** One data path's warm-up, within its share of {@linkcode PREWARM_MAX_MS}. */
+function warmPath(
+  path: typeof splitPath,
+  p: PrewarmParams,
+  headerSizes: readonly number[],
+  macs: readonly Uint8Array[],
+  inOrder: boolean,
+  shares: number,
 ): PrewarmResult {
   const clock = new FfiClock(CLOCK_MONOTONIC);
   const bells = warmUpNotifiers();
   try {
-    return prewarm(
+    return path.prewarm(
       {
         ...p,
-        maxMs: PREWARM_MAX_MS,
+        maxMs: PREWARM_MAX_MS / shares,
         headerSizes,
         macs,
         clock: clock.ms,

@@ -13,6 +13,12 @@
  * replaced with the blob: URL of the imported module, depth first (type-only imports too:
  * the transform then erases them).
  *
+ * Copies: a module imported as `./x.ts?copy=TAG` is a module instance of its own, and so is
+ * every module of the `copied` set it imports, transitively (each gets the same tag). The
+ * worker imports its data path once per ring format that way, so that V8's type feedback
+ * of each copy sees one ring class (docs/performance.md, "one data path per ring format").
+ * Deno itself, running from files, copies only the tagged module.
+ *
  * @module
  */
 
@@ -49,7 +55,8 @@ export function rewriteImports(
 }
 
 /**
- * Blob URLs for `entry` and everything it imports, from `sources` (module URL → text).
+ * Blob URLs for `entry` and everything it imports, from `sources` (module URL → text);
+ * `copied` lists the modules a copy (`?copy=TAG`) takes its own instance of.
  * Throws when a module imports one that `sources` lacks, or when imports form a cycle.
  *
  * @example
@@ -63,6 +70,7 @@ export function rewriteImports(
 export function blobModuleGraph(
   entry: string,
   sources: ReadonlyMap<string, string>,
+  copied: ReadonlySet<string> = new Set(),
 ): Map<string, string> {
   const done = new Map<string, string>();
   const visiting = new Set<string>();
@@ -70,15 +78,20 @@ export function blobModuleGraph(
     const have = done.get(url);
     if (have) return have;
     if (visiting.has(url)) throw new Error(`worker modules import each other in a cycle at ${url}`);
-    const src = sources.get(url);
+    const [file, tag] = splitCopyTag(url);
+    const src = sources.get(file);
     if (src === undefined) {
       throw new Error(
-        `the forwarding worker needs ${url} (imported by ${from}), which src/engine/worker_sources.ts does not list: add it there`,
+        `the forwarding worker needs ${file} (imported by ${from}), which src/engine/worker_sources.ts does not list: add it there`,
       );
     }
     visiting.add(url);
     // Imports first, while they still start their lines (the transform joins lines).
-    const ts = rewriteImports(src, url, (dep) => visit(dep, url));
+    const ts = rewriteImports(
+      src,
+      url,
+      (dep) => visit(tag !== null && copied.has(dep) ? `${dep}?copy=${tag}` : dep, url),
+    );
     const code = stripTypeScriptTypes(ts, { mode: "transform", sourceUrl: url });
     visiting.delete(url);
     const blob = URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
@@ -89,9 +102,16 @@ export function blobModuleGraph(
   return done;
 }
 
+/** A module URL without its `?copy=TAG`, and the tag (null for no copy). */
+function splitCopyTag(url: string): [string, string | null] {
+  const m = /^([^?#]*)\?copy=([\w-]+)$/.exec(url);
+  return m ? [m[1], m[2]] : [url, null];
+}
+
 /**
- * Starts a module Worker running `entry` from `sources`. The blob URLs are revoked once
- * the worker has loaded (its first message), or when it fails to.
+ * Starts a module Worker running `entry` from `sources` (with `copied` as in
+ * {@linkcode blobModuleGraph}). The blob URLs are revoked once the worker has loaded (its
+ * first message), or when it fails to.
  *
  * @example
  * ```ts ignore
@@ -105,8 +125,9 @@ export function startBlobWorker(
   entry: string,
   sources: ReadonlyMap<string, string>,
   name: string,
+  copied: ReadonlySet<string> = new Set(),
 ): Worker {
-  const urls = blobModuleGraph(entry, sources);
+  const urls = blobModuleGraph(entry, sources, copied);
   const revoke = () => {
     for (const u of urls.values()) URL.revokeObjectURL(u);
     urls.clear();

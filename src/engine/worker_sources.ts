@@ -11,6 +11,7 @@
  * @module
  */
 
+import dataPath from "./data_path.ts" with { type: "text" };
 import forwarder from "./forwarder.ts" with { type: "text" };
 import clock from "./clock.ts" with { type: "text" };
 import control from "./control.ts" with { type: "text" };
@@ -56,6 +57,7 @@ export const WORKER_ENTRY: string = at("./worker.ts");
  * ```
  */
 export const workerSources: ReadonlyMap<string, string> = new Map([
+  [at("./data_path.ts"), dataPath],
   [at("./forwarder.ts"), forwarder],
   [at("./clock.ts"), clock],
   [at("./control.ts"), control],
@@ -85,4 +87,24 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("../virtio/split_queue.ts"), splitQueue],
   [at("../virtio/ring_math.ts"), ringMath],
   [at("../virtio/virtqueue.ts"), virtqueue],
+]);
+
+/**
+ * The modules whose code forwards frames: the worker imports them once per ring format
+ * (`./data_path.ts?copy=FORMAT`, see worker_loader.ts), each copy with its own type
+ * feedback. The ring classes stay shared: a copy sees the same class in warm-up and
+ * traffic.
+ *
+ * @example
+ * ```ts
+ * import { workerCopied } from "./worker_sources.ts";
+ * workerCopied.size; // 5
+ * ```
+ */
+export const workerCopied: ReadonlySet<string> = new Set([
+  at("./data_path.ts"),
+  at("./forwarder.ts"),
+  at("./prewarm.ts"),
+  at("../net/rx_queue.ts"),
+  at("../net/tx_queue.ts"),
 ]);

@@ -9,7 +9,7 @@ import {
   rewriteImports,
   startBlobWorker,
 } from "../../src/engine/worker_loader.ts";
-import { WORKER_ENTRY, workerSources } from "../../src/engine/worker_sources.ts";
+import { WORKER_ENTRY, workerCopied, workerSources } from "../../src/engine/worker_sources.ts";
 
 Deno.test("rewriteImports rewrites static imports and re-exports, not doc comments", () => {
   const src = [
@@ -59,6 +59,45 @@ Deno.test("blobModuleGraph names a module the sources lack and refuses cycles", 
   );
 });
 
+Deno.test("a module imported with ?copy=TAG is an instance of its own, with the copied modules it imports; the rest is shared", async () => {
+  const sources = new Map([
+    [
+      "file:///m/entry.ts",
+      'export * as one from "./path.ts?copy=one";\nexport * as two from "./path.ts?copy=two";\nexport * as plain from "./path.ts";',
+    ],
+    [
+      "file:///m/path.ts",
+      'export { Hot } from "./hot.ts";\nexport { Shared } from "./shared.ts";',
+    ],
+    [
+      "file:///m/hot.ts",
+      'import { Shared } from "./shared.ts";\nexport class Hot extends Shared {}',
+    ],
+    ["file:///m/shared.ts", "export class Shared {}"],
+  ]);
+  const copied = new Set(["file:///m/path.ts", "file:///m/hot.ts"]);
+  const urls = blobModuleGraph("file:///m/entry.ts", sources, copied);
+  try {
+    assert.deepEqual([...urls.keys()].sort(), [
+      "file:///m/entry.ts",
+      "file:///m/hot.ts",
+      "file:///m/hot.ts?copy=one",
+      "file:///m/hot.ts?copy=two",
+      "file:///m/path.ts",
+      "file:///m/path.ts?copy=one",
+      "file:///m/path.ts?copy=two",
+      "file:///m/shared.ts",
+    ]);
+    const m = await import(urls.get("file:///m/entry.ts")!);
+    assert.notEqual(m.one.Hot, m.two.Hot, "each copy has its own class");
+    assert.notEqual(m.one.Hot, m.plain.Hot);
+    assert.equal(m.one.Shared, m.two.Shared, "a module not copied is one instance");
+    assert.ok(new m.two.Hot() instanceof m.plain.Shared);
+  } finally {
+    for (const u of urls.values()) URL.revokeObjectURL(u);
+  }
+});
+
 Deno.test("under deno run --allow-ffi alone, the worker starts from blobs, answers, and leaves nothing in DENO_DIR", async () => {
   const loader = new URL("../../src/engine/worker_loader.ts", import.meta.url).href;
   const sources = new URL("../../src/engine/worker_sources.ts", import.meta.url).href;
@@ -67,8 +106,8 @@ Deno.test("under deno run --allow-ffi alone, the worker starts from blobs, answe
     await Deno.writeTextFile(
       `${dir}/main.ts`,
       `import { startBlobWorker } from "${loader}";
-import { WORKER_ENTRY, workerSources } from "${sources}";
-const w = startBlobWorker(WORKER_ENTRY, workerSources, "permission test");
+import { WORKER_ENTRY, workerCopied, workerSources } from "${sources}";
+const w = startBlobWorker(WORKER_ENTRY, workerSources, "permission test", workerCopied);
 w.onmessage = (e) => { console.log(JSON.stringify(e.data)); w.terminate(); };
 w.onerror = (e) => { console.log("error: " + e.message); e.preventDefault(); w.terminate(); };
 w.postMessage({ type: "ping" });
@@ -109,7 +148,7 @@ w.postMessage({ type: "ping" });
 });
 
 Deno.test("the forwarding worker loads from blobs and answers", async () => {
-  const w = startBlobWorker(WORKER_ENTRY, workerSources, "loader test");
+  const w = startBlobWorker(WORKER_ENTRY, workerSources, "loader test", workerCopied);
   try {
     const reply = await new Promise<unknown>((resolve, reject) => {
       w.onmessage = (e) => resolve(e.data);
