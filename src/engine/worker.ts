@@ -185,7 +185,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   const macs = spec.ports.map((port) => port.mac);
   // Warmed before the ports opened (prewarmed_workers.ts), or now, before the queues.
   // Warmed now: the formats of its own queues, in order (VIRTIO_F_IN_ORDER) when the
-  // first port's are. Warmed before: the default (out-of-order) paths only.
+  // first port's are. Warmed before: each format with and without in-order.
   const formats = [...new Set(spec.ports.map((p) => p.rx.state.layout))];
   const dp = dataPathFor(formats);
   warmed ??= spec.prewarmFrames > 0
@@ -290,23 +290,29 @@ let warmed: PrewarmResult | null = null;
 /**
  * Runs prewarm.ts's warm-up with this worker's ring constructor: each of `p.formats` in
  * the data path of its own format, `p.frames` each, or all of them in `only` (the one
- * ports of both formats forward with).
+ * ports of both formats forward with). `inOrder` "both" (before the ports open, when no
+ * one knows) splits each run's frames between the rings' out-of-order and in-order paths.
  */
 function warmUp(
   p: PrewarmParams,
   headerSizes: readonly number[],
   macs: readonly Uint8Array[],
-  inOrder = false,
+  inOrder: boolean | "both" = false,
   only: typeof splitPath | null = null,
 ): PrewarmResult {
   const runs: [typeof splitPath, RingFormat[]][] = only
     ? [[only, p.formats]]
     : p.formats.map((f) => [DATA_PATHS[f], [f]]);
+  const orders = inOrder === "both" ? [false, true] : [inOrder];
+  const shares = runs.length * orders.length;
   const done = { frames: 0, ms: 0 };
   for (const [path, formats] of runs) {
-    const r = warmPath(path, { ...p, formats }, headerSizes, macs, inOrder, runs.length);
-    done.frames += r.frames;
-    done.ms += r.ms;
+    for (const o of orders) {
+      const frames = p.frames / orders.length;
+      const r = warmPath(path, { ...p, frames, formats }, headerSizes, macs, o, shares);
+      done.frames += r.frames;
+      done.ms += r.ms;
+    }
   }
   return done;
 }
@@ -482,7 +488,8 @@ scope.onmessage = (e: MessageEvent) => {
     // No port is open yet: warm with the usual header and no MACs (they shape no code).
     try {
       const zero = new Uint8Array(6);
-      warmed = warmUp(msg.params!, [VIRTIO_NET_HDR_SIZE, VIRTIO_NET_HDR_SIZE], [zero, zero]);
+      const hdrs = [VIRTIO_NET_HDR_SIZE, VIRTIO_NET_HDR_SIZE];
+      warmed = warmUp(msg.params!, hdrs, [zero, zero], "both");
       scope.postMessage({ type: "warm", frames: warmed.frames, ms: warmed.ms });
     } catch (e) {
       fail(e, null);
