@@ -54,6 +54,8 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
                       or off (never negotiate it)
   --mergeable MODE    auto (take VIRTIO_NET_F_MRG_RXBUF when offered: frames longer
                       than a buffer span several; default) or off
+  --indirect MODE     auto (take VIRTIO_F_INDIRECT_DESC when offered: a frame that
+                      spans buffers is sent through one ring slot; default) or off
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
   --warmup N          packets per worker before the heap figures can start, once V8
                       compiled nothing for 5 s (at 2N in any case; default 150000)
@@ -213,6 +215,8 @@ export interface Run {
   inOrder: boolean;
   /** Negotiate mergeable receive buffers when offered (--mergeable auto). */
   mergeable: boolean;
+  /** Negotiate indirect descriptors when offered (--indirect auto) or not (--indirect off). */
+  indirect: boolean;
   /** Warm-up packets per worker (--warmup). */
   warmup: number;
   /** Synthetic warm-up frames per worker (--prewarm). */
@@ -267,6 +271,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
         ring: { type: "string", default: "auto" },
         "in-order": { type: "string", default: "auto" },
         mergeable: { type: "string", default: "auto" },
+        indirect: { type: "string", default: "auto" },
         "idle-us": { type: "string", default: "50" },
         warmup: { type: "string", default: "150000" },
         prewarm: { type: "string", default: "200000" },
@@ -319,6 +324,9 @@ export function parseCommandLine(args: string[]): Run | "help" {
   }
   if (!["auto", "off"].includes(values.mergeable)) {
     usageError(`--mergeable must be auto or off, not '${values.mergeable}'`);
+  }
+  if (!["auto", "off"].includes(values.indirect)) {
+    usageError(`--indirect must be auto or off, not '${values.indirect}'`);
   }
   if (!["table", "json", "off"].includes(statsMode)) {
     usageError(`--stats must be table, json or off, not '${statsMode}'`);
@@ -394,6 +402,7 @@ export function parseCommandLine(args: string[]): Run | "help" {
     packedRing: values.ring === "auto",
     inOrder: values["in-order"] === "auto",
     mergeable: values.mergeable === "auto",
+    indirect: values.indirect === "auto",
     warmup,
     prewarm,
     heapAudit: values["heap-audit"],

@@ -37,6 +37,7 @@ export async function openPorts(
       packedRing: run.packedRing,
       inOrder: run.inOrder,
       mergeable: run.mergeable,
+      indirect: run.indirect,
     }));
     await step();
   }

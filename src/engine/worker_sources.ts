@@ -35,6 +35,7 @@ import rxQueue from "../net/rx_queue.ts" with { type: "text" };
 import txQueue from "../net/tx_queue.ts" with { type: "text" };
 import queueCounters from "../net/queue_counters.ts" with { type: "text" };
 import netHeader from "../net/header.ts" with { type: "text" };
+import indirectTable from "../virtio/indirect_table.ts" with { type: "text" };
 import packedQueue from "../virtio/packed_queue.ts" with { type: "text" };
 import packedRingMath from "../virtio/packed_ring_math.ts" with { type: "text" };
 import ringFormat from "../virtio/ring_format.ts" with { type: "text" };
@@ -81,6 +82,7 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("../net/tx_queue.ts"), txQueue],
   [at("../net/queue_counters.ts"), queueCounters],
   [at("../net/header.ts"), netHeader],
+  [at("../virtio/indirect_table.ts"), indirectTable],
   [at("../virtio/packed_queue.ts"), packedQueue],
   [at("../virtio/packed_ring_math.ts"), packedRingMath],
   [at("../virtio/ring_format.ts"), ringFormat],

@@ -15,6 +15,7 @@ import {
   VIRTIO_F_ANY_LAYOUT,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
 } from "../virtio/features.ts";
@@ -56,6 +57,7 @@ export const WANTED_FEATURES: readonly number[] = [
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
   VIRTIO_NET_F_CTRL_VQ,
   VIRTIO_NET_F_CTRL_RX,
   VIRTIO_NET_F_CTRL_VLAN,
@@ -105,6 +107,12 @@ export interface NegotiationOptions {
    * then span several buffers (docs/mergeable.md), so buffers need not hold the MTU.
    */
   mergeable?: boolean;
+  /**
+   * Negotiate VIRTIO_F_INDIRECT_DESC when offered (default true): a frame that spans
+   * several buffers is then sent through one ring slot naming a table of its pieces
+   * (§2.7.5.3, §2.8.19; docs/indirect.md) instead of a chain of one slot per piece.
+   */
+  indirect?: boolean;
 }
 
 /** The device is a legacy one (its transport's `legacy`): what is required differs. */
@@ -152,6 +160,7 @@ export function selectFeatures(
     if (f === VIRTIO_NET_F_HASH_REPORT && options.hashReport === false) continue;
     if (f === VIRTIO_F_RING_PACKED && options.packedRing === false) continue;
     if (f === VIRTIO_F_IN_ORDER && options.inOrder === false) continue;
+    if (f === VIRTIO_F_INDIRECT_DESC && options.indirect === false) continue;
     // A legacy device needs MRG_RXBUF (its 12-byte header): `mergeable: false` cannot drop it.
     if (f === VIRTIO_NET_F_MRG_RXBUF && options.mergeable === false && !required.includes(f)) {
       continue;

@@ -20,6 +20,7 @@ import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_RING_PACKED,
 } from "../virtio/features.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
@@ -245,7 +246,13 @@ export class VirtioNetPort {
       rx: options.rxQueueSize ?? options.queueSize,
       tx: options.txQueueSize ?? options.queueSize,
     });
-    const ringBytes = sizes.map((s) => alignUp(ringAreas(format, s, legacy).totalBytes, 4096));
+    // VIRTIO_F_INDIRECT_DESC: each transmit queue gets its indirect tables beside its ring,
+    // in the same DMA memory (docs/indirect.md); receive buffers are one descriptor each.
+    const indirect = hasFeature(features, VIRTIO_F_INDIRECT_DESC);
+    const tables = indices.map((q) => indirect && q % 2 === 1 && !(hasCtrl && q === ctrlIndex));
+    const ringBytes = sizes.map((s, i) =>
+      alignUp(ringAreas(format, s, legacy, tables[i]).totalBytes, 4096)
+    );
     const ringsTotal = ringBytes.reduce((a, b) => a + b, 0);
     const ctrlBytes = hasCtrl ? alignUp(CONTROL_BUFFER_BYTES, 4096) : 0;
     const ownPool = options.pool === undefined;
@@ -290,7 +297,7 @@ export class VirtioNetPort {
     const queues: Virtqueue[] = [];
     let at = 0;
     for (const [i, q] of indices.entries()) {
-      const areas = ringAreas(format, sizes[i], legacy);
+      const areas = ringAreas(format, sizes[i], legacy, tables[i]);
       const base = region.iovaAt(at);
       const notify = t.setupQueue(
         q,
@@ -311,6 +318,7 @@ export class VirtioNetPort {
           notify,
           name: `${qname} of ${name}`,
           legacyLayout: legacy,
+          indirectIova: tables[i] ? base + areas.indirectOffset : undefined,
         }),
       );
       at += ringBytes[i];

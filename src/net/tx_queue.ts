@@ -45,8 +45,9 @@ export class TxQueue {
   readonly #o: number;
   readonly #doneTokens: Uint32Array;
   readonly #doneLens: Uint32Array;
-  // A frame that spans buffers (mergeable receive buffers) goes out as a descriptor chain:
-  // its pieces, and whether the last one found the ring too full.
+  // A frame that spans buffers (mergeable receive buffers) goes out as a descriptor chain,
+  // or behind one indirect descriptor: its pieces, and whether the last one found the ring
+  // too full.
   readonly #segLo: Uint32Array;
   readonly #segHi: Uint32Array;
   readonly #segLen: Uint32Array;
@@ -112,7 +113,8 @@ export class TxQueue {
    * caller (retry or free them, as DPDK's rte_eth_tx_burst): the ring was full, or frame
    * `result` is longer than a buffer can hold. A frame that spans buffers through
    * `pool.next` (mergeable receive buffers, every buffer but the last full) goes out as
-   * one descriptor chain.
+   * one descriptor chain, or with VIRTIO_F_INDIRECT_DESC as one indirect descriptor (one
+   * ring slot) naming a table of its pieces (docs/indirect.md).
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number {
     const vq = this.vq, pool = this.pool, words = pool.words, hdr = this.headerSize;
@@ -163,9 +165,10 @@ export class TxQueue {
   /**
    * Posts frame `b` (`len` bytes) that spans buffers as one chain of device-readable
    * descriptors (§2.7.6, §2.8.6): the header and the first buffer's bytes, then each
-   * following buffer. Returns the descriptors used; 0 when `b` is no such frame or a chain
-   * longer than the ring takes (too long), or the ring has too few free descriptors now
-   * (then #chainFull is 1).
+   * following buffer; with the queue's indirect tables, when the pieces fit one, as one
+   * indirect descriptor (§2.7.5.3, §2.8.19). Returns the ring slots used; 0 when `b` is no
+   * such frame or a chain longer than the ring takes (too long), or the ring has too few
+   * free slots now (then #chainFull is 1).
    */
   #chain(b: number, len: number): number {
     const pool = this.pool, next = pool.next, size = pool.bufferSize, hdr = this.headerSize;
@@ -183,14 +186,17 @@ export class TxQueue {
       lens[parts] = left < size ? left : size;
       left -= size;
     }
-    if (parts > this.vq.freeCount) this.reclaim();
-    if (parts > this.vq.freeCount) {
+    // Behind one indirect descriptor when it fits a table: one slot (addSegments decides
+    // the same way, by indirectMax).
+    const slots = parts <= this.vq.indirectMax ? 1 : parts;
+    if (slots > this.vq.freeCount) this.reclaim();
+    if (slots > this.vq.freeCount) {
       this.#chainFull = 1;
       return 0;
     }
     const w = pool.offset(b) >> 2;
     for (let k = 0; k < hdr >> 2; k++) pool.words[w + k] = 0; // §5.1.6.2: no offloads
     // Refused with room enough: longer than any chain the ring takes (packed: 255).
-    return this.vq.addSegments(b, lo, hi, lens, parts) ? parts : 0;
+    return this.vq.addSegments(b, lo, hi, lens, parts) ? slots : 0;
   }
 }

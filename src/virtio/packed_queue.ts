@@ -34,7 +34,18 @@
  */
 
 import { DriverError } from "../errors.ts";
-import { VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, vringNeedEvent } from "./ring_math.ts";
+import {
+  indirectMaxPieces,
+  IndirectTables,
+  indirectTablesBytes,
+  indirectTablesOffset,
+} from "./indirect_table.ts";
+import {
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  vringNeedEvent,
+} from "./ring_math.ts";
 import {
   eventPosition,
   packedRingLayout,
@@ -76,6 +87,12 @@ export interface PackedQueueOptions {
    * {@linkcode PackedQueue.takeUsed}).
    */
   inOrder?: boolean;
+  /**
+   * VIRTIO_F_INDIRECT_DESC was negotiated and this queue has indirect tables: their IOVA.
+   * They lie in `memory` right after the ring (indirect_table.ts); a buffer of several
+   * pieces then takes one slot ({@linkcode PackedQueue.addSegments}). Absent: none.
+   */
+  indirectIova?: number;
 }
 
 /**
@@ -166,6 +183,9 @@ export class PackedQueue implements Virtqueue {
   // In order (VIRTIO_F_IN_ORDER): per buffer id, the bytes its writable part offers: what
   // a buffer the device returns without a used descriptor of its own counts as written.
   readonly #fullLen: Uint32Array;
+  // VIRTIO_F_INDIRECT_DESC: one table per buffer id, used by the buffer with that id.
+  readonly #ind: IndirectTables | null;
+  readonly #indirectMax: number;
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
   #targets: readonly QueueNotifier[];
   #numFreeIds: number;
@@ -203,7 +223,13 @@ export class PackedQueue implements Virtqueue {
     this.name = opts.name;
     this.ringMemory = memory;
     this.ringOffset = offset;
-    this.ringBytes = l.totalBytes;
+    const indirectIova = opts.indirectIova ?? state?.indirectIova;
+    const tablesAt = indirectTablesOffset(l.totalBytes);
+    this.ringBytes = indirectIova === undefined ? l.totalBytes : tablesAt + indirectTablesBytes(n);
+    this.#ind = indirectIova === undefined
+      ? null
+      : new IndirectTables(memory, offset + tablesAt, n, indirectIova, true);
+    this.#indirectMax = this.#ind === null ? 0 : indirectMaxPieces(n);
     this.notifier = opts.notify;
     this.#targets = [opts.notify];
     this.#eventIdx = opts.eventIdx;
@@ -232,6 +258,7 @@ export class PackedQueue implements Virtqueue {
       this.#adopt(state);
     } else {
       new Uint8Array(memory, offset, l.totalBytes).fill(0);
+      this.#ind?.zero();
       // This driver polls: ask for no used-buffer notifications (§2.8.10).
       this.#driver16[1] = RING_EVENT_FLAGS_DISABLE;
     }
@@ -287,12 +314,21 @@ export class PackedQueue implements Virtqueue {
       batchLen: this.#batchLen,
       batchPos: this.#batchPos,
       fullLen: this.#fullLen.slice(),
+      indirectIova: this.#ind?.iova,
     };
   }
 
   /** VIRTIO_F_IN_ORDER: buffers are used in the order they were made available. */
   get inOrder(): boolean {
     return this.#inOrder;
+  }
+
+  /**
+   * The most pieces {@linkcode PackedQueue.addSegments} puts behind one indirect
+   * descriptor (one slot); 0 without indirect tables.
+   */
+  get indirectMax(): number {
+    return this.#indirectMax;
   }
 
   /**
@@ -428,7 +464,9 @@ export class PackedQueue implements Virtqueue {
    * Makes one buffer of `count` device-readable pieces available as a chain in
    * consecutive slots (§2.8.6): piece i at `lo[i]`/`hi[i]`, `lens[i]` bytes (a frame
    * spanning several packet buffers). Every descriptor carries the buffer id; the head's
-   * flags are stored last. Returns false when fewer than `count` slots are free.
+   * flags are stored last. With indirect tables and 2 to
+   * {@linkcode PackedQueue.indirectMax} pieces, one descriptor with the INDIRECT flag names
+   * a table of them instead (§2.8.19). Returns false when fewer slots are free than it takes.
    */
   addSegments(
     token: number,
@@ -437,6 +475,9 @@ export class PackedQueue implements Virtqueue {
     lens: Uint32Array,
     count: number,
   ): boolean {
+    if (count > 1 && count <= this.#indirectMax) {
+      return this.#addIndirect(token, lo, hi, lens, count);
+    }
     if (count < 1 || count > 255) return false; // chainLen is a byte
     if (positionDistance(this.#lastUsed, this.#availPos) > this.size - count) return false;
     const p = this.#availPos;
@@ -459,6 +500,42 @@ export class PackedQueue implements Virtqueue {
     }
     this.#remember(id, token, 0, count, lo[0], hi[0]); // device-readable only
     this.#availPos = (p + count) & 0xffff;
+    return true;
+  }
+
+  /**
+   * addSegments() through an indirect table (§2.8.19): one slot, whose descriptor has the
+   * INDIRECT flag and names the table of the buffer's id. The buffer counts one descriptor
+   * (chainLen 1), so completion steps over one slot and frees one id.
+   */
+  #addIndirect(
+    token: number,
+    lo: Uint32Array,
+    hi: Uint32Array,
+    lens: Uint32Array,
+    count: number,
+  ): boolean {
+    if (positionDistance(this.#lastUsed, this.#availPos) >= this.size) return false;
+    const p = this.#availPos, s = p & this.#mask;
+    let id: number;
+    if (this.#inOrder) {
+      id = s;
+      this.#fullLen[id] = 0; // nothing for the device to write
+    } else {
+      id = this.#freeId[--this.#numFreeIds];
+    }
+    const ind = this.#ind!;
+    // The table first: plain stores, before the flags store below makes it available.
+    ind.fill(id, lo, hi, lens, count);
+    const d32 = this.#d32;
+    d32[4 * s] = ind.iovaLo[id];
+    d32[4 * s + 1] = ind.iovaHi[id];
+    d32[4 * s + 2] = 16 * count; // §2.8.19: the table's length in bytes
+    this.#d16[8 * s + 6] = id;
+    // Publication point of this buffer (§2.8.21.1): flags last, INDIRECT without NEXT.
+    this.#d16[8 * s + 7] = this.#availFlags(p) | VIRTQ_DESC_F_INDIRECT;
+    this.#remember(id, token, 0, 1, lo[0], hi[0]); // device-readable only
+    this.#availPos = (p + 1) & 0xffff;
     return true;
   }
 

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { indirectTablesBytes, indirectTablesOffset } from "./indirect_table.ts";
 import { PackedQueue, type PackedQueueState } from "./packed_queue.ts";
 import { packedRingLayout } from "./packed_ring_math.ts";
 import { splitRingLayout } from "./ring_math.ts";
@@ -27,44 +28,67 @@ export interface RingAreas {
   driverOffset: number;
   /** Device area: the used ring (split) or device event suppression (packed). */
   deviceOffset: number;
-  /** Bytes the ring takes, driver-only parts included. */
+  /**
+   * The ring's indirect tables (VIRTIO_F_INDIRECT_DESC, indirect_table.ts), after its
+   * areas; -1 when asked for none.
+   */
+  indirectOffset: number;
+  /** Bytes the ring takes, driver-only parts (and indirect tables) included. */
   totalBytes: number;
 }
 
 /**
  * The areas of a `size`-entry ring of `format`; `legacy`: a split ring laid out as a legacy
- * device expects (§2.7 legacy note; no packed ring is legacy).
+ * device expects (§2.7 legacy note; no packed ring is legacy); `indirect`: with a table
+ * per slot for indirect descriptors after the ring (the queue then gets their IOVA as
+ * `indirectIova`).
  *
  * @example
  * ```ts
  * import { ringAreas } from "./ring_format.ts";
  * ringAreas("split", 256).driverOffset; // 4096: the available ring follows 256 descriptors
+ * ringAreas("split", 256, false, true).indirectOffset; // 6784: after the used ring
  * ```
  */
-export function ringAreas(format: RingFormat, size: number, legacy = false): RingAreas {
+export function ringAreas(
+  format: RingFormat,
+  size: number,
+  legacy = false,
+  indirect = false,
+): RingAreas {
+  let a: RingAreas;
   if (format === "packed") {
     if (legacy) throw new RangeError("a packed ring has no legacy layout (§2.8 is virtio 1.x)");
     const l = packedRingLayout(size);
-    return {
+    a = {
       descOffset: l.descOffset,
       driverOffset: l.driverOffset,
       deviceOffset: l.deviceOffset,
+      indirectOffset: -1,
+      totalBytes: l.totalBytes,
+    };
+  } else {
+    const l = splitRingLayout(size, legacy);
+    a = {
+      descOffset: l.descOffset,
+      driverOffset: l.availOffset,
+      deviceOffset: l.usedOffset,
+      indirectOffset: -1,
       totalBytes: l.totalBytes,
     };
   }
-  const l = splitRingLayout(size, legacy);
-  return {
-    descOffset: l.descOffset,
-    driverOffset: l.availOffset,
-    deviceOffset: l.usedOffset,
-    totalBytes: l.totalBytes,
-  };
+  if (indirect) {
+    a.indirectOffset = indirectTablesOffset(a.totalBytes);
+    a.totalBytes = a.indirectOffset + indirectTablesBytes(size);
+  }
+  return a;
 }
 
 /**
  * A queue of `format` over `memory` at `offset` (zeroed), or one adopting `state` (from
  * `exportState()` of a queue over the same ring, which must not be used again; its
- * `layout` decides the format then, and its `inOrder` whether buffers are used in order).
+ * `layout` decides the format then, its `inOrder` whether buffers are used in order, and
+ * its `indirectIova` whether it has indirect tables).
  *
  * @example
  * ```ts

@@ -27,9 +27,16 @@
 
 import { DriverError } from "../errors.ts";
 import {
+  indirectMaxPieces,
+  IndirectTables,
+  indirectTablesBytes,
+  indirectTablesOffset,
+} from "./indirect_table.ts";
+import {
   ringDistance,
   splitRingLayout,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
@@ -59,6 +66,12 @@ export interface SplitQueueOptions {
   inOrder?: boolean;
   /** The legacy interface's layout (splitRingLayout with `legacy`, §2.7 legacy note). */
   legacyLayout?: boolean;
+  /**
+   * VIRTIO_F_INDIRECT_DESC was negotiated and this queue has indirect tables: their IOVA.
+   * They lie in `memory` right after the ring (indirect_table.ts); a buffer of several
+   * pieces then takes one slot ({@linkcode SplitQueue.addSegments}). Absent: none.
+   */
+  indirectIova?: number;
 }
 
 /**
@@ -143,6 +156,9 @@ export class SplitQueue implements Virtqueue {
   // a buffer the device returns without a used entry of its own counts as written.
   readonly #fullLen: Uint32Array;
   readonly #legacyLayout: boolean;
+  // VIRTIO_F_INDIRECT_DESC: one table per descriptor, used by the buffer whose head it is.
+  readonly #ind: IndirectTables | null;
+  readonly #indirectMax: number;
   /** What notifies the device about this queue. */
   readonly notifier: QueueNotifier;
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
@@ -185,7 +201,15 @@ export class SplitQueue implements Virtqueue {
     this.name = opts.name;
     this.ringMemory = memory;
     this.ringOffset = offset;
-    this.ringBytes = layout.totalBytes;
+    const indirectIova = opts.indirectIova ?? state?.indirectIova;
+    const tablesAt = indirectTablesOffset(layout.totalBytes);
+    this.ringBytes = indirectIova === undefined
+      ? layout.totalBytes
+      : tablesAt + indirectTablesBytes(opts.size);
+    this.#ind = indirectIova === undefined
+      ? null
+      : new IndirectTables(memory, offset + tablesAt, opts.size, indirectIova, false);
+    this.#indirectMax = this.#ind === null ? 0 : indirectMaxPieces(opts.size);
     this.#mask = opts.size - 1;
     this.#d32 = new Uint32Array(memory, offset + layout.descOffset, 4 * opts.size);
     this.#d16 = new Uint16Array(memory, offset + layout.descOffset, 8 * opts.size);
@@ -213,6 +237,7 @@ export class SplitQueue implements Virtqueue {
       return;
     }
     new Uint8Array(memory, offset, layout.totalBytes).fill(0);
+    this.#ind?.zero();
     // This driver polls: ask for no used-buffer notifications (§2.7.7). With EVENT_IDX
     // the flag is ignored by the device, and no MSI-X vector is assigned either.
     this.#avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
@@ -266,12 +291,21 @@ export class SplitQueue implements Virtqueue {
       batchLen: this.#batchLen,
       fullLen: this.#fullLen.slice(),
       legacyLayout: this.#legacyLayout,
+      indirectIova: this.#ind?.iova,
     };
   }
 
   /** VIRTIO_F_IN_ORDER: buffers are used in the order they were made available. */
   get inOrder(): boolean {
     return this.#inOrder;
+  }
+
+  /**
+   * The most pieces {@linkcode SplitQueue.addSegments} puts behind one indirect descriptor
+   * (one slot); 0 without indirect tables.
+   */
+  get indirectMax(): number {
+    return this.#indirectMax;
   }
 
   /**
@@ -420,7 +454,10 @@ export class SplitQueue implements Virtqueue {
   /**
    * Makes one buffer of `count` device-readable pieces available as a descriptor chain
    * (§2.7.6): piece i at IOVA `lo[i]` + `hi[i]`·2³², `lens[i]` bytes (a frame spanning
-   * several packet buffers). Returns false when fewer than `count` descriptors are free.
+   * several packet buffers). With indirect tables and 2 to
+   * {@linkcode SplitQueue.indirectMax} pieces, one descriptor with the INDIRECT flag
+   * names a table of them instead (§2.7.5.3). Returns false when fewer descriptors are
+   * free than it takes.
    */
   addSegments(
     token: number,
@@ -429,6 +466,9 @@ export class SplitQueue implements Virtqueue {
     lens: Uint32Array,
     count: number,
   ): boolean {
+    if (count > 1 && count <= this.#indirectMax) {
+      return this.#addIndirect(token, lo, hi, lens, count);
+    }
     if (count < 1 || this.#numFree < count) return false;
     const d32 = this.#d32, d16 = this.#d16;
     // §2.7.5 with IN_ORDER: in ring order, `next` of descriptor x is x + 1.
@@ -456,6 +496,42 @@ export class SplitQueue implements Virtqueue {
     return true;
   }
 
+  /**
+   * addSegments() through an indirect table (§2.7.5.3): the buffer takes one descriptor,
+   * `d`, whose table (table `d`) lists the pieces. Completion frees `d` alone, like a
+   * one-descriptor buffer (its #chainNext is -1).
+   */
+  #addIndirect(
+    token: number,
+    lo: Uint32Array,
+    hi: Uint32Array,
+    lens: Uint32Array,
+    count: number,
+  ): boolean {
+    if (this.#numFree === 0) return false;
+    const d = this.#inOrder
+      ? (this.#ioHead + this.size - this.#numFree) & this.#mask // §2.7.5: in ring order
+      : this.#freeDesc[this.#numFree - 1];
+    this.#numFree--;
+    const ind = this.#ind!;
+    // The table first: plain stores, ordered before the avail->idx publication (x86 TSO).
+    const total = ind.fill(d, lo, hi, lens, count);
+    const d32 = this.#d32;
+    d32[4 * d] = ind.iovaLo[d];
+    d32[4 * d + 1] = ind.iovaHi[d];
+    d32[4 * d + 2] = 16 * count; // §2.7.5.3: the table's length in bytes
+    // §2.7.5.3.1: INDIRECT without NEXT (and WRITE, which the device ignores here).
+    this.#d16[8 * d + 6] = VIRTQ_DESC_F_INDIRECT;
+    this.#d16[8 * d + 7] = 0;
+    this.#chainNext[d] = -1;
+    this.#token[d] = token;
+    this.#postedLen[d] = total; // as a direct chain's
+    if (this.#inOrder) this.#fullLen[d] = 0; // nothing for the device to write
+    this.#avail[2 + (this.#availIdx & this.#mask)] = d;
+    this.#availIdx = (this.#availIdx + 1) & 0xffff;
+    return true;
+  }
+
   /** The used ring index the driver has consumed up to (free-running, 16 bits). */
   get lastUsedIdx(): number {
     return this.#lastUsed;
@@ -470,6 +546,9 @@ export class SplitQueue implements Virtqueue {
   usedAddr(idx: number): number {
     const id = this.#used32[1 + 2 * (idx & this.#mask)];
     if (id >= this.size) return -1;
+    if (this.#ind !== null && (this.#d16[8 * id + 6] & VIRTQ_DESC_F_INDIRECT) !== 0) {
+      return this.#ind.firstAddr(id); // the table's first piece, as a direct chain's head
+    }
     return this.#d32[4 * id] + this.#d32[4 * id + 1] * 0x1_0000_0000;
   }
 

@@ -53,6 +53,11 @@ export interface VirtqueueState {
    * queue keeps it, with the in-order fields its layout adds.
    */
   inOrder?: boolean;
+  /**
+   * VIRTIO_F_INDIRECT_DESC: the IOVA of the queue's indirect tables, which lie in the
+   * ring's memory after the ring (indirect_table.ts); absent: the queue has none.
+   */
+  indirectIova?: number;
 }
 
 /**
@@ -87,6 +92,12 @@ export interface Virtqueue {
   readonly inFlight: number;
   /** VIRTIO_F_IN_ORDER: buffers are used in the order made available (§2.7.9, §2.8.8). */
   readonly inOrder: boolean;
+  /**
+   * VIRTIO_F_INDIRECT_DESC: the most pieces `addSegments` puts behind one indirect
+   * descriptor, which takes one ring slot (§2.7.5.3, §2.8.19); 0 when the queue has no
+   * indirect tables (a buffer of `count` pieces then takes `count` slots).
+   */
+  readonly indirectMax: number;
   /** Why the device was caught misbehaving on this queue (it is then unusable), or null. */
   readonly broken: string | null;
   /** Notifications sent. */

@@ -3,7 +3,7 @@
  *
  *     deno run --allow-ffi tests/guest/rxtx.ts --port PORT [--bind] --rx-count N \
  *       --rx-out rx.pcap --tx-in tx.pcap [--ethertype 0x88b5] [--timeout-ms 120000] \
- *       [--mergeable auto|off]
+ *       [--mergeable auto|off] [--indirect auto|off]
  *
  * Opens PORT, prints one JSON line `{"event":"ready",…}` with the negotiated features by
  * name, receives until N frames of the test EtherType arrived (other frames are counted,
@@ -32,6 +32,7 @@ const { values } = parseArgs({
     "timeout-ms": { type: "string", default: "120000" },
     burst: { type: "string", default: "32" },
     mergeable: { type: "string", default: "auto" },
+    indirect: { type: "string", default: "auto" },
   },
 });
 
@@ -44,6 +45,7 @@ function run(): number {
   const port = openPort(values.port, {
     bind: values.bind,
     mergeable: values.mergeable !== "off",
+    indirect: values.indirect !== "off",
   });
   try {
     const pool = port.pool, data = pool.data, rxq = port.rx(), txq = port.tx();
@@ -73,7 +75,7 @@ function run(): number {
     if (values["rx-out"]) writeBytes(values["rx-out"], encodePcap(received));
 
     const frames = values["tx-in"] ? readPcapFrames(readBytes(values["tx-in"])) : [];
-    let sent = 0;
+    let sent = 0, multiBuffer = 0;
     while (sent < frames.length && Date.now() < deadline) {
       let k = 0;
       while (k < burst && sent + k < frames.length) {
@@ -85,6 +87,7 @@ function run(): number {
         k++;
       }
       const done = txq.txBurst(bufs, lens, k);
+      for (let i = 0; i < done; i++) if (pool.next[bufs[i]] !== NO_BUFFER) multiBuffer++;
       for (let i = done; i < k; i++) pool.free(bufs[i]); // ring full: send them again later
       sent += done;
       if (done < k) txq.reclaim();
@@ -102,6 +105,8 @@ function run(): number {
       rxRefillFailures: rxq.refillFailures,
       txPackets: txq.packets,
       txFramesGiven: frames.length,
+      txMultiBuffer: multiBuffer,
+      txIndirectMax: txq.vq.indirectMax,
       txRingFull: txq.ringFull,
       txKicks: txq.vq.kicks,
       txKicksSuppressed: txq.vq.kicksSuppressed,
