@@ -21,10 +21,17 @@ const notify = { notify() {} };
 const tokens = new Uint32Array(BURST), lens = new Uint32Array(BURST);
 
 /** A split ring and a device returning every available buffer, 64 bytes written. */
-function splitBed() {
+function splitBed(inOrder = false) {
   const layout = splitRingLayout(SIZE);
   const memory = new ArrayBuffer(layout.totalBytes);
-  const vq = new SplitQueue(memory, 0, { index: 0, size: SIZE, eventIdx: true, notify, name: "b" });
+  const vq = new SplitQueue(memory, 0, {
+    index: 0,
+    size: SIZE,
+    eventIdx: true,
+    notify,
+    name: "b",
+    inOrder,
+  });
   const avail = new Uint16Array(memory, layout.availOffset, 3 + SIZE);
   const used16 = new Uint16Array(memory, layout.usedOffset, 3 + 4 * SIZE);
   const used32 = new Uint32Array(memory, layout.usedOffset, 1 + 2 * SIZE);
@@ -43,7 +50,7 @@ function splitBed() {
 }
 
 /** A packed ring and a device returning every available buffer in place, 64 bytes written. */
-function packedBed() {
+function packedBed(inOrder = false) {
   const layout = packedRingLayout(SIZE);
   const memory = new ArrayBuffer(layout.totalBytes);
   const vq = new PackedQueue(memory, 0, {
@@ -52,6 +59,7 @@ function packedBed() {
     eventIdx: true,
     notify,
     name: "b",
+    inOrder,
   });
   const d16 = new Uint16Array(memory, layout.descOffset, 8 * SIZE);
   const d32 = new Uint32Array(memory, layout.descOffset, 4 * SIZE);
@@ -83,6 +91,26 @@ Deno.bench("split ring: add, publish, take used ×32", () => {
 const packed = packedBed();
 Deno.bench("packed ring: add, publish, take used ×32", () => {
   const { vq, device } = packed;
+  for (let i = 0; i < BURST; i++) vq.add(i, 0x1000 * i, 0, 2048, true);
+  vq.publish();
+  device();
+  vq.takeUsed(tokens, lens, 0, BURST);
+});
+
+// VIRTIO_F_IN_ORDER (split_in_order.ts, packed_in_order.ts): the same device, one used
+// entry per buffer, which in order is a batch of one.
+const splitInOrder = splitBed(true);
+Deno.bench("split ring, in order: add, publish, take used ×32", () => {
+  const { vq, device } = splitInOrder;
+  for (let i = 0; i < BURST; i++) vq.add(i, 0x1000 * i, 0, 2048, true);
+  vq.publish();
+  device();
+  vq.takeUsed(tokens, lens, 0, BURST);
+});
+
+const packedInOrder = packedBed(true);
+Deno.bench("packed ring, in order: add, publish, take used ×32", () => {
+  const { vq, device } = packedInOrder;
   for (let i = 0; i < BURST; i++) vq.add(i, 0x1000 * i, 0, 2048, true);
   vq.publish();
   device();

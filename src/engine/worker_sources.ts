@@ -36,9 +36,11 @@ import txQueue from "../net/tx_queue.ts" with { type: "text" };
 import queueCounters from "../net/queue_counters.ts" with { type: "text" };
 import netHeader from "../net/header.ts" with { type: "text" };
 import indirectTable from "../virtio/indirect_table.ts" with { type: "text" };
+import packedInOrder from "../virtio/packed_in_order.ts" with { type: "text" };
 import packedQueue from "../virtio/packed_queue.ts" with { type: "text" };
 import packedRingMath from "../virtio/packed_ring_math.ts" with { type: "text" };
 import ringFormat from "../virtio/ring_format.ts" with { type: "text" };
+import splitInOrder from "../virtio/split_in_order.ts" with { type: "text" };
 import splitQueue from "../virtio/split_queue.ts" with { type: "text" };
 import ringMath from "../virtio/ring_math.ts" with { type: "text" };
 import virtqueue from "../virtio/virtqueue.ts" with { type: "text" };
@@ -83,9 +85,11 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("../net/queue_counters.ts"), queueCounters],
   [at("../net/header.ts"), netHeader],
   [at("../virtio/indirect_table.ts"), indirectTable],
+  [at("../virtio/packed_in_order.ts"), packedInOrder],
   [at("../virtio/packed_queue.ts"), packedQueue],
   [at("../virtio/packed_ring_math.ts"), packedRingMath],
   [at("../virtio/ring_format.ts"), ringFormat],
+  [at("../virtio/split_in_order.ts"), splitInOrder],
   [at("../virtio/split_queue.ts"), splitQueue],
   [at("../virtio/ring_math.ts"), ringMath],
   [at("../virtio/virtqueue.ts"), virtqueue],

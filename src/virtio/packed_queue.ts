@@ -12,7 +12,8 @@
  * buffer's id is the slot of its first descriptor, so the buffers in flight are a FIFO in
  * ring order, and the device may return a whole batch with one used descriptor (written
  * over the batch's first descriptor) naming its last buffer: a separate takeUsed() path
- * walks the FIFO up to that buffer and skips the batch's descriptors. Without it,
+ * (packed_in_order.ts, over the ring state this queue shares with it) walks the FIFO up
+ * to that buffer and skips the batch's descriptors. Without it,
  * takeUsed() and the free-id stack are as they always were.
  *
  * Memory ordering (as split_queue.ts, x86-64 TSO, V8 keeping typed-array accesses in
@@ -55,7 +56,9 @@ import {
   VIRTQ_DESC_F_AVAIL,
   VIRTQ_DESC_F_USED,
 } from "./packed_ring_math.ts";
+import { PackedInOrder } from "./packed_in_order.ts";
 import {
+  notifyAll,
   positionDistance,
   type QueueNotifier,
   type Virtqueue,
@@ -180,21 +183,14 @@ export class PackedQueue implements Virtqueue {
   readonly #takenLen: Uint32Array;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
-  // In order (VIRTIO_F_IN_ORDER): per buffer id, the bytes its writable part offers: what
-  // a buffer the device returns without a used descriptor of its own counts as written.
-  readonly #fullLen: Uint32Array;
+  // In order (VIRTIO_F_IN_ORDER): its own state and take path (packed_in_order.ts); null else.
+  readonly #io: PackedInOrder | null;
   // VIRTIO_F_INDIRECT_DESC: one table per buffer id, used by the buffer with that id.
   readonly #ind: IndirectTables | null;
   readonly #indirectMax: number;
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
   #targets: readonly QueueNotifier[];
   #numFreeIds: number;
-  // In order: while takeUsed() has handed out only part of a batch, the buffer its used
-  // descriptor (at #lastUsed, which stays there until the batch is done) names, that
-  // descriptor's length, and the position of the batch's next buffer; #batchLast -1 else.
-  #batchLast = -1;
-  #batchLen = 0;
-  #batchPos = 0;
   #broken: string | null = null;
   #availPos = 0;
   #kickedAt = 0;
@@ -237,7 +233,6 @@ export class PackedQueue implements Virtqueue {
     if (state && opts.inOrder !== undefined && opts.inOrder !== this.#inOrder) {
       throw new RangeError(`${opts.name}: the adopted state disagrees on VIRTIO_F_IN_ORDER`);
     }
-    this.#fullLen = new Uint32Array(this.#inOrder ? n : 0);
     this.#mask = n - 1;
     this.#shift = 31 - Math.clz32(n);
     this.#d32 = new Uint32Array(memory, offset + l.descOffset, 4 * n);
@@ -254,6 +249,21 @@ export class PackedQueue implements Virtqueue {
     this.#takenLen = new Uint32Array(n);
     for (let i = 0; i < n; i++) this.#freeId[i] = n - 1 - i;
     this.#numFreeIds = n;
+    this.#io = this.#inOrder
+      ? new PackedInOrder({
+        size: n,
+        mask: this.#mask,
+        shift: this.#shift,
+        d16: this.#d16,
+        d32: this.#d32,
+        token: this.#token,
+        postedLen: this.#postedLen,
+        chainLen: this.#chainLen,
+        takenId: this.#takenId,
+        takenToken: this.#takenToken,
+        takenLen: this.#takenLen,
+      })
+      : null;
     if (state) {
       this.#adopt(state);
     } else {
@@ -276,11 +286,12 @@ export class PackedQueue implements Virtqueue {
     ) {
       throw new RangeError(`${this.name}: the adopted state is not that of a ${n}-entry queue`);
     }
-    if (s.inOrder === true) {
-      this.#fullLen.set(s.fullLen!);
-      this.#batchLast = s.batchLast!;
-      this.#batchLen = s.batchLen ?? 0;
-      this.#batchPos = (s.batchPos ?? 0) & 0xffff;
+    const io = this.#io;
+    if (io !== null) {
+      io.fullLen.set(s.fullLen!);
+      io.batchLast = s.batchLast!;
+      io.batchLen = s.batchLen ?? 0;
+      io.batchPos = (s.batchPos ?? 0) & 0xffff;
     }
     this.#token.set(s.token);
     this.#postedLen.set(s.postedLen);
@@ -310,10 +321,10 @@ export class PackedQueue implements Virtqueue {
       freeId: this.#freeId.slice(),
       numFreeIds: this.#numFreeIds,
       inOrder: this.#inOrder,
-      batchLast: this.#batchLast,
-      batchLen: this.#batchLen,
-      batchPos: this.#batchPos,
-      fullLen: this.#fullLen.slice(),
+      batchLast: this.#io?.batchLast ?? -1,
+      batchLen: this.#io?.batchLen ?? 0,
+      batchPos: this.#io?.batchPos ?? 0,
+      fullLen: this.#io?.fullLen.slice() ?? new Uint32Array(0),
       indirectIova: this.#ind?.iova,
     };
   }
@@ -398,9 +409,10 @@ export class PackedQueue implements Virtqueue {
     if (positionDistance(this.#lastUsed, this.#availPos) >= this.size) return false;
     const p = this.#availPos;
     let id: number;
-    if (this.#inOrder) {
+    const io = this.#io;
+    if (io !== null) {
       id = p & this.#mask; // the slot: ids then follow ring order, the in-flight FIFO's
-      this.#fullLen[id] = deviceWritable ? len : 0;
+      io.fullLen[id] = deviceWritable ? len : 0;
     } else {
       id = this.#freeId[--this.#numFreeIds];
     }
@@ -435,9 +447,10 @@ export class PackedQueue implements Virtqueue {
     if (positionDistance(this.#lastUsed, this.#availPos) > this.size - 2) return false;
     const p = this.#availPos, t = (p + 1) & 0xffff;
     let id: number;
-    if (this.#inOrder) {
+    const io = this.#io;
+    if (io !== null) {
       id = p & this.#mask;
-      this.#fullLen[id] = len2;
+      io.fullLen[id] = len2;
     } else {
       id = this.#freeId[--this.#numFreeIds];
     }
@@ -482,9 +495,10 @@ export class PackedQueue implements Virtqueue {
     if (positionDistance(this.#lastUsed, this.#availPos) > this.size - count) return false;
     const p = this.#availPos;
     let id: number;
-    if (this.#inOrder) {
+    const io = this.#io;
+    if (io !== null) {
       id = p & this.#mask;
-      this.#fullLen[id] = 0; // nothing for the device to write
+      io.fullLen[id] = 0; // nothing for the device to write
     } else {
       id = this.#freeId[--this.#numFreeIds];
     }
@@ -518,9 +532,10 @@ export class PackedQueue implements Virtqueue {
     if (positionDistance(this.#lastUsed, this.#availPos) >= this.size) return false;
     const p = this.#availPos, s = p & this.#mask;
     let id: number;
-    if (this.#inOrder) {
+    const io = this.#io;
+    if (io !== null) {
       id = s;
-      this.#fullLen[id] = 0; // nothing for the device to write
+      io.fullLen[id] = 0; // nothing for the device to write
     } else {
       id = this.#freeId[--this.#numFreeIds];
     }
@@ -633,8 +648,7 @@ export class PackedQueue implements Virtqueue {
     }
     if (wanted) {
       this.kicks++;
-      const t = this.#targets;
-      for (let i = 0; i < t.length; i++) t[i].notify();
+      notifyAll(this.#targets);
     } else {
       this.kicksSuppressed++;
     }
@@ -658,7 +672,17 @@ export class PackedQueue implements Virtqueue {
    */
   takeUsed(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
     if (this.#broken !== null) this.#misbehaved(this.#broken, false);
-    if (this.#inOrder) return this.#takeUsedInOrder(tokens, lens, at, max);
+    const io = this.#io;
+    if (io !== null) {
+      // In order (packed_in_order.ts): one used descriptor may return a batch.
+      const k = io.take(this.#lastUsed, tokens, lens, at, max);
+      if (k < 0) this.#misbehaved(io.error);
+      if (k > 0) {
+        this.#lastUsed = io.used;
+        this.#shadow32[0] = io.used; // for deviceUsedIdx() on other threads
+      }
+      return k;
+    }
     const room = Math.min(tokens.length, lens.length) - at;
     if (max > room) max = room;
     const d16 = this.#d16, d32 = this.#d32, token = this.#token;
@@ -704,80 +728,6 @@ export class PackedQueue implements Virtqueue {
     }
     this.#lastUsed = pos;
     this.#shadow32[0] = pos; // for deviceUsedIdx() on other threads
-    return n;
-  }
-
-  /**
-   * takeUsed() with VIRTIO_F_IN_ORDER (§2.8.8 "In-order use of descriptors"): the device
-   * uses buffers in the order they were made available and may return a batch with a
-   * single used descriptor, written over the batch's first descriptor, naming the batch's
-   * last buffer; the next used descriptor then comes after the batch's descriptors. The id
-   * must name a buffer in flight (the oldest, or one made available after it); every
-   * buffer from the oldest up to it is used, in order. The named one gets the length its
-   * descriptor reports; the others, which the spec says the device used completely, the
-   * bytes they offered the device to write (0 for a device-readable buffer such as a frame
-   * to send). A batch larger than `max` is handed out over several calls; its slots are
-   * freed when the last of it is.
-   */
-  #takeUsedInOrder(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
-    const room = Math.min(tokens.length, lens.length) - at;
-    if (max > room) max = room;
-    const d16 = this.#d16, d32 = this.#d32, token = this.#token, mask = this.#mask;
-    let last = this.#batchLast, lastLen = this.#batchLen;
-    // `head`: where the used descriptor of the current batch lies (the driver's used
-    // position); `pos`: the next buffer to hand out, the oldest in flight.
-    let head = this.#lastUsed, pos = last >= 0 ? this.#batchPos : head, n = 0;
-    // Check before committing, as takeUsed(): tokens cleared as checked, put back if refused.
-    while (n < max) {
-      if (last < 0) {
-        if (!this.#isUsed(pos)) break;
-        const s = pos & mask;
-        const id = d16[8 * s + 6]; // x86 TSO: loaded after the flags in #isUsed
-        // Nothing device-writable, no length (see takeUsed(); DPDK's vhost leaves the
-        // length of the batch's first descriptor there).
-        const len = id < this.size && this.#postedLen[id] === 0 ? 0 : d32[4 * s + 2];
-        if (id >= this.size || token[id] < 0) {
-          this.#refuse(n);
-          this.#misbehaved(
-            `the used descriptor at ${pos} names buffer ${id}, which is not in flight (in order, it must be the oldest buffer in flight, ${s}, or one made available after it)`,
-          );
-        }
-        if (len > this.#postedLen[id]) {
-          this.#refuse(n);
-          this.#misbehaved(
-            `the used descriptor at ${pos} reports ${len} bytes written into a ${
-              this.#postedLen[id]
-            }-byte buffer`,
-          );
-        }
-        last = id;
-        lastLen = len;
-        head = pos;
-      }
-      // The oldest buffer in flight (its id is its slot): in flight, since `last` is, and
-      // no later than it.
-      const id = pos & mask;
-      this.#takenId[n] = id;
-      this.#takenToken[n] = token[id];
-      this.#takenLen[n] = id === last ? lastLen : this.#fullLen[id];
-      token[id] = -1;
-      pos = (pos + this.#chainLen[id]) & 0xffff;
-      n++;
-      if (id === last) {
-        last = -1;
-        head = pos;
-      }
-    }
-    if (n === 0) return 0;
-    for (let i = 0; i < n; i++) {
-      tokens[at + i] = this.#takenToken[i];
-      lens[at + i] = this.#takenLen[i];
-    }
-    this.#batchLast = last;
-    this.#batchLen = lastLen;
-    this.#batchPos = pos;
-    this.#lastUsed = head;
-    this.#shadow32[0] = head; // for deviceUsedIdx() on other threads
     return n;
   }
 

@@ -9,7 +9,8 @@
  * With VIRTIO_F_IN_ORDER (the `inOrder` option, §2.7.9 "In-order use of descriptors")
  * descriptors are taken in ring order, so the buffers in flight are a FIFO in the
  * descriptor table, and the device may return a whole batch with one used entry naming
- * its last buffer: a separate takeUsed() path walks the FIFO up to that buffer. Without
+ * its last buffer: a separate takeUsed() path (split_in_order.ts, over the ring state this
+ * queue shares with it) walks the FIFO up to that buffer. Without
  * it, takeUsed() and the free-descriptor stack are as they always were.
  *
  * Memory ordering (docs/performance.md). This relies on x86-64 TSO: stores become visible
@@ -42,7 +43,8 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from "./ring_math.ts";
-import type { QueueNotifier, Virtqueue, VirtqueueState } from "./virtqueue.ts";
+import { SplitInOrder } from "./split_in_order.ts";
+import { notifyAll, type QueueNotifier, type Virtqueue, type VirtqueueState } from "./virtqueue.ts";
 
 export type { QueueNotifier } from "./virtqueue.ts";
 
@@ -152,9 +154,8 @@ export class SplitQueue implements Virtqueue {
   readonly #takenId: Uint16Array;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
-  // In order (VIRTIO_F_IN_ORDER): per chain head, the bytes its writable part offers: what
-  // a buffer the device returns without a used entry of its own counts as written.
-  readonly #fullLen: Uint32Array;
+  // In order (VIRTIO_F_IN_ORDER): its own state and take path (split_in_order.ts); null else.
+  readonly #io: SplitInOrder | null;
   readonly #legacyLayout: boolean;
   // VIRTIO_F_INDIRECT_DESC: one table per descriptor, used by the buffer whose head it is.
   readonly #ind: IndirectTables | null;
@@ -164,13 +165,6 @@ export class SplitQueue implements Virtqueue {
   // What publish() notifies: this queue's notifier first, then alsoNotify's.
   #targets: readonly QueueNotifier[];
   #numFree: number;
-  // In order: descriptors are taken in ring order, so the buffers in flight occupy the
-  // descriptors from #ioHead on, oldest first (the in-flight FIFO), numbered size - numFree.
-  #ioHead = 0;
-  // In order: the buffer named by the used entry whose batch takeUsed() has not finished
-  // handing out (-1: none), and the length that entry reports.
-  #batchLast = -1;
-  #batchLen = 0;
   // Why the device was caught misbehaving (Linux's vq->broken, set by BAD_RING), or null.
   #broken: string | null = null;
   #availIdx = 0;
@@ -229,7 +223,18 @@ export class SplitQueue implements Virtqueue {
     if (state && opts.inOrder !== undefined && opts.inOrder !== this.#inOrder) {
       throw new RangeError(`${opts.name}: the adopted state disagrees on VIRTIO_F_IN_ORDER`);
     }
-    this.#fullLen = new Uint32Array(this.#inOrder ? opts.size : 0);
+    this.#io = this.#inOrder
+      ? new SplitInOrder({
+        size: opts.size,
+        mask: this.#mask,
+        used16: this.#used16,
+        used32: this.#used32,
+        token: this.#token,
+        postedLen: this.#postedLen,
+        chainNext: this.#chainNext,
+        takenId: this.#takenId,
+      })
+      : null;
     this.notifier = opts.notify;
     this.#targets = [opts.notify];
     if (state) {
@@ -252,11 +257,12 @@ export class SplitQueue implements Virtqueue {
     ) {
       throw new RangeError(`${this.name}: the adopted state is not that of a ${n}-entry queue`);
     }
-    if (s.inOrder === true) {
-      this.#fullLen.set(s.fullLen!);
-      this.#ioHead = s.ioHead!;
-      this.#batchLast = s.batchLast!;
-      this.#batchLen = s.batchLen ?? 0;
+    const io = this.#io;
+    if (io !== null) {
+      io.fullLen.set(s.fullLen!);
+      io.head = s.ioHead!;
+      io.batchLast = s.batchLast!;
+      io.batchLen = s.batchLen ?? 0;
     }
     this.#token.set(s.token);
     this.#postedLen.set(s.postedLen);
@@ -286,10 +292,10 @@ export class SplitQueue implements Virtqueue {
       freeDesc: this.#freeDesc.slice(),
       chainNext: this.#chainNext.slice(),
       inOrder: this.#inOrder,
-      ioHead: this.#ioHead,
-      batchLast: this.#batchLast,
-      batchLen: this.#batchLen,
-      fullLen: this.#fullLen.slice(),
+      ioHead: this.#io?.head ?? 0,
+      batchLast: this.#io?.batchLast ?? -1,
+      batchLen: this.#io?.batchLen ?? 0,
+      fullLen: this.#io?.fullLen.slice() ?? new Uint32Array(0),
       legacyLayout: this.#legacyLayout,
       indirectIova: this.#ind?.iova,
     };
@@ -383,10 +389,11 @@ export class SplitQueue implements Virtqueue {
   ): boolean {
     if (this.#numFree === 0) return false;
     let d: number;
-    if (this.#inOrder) {
+    const io = this.#io;
+    if (io !== null) {
       // §2.7.5: in order, descriptors go in ring order (wrapping at the end of the table).
-      d = (this.#ioHead + this.size - this.#numFree) & this.#mask;
-      this.#fullLen[d] = deviceWritable ? len : 0;
+      d = (io.head + this.size - this.#numFree) & this.#mask;
+      io.fullLen[d] = deviceWritable ? len : 0;
     } else {
       d = this.#freeDesc[this.#numFree - 1];
     }
@@ -420,11 +427,12 @@ export class SplitQueue implements Virtqueue {
   ): boolean {
     if (this.#numFree < 2) return false;
     let head: number, tail: number;
-    if (this.#inOrder) {
+    const io = this.#io;
+    if (io !== null) {
       // §2.7.5: in ring order, and `next` of descriptor x is x + 1 (0 for the last one).
-      head = (this.#ioHead + this.size - this.#numFree) & this.#mask;
+      head = (io.head + this.size - this.#numFree) & this.#mask;
       tail = (head + 1) & this.#mask;
-      this.#fullLen[head] = len2;
+      io.fullLen[head] = len2;
       this.#numFree -= 2;
     } else {
       head = this.#freeDesc[--this.#numFree];
@@ -472,11 +480,12 @@ export class SplitQueue implements Virtqueue {
     if (count < 1 || this.#numFree < count) return false;
     const d32 = this.#d32, d16 = this.#d16;
     // §2.7.5 with IN_ORDER: in ring order, `next` of descriptor x is x + 1.
-    const first = this.#inOrder ? (this.#ioHead + this.size - this.#numFree) & this.#mask : 0;
+    const io = this.#io;
+    const first = io !== null ? (io.head + this.size - this.#numFree) & this.#mask : 0;
     // Tail first, so each descriptor can name the one after it.
     let after = -1, total = 0;
     for (let i = count - 1; i >= 0; i--) {
-      const d = this.#inOrder ? (first + i) & this.#mask : this.#freeDesc[this.#numFree - 1];
+      const d = io !== null ? (first + i) & this.#mask : this.#freeDesc[this.#numFree - 1];
       this.#numFree--;
       total += lens[i];
       d32[4 * d] = lo[i];
@@ -490,7 +499,7 @@ export class SplitQueue implements Virtqueue {
     }
     this.#token[after] = token;
     this.#postedLen[after] = total; // as add(): a used length up to the buffer's is accepted
-    if (this.#inOrder) this.#fullLen[after] = 0; // nothing for the device to write
+    if (io !== null) io.fullLen[after] = 0; // nothing for the device to write
     this.#avail[2 + (this.#availIdx & this.#mask)] = after;
     this.#availIdx = (this.#availIdx + 1) & 0xffff;
     return true;
@@ -509,8 +518,9 @@ export class SplitQueue implements Virtqueue {
     count: number,
   ): boolean {
     if (this.#numFree === 0) return false;
-    const d = this.#inOrder
-      ? (this.#ioHead + this.size - this.#numFree) & this.#mask // §2.7.5: in ring order
+    const io = this.#io;
+    const d = io !== null
+      ? (io.head + this.size - this.#numFree) & this.#mask // §2.7.5: in ring order
       : this.#freeDesc[this.#numFree - 1];
     this.#numFree--;
     const ind = this.#ind!;
@@ -526,7 +536,7 @@ export class SplitQueue implements Virtqueue {
     this.#chainNext[d] = -1;
     this.#token[d] = token;
     this.#postedLen[d] = total; // as a direct chain's
-    if (this.#inOrder) this.#fullLen[d] = 0; // nothing for the device to write
+    if (io !== null) io.fullLen[d] = 0; // nothing for the device to write
     this.#avail[2 + (this.#availIdx & this.#mask)] = d;
     this.#availIdx = (this.#availIdx + 1) & 0xffff;
     return true;
@@ -570,7 +580,8 @@ export class SplitQueue implements Virtqueue {
   /**
    * Other queues' notifiers that {@linkcode SplitQueue.publish} calls whenever it notifies
    * about this queue (a receive queue's siblings: rx_queue.ts). They are called from the
-   * same loop as this queue's own, which every notification runs through: the loop's
+   * same loop as this queue's own (notifyAll in virtqueue.ts, shared by every ring), which
+   * every notification runs through: the loop's
    * call site is one V8 has seen from the first transmit notification on, so a receive
    * queue that first needs its siblings woken long after warm-up does not reach code V8
    * never ran (which would throw the optimised code away and compile it again).
@@ -609,8 +620,7 @@ export class SplitQueue implements Virtqueue {
       : (this.#used16[0] & VIRTQ_USED_F_NO_NOTIFY) === 0;
     if (wanted) {
       this.kicks++;
-      const t = this.#targets;
-      for (let i = 0; i < t.length; i++) t[i].notify();
+      notifyAll(this.#targets);
     } else {
       this.kicksSuppressed++;
     }
@@ -634,7 +644,15 @@ export class SplitQueue implements Virtqueue {
    */
   takeUsed(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
     if (this.#broken !== null) this.#misbehaved(this.#broken, false);
-    if (this.#inOrder) return this.#takeUsedInOrder(tokens, lens, at, max);
+    const io = this.#io;
+    if (io !== null) {
+      // In order (split_in_order.ts): one used entry may return a batch.
+      const n = io.take(this.#lastUsed, this.#numFree, tokens, lens, at, max);
+      if (n < 0) this.#misbehaved(io.error);
+      this.#numFree += io.freed;
+      this.#lastUsed = (this.#lastUsed + n) & 0xffff;
+      return n;
+    }
     const usedIdx = this.#used16[1]; // x86 TSO: the entries are read after this (no Atomics)
     let pending = ringDistance(this.#lastUsed, usedIdx);
     if (pending === 0) return 0;
@@ -695,99 +713,6 @@ export class SplitQueue implements Virtqueue {
     }
     this.#lastUsed = last;
     return pending;
-  }
-
-  /**
-   * takeUsed() with VIRTIO_F_IN_ORDER (§2.7.9 "In-order use of descriptors"): the device
-   * uses buffers in the order they were made available and may return a batch with a
-   * single used entry, written at the batch's first slot, naming the last buffer of the
-   * batch, and used->idx moved by the batch's size. The id must name a buffer in flight
-   * (the oldest, or one made available after it); every buffer from the oldest up to it
-   * is used, in order. The named one gets the length its entry reports; the others, which
-   * the spec says the device used completely, the bytes they offered the device to write
-   * (0 for a device-readable buffer such as a frame to send). A batch larger than `max` is
-   * handed out over several calls. The checks are those of the out-of-order path, plus:
-   * used->idx must not end inside a batch.
-   */
-  #takeUsedInOrder(tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
-    const usedIdx = this.#used16[1]; // x86 TSO: the entries are read after this (no Atomics)
-    const pending = ringDistance(this.#lastUsed, usedIdx);
-    if (pending === 0) return 0;
-    if (pending > this.size - this.#numFree) {
-      this.#misbehaved(
-        `used->idx ${usedIdx} runs ${pending} entries ahead with only ${
-          this.size - this.#numFree
-        } buffers in flight`,
-      );
-    }
-    const room = Math.min(tokens.length, lens.length) - at;
-    if (max > room) max = room;
-    const used32 = this.#used32, token = this.#token, taken = this.#takenId;
-    const mask = this.#mask;
-    let pos = this.#lastUsed, c = this.#ioHead, n = 0;
-    let last = this.#batchLast, lastLen = this.#batchLen;
-    // Check before consuming, as takeUsed(): tokens cleared as checked, put back if refused.
-    while (n < max && pos !== usedIdx) {
-      if (last < 0) {
-        // A new batch: its used entry is at the slot of its first buffer.
-        const slot = pos & mask;
-        const id = used32[1 + 2 * slot];
-        const len = used32[2 + 2 * slot];
-        if (id >= this.size || token[id] < 0) {
-          this.#refuse(tokens, at, n);
-          this.#misbehaved(
-            `used entry ${pos} names descriptor ${id}, which is not in flight (in order, it must be the oldest buffer in flight, ${c}, or one made available after it)`,
-          );
-        }
-        if (len > this.#postedLen[id]) {
-          this.#refuse(tokens, at, n);
-          this.#misbehaved(
-            `used entry ${pos} reports ${len} bytes written into a ${
-              this.#postedLen[id]
-            }-byte buffer`,
-          );
-        }
-        last = id;
-        lastLen = len;
-      }
-      // The oldest buffer in flight, at c: in flight, since `last` is, and no later than it.
-      taken[n] = c;
-      tokens[at + n] = token[c];
-      lens[at + n] = c === last ? lastLen : this.#fullLen[c];
-      token[c] = -1;
-      n++;
-      pos = (pos + 1) & 0xffff;
-      if (c === last) last = -1;
-      c = (c + this.#descriptorsOf(c)) & mask;
-    }
-    if (last >= 0 && pos === usedIdx) {
-      this.#refuse(tokens, at, n);
-      this.#misbehaved(
-        `used->idx ${usedIdx} ends inside the batch of the used entry naming descriptor ${last}`,
-      );
-    }
-    // Commit: the descriptors checked above are free again, in ring order.
-    for (let i = 0; i < n; i++) {
-      let d = taken[i];
-      do {
-        const after = this.#chainNext[d];
-        this.#chainNext[d] = -1;
-        this.#numFree++;
-        d = after;
-      } while (d >= 0);
-    }
-    this.#ioHead = c;
-    this.#lastUsed = pos;
-    this.#batchLast = last;
-    this.#batchLen = lastLen;
-    return n;
-  }
-
-  /** Descriptors of the buffer whose chain starts at `head` (from the driver's own links). */
-  #descriptorsOf(head: number): number {
-    let k = 1;
-    for (let d = this.#chainNext[head]; d >= 0; d = this.#chainNext[d]) k++;
-    return k;
   }
 
   /** Puts back the tokens of the first `n` entries checked in a refused batch. */

@@ -37,6 +37,24 @@ export interface QueueNotifier {
 }
 
 /**
+ * Notifies each of `targets` in order: a queue's own notifier first, then the siblings it
+ * wakes with it (`alsoNotify`). The one loop every ring's `publish` calls, so its call
+ * site sees every kind of notifier from the first notification on (see
+ * {@linkcode QueueNotifier}: a site that first meets a new target long after warm-up throws
+ * optimised code away).
+ *
+ * @example
+ * ```ts
+ * import { notifyAll } from "./virtqueue.ts";
+ * let n = 0;
+ * notifyAll([{ notify: () => n++ }, { notify: () => n++ }]); // n === 2
+ * ```
+ */
+export function notifyAll(targets: readonly QueueNotifier[]): void {
+  for (let i = 0; i < targets.length; i++) targets[i].notify();
+}
+
+/**
  * The driver-side state of a virtqueue as `exportState` copies it, for another thread to
  * go on driving the same ring (a forwarding worker adopting a queue). Plain numbers and
  * typed arrays, so it can be posted to a Worker. Each layout adds its own fields.
