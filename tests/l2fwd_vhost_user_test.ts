@@ -72,6 +72,8 @@ async function forwardBothWays(ring: "packed" | "split"): Promise<void> {
     assert.equal(p.ring, ring);
     // DPDK's vhost back-end offers VIRTIO_F_IN_ORDER, and l2fwd takes it (--in-order auto).
     assert.ok(p.features?.includes("VIRTIO_F_IN_ORDER"), `features ${p.features}`);
+    // It offers VIRTIO_F_INDIRECT_DESC too, and l2fwd takes it (--indirect auto).
+    assert.ok(p.features?.includes("VIRTIO_F_INDIRECT_DESC"), `features ${p.features}`);
     assert.equal(p.rxPackets, N, `port ${p.port} received`);
     assert.equal(p.txPackets, N, `port ${p.port} sent`);
     assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
