@@ -22,6 +22,7 @@ import {
   VIRTQ_DESC_F_NEXT,
 } from "../../src/virtio/ring_math.ts";
 import type { Virtqueue } from "../../src/virtio/virtqueue.ts";
+import { openFakePort, portDevice } from "./fake_virtio_pci.ts";
 import { frame, withRig } from "./rx_tx_fixture.ts";
 
 /** Where the test says the ring's memory sits for the device (the ring starts there). */
@@ -477,4 +478,35 @@ Deno.test("selectFeatures() takes VIRTIO_F_INDIRECT_DESC when offered unless ind
   assert.ok(hasFeature(selectFeatures("p", offered), VIRTIO_F_INDIRECT_DESC));
   assert.ok(!hasFeature(selectFeatures("p", offered, { indirect: false }), VIRTIO_F_INDIRECT_DESC));
   assert.ok(!hasFeature(selectFeatures("p", bit(32) | bit(33)), VIRTIO_F_INDIRECT_DESC));
+});
+
+Deno.test("a port gives its transmit queues indirect tables inside the memory its device reaches, its receive queues none", () => {
+  for (const indirect of [true, false]) {
+    const dev = portDevice("vfio-user:/fake-indirect");
+    dev.bar4.deviceFeatures |= bit(VIRTIO_F_INDIRECT_DESC);
+    const port = openFakePort(dev, { indirect });
+    try {
+      assert.equal(port.negotiatedFeatureNames().includes("VIRTIO_F_INDIRECT_DESC"), indirect);
+      const tx = port.tx(0).vq, rx = port.rx(0).vq, region = port.pool.region;
+      assert.equal(rx.indirectMax, 0, "receive buffers are one descriptor each");
+      assert.equal(rx.exportState().indirectIova, undefined);
+      if (!indirect) {
+        assert.equal(tx.indirectMax, 0);
+        continue;
+      }
+      assert.equal(tx.indirectMax, Math.min(INDIRECT_TABLE_DESCS, tx.size - 1));
+      const iova = tx.exportState().indirectIova!;
+      // The tables lie after the ring, inside the queue's ringBytes and the mapped region,
+      // at the IOVA matching their place in it.
+      const ringIova = region.iova + tx.ringOffset;
+      const areas = ringAreas("split", tx.size, false, true);
+      assert.equal(iova, ringIova + areas.indirectOffset);
+      assert.equal(tx.ringBytes, areas.totalBytes);
+      const end = iova + tx.size * INDIRECT_TABLE_BYTES;
+      assert.ok(end <= region.iova + region.size, "inside the region the device reaches");
+      assert.ok(end <= port.pool.region.iova + port.pool.offset(0), "before the pool");
+    } finally {
+      port.close();
+    }
+  }
 });
