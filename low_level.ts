@@ -60,3 +60,4 @@ export * from "./src/vhost_user/payloads.ts";
 export * from "./src/steering/toeplitz.ts";
 export * from "./src/steering/hash_types.ts";
 export * from "./src/steering/rss_config.ts";
+export * from "./src/net/rx_offload.ts";

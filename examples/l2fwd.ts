@@ -16,7 +16,8 @@
  *      "ports":[{"port":0,"name":N,"ring":"split"|"packed","link":"up"|"down"|"unknown",
  *                "rxPackets","rxBytes","txPackets","txBytes","rxPps","txPps",
  *                "dropsTxRingFull","txRingFullWaits","dropsNoBuffer","dropsScript","dropsRunt",
- *                "dropsBadMerge","dropsTooLong","dropsReset",
+ *                "dropsBadMerge","dropsTooLong","dropsReset","dropsBadOffload",
+ *                "dropsTxOffload","rxCsumValid","rxCsumPartial","rxGso","txOffloaded",
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
  *                "queues":[{"queue":0, …the same counters and rates for that pair}],
  *                "features":[NAME, …]}],       (in the summary: the negotiated features)

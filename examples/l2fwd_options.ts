@@ -56,6 +56,17 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
                       than a buffer span several; default) or off
   --indirect MODE     auto (take VIRTIO_F_INDIRECT_DESC when offered: a frame that
                       spans buffers is sent through one ring slot; default) or off
+  --tx-csum MODE      auto (take VIRTIO_NET_F_CSUM when offered: the device completes
+                      partial checksums; default) or off
+  --tso MODE          auto (take VIRTIO_NET_F_HOST_TSO4/6 when offered with CSUM: the
+                      device segments TCP super-frames; default) or off
+  --rx-csum MODE      auto (take VIRTIO_NET_F_GUEST_CSUM when offered: received frames
+                      may come checked or with a partial checksum; default) or off
+  --lro MODE          auto (take VIRTIO_NET_F_GUEST_TSO4/6 when offered with GUEST_CSUM
+                      and mergeable buffers: TCP super-frames of up to 64 KiB come in;
+                      default) or off. A frame received with a partial checksum or as a
+                      super-frame goes out as one: its output port needs --tx-csum and
+                      --tso (docs/offloads.md)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
   --warmup N          packets per worker before the heap figures can start, once V8
                       compiled nothing for 5 s (at 2N in any case; default 150000)
@@ -217,6 +228,14 @@ export interface Run {
   mergeable: boolean;
   /** Negotiate indirect descriptors when offered (--indirect auto) or not (--indirect off). */
   indirect: boolean;
+  /** Negotiate VIRTIO_NET_F_CSUM when offered (--tx-csum auto). */
+  txChecksum: boolean;
+  /** Negotiate VIRTIO_NET_F_HOST_TSO4/6 when offered (--tso auto). */
+  tso: boolean;
+  /** Negotiate VIRTIO_NET_F_GUEST_CSUM when offered (--rx-csum auto). */
+  rxChecksum: boolean;
+  /** Negotiate VIRTIO_NET_F_GUEST_TSO4/6 when offered (--lro auto). */
+  lro: boolean;
   /** Warm-up packets per worker (--warmup). */
   warmup: number;
   /** Synthetic warm-up frames per worker (--prewarm). */
@@ -272,6 +291,10 @@ export function parseCommandLine(args: string[]): Run | "help" {
         "in-order": { type: "string", default: "auto" },
         mergeable: { type: "string", default: "auto" },
         indirect: { type: "string", default: "auto" },
+        "tx-csum": { type: "string", default: "auto" },
+        tso: { type: "string", default: "auto" },
+        "rx-csum": { type: "string", default: "auto" },
+        lro: { type: "string", default: "auto" },
         "idle-us": { type: "string", default: "50" },
         warmup: { type: "string", default: "150000" },
         prewarm: { type: "string", default: "200000" },
@@ -322,8 +345,10 @@ export function parseCommandLine(args: string[]): Run | "help" {
   if (!["auto", "off"].includes(values["in-order"])) {
     usageError(`--in-order must be auto or off, not '${values["in-order"]}'`);
   }
-  if (!["auto", "off"].includes(values.mergeable)) {
-    usageError(`--mergeable must be auto or off, not '${values.mergeable}'`);
+  for (const o of ["mergeable", "tx-csum", "tso", "rx-csum", "lro"] as const) {
+    if (!["auto", "off"].includes(values[o])) {
+      usageError(`--${o} must be auto or off, not '${values[o]}'`);
+    }
   }
   if (!["auto", "off"].includes(values.indirect)) {
     usageError(`--indirect must be auto or off, not '${values.indirect}'`);
@@ -403,6 +428,10 @@ export function parseCommandLine(args: string[]): Run | "help" {
     inOrder: values["in-order"] === "auto",
     mergeable: values.mergeable === "auto",
     indirect: values.indirect === "auto",
+    txChecksum: values["tx-csum"] === "auto",
+    tso: values.tso === "auto",
+    rxChecksum: values["rx-csum"] === "auto",
+    lro: values.lro === "auto",
     warmup,
     prewarm,
     heapAudit: values["heap-audit"],

@@ -38,6 +38,10 @@ export async function openPorts(
       inOrder: run.inOrder,
       mergeable: run.mergeable,
       indirect: run.indirect,
+      txChecksum: run.txChecksum,
+      tso: run.tso,
+      rxChecksum: run.rxChecksum,
+      lro: run.lro,
     }));
     await step();
   }

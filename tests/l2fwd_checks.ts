@@ -91,6 +91,13 @@ export interface PortLine {
   dropsTooLong: number;
   dropsReset: number;
   kicks: number;
+  /** Offload counters (docs/offloads.md). */
+  dropsBadOffload?: number;
+  dropsTxOffload?: number;
+  rxCsumValid?: number;
+  rxCsumPartial?: number;
+  rxGso?: number;
+  txOffloaded?: number;
   /** "split" or "packed". */
   ring?: string;
   /** Negotiated features (the summary only). */

@@ -51,6 +51,8 @@ export class BufferPool implements PacketBuffers {
   readonly iovaHi: Uint32Array;
   /** Per buffer, the next one of its frame, or NO_BUFFER (see PacketBuffers.next). */
   readonly next: Uint32Array;
+  /** Per buffer, 1 when its header holds a transmit request (see PacketBuffers.txHeader). */
+  readonly txHeader: Uint8Array;
   readonly #base: number;
   readonly #free: Uint32Array;
   readonly #owned: Uint8Array;
@@ -89,6 +91,7 @@ export class BufferPool implements PacketBuffers {
     this.iovaLo = new Uint32Array(count);
     this.iovaHi = new Uint32Array(count);
     this.next = new Uint32Array(count).fill(NO_BUFFER);
+    this.txHeader = new Uint8Array(count);
     this.#free = new Uint32Array(count);
     this.#owned = new Uint8Array(count);
     for (let i = 0; i < count; i++) {
@@ -143,6 +146,7 @@ export class BufferPool implements PacketBuffers {
       }
       const after = this.next[i];
       this.next[i] = NO_BUFFER;
+      this.txHeader[i] = 0;
       this.#owned[i] = 0;
       this.#free[this.#top++] = i;
       i = after;

@@ -35,6 +35,12 @@ export interface PacketBuffers {
    * The frame's first buffer names the frame; every buffer but the last is full.
    */
   readonly next: Uint32Array;
+  /**
+   * Per buffer, 1 when its virtio-net header holds a transmit offload request
+   * (src/net/tx_offload.ts): TxQueue.txBurst sends it as is and clears the mark; 0: the
+   * header is zeroed on transmit (no offloads). Cleared when the buffer is freed.
+   */
+  readonly txHeader: Uint8Array;
   /** Byte offset of buffer `b` in `data`. */
   offset(b: number): number;
   /** A free buffer's index, or {@linkcode NO_BUFFER}. */

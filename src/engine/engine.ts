@@ -26,6 +26,7 @@ import { NOTIFY_SEND_TIMEOUT_MS } from "./notifier.ts";
 import { checkCaptureFile, checkEngineOptions } from "./engine_options.ts";
 import { shown } from "../shown.ts";
 import { MAX_QUEUE_PAIRS } from "../net/port_checks.ts";
+import { offloadsOf } from "../net/offload_features.ts";
 import { createPcapRing } from "./pcap_ring.ts";
 import { PcapSink } from "./pcap_sink.ts";
 import { type LoadedScript, loadScript } from "./script_loader.ts";
@@ -305,6 +306,7 @@ export class ForwardingEngine {
           mac: Uint8Array.from(p.config.mac),
           headerSize: p.headerSize,
           mergeable: p.mergeable,
+          offloads: offloadsOf(p.features),
           rx: rings[i][k].rx,
           tx: rings[i][k].tx,
           rxSiblings: rings[i].filter((_, j) => j !== k).map((r) => r.rx.notify),

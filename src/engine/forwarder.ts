@@ -22,6 +22,7 @@
 import { positionReached } from "../virtio/virtqueue.ts";
 import {
   P_DROP_SCRIPT,
+  P_DROP_TX_OFFLOAD,
   P_DROP_TX_RING_FULL,
   P_TX_RING_FULL_WAITS,
   portBase,
@@ -32,6 +33,8 @@ import {
 import type { PcapRingWriter } from "./pcap_ring.ts";
 import { NO_BUFFER } from "../dma/packet_buffers.ts";
 import { BOUNCE, type Burst, DROP, type ForwardScript } from "./script_api.ts";
+import { CSUM_PARTIAL, FrameOffloads } from "../net/offloads.ts";
+import { requestTxOffload } from "../net/tx_offload.ts";
 
 /** What the forwarder needs of a receive queue. */
 export interface RxPort {
@@ -63,6 +66,8 @@ export interface PoolLike {
   readonly bufferSize: number;
   /** Per buffer, the next of its frame or NO_BUFFER (mergeable receive buffers). */
   readonly next: Uint32Array;
+  /** Per buffer, 1 when its header holds a transmit offload request (tx_offload.ts). */
+  readonly txHeader: Uint8Array;
   /** Free buffers left. */
   readonly available: number;
   /** Byte offset of buffer `i`. */
@@ -100,6 +105,16 @@ export interface ForwarderOptions {
    * plus `epochOffsetMs` (the wall clock's lead over the poll clock), in µs.
    */
   capture: Capture | null;
+  /** Each port's negotiated offloads (the mask of src/net/offloads.ts); default none. */
+  offloads?: readonly number[];
+  /**
+   * The arrays the receive queues of ports with receive offloads validate each frame's
+   * offload fields into (RxQueue.enableOffloads), of `burst` entries; scripts see them
+   * and fill them in as transmit requests (docs/offloads.md). Default: arrays of its own.
+   */
+  frames?: FrameOffloads;
+  /** 1 for each port whose receive queue fills `frames` (receive offloads negotiated). */
+  rxOffloads?: readonly number[];
 }
 
 /** What a forwarder captures, and where to. */
@@ -119,6 +134,12 @@ export interface Capture {
 /** A preallocated burst a script sees (one per input port). */
 class ScriptBurst implements Burst {
   count = 0;
+  readonly csum: Uint8Array;
+  readonly csumStart: Uint16Array;
+  readonly csumOffset: Uint16Array;
+  readonly gsoType: Uint8Array;
+  readonly gsoSize: Uint16Array;
+  readonly hdrLen: Uint16Array;
   readonly verdicts: Uint8Array;
   readonly offsets: Uint32Array;
   readonly view: DataView;
@@ -133,7 +154,14 @@ class ScriptBurst implements Burst {
     readonly counters: Float64Array,
     readonly table: Float64Array,
     readonly macs: readonly Uint8Array[],
+    f: FrameOffloads,
   ) {
+    this.csum = f.csum;
+    this.csumStart = f.csumStart;
+    this.csumOffset = f.csumOffset;
+    this.gsoType = f.gsoType;
+    this.gsoSize = f.gsoSize;
+    this.hdrLen = f.hdrLen;
     this.verdicts = new Uint8Array(bufs.length);
     this.offsets = new Uint32Array(bufs.length);
     this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
@@ -187,6 +215,12 @@ export class Forwarder {
   // Where the pieces of a frame that spans buffers are, for the capture.
   readonly #partStart: Uint32Array;
   readonly #partBytes: Uint32Array;
+  // Offloads (docs/offloads.md): per port, its mask and whether its receive queue fills
+  // #frames; each frame's received length (one that spans buffers keeps it).
+  readonly #offloads: Int32Array;
+  readonly #rxOffl: Uint8Array;
+  readonly #frames: FrameOffloads;
+  readonly #rxLens: Uint32Array;
 
   /** Forwards between `rx[i]` and `tx[i ^ 1]`; counts into `counters` (counters.ts). */
   constructor(
@@ -223,6 +257,10 @@ export class Forwarder {
     const parts = Math.ceil(65_600 / (pool.bufferSize - Math.max(...opts.headerSizes))) + 1;
     this.#partStart = new Uint32Array(parts);
     this.#partBytes = new Uint32Array(parts);
+    this.#offloads = Int32Array.from(opts.offloads ?? [0, 0]);
+    this.#rxOffl = Uint8Array.from(opts.rxOffloads ?? [0, 0]);
+    this.#frames = opts.frames ?? new FrameOffloads(opts.burst);
+    this.#rxLens = new Uint32Array(opts.burst);
     const s = opts.script;
     this.#bursts = rx.map((_, p) =>
       new ScriptBurst(
@@ -236,6 +274,7 @@ export class Forwarder {
         s ? s.counters : new Float64Array(0),
         s ? s.table : new Float64Array(0),
         opts.macs,
+        this.#frames,
       )
     );
   }
@@ -292,42 +331,63 @@ export class Forwarder {
       for (let i = 0; i < n; i++) this.#record(cap, bufs[i], inP, lens[i]);
     }
     const outP = inP ^ 1;
-    const script = this.#script;
+    const script = this.#script, f = this.#frames;
     if (script === null) {
-      for (let i = 0; i < n; i++) this.#enqueue(outP, bufs[i], lens[i]);
+      if (this.#rxOffl[inP] === 0) {
+        for (let i = 0; i < n; i++) this.#enqueue(outP, bufs[i], lens[i]);
+        return;
+      }
+      // A frame received with a partial checksum or as a super-frame goes out as one.
+      for (let i = 0; i < n; i++) {
+        if (this.#offload(outP, bufs[i], lens[i], i)) this.#enqueue(outP, bufs[i], lens[i]);
+      }
       return;
     }
-    const b = this.#bursts[inP], hdr = this.#hdr[inP];
+    const b = this.#bursts[inP], hdr = this.#hdr[inP], rxLens = this.#rxLens;
     const room = b.room, c = this.#c, drops = portBase(inP) + P_DROP_SCRIPT;
-    // A script sees a frame in one buffer: one that spans several (mergeable receive
-    // buffers) is not given to it, and counts as dropped by it (docs/mergeable.md).
-    let k = 0;
+    // A frame that spans buffers (mergeable receive buffers, large receive) is shown by
+    // its first buffer and its whole length (Burst.lens, docs/offloads.md).
     for (let i = 0; i < n; i++) {
-      if (lens[i] > room) {
-        c[drops]++;
-        pool.free(bufs[i]);
-        continue;
-      }
-      bufs[k] = bufs[i];
-      lens[k] = lens[i];
-      b.offsets[k] = pool.offset(bufs[i]) + hdr;
-      b.verdicts[k] = 0;
-      k++;
+      b.offsets[i] = pool.offset(bufs[i]) + hdr;
+      b.verdicts[i] = 0;
+      rxLens[i] = lens[i];
     }
-    n = k;
+    if (this.#rxOffl[inP] === 0) {
+      for (let i = 0; i < n; i++) {
+        f.csum[i] = 0;
+        f.gsoType[i] = 0;
+      }
+    }
     b.count = n;
     script.handleBurst(b);
     for (let i = 0; i < n; i++) {
       const v = b.verdicts[i], len = lens[i];
-      // A frame the script made shorter than an Ethernet header or longer than a buffer
-      // cannot go out: it counts as dropped by the script.
-      if (v === DROP || len < 14 || len > room) {
+      // A frame the script made shorter than an Ethernet header, longer than a buffer, or
+      // (one that spans buffers) longer than it came cannot go out: dropped by the script.
+      if (v === DROP || len < 14 || (len > room && len > rxLens[i])) {
         c[drops]++;
         pool.free(bufs[i]);
-      } else {
-        this.#enqueue(v === BOUNCE ? inP : outP, bufs[i], len);
+        continue;
       }
+      const to = v === BOUNCE ? inP : outP;
+      if (this.#offload(to, bufs[i], len, i)) this.#enqueue(to, bufs[i], len);
     }
+  }
+
+  /**
+   * Writes frame `i`'s transmit offload request (#frames) into its header for port `to`;
+   * a request the port cannot honour drops the frame, counted (P_DROP_TX_OFFLOAD). True
+   * when the frame is to go out.
+   */
+  #offload(to: number, buf: number, len: number, i: number): boolean {
+    const f = this.#frames;
+    if (((f.csum[i] === CSUM_PARTIAL ? 1 : 0) | f.gsoType[i]) === 0) return true;
+    if (requestTxOffload(this.#pool, buf, this.#hdr[to], len, this.#offloads[to], f, i)) {
+      return true;
+    }
+    this.#c[portBase(to) + P_DROP_TX_OFFLOAD]++;
+    this.#pool.free(buf);
+    return false;
   }
 
   #enqueue(to: number, buf: number, len: number): void {

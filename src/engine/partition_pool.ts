@@ -51,6 +51,8 @@ export class PartitionPool implements PacketBuffers {
   readonly iovaHi: Uint32Array;
   /** Per buffer, the next one of its frame, or NO_BUFFER (see PacketBuffers.next). */
   readonly next: Uint32Array;
+  /** Per buffer, 1 when its header holds a transmit request (see PacketBuffers.txHeader). */
+  readonly txHeader: Uint8Array;
   /** Buffers this partition holds, free or in use. */
   readonly size: number;
   readonly #free: Uint32Array;
@@ -90,6 +92,7 @@ export class PartitionPool implements PacketBuffers {
       this.iovaHi[i] = Math.floor(a / 0x1_0000_0000);
     }
     this.next = new Uint32Array(count).fill(NO_BUFFER);
+    this.txHeader = new Uint8Array(count);
     this.#state = new Uint8Array(count);
     this.#free = new Uint32Array(free.length + inUse.length);
     this.size = free.length + inUse.length;
@@ -143,6 +146,7 @@ export class PartitionPool implements PacketBuffers {
       }
       const after = this.next[i];
       this.next[i] = NO_BUFFER;
+      this.txHeader[i] = 0;
       this.#state[i] = FREE;
       this.#free[this.#top++] = i;
       i = after;

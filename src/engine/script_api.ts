@@ -32,6 +32,23 @@ export const DROP = 1;
 /** Verdict: send the packet back out of the port it came in on. */
 export const BOUNCE = 2;
 
+/** Checksum state ({@linkcode Burst.csum}): nothing known; sent as it is. */
+export const CSUM_NONE = 0;
+/** Checksum state: the receiving device checked the frame's checksums (DATA_VALID). */
+export const CSUM_VALID = 1;
+/**
+ * Checksum state: partial (NEEDS_CSUM): the 16-bit field at csumStart + csumOffset holds
+ * the pseudo-header sum (not complemented); the sum from csumStart to the end is due. Set
+ * on a frame to send, the output device completes it (VIRTIO_NET_F_CSUM).
+ */
+export const CSUM_PARTIAL = 2;
+/** GSO type ({@linkcode Burst.gsoType}): an ordinary frame. */
+export const GSO_NONE = 0;
+/** GSO type: a TCP/IPv4 super-frame, to be cut into segments of gsoSize payload bytes. */
+export const GSO_TCPV4 = 1;
+/** GSO type: a TCP/IPv6 super-frame. */
+export const GSO_TCPV6 = 4;
+
 /**
  * One received burst as a script sees it. The arrays are the worker's own and are reused
  * for every burst: keep no reference to them beyond the call.
@@ -47,7 +64,12 @@ export interface Burst {
   readonly count: number;
   /** Buffer index of each packet (in the shared pool). */
   readonly bufs: Uint32Array;
-  /** Frame length of each packet in bytes; a script may shorten or lengthen it. */
+  /**
+   * Frame length of each packet in bytes; a script may shorten or lengthen it. A frame
+   * longer than {@linkcode Burst.room} spans several buffers (mergeable receive buffers,
+   * a large receive): only its first `room` bytes are in `data` at its offset, which
+   * holds its headers; such a frame may be shortened but not lengthened.
+   */
   readonly lens: Uint32Array;
   /** Byte offset of each frame (its destination MAC) in {@linkcode Burst.data}. */
   readonly offsets: Uint32Array;
@@ -65,6 +87,29 @@ export interface Burst {
   readonly table: Float64Array;
   /** MAC address of each port (6 bytes each). */
   readonly macs: readonly Uint8Array[];
+  /**
+   * Offloads (docs/offloads.md). Each packet's checksum state, {@linkcode CSUM_NONE},
+   * {@linkcode CSUM_VALID} or {@linkcode CSUM_PARTIAL}: as the receiving device reported
+   * it (validated; CSUM_NONE without VIRTIO_NET_F_GUEST_CSUM), and what the packet is sent
+   * with: CSUM_PARTIAL asks the output device to complete the checksum described by
+   * csumStart/csumOffset. A request the output port cannot honour drops the packet
+   * (counted in dropsTxOffload).
+   */
+  readonly csum: Uint8Array;
+  /** Bytes from the frame's start to where the checksummed bytes start (CSUM_PARTIAL). */
+  readonly csumStart: Uint16Array;
+  /** Where the checksum field is, from csumStart: 16 for TCP, 6 for UDP (CSUM_PARTIAL). */
+  readonly csumOffset: Uint16Array;
+  /**
+   * {@linkcode GSO_NONE}, or a super-frame: {@linkcode GSO_TCPV4} / {@linkcode GSO_TCPV6}
+   * as received (large receive, GUEST_TSO4/6), and as sent: the output device cuts it
+   * into segments of gsoSize payload bytes (TSO, HOST_TSO4/6). Needs CSUM_PARTIAL.
+   */
+  readonly gsoType: Uint8Array;
+  /** Payload bytes per segment (the MSS) of a super-frame. */
+  readonly gsoSize: Uint16Array;
+  /** Bytes of headers (Ethernet to the end of TCP's) of a super-frame. */
+  readonly hdrLen: Uint16Array;
 }
 
 /** What `init` gets, once per worker before the first burst. */

@@ -9,13 +9,18 @@
 import {
   type CounterLayout,
   P_DROP_BAD_MERGE,
+  P_DROP_BAD_OFFLOAD,
   P_DROP_NO_BUFFER,
   P_DROP_RUNT,
   P_DROP_SCRIPT,
   P_DROP_TOO_LONG,
+  P_DROP_TX_OFFLOAD,
   P_DROP_TX_RING_FULL,
   P_RX_BURSTS,
   P_RX_BYTES,
+  P_RX_CSUM_PARTIAL,
+  P_RX_CSUM_VALID,
+  P_RX_GSO,
   P_RX_KICKS,
   P_RX_KICKS_SUPPRESSED,
   P_RX_PACKETS,
@@ -23,6 +28,7 @@ import {
   P_TX_BYTES,
   P_TX_KICKS,
   P_TX_KICKS_SUPPRESSED,
+  P_TX_OFFLOADED,
   P_TX_PACKETS,
   P_TX_RING_FULL_WAITS,
   PORT_SLOTS,
@@ -78,6 +84,18 @@ export interface QueueCounters {
   dropsBadMerge: number;
   /** Frames too long to transmit. */
   dropsTooLong: number;
+  /** Frames whose device-written offload fields broke §5.1.6.4.1 (docs/offloads.md). */
+  dropsBadOffload: number;
+  /** Frames to go out here with an offload request the port cannot honour. */
+  dropsTxOffload: number;
+  /** Frames received with a checksum the device checked (DATA_VALID). */
+  rxCsumValid: number;
+  /** Frames received with a partial checksum (NEEDS_CSUM). */
+  rxCsumPartial: number;
+  /** Frames received as TCP super-frames (large receive). */
+  rxGso: number;
+  /** Frames sent with an offload request (partial checksum, TSO). */
+  txOffloaded: number;
   /** Receive bursts that brought frames. */
   rxBursts: number;
   /** Notifications on the receive queue. */
@@ -217,6 +235,12 @@ function queueCounters(c: Float64Array, o: number): QueueCounters {
     dropsRunt: c[o + P_DROP_RUNT],
     dropsBadMerge: c[o + P_DROP_BAD_MERGE],
     dropsTooLong: c[o + P_DROP_TOO_LONG],
+    dropsBadOffload: c[o + P_DROP_BAD_OFFLOAD],
+    dropsTxOffload: c[o + P_DROP_TX_OFFLOAD],
+    rxCsumValid: c[o + P_RX_CSUM_VALID],
+    rxCsumPartial: c[o + P_RX_CSUM_PARTIAL],
+    rxGso: c[o + P_RX_GSO],
+    txOffloaded: c[o + P_TX_OFFLOADED],
     rxBursts: c[o + P_RX_BURSTS],
     rxKicks: c[o + P_RX_KICKS],
     txKicks: c[o + P_TX_KICKS],

@@ -63,6 +63,7 @@ import { PartitionPool } from "./partition_pool.ts";
 import { PcapRingWriter } from "./pcap_ring.ts";
 import type { PrewarmResult } from "./prewarm.ts";
 import { VIRTIO_NET_HDR_SIZE } from "../net/header.ts";
+import { FrameOffloads, OFFLOAD_RX_ANY } from "../net/offloads.ts";
 import { asForwardScript, type ForwardScript } from "./script_api.ts";
 import type { PrewarmParams, RingSpec, WorkerSpec } from "./worker_spec.ts";
 
@@ -201,6 +202,8 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
   c[W_PREWARM_MS] = warmed?.ms ?? 0;
   // A notification waiting for a stalled vfio-user server gives up at the stop flag.
   const notify: NotifierOptions = { timeoutMs: spec.notifyTimeoutMs, control: ctl };
+  // Each frame's offload fields, validated on receive, requested on transmit.
+  const frames = new FrameOffloads(spec.burst);
   const rx = spec.ports.map((port, i) => {
     const q = new dp.RxQueue(
       adopt(port.rx, notify),
@@ -210,6 +213,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
       portBase(i),
       port.mergeable,
     );
+    if ((port.offloads & OFFLOAD_RX_ANY) !== 0) q.enableOffloads(frames, port.offloads);
     q.siblings = port.rxSiblings.map((n) =>
       makeNotifier(n, `a receive queue of ${port.name}`, notify)
     );
@@ -237,6 +241,9 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     headerSizes: spec.ports.map((port) => port.headerSize),
     macRewrite: spec.macRewrite,
     macs,
+    offloads: spec.ports.map((p) => p.offloads),
+    rxOffloads: spec.ports.map((p) => (p.offloads & OFFLOAD_RX_ANY) !== 0 ? 1 : 0),
+    frames,
     script: script ? { module: script, counters: scriptCounters, table } : null,
     capture: spec.capture
       ? {

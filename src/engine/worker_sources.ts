@@ -37,6 +37,9 @@ import queueCounters from "../net/queue_counters.ts" with { type: "text" };
 import netHeader from "../net/header.ts" with { type: "text" };
 import indirectTable from "../virtio/indirect_table.ts" with { type: "text" };
 import packedInOrder from "../virtio/packed_in_order.ts" with { type: "text" };
+import netOffloads from "../net/offloads.ts" with { type: "text" };
+import rxOffload from "../net/rx_offload.ts" with { type: "text" };
+import txOffload from "../net/tx_offload.ts" with { type: "text" };
 import packedQueue from "../virtio/packed_queue.ts" with { type: "text" };
 import packedRingMath from "../virtio/packed_ring_math.ts" with { type: "text" };
 import ringFormat from "../virtio/ring_format.ts" with { type: "text" };
@@ -86,6 +89,9 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("../net/header.ts"), netHeader],
   [at("../virtio/indirect_table.ts"), indirectTable],
   [at("../virtio/packed_in_order.ts"), packedInOrder],
+  [at("../net/offloads.ts"), netOffloads],
+  [at("../net/rx_offload.ts"), rxOffload],
+  [at("../net/tx_offload.ts"), txOffload],
   [at("../virtio/packed_queue.ts"), packedQueue],
   [at("../virtio/packed_ring_math.ts"), packedRingMath],
   [at("../virtio/ring_format.ts"), ringFormat],

@@ -41,6 +41,8 @@ export interface PortQueuesSpec {
   headerSize: number;
   /** VIRTIO_NET_F_MRG_RXBUF was negotiated: a received frame may span buffers. */
   mergeable: boolean;
+  /** The offloads negotiated, as the mask of src/net/offloads.ts (docs/offloads.md). */
+  offloads: number;
   /** receiveq(k+1). */
   rx: RingSpec;
   /** transmitq(k+1). */

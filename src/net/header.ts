@@ -38,8 +38,18 @@ export const VIRTIO_NET_HDR_HASH_SIZE = 20;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 /** flags: the checksum is valid. */
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+/** flags: rsc_info is in csum_start/csum_offset (VIRTIO_NET_F_RSC_EXT; never negotiated here). */
+export const VIRTIO_NET_HDR_F_RSC_INFO = 4;
 /** gso_type: not a GSO frame. */
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
+/** gso_type: TCP over IPv4 segmentation (TSO4). */
+export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+/** gso_type: UDP fragmentation (UFO; never negotiated here). */
+export const VIRTIO_NET_HDR_GSO_UDP = 3;
+/** gso_type: TCP over IPv6 segmentation (TSO6). */
+export const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+/** gso_type bit: the TCP segment has ECN/CWR set (GUEST_ECN/HOST_ECN; never negotiated here). */
+export const VIRTIO_NET_HDR_GSO_ECN = 0x80;
 
 /**
  * The header size for the negotiated features: `hashReport` (HASH_REPORT), and for a

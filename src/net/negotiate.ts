@@ -20,12 +20,18 @@ import {
   VIRTIO_F_VERSION_1,
 } from "../virtio/features.ts";
 import {
+  VIRTIO_NET_F_CSUM,
   VIRTIO_NET_F_CTRL_MAC_ADDR,
   VIRTIO_NET_F_CTRL_RX,
   VIRTIO_NET_F_CTRL_VLAN,
   VIRTIO_NET_F_CTRL_VQ,
   VIRTIO_NET_F_GUEST_ANNOUNCE,
+  VIRTIO_NET_F_GUEST_CSUM,
+  VIRTIO_NET_F_GUEST_TSO4,
+  VIRTIO_NET_F_GUEST_TSO6,
   VIRTIO_NET_F_HASH_REPORT,
+  VIRTIO_NET_F_HOST_TSO4,
+  VIRTIO_NET_F_HOST_TSO6,
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_MRG_RXBUF,
@@ -66,6 +72,12 @@ export const WANTED_FEATURES: readonly number[] = [
   VIRTIO_NET_F_MQ,
   VIRTIO_NET_F_RSS,
   VIRTIO_NET_F_HASH_REPORT,
+  VIRTIO_NET_F_CSUM,
+  VIRTIO_NET_F_HOST_TSO4,
+  VIRTIO_NET_F_HOST_TSO6,
+  VIRTIO_NET_F_GUEST_CSUM,
+  VIRTIO_NET_F_GUEST_TSO4,
+  VIRTIO_NET_F_GUEST_TSO6,
 ];
 
 /** Features that need the control virtqueue (§5.1.3.1). */
@@ -113,6 +125,27 @@ export interface NegotiationOptions {
    * (§2.7.5.3, §2.8.19; docs/indirect.md) instead of a chain of one slot per piece.
    */
   indirect?: boolean;
+  /**
+   * Negotiate VIRTIO_NET_F_CSUM when offered (default true): the device then completes
+   * the checksums of frames sent with a partial-checksum request (docs/offloads.md).
+   */
+  txChecksum?: boolean;
+  /**
+   * Negotiate VIRTIO_NET_F_HOST_TSO4/6 when offered with VIRTIO_NET_F_CSUM (default true):
+   * the device then segments TCP super-frames sent with a TSO request.
+   */
+  tso?: boolean;
+  /**
+   * Negotiate VIRTIO_NET_F_GUEST_CSUM when offered (default true): the device may then mark
+   * received frames checked (DATA_VALID) or deliver them with a partial checksum.
+   */
+  rxChecksum?: boolean;
+  /**
+   * Negotiate VIRTIO_NET_F_GUEST_TSO4/6 (large receive) when offered with GUEST_CSUM and
+   * mergeable buffers (default true): a received TCP frame may then be a super-frame of up
+   * to 64 KiB spanning many buffers.
+   */
+  lro?: boolean;
 }
 
 /** The device is a legacy one (its transport's `legacy`): what is required differs. */
@@ -165,7 +198,31 @@ export function selectFeatures(
     if (f === VIRTIO_NET_F_MRG_RXBUF && options.mergeable === false && !required.includes(f)) {
       continue;
     }
+    if (!offloadWanted(f, options, features)) continue;
     features |= bit(f);
   }
   return features;
+}
+
+/**
+ * Whether offload feature `f` is to be taken, given the options and the features taken so
+ * far (WANTED_FEATURES lists each after what it depends on, §5.1.3.1: HOST_TSO4/6 need
+ * CSUM, GUEST_TSO4/6 need GUEST_CSUM; large receive here needs MRG_RXBUF too, or every
+ * buffer would have to hold 64 KiB, §5.1.6.3.1). True for any other feature.
+ */
+function offloadWanted(f: number, o: NegotiationOptions, taken: bigint): boolean {
+  switch (f) {
+    case VIRTIO_NET_F_CSUM:
+      return o.txChecksum !== false;
+    case VIRTIO_NET_F_HOST_TSO4:
+    case VIRTIO_NET_F_HOST_TSO6:
+      return o.tso !== false && hasFeature(taken, VIRTIO_NET_F_CSUM);
+    case VIRTIO_NET_F_GUEST_CSUM:
+      return o.rxChecksum !== false;
+    case VIRTIO_NET_F_GUEST_TSO4:
+    case VIRTIO_NET_F_GUEST_TSO6:
+      return o.lro !== false && hasFeature(taken, VIRTIO_NET_F_GUEST_CSUM) &&
+        hasFeature(taken, VIRTIO_NET_F_MRG_RXBUF);
+  }
+  return true;
 }

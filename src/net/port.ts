@@ -44,6 +44,7 @@ import { type NegotiationOptions, selectFeatures } from "./negotiate.ts";
 import { rarpAnnouncement, RxFilter } from "./rx_filter.ts";
 import { type RxInterruptOptions, RxInterrupts } from "./rx_interrupts.ts";
 import { RxQueue } from "./rx_queue.ts";
+import { enableRxOffloads } from "./offload_features.ts";
 import { Steering } from "./steering.ts";
 import { TxQueue } from "./tx_queue.ts";
 import { PORT_SLOTS } from "./queue_counters.ts";
@@ -328,6 +329,7 @@ export class VirtioNetPort {
       // One counter block per queue pair, shared by its two queues (queue_counters.ts).
       const counters = new Float64Array(PORT_SLOTS);
       rx.push(new RxQueue(queues[2 * k], pool, headerSize, counters, 0, mergeable));
+      enableRxOffloads(rx[k], features); // docs/offloads.md
       tx.push(new TxQueue(queues[2 * k + 1], pool, headerSize, counters));
     }
     for (const r of rx) r.siblings = rx.filter((o) => o !== r).map((o) => o.vq.notifier);

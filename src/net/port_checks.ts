@@ -79,7 +79,9 @@ export function checkPortOptions(options: PortOptions): void {
       }, not a BufferPool: give one from createSharedPool() or leave it out.`,
     );
   }
-  for (const name of ["hugePages", "hashReport"]) {
+  for (
+    const name of ["hugePages", "hashReport", "txChecksum", "tso", "rxChecksum", "lro"]
+  ) {
     if (o[name] !== undefined && typeof o[name] !== "boolean") {
       bad(`${name} is ${shown(o[name])}, not true or false: give a boolean or leave it out.`);
     }

@@ -51,5 +51,23 @@ export const P_TX_REFUSED_RING_FULL = 17;
  * (num_buffers 0 or more than the ring holds, a buffer before the last not filled).
  */
 export const P_DROP_BAD_MERGE = 18;
+/**
+ * Frames dropped because the device wrote offload fields that break §5.1.6.4.1's rules
+ * (flags, gso_type, gso_size, csum_start/csum_offset, hdr_len; src/net/rx_offload.ts).
+ */
+export const P_DROP_BAD_OFFLOAD = 19;
+/**
+ * Frames to go out of this port whose offload request it cannot honour: not negotiated,
+ * or fields outside the frame (src/net/tx_offload.ts).
+ */
+export const P_DROP_TX_OFFLOAD = 20;
+/** Frames received with VIRTIO_NET_HDR_F_DATA_VALID: the device checked the checksum. */
+export const P_RX_CSUM_VALID = 21;
+/** Frames received with VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum is partial. */
+export const P_RX_CSUM_PARTIAL = 22;
+/** Frames received as a GSO super-frame (GUEST_TSO4/6: large receive). */
+export const P_RX_GSO = 23;
+/** Frames sent with an offload request (partial checksum, TSO). */
+export const P_TX_OFFLOADED = 24;
 /** Size of a block. */
-export const PORT_SLOTS = 24;
+export const PORT_SLOTS = 32;

@@ -17,6 +17,7 @@ import { NO_BUFFER, type PacketBuffers } from "../dma/packet_buffers.ts";
 import { DriverError } from "../errors.ts";
 import {
   P_DROP_BAD_MERGE,
+  P_DROP_BAD_OFFLOAD,
   P_DROP_NO_BUFFER,
   P_DROP_RUNT,
   P_RX_BURSTS,
@@ -29,6 +30,8 @@ import {
   PORT_SLOTS,
 } from "./queue_counters.ts";
 import { HDR_HASH_REPORT, HDR_HASH_VALUE, HDR_NUM_BUFFERS } from "./header.ts";
+import type { FrameOffloads } from "./offloads.ts";
+import { takeRxOffloads } from "./rx_offload.ts";
 import {
   positionAdd,
   positionDistance,
@@ -82,6 +85,9 @@ export class RxQueue {
   #partNeed = 0;
   #partLen = 0;
   #partBad = false;
+  // Receive offloads negotiated (docs/offloads.md): where each frame's validated fields go.
+  #offl: FrameOffloads | null = null;
+  #offlMask = 0;
 
   /** Frames delivered to the application. */
   get packets(): number {
@@ -101,6 +107,26 @@ export class RxQueue {
   /** Drops: mergeable receive buffers that broke §5.1.6.4's rules (their frame is lost). */
   get dropsBadMerge(): number {
     return this.#c[this.#o + P_DROP_BAD_MERGE];
+  }
+
+  /** Drops: offload fields in the header that break §5.1.6.4.1 (rx_offload.ts). */
+  get dropsBadOffload(): number {
+    return this.#c[this.#o + P_DROP_BAD_OFFLOAD];
+  }
+
+  /**
+   * Validates each received frame's offload fields (GUEST_CSUM, GUEST_TSO4/6 negotiated:
+   * `mask` from offloads.ts) into `frames`, entry i for `bufs[i]` of each rxBurst, which
+   * then returns at most `frames.capacity` frames.
+   */
+  enableOffloads(frames: FrameOffloads, mask: number): void {
+    this.#offl = frames;
+    this.#offlMask = mask;
+  }
+
+  /** The validated offload fields of the last burst's frames (null: not enabled). */
+  get offloads(): FrameOffloads | null {
+    return this.#offl;
   }
 
   /** Times the ring could not be refilled whole because the pool was empty. */
@@ -297,6 +323,7 @@ export class RxQueue {
    * buffer but the last full (docs/mergeable.md).
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    if (this.#offl !== null && max > this.#offl.capacity) max = this.#offl.capacity;
     if (this.#epochs > 0) {
       max = this.#gated(max);
       if (max === 0) {
@@ -325,6 +352,7 @@ export class RxQueue {
       bytes += len - hdr;
       n++;
     }
+    if (this.#offl !== null) n = this.#takeOffloads(bufs, lens, n);
     c[o + P_RX_PACKETS] += n;
     c[o + P_RX_BYTES] += bytes;
     c[o + P_RX_BURSTS]++;
@@ -390,6 +418,7 @@ export class RxQueue {
       this.#partNeed = count - 1;
       this.#partBad = len !== full; // the first buffer must be full too
     }
+    if (this.#offl !== null) n = this.#takeOffloads(bufs, lens, n);
     c[o + P_RX_PACKETS] += n;
     c[o + P_RX_BYTES] += bytes;
     c[o + P_RX_BURSTS]++;
@@ -408,6 +437,22 @@ export class RxQueue {
     this.#partHead = NO_BUFFER;
     this.#partNeed = 0;
     return true;
+  }
+
+  /** Validates the offload fields of the burst's `n` frames; returns the frames kept. */
+  #takeOffloads(bufs: Uint32Array, lens: Uint32Array, n: number): number {
+    const f = this.#offl!;
+    return takeRxOffloads(
+      this.pool,
+      bufs,
+      lens,
+      n,
+      this.headerSize,
+      this.#offlMask,
+      f,
+      this.#c,
+      this.#o,
+    );
   }
 
   /** Drops the frame being assembled: its buffers go back, the drop is counted. */

@@ -3,7 +3,8 @@
  * buffers, header in front, and reclaims completed buffers in bulk.
  *
  * Hot path: {@linkcode TxQueue.txBurst} reclaims what the device finished, zeroes each
- * frame's virtio_net_hdr (no offloads: flags 0, GSO_NONE), posts one descriptor per frame
+ * frame's virtio_net_hdr (no offloads: flags 0, GSO_NONE) unless it holds an offload
+ * request (tx_offload.ts, docs/offloads.md), posts one descriptor per frame
  * and publishes the burst with one index store and at most one notification.
  *
  * One implementation for a port's queues on the main thread and for a forwarding worker's
@@ -20,6 +21,7 @@ import {
   P_TX_BYTES,
   P_TX_KICKS,
   P_TX_KICKS_SUPPRESSED,
+  P_TX_OFFLOADED,
   P_TX_PACKETS,
   P_TX_REFUSED_RING_FULL,
   PORT_SLOTS,
@@ -52,6 +54,7 @@ export class TxQueue {
   readonly #segHi: Uint32Array;
   readonly #segLen: Uint32Array;
   #chainFull = 0;
+  #offloaded = 0;
 
   /** Frames handed to the device. */
   get packets(): number {
@@ -118,7 +121,7 @@ export class TxQueue {
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number {
     const vq = this.vq, pool = this.pool, words = pool.words, hdr = this.headerSize;
-    const hdrWords = hdr >> 2;
+    const hdrWords = hdr >> 2, mark = pool.txHeader;
     const c = this.#c, o = this.#o;
     if (vq.freeCount < count) this.reclaim();
     const room = pool.bufferSize - hdr;
@@ -126,6 +129,7 @@ export class TxQueue {
     let take = count < free ? count : free;
     let n = 0;
     let bytes = 0;
+    let offloaded = 0;
     for (; n < take; n++) {
       const b = bufs[n];
       const len = lens[n];
@@ -136,14 +140,18 @@ export class TxQueue {
         const left = n + 1 + vq.freeCount;
         take = count < left ? count : left;
         bytes += len;
+        offloaded += this.#offloaded;
         continue;
       }
       // §5.1.6.2: no offloads asked for: flags 0, gso_type VIRTIO_NET_HDR_GSO_NONE.
       // Zeroed a word at a time (buffers and VERSION_1 headers are multiples of 4 bytes):
       // TypedArray#fill calls into the runtime, which cost a third of the forwarding
-      // loop's time for a 12-byte header (docs/performance.md).
-      const w = pool.offset(b) >> 2;
-      for (let k = 0; k < hdrWords; k++) words[w + k] = 0;
+      // loop's time for a 12-byte header (docs/performance.md). A header that holds an
+      // offload request (tx_offload.ts) is kept: masked, not branched on (see below).
+      const w = pool.offset(b) >> 2, keep = -mark[b];
+      for (let k = 0; k < hdrWords; k++) words[w + k] &= keep;
+      offloaded += mark[b];
+      mark[b] = 0;
       vq.add(b, pool.iovaLo[b], pool.iovaHi[b], hdr + len, false);
       bytes += len;
     }
@@ -157,6 +165,7 @@ export class TxQueue {
     c[o + P_TX_REFUSED_RING_FULL] += (1 - stoppedEarly) * (count - n);
     c[o + P_TX_PACKETS] += n;
     c[o + P_TX_BYTES] += bytes;
+    c[o + P_TX_OFFLOADED] += offloaded;
     c[o + P_TX_KICKS] = vq.kicks;
     c[o + P_TX_KICKS_SUPPRESSED] = vq.kicksSuppressed;
     return n;
@@ -194,9 +203,13 @@ export class TxQueue {
       this.#chainFull = 1;
       return 0;
     }
-    const w = pool.offset(b) >> 2;
-    for (let k = 0; k < hdr >> 2; k++) pool.words[w + k] = 0; // §5.1.6.2: no offloads
+    // §5.1.6.2: zeroed (no offloads) unless it holds an offload request (tx_offload.ts).
+    const w = pool.offset(b) >> 2, keep = -pool.txHeader[b];
+    for (let k = 0; k < hdr >> 2; k++) pool.words[w + k] &= keep;
     // Refused with room enough: longer than any chain the ring takes (packed: 255).
-    return this.vq.addSegments(b, lo, hi, lens, parts) ? slots : 0;
+    if (!this.vq.addSegments(b, lo, hi, lens, parts)) return 0;
+    this.#offloaded = pool.txHeader[b];
+    pool.txHeader[b] = 0;
+    return slots;
   }
 }

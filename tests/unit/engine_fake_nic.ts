@@ -212,6 +212,7 @@ export class FakeBed {
         mac,
         headerSize: HDR,
         mergeable: false,
+        offloads: 0,
         rx,
         tx,
         rxSiblings: [],

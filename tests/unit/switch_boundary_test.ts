@@ -62,6 +62,7 @@ function ringWith(q: number, frames: Uint8Array[]) {
     iovaLo,
     iovaHi,
     next: new Uint32Array(SIZE).fill(0xffff_ffff),
+    txHeader: new Uint8Array(SIZE),
     offset: (b) => b * BUF,
     alloc: () => next < SIZE ? next++ : 0xffff_ffff,
     free: () => {},

@@ -1,0 +1,182 @@
+/**
+ * Offloads (docs/offloads.md) against QEMU's virtio-net through kernel VFIO in the VM bed,
+ * NICs with `csum=on,guest_csum=on,host_tso4=on,guest_tso4=on,mrg_rxbuf=on`: l2fwd with
+ * examples/scripts/offload.ts forwards from NIC 0 to NIC 1.
+ *
+ * The host sends into NIC 0's tap through AF_PACKET with PACKET_VNET_HDR
+ * (tests/bed/offload_host.py): UDP frames with a right checksum, with a wrong one, and
+ * with a partial one (NEEDS_CSUM), then 64,000-byte TCP/IPv4 super-frames (GSO, MSS
+ * 1,448), which arrive as large receives spanning many 2 KiB buffers. The script reports
+ * each frame's checksum state as the device gave it and asks for TSO with MSS 1,000. NIC
+ * 1's tap passes the super-frames to the host kernel whole; a plain tap bridged with it,
+ * read without offloads, makes the kernel segment and checksum them in software, so its
+ * reader sees what would go on a wire: segments of 1,000 payload bytes, every checksum
+ * checked there.
+ *
+ * Run: `deno test --allow-all tests/offload_vm_test.ts` (under the bed lock).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { l2fwdCmd, startL2fwd } from "./bed/l2fwd_guest.ts";
+import { VmBed } from "./bed/vm.ts";
+import { summaryOf } from "./l2fwd_checks.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const HOST = `${ROOT}/tests/bed/offload_host.py`;
+const SCRIPT = `${ROOT}/examples/scripts/offload.ts`;
+const PROPS = "csum=on,guest_csum=on,host_tso4=on,guest_tso4=on,mrg_rxbuf=on";
+/** UDP frames of each kind. */
+const N = 50;
+/** TCP super-frames of 64,000 payload bytes. */
+const SUPER = 2;
+const MSS = 1000;
+const SEGMENTS = SUPER * Math.ceil(64000 / MSS);
+
+/** What offload_host.py's reader saw. */
+interface ReadResult {
+  frames: number;
+  udp: Record<"G" | "B" | "P", [good: number, bad: number]>;
+  tcp: {
+    segments: number;
+    csumOk: number;
+    csumBad: number;
+    ipBad: number;
+    sizes: Record<string, number>;
+    payloadBad: number;
+    maxFrame: number;
+  };
+}
+
+/** Puts a plain tap `ot0` into the bridge of NIC 1's tap (made if none) and lets guest frames in. */
+function readerSetup(tap: string): string {
+  return [
+    "set -e",
+    `B=$(basename "$(readlink /sys/class/net/${tap}/master || true)")`,
+    `if [ -z "$B" ]; then B=ob0; ip link add name ob0 type bridge stp_state 0; ` +
+    `ip link set ${tap} master ob0; ip link set dev ${tap} type bridge_slave learning off; ` +
+    `ip link set ob0 up; fi`,
+    // The bed drops guest frames at the tap's ingress (netns.ts): here they are wanted.
+    `tc qdisc del dev ${tap} clsact 2>/dev/null || true`,
+    "ip tuntap add dev ot0 mode tap",
+    "echo 1 > /proc/sys/net/ipv6/conf/ot0/disable_ipv6",
+    "ip link set ot0 master $B",
+    "ip link set ot0 up",
+  ].join("\n");
+}
+
+Deno.test("offloads: receive checksum states as sent, large receive, TSO asked by a script segmented with valid checksums", async () => {
+  const bed = await VmBed.start({ nics: 2, nicProps: PROPS, hugepages: 64 });
+  try {
+    assert.equal((await bed.exec("modprobe vfio-pci")).code, 0);
+    await bed.ns.exec(["sh", "-c", readerSetup(bed.tapName(1))]);
+    const want = 3 * N + SEGMENTS;
+    const reader = new Deno.Command("ip", {
+      args: ["netns", "exec", bed.netns, "/usr/bin/python3", HOST, "read", "ot0", `${want}`, "240"],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const out = reader.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("READY")) {
+      const r = await out.read();
+      assert.ok(!r.done, `the reader did not start: ${text}`);
+      text += r.value;
+    }
+    const run = await startL2fwd(
+      bed,
+      l2fwdCmd(bed, ["--script", SCRIPT, "--script-arg", `tso=${MSS}`], [
+        `--allow-read=${SCRIPT}`,
+      ]),
+    );
+    const sent = JSON.parse(
+      await bed.ns.exec([
+        "/usr/bin/python3",
+        HOST,
+        "send",
+        bed.tapName(0),
+        bed.nicMac(0),
+        `${N}`,
+        `${SUPER}`,
+      ]),
+    );
+    assert.equal(sent.sent, 3 * N + SUPER);
+    for (;;) {
+      const r = await out.read();
+      if (r.done) break;
+      text += r.value;
+    }
+    await reader.status;
+    const r = await run.interrupt();
+    assert.equal(r.code, 0, r.stderr);
+    const s = summaryOf(r.stdout);
+    const seen: ReadResult = JSON.parse(text.split("\n").find((l) => l.startsWith("{"))!);
+    const [p0, p1] = s.ports;
+    console.log(`host saw ${JSON.stringify(seen)}`);
+    console.log(`script ${JSON.stringify(s.script?.counters)}`);
+    console.log(
+      `port 0 rx: ${
+        JSON.stringify({
+          rxPackets: p0.rxPackets,
+          rxCsumValid: p0.rxCsumValid,
+          rxCsumPartial: p0.rxCsumPartial,
+          rxGso: p0.rxGso,
+          dropsBadOffload: p0.dropsBadOffload,
+          dropsScript: p0.dropsScript,
+        })
+      }; port 1 tx: ${
+        JSON.stringify({
+          txPackets: p1.txPackets,
+          txOffloaded: p1.txOffloaded,
+          dropsTxOffload: p1.dropsTxOffload,
+        })
+      }`,
+    );
+    for (
+      const f of [
+        "VIRTIO_NET_F_CSUM",
+        "VIRTIO_NET_F_GUEST_CSUM",
+        "VIRTIO_NET_F_HOST_TSO4",
+        "VIRTIO_NET_F_GUEST_TSO4",
+        "VIRTIO_NET_F_MRG_RXBUF",
+      ]
+    ) {
+      for (const p of s.ports) assert.ok(p.features?.includes(f), `port ${p.port} lacks ${f}`);
+    }
+    // Receive: each frame's checksum state is what the host sent: partial for the
+    // NEEDS_CSUM frames and the super-frames, nothing for the others (whose checksums the
+    // script then finds right or wrong as sent); the super-frames came as large receives.
+    const c = s.script!.counters;
+    assert.equal(p0.rxPackets, 3 * N + SUPER);
+    assert.equal(p0.dropsBadOffload, 0);
+    assert.equal(p0.rxCsumPartial, N + SUPER);
+    assert.equal(p0.rxCsumValid, 0);
+    assert.equal(p0.rxGso, SUPER);
+    assert.equal(c.csumPartial, N + SUPER);
+    assert.equal(c.csumNone, 2 * N);
+    assert.equal(c.csumValid, 0);
+    assert.equal(c.swGood, N);
+    assert.equal(c.swBad, N);
+    assert.equal(c.pseudoGood, N + SUPER, "the partial frames' fields hold the pseudo-header sum");
+    assert.equal(c.superFrames, SUPER);
+    assert.equal(c.tso, SUPER);
+    // Transmit: the partial frames and the super-frames went out with their requests.
+    assert.equal(p1.txPackets, 3 * N + SUPER);
+    assert.equal(p1.txOffloaded, N + SUPER);
+    assert.equal(p1.dropsTxOffload, 0);
+    // The host: checksums completed where asked, wrong ones left wrong, and each super-frame
+    // cut into segments of the script's MSS, every checksum valid, the payload intact.
+    assert.equal(seen.frames, want);
+    assert.deepEqual(seen.udp, { G: [N, 0], B: [0, N], P: [N, 0] });
+    assert.equal(seen.tcp.segments, SEGMENTS);
+    assert.deepEqual(seen.tcp.sizes, { [MSS]: SEGMENTS });
+    assert.equal(seen.tcp.csumOk, SEGMENTS);
+    assert.equal(seen.tcp.csumBad, 0);
+    assert.equal(seen.tcp.ipBad, 0);
+    assert.equal(seen.tcp.payloadBad, 0);
+    assert.equal(seen.tcp.maxFrame, 14 + 20 + 20 + MSS);
+  } finally {
+    await bed.close();
+  }
+});
