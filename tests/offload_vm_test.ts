@@ -11,7 +11,9 @@
  * 1's tap passes the super-frames to the host kernel whole; a plain tap bridged with it,
  * read without offloads, makes the kernel segment and checksum them in software, so its
  * reader sees what would go on a wire: segments of 1,000 payload bytes, every checksum
- * checked there.
+ * checked there. Then the same with the receive offloads switched off (`--rx-csum off --lro
+ * off`): the host kernel completes the checksums and segments before the tap, and every frame
+ * arrives with no checksum state.
  *
  * Run: `deno test --allow-all tests/offload_vm_test.ts` (under the bed lock).
  *
@@ -66,116 +68,139 @@ function readerSetup(tap: string): string {
   ].join("\n");
 }
 
-Deno.test("offloads: receive checksum states as sent, large receive, TSO asked by a script segmented with valid checksums", async () => {
+/** One l2fwd run with the script: what the host's reader saw and l2fwd's summary. */
+async function forward(bed: VmBed, want: number, args: string[]) {
+  const reader = new Deno.Command("ip", {
+    args: ["netns", "exec", bed.netns, "/usr/bin/python3", HOST, "read", "ot0", `${want}`, "240"],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = reader.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("READY")) {
+    const r = await out.read();
+    assert.ok(!r.done, `the reader did not start: ${text}`);
+    text += r.value;
+  }
+  const run = await startL2fwd(
+    bed,
+    l2fwdCmd(bed, ["--script", SCRIPT, "--script-arg", `tso=${MSS}`, ...args], [
+      `--allow-read=${SCRIPT}`,
+    ]),
+  );
+  const host = ["/usr/bin/python3", HOST, "send", bed.tapName(0), bed.nicMac(0)];
+  const sent = JSON.parse(await bed.ns.exec([...host, `${N}`, `${SUPER}`]));
+  assert.equal(sent.sent, 3 * N + SUPER);
+  for (;;) {
+    const r = await out.read();
+    if (r.done) break;
+    text += r.value;
+  }
+  await reader.status;
+  const r = await run.interrupt();
+  assert.equal(r.code, 0, r.stderr);
+  const s = summaryOf(r.stdout);
+  const seen: ReadResult = JSON.parse(text.split("\n").find((l) => l.startsWith("{"))!);
+  const [p0, p1] = s.ports;
+  const pick = (o: object, keys: string[]) =>
+    JSON.stringify(Object.fromEntries(keys.map((k) => [k, (o as Record<string, unknown>)[k]])));
+  console.log(`host saw ${JSON.stringify(seen)}`);
+  console.log(`script ${JSON.stringify(s.script?.counters)}`);
+  console.log(
+    `port 0 ${
+      pick(p0, ["rxPackets", "rxCsumValid", "rxCsumPartial", "rxGso", "dropsBadOffload"])
+    }; port 1 ${pick(p1, ["txPackets", "txOffloaded", "dropsTxOffload"])}`,
+  );
+  return { seen, s, counters: s.script!.counters, p0, p1 };
+}
+
+const OFFLOADS = [
+  "VIRTIO_NET_F_CSUM",
+  "VIRTIO_NET_F_GUEST_CSUM",
+  "VIRTIO_NET_F_HOST_TSO4",
+  "VIRTIO_NET_F_GUEST_TSO4",
+];
+
+Deno.test("offloads: receive checksum states as sent, large receive, TSO asked by a script segmented with valid checksums", async (t) => {
   const bed = await VmBed.start({ nics: 2, nicProps: PROPS, hugepages: 64 });
   try {
     assert.equal((await bed.exec("modprobe vfio-pci")).code, 0);
     await bed.ns.exec(["sh", "-c", readerSetup(bed.tapName(1))]);
-    const want = 3 * N + SEGMENTS;
-    const reader = new Deno.Command("ip", {
-      args: ["netns", "exec", bed.netns, "/usr/bin/python3", HOST, "read", "ot0", `${want}`, "240"],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const out = reader.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("READY")) {
-      const r = await out.read();
-      assert.ok(!r.done, `the reader did not start: ${text}`);
-      text += r.value;
-    }
-    const run = await startL2fwd(
-      bed,
-      l2fwdCmd(bed, ["--script", SCRIPT, "--script-arg", `tso=${MSS}`], [
-        `--allow-read=${SCRIPT}`,
-      ]),
+
+    await t.step("all offloads on", async () => {
+      const want = 3 * N + SEGMENTS;
+      const { seen, s, counters: c, p0, p1 } = await forward(bed, want, []);
+      for (const f of [...OFFLOADS, "VIRTIO_NET_F_MRG_RXBUF"]) {
+        for (const p of s.ports) assert.ok(p.features?.includes(f), `port ${p.port} lacks ${f}`);
+      }
+      // Receive: each frame's checksum state is what the host sent: partial for the
+      // NEEDS_CSUM frames and the super-frames, nothing for the others (whose checksums the
+      // script then finds right or wrong as sent); the super-frames came as large receives.
+      assert.equal(p0.rxPackets, 3 * N + SUPER);
+      assert.equal(p0.dropsBadOffload, 0);
+      assert.equal(p0.rxCsumPartial, N + SUPER);
+      assert.equal(p0.rxCsumValid, 0);
+      assert.equal(p0.rxGso, SUPER);
+      assert.equal(c.csumPartial, N + SUPER);
+      assert.equal(c.csumNone, 2 * N);
+      assert.equal(c.csumValid, 0);
+      assert.equal(c.swGood, N);
+      assert.equal(c.swBad, N);
+      assert.equal(
+        c.pseudoGood,
+        N + SUPER,
+        "the partial frames' fields hold the pseudo-header sum",
+      );
+      assert.equal(c.superFrames, SUPER);
+      assert.equal(c.tso, SUPER);
+      // Transmit: the partial frames and the super-frames went out with their requests.
+      assert.equal(p1.txPackets, 3 * N + SUPER);
+      assert.equal(p1.txOffloaded, N + SUPER);
+      assert.equal(p1.dropsTxOffload, 0);
+      // The host: checksums completed where asked, wrong ones left wrong, and each
+      // super-frame cut into segments of the script's MSS, every checksum valid, the payload
+      // intact.
+      assert.equal(seen.frames, want);
+      assert.deepEqual(seen.udp, { G: [N, 0], B: [0, N], P: [N, 0] });
+      assert.equal(seen.tcp.segments, SEGMENTS);
+      assert.deepEqual(seen.tcp.sizes, { [MSS]: SEGMENTS });
+      assert.equal(seen.tcp.csumOk, SEGMENTS);
+      assert.equal(seen.tcp.csumBad, 0);
+      assert.equal(seen.tcp.ipBad, 0);
+      assert.equal(seen.tcp.payloadBad, 0);
+      assert.equal(seen.tcp.maxFrame, 14 + 20 + 20 + MSS);
+    });
+
+    await t.step(
+      "receive offloads off: the host completes and segments, frames come plain",
+      async () => {
+        // The host kernel segments each super-frame at the host's MSS (1,448) before the tap.
+        const segments = SUPER * Math.ceil(64000 / 1448), want = 3 * N + segments;
+        const { seen, s, counters: c, p0, p1 } = await forward(bed, want, [
+          "--rx-csum",
+          "off",
+          "--lro",
+          "off",
+        ]);
+        for (const p of s.ports) {
+          assert.ok(!p.features?.includes("VIRTIO_NET_F_GUEST_CSUM"));
+          assert.ok(!p.features?.includes("VIRTIO_NET_F_GUEST_TSO4"));
+          assert.ok(p.features?.includes("VIRTIO_NET_F_HOST_TSO4"));
+        }
+        assert.equal(p0.rxPackets, want);
+        assert.deepEqual([p0.rxCsumPartial, p0.rxCsumValid, p0.rxGso], [0, 0, 0]);
+        assert.equal(c.csumNone, want);
+        assert.equal(c.swGood, N + N + segments, "checksums completed by the host's kernel");
+        assert.equal(c.swBad, N);
+        assert.equal(c.tso, 0, "no frame longer than 1,514 bytes");
+        assert.equal(p1.txOffloaded, 0);
+        assert.equal(seen.frames, want);
+        assert.deepEqual(seen.udp, { G: [N, 0], B: [0, N], P: [N, 0] });
+        assert.equal(seen.tcp.segments, segments);
+        assert.equal(seen.tcp.csumOk, segments);
+        assert.equal(seen.tcp.payloadBad, 0);
+      },
     );
-    const sent = JSON.parse(
-      await bed.ns.exec([
-        "/usr/bin/python3",
-        HOST,
-        "send",
-        bed.tapName(0),
-        bed.nicMac(0),
-        `${N}`,
-        `${SUPER}`,
-      ]),
-    );
-    assert.equal(sent.sent, 3 * N + SUPER);
-    for (;;) {
-      const r = await out.read();
-      if (r.done) break;
-      text += r.value;
-    }
-    await reader.status;
-    const r = await run.interrupt();
-    assert.equal(r.code, 0, r.stderr);
-    const s = summaryOf(r.stdout);
-    const seen: ReadResult = JSON.parse(text.split("\n").find((l) => l.startsWith("{"))!);
-    const [p0, p1] = s.ports;
-    console.log(`host saw ${JSON.stringify(seen)}`);
-    console.log(`script ${JSON.stringify(s.script?.counters)}`);
-    console.log(
-      `port 0 rx: ${
-        JSON.stringify({
-          rxPackets: p0.rxPackets,
-          rxCsumValid: p0.rxCsumValid,
-          rxCsumPartial: p0.rxCsumPartial,
-          rxGso: p0.rxGso,
-          dropsBadOffload: p0.dropsBadOffload,
-          dropsScript: p0.dropsScript,
-        })
-      }; port 1 tx: ${
-        JSON.stringify({
-          txPackets: p1.txPackets,
-          txOffloaded: p1.txOffloaded,
-          dropsTxOffload: p1.dropsTxOffload,
-        })
-      }`,
-    );
-    for (
-      const f of [
-        "VIRTIO_NET_F_CSUM",
-        "VIRTIO_NET_F_GUEST_CSUM",
-        "VIRTIO_NET_F_HOST_TSO4",
-        "VIRTIO_NET_F_GUEST_TSO4",
-        "VIRTIO_NET_F_MRG_RXBUF",
-      ]
-    ) {
-      for (const p of s.ports) assert.ok(p.features?.includes(f), `port ${p.port} lacks ${f}`);
-    }
-    // Receive: each frame's checksum state is what the host sent: partial for the
-    // NEEDS_CSUM frames and the super-frames, nothing for the others (whose checksums the
-    // script then finds right or wrong as sent); the super-frames came as large receives.
-    const c = s.script!.counters;
-    assert.equal(p0.rxPackets, 3 * N + SUPER);
-    assert.equal(p0.dropsBadOffload, 0);
-    assert.equal(p0.rxCsumPartial, N + SUPER);
-    assert.equal(p0.rxCsumValid, 0);
-    assert.equal(p0.rxGso, SUPER);
-    assert.equal(c.csumPartial, N + SUPER);
-    assert.equal(c.csumNone, 2 * N);
-    assert.equal(c.csumValid, 0);
-    assert.equal(c.swGood, N);
-    assert.equal(c.swBad, N);
-    assert.equal(c.pseudoGood, N + SUPER, "the partial frames' fields hold the pseudo-header sum");
-    assert.equal(c.superFrames, SUPER);
-    assert.equal(c.tso, SUPER);
-    // Transmit: the partial frames and the super-frames went out with their requests.
-    assert.equal(p1.txPackets, 3 * N + SUPER);
-    assert.equal(p1.txOffloaded, N + SUPER);
-    assert.equal(p1.dropsTxOffload, 0);
-    // The host: checksums completed where asked, wrong ones left wrong, and each super-frame
-    // cut into segments of the script's MSS, every checksum valid, the payload intact.
-    assert.equal(seen.frames, want);
-    assert.deepEqual(seen.udp, { G: [N, 0], B: [0, N], P: [N, 0] });
-    assert.equal(seen.tcp.segments, SEGMENTS);
-    assert.deepEqual(seen.tcp.sizes, { [MSS]: SEGMENTS });
-    assert.equal(seen.tcp.csumOk, SEGMENTS);
-    assert.equal(seen.tcp.csumBad, 0);
-    assert.equal(seen.tcp.ipBad, 0);
-    assert.equal(seen.tcp.payloadBad, 0);
-    assert.equal(seen.tcp.maxFrame, 14 + 20 + 20 + MSS);
   } finally {
     await bed.close();
   }
