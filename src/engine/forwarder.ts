@@ -32,7 +32,8 @@ import {
 } from "./counters.ts";
 import type { PcapRingWriter } from "./pcap_ring.ts";
 import { NO_BUFFER } from "../dma/packet_buffers.ts";
-import { BOUNCE, type Burst, DROP, type ForwardScript } from "./script_api.ts";
+import { BOUNCE, DROP, type ForwardScript } from "./script_api.ts";
+import { ScriptBurst } from "./script_burst.ts";
 import { CSUM_PARTIAL, FrameOffloads } from "../net/offloads.ts";
 import { requestTxOffload } from "../net/tx_offload.ts";
 
@@ -129,43 +130,6 @@ export interface Capture {
   ring: PcapRingWriter;
   /** The wall clock's lead over the poll clock (ms). */
   epochOffsetMs: number;
-}
-
-/** A preallocated burst a script sees (one per input port). */
-class ScriptBurst implements Burst {
-  count = 0;
-  readonly csum: Uint8Array;
-  readonly csumStart: Uint16Array;
-  readonly csumOffset: Uint16Array;
-  readonly gsoType: Uint8Array;
-  readonly gsoSize: Uint16Array;
-  readonly hdrLen: Uint16Array;
-  readonly verdicts: Uint8Array;
-  readonly offsets: Uint32Array;
-  readonly view: DataView;
-  constructor(
-    readonly inPort: number,
-    readonly outPort: number,
-    readonly queue: number,
-    readonly bufs: Uint32Array,
-    readonly lens: Uint32Array,
-    readonly data: Uint8Array,
-    readonly room: number,
-    readonly counters: Float64Array,
-    readonly table: Float64Array,
-    readonly macs: readonly Uint8Array[],
-    f: FrameOffloads,
-  ) {
-    this.csum = f.csum;
-    this.csumStart = f.csumStart;
-    this.csumOffset = f.csumOffset;
-    this.gsoType = f.gsoType;
-    this.gsoSize = f.gsoSize;
-    this.hdrLen = f.hdrLen;
-    this.verdicts = new Uint8Array(bufs.length);
-    this.offsets = new Uint32Array(bufs.length);
-    this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  }
 }
 
 /**

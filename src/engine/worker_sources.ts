@@ -21,6 +21,7 @@ import partitionPool from "./partition_pool.ts" with { type: "text" };
 import pcapRing from "./pcap_ring.ts" with { type: "text" };
 import prewarm from "./prewarm.ts" with { type: "text" };
 import scriptApi from "./script_api.ts" with { type: "text" };
+import scriptBurst from "./script_burst.ts" with { type: "text" };
 import steeringMailbox from "./steering_mailbox.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
 import workerSpec from "./worker_spec.ts" with { type: "text" };
@@ -73,6 +74,7 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("./pcap_ring.ts"), pcapRing],
   [at("./prewarm.ts"), prewarm],
   [at("./script_api.ts"), scriptApi],
+  [at("./script_burst.ts"), scriptBurst],
   [at("./steering_mailbox.ts"), steeringMailbox],
   [WORKER_ENTRY, worker],
   [at("./worker_spec.ts"), workerSpec],

@@ -274,3 +274,63 @@ Deno.test("a freed buffer loses its transmit mark", () => {
     assert.equal(r.pool.txHeader[b], 0);
   });
 });
+
+Deno.test("RxQueue with mergeable buffers: a large receive over three buffers keeps its GSO fields; one with a hostile hdr_len is dropped whole", () => {
+  withRig(16, 64, (r) => {
+    const c = new Float64Array(PORT_SLOTS);
+    const rx = new RxQueue(r.vq, r.pool, HDR, c, 0, true);
+    const f = new FrameOffloads(16);
+    rx.enableOffloads(f, ALL_RX);
+    rx.refill();
+    const ids = r.nic.takeAvail();
+    const len = 5000, used: [number, number][] = [];
+    // Two frames of three buffers each: header (num_buffers 3) in the first, all but the
+    // last buffer full (§5.1.6.4).
+    for (const [k, hdrLen] of [[0, 54], [3, 5001]]) {
+      const h = header({ flags: 1, gso: 1, hdrLen, size: 1448, start: 34, off: 16 });
+      h[10] = 3;
+      r.nic.bytes(ids[k]).set(h);
+      used.push([ids[k], 2048], [ids[k + 1], 2048], [ids[k + 2], len + HDR - 4096]);
+    }
+    r.nic.use(used);
+    const before = r.pool.available;
+    const bufs = new Uint32Array(16), lens = new Uint32Array(16);
+    assert.equal(rx.rxBurst(bufs, lens, 16), 1);
+    assert.equal(lens[0], len);
+    assert.deepEqual([f.csum[0], f.gsoType[0], f.gsoSize[0], f.hdrLen[0]], [
+      CSUM_PARTIAL,
+      1,
+      1448,
+      54,
+    ]);
+    assert.equal(rx.dropsBadOffload, 1);
+    assert.equal(c[P_DROP_BAD_OFFLOAD], 1);
+    assert.equal(rx.bytes, len);
+    // The dropped frame's three buffers went back (and the ring took six fresh ones).
+    assert.equal(r.pool.available, before + 3 - 6);
+  });
+});
+
+Deno.test("TxQueue sends a TSO super-frame that spans buffers as one chain, its header kept", () => {
+  withRig(16, 16, (r) => {
+    const c = new Float64Array(PORT_SLOTS);
+    const tx = new TxQueue(r.vq, r.pool, HDR, c);
+    const a = r.pool.alloc(), b = r.pool.alloc(), d = r.pool.alloc();
+    r.pool.next[a] = b;
+    r.pool.next[b] = d;
+    const req = new FrameOffloads(1);
+    req.csum[0] = CSUM_PARTIAL;
+    req.csumStart[0] = 34;
+    req.csumOffset[0] = 16;
+    req.gsoType[0] = 1;
+    req.gsoSize[0] = 1000;
+    req.hdrLen[0] = 54;
+    assert.ok(requestTxOffload(r.pool, a, HDR, 5000, OFFLOAD_TX_CSUM | OFFLOAD_TSO4, req, 0));
+    assert.equal(tx.txBurst(Uint32Array.of(a), Uint32Array.of(5000), 1), 1);
+    const ids = r.nic.takeAvail();
+    const h = new DataView(r.nic.bytes(ids[0]).slice(0, HDR).buffer);
+    assert.deepEqual([h.getUint8(0), h.getUint8(1), h.getUint16(4, true)], [1, 1, 1000]);
+    assert.equal(r.pool.txHeader[a], 0);
+    assert.equal(c[P_TX_OFFLOADED], 1);
+  });
+});
