@@ -1,14 +1,14 @@
 /**
  * Offloads (docs/offloads.md) against QEMU's virtio-net through kernel VFIO in the VM bed,
- * NICs with `csum=on,guest_csum=on,host_tso4=on,guest_tso4=on,mrg_rxbuf=on`: l2fwd with
- * examples/scripts/offload.ts forwards from NIC 0 to NIC 1.
+ * NICs with `csum=on,guest_csum=on,host_tso4=on,guest_tso4=on,host_tso6=on,guest_tso6=on,
+ * mrg_rxbuf=on`: l2fwd with examples/scripts/offload.ts forwards from NIC 0 to NIC 1.
  *
  * The host sends into NIC 0's tap through AF_PACKET with PACKET_VNET_HDR
  * (tests/bed/offload_host.py): UDP frames with a right checksum, with a wrong one, and
- * with a partial one (NEEDS_CSUM), then 64,000-byte TCP/IPv4 super-frames (GSO, MSS
- * 1,448), which arrive as large receives spanning many 2 KiB buffers. The script reports
- * each frame's checksum state as the device gave it and asks for TSO with MSS 1,000. NIC
- * 1's tap passes the super-frames to the host kernel whole; a plain tap bridged with it,
+ * with a partial one (NEEDS_CSUM), then 64,000-byte TCP/IPv4 and TCP/IPv6 super-frames
+ * (GSO, MSS 1,448 and 1,428), which arrive as large receives spanning many 2 KiB
+ * buffers. The script reports each frame's checksum state as the device gave it and asks
+ * for TSO (TSO4, TSO6) with MSS 1,000. NIC 1's tap passes the super-frames to the host kernel whole; a plain tap bridged with it,
  * read without offloads, makes the kernel segment and checksum them in software, so its
  * reader sees what would go on a wire: segments of 1,000 payload bytes, every checksum
  * checked there. Then the same with the receive offloads switched off (`--rx-csum off --lro
@@ -28,27 +28,32 @@ import { summaryOf } from "./l2fwd_checks.ts";
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const HOST = `${ROOT}/tests/bed/offload_host.py`;
 const SCRIPT = `${ROOT}/examples/scripts/offload.ts`;
-const PROPS = "csum=on,guest_csum=on,host_tso4=on,guest_tso4=on,mrg_rxbuf=on";
+const PROPS =
+  "csum=on,guest_csum=on,host_tso4=on,guest_tso4=on,host_tso6=on,guest_tso6=on,mrg_rxbuf=on";
 /** UDP frames of each kind. */
 const N = 50;
-/** TCP super-frames of 64,000 payload bytes. */
-const SUPER = 2;
+/** TCP/IPv4 super-frames of 64,000 payload bytes, and TCP/IPv6 ones. */
+const SUPER = 2, SUPER6 = 2;
 const MSS = 1000;
-const SEGMENTS = SUPER * Math.ceil(64000 / MSS);
+const SEGMENTS = SUPER * Math.ceil(64000 / MSS), SEGMENTS6 = SUPER6 * Math.ceil(64000 / MSS);
 
 /** What offload_host.py's reader saw. */
 interface ReadResult {
   frames: number;
   udp: Record<"G" | "B" | "P", [good: number, bad: number]>;
-  tcp: {
-    segments: number;
-    csumOk: number;
-    csumBad: number;
-    ipBad: number;
-    sizes: Record<string, number>;
-    payloadBad: number;
-    maxFrame: number;
-  };
+  tcp: TcpSeen;
+  tcp6: TcpSeen;
+}
+
+/** The TCP segments of one address family the reader saw. */
+interface TcpSeen {
+  segments: number;
+  csumOk: number;
+  csumBad: number;
+  ipBad: number;
+  sizes: Record<string, number>;
+  payloadBad: number;
+  maxFrame: number;
 }
 
 /** Puts a plain tap `ot0` into the bridge of NIC 1's tap (made if none) and lets guest frames in. */
@@ -89,8 +94,8 @@ async function forward(bed: VmBed, want: number, args: string[]) {
     ]),
   );
   const host = ["/usr/bin/python3", HOST, "send", bed.tapName(0), bed.nicMac(0)];
-  const sent = JSON.parse(await bed.ns.exec([...host, `${N}`, `${SUPER}`]));
-  assert.equal(sent.sent, 3 * N + SUPER);
+  const sent = JSON.parse(await bed.ns.exec([...host, `${N}`, `${SUPER}`, `${SUPER6}`]));
+  assert.equal(sent.sent, 3 * N + SUPER + SUPER6);
   for (;;) {
     const r = await out.read();
     if (r.done) break;
@@ -119,6 +124,8 @@ const OFFLOADS = [
   "VIRTIO_NET_F_GUEST_CSUM",
   "VIRTIO_NET_F_HOST_TSO4",
   "VIRTIO_NET_F_GUEST_TSO4",
+  "VIRTIO_NET_F_HOST_TSO6",
+  "VIRTIO_NET_F_GUEST_TSO6",
 ];
 
 Deno.test("offloads: receive checksum states as sent, large receive, TSO asked by a script segmented with valid checksums", async (t) => {
@@ -128,7 +135,7 @@ Deno.test("offloads: receive checksum states as sent, large receive, TSO asked b
     await bed.ns.exec(["sh", "-c", readerSetup(bed.tapName(1))]);
 
     await t.step("all offloads on", async () => {
-      const want = 3 * N + SEGMENTS;
+      const want = 3 * N + SEGMENTS + SEGMENTS6, supers = SUPER + SUPER6;
       const { seen, s, counters: c, p0, p1 } = await forward(bed, want, []);
       for (const f of [...OFFLOADS, "VIRTIO_NET_F_MRG_RXBUF"]) {
         for (const p of s.ports) assert.ok(p.features?.includes(f), `port ${p.port} lacks ${f}`);
@@ -136,26 +143,26 @@ Deno.test("offloads: receive checksum states as sent, large receive, TSO asked b
       // Receive: each frame's checksum state is what the host sent: partial for the
       // NEEDS_CSUM frames and the super-frames, nothing for the others (whose checksums the
       // script then finds right or wrong as sent); the super-frames came as large receives.
-      assert.equal(p0.rxPackets, 3 * N + SUPER);
+      assert.equal(p0.rxPackets, 3 * N + supers);
       assert.equal(p0.dropsBadOffload, 0);
-      assert.equal(p0.rxCsumPartial, N + SUPER);
+      assert.equal(p0.rxCsumPartial, N + supers);
       assert.equal(p0.rxCsumValid, 0);
-      assert.equal(p0.rxGso, SUPER);
-      assert.equal(c.csumPartial, N + SUPER);
+      assert.equal(p0.rxGso, supers);
+      assert.equal(c.csumPartial, N + supers);
       assert.equal(c.csumNone, 2 * N);
       assert.equal(c.csumValid, 0);
       assert.equal(c.swGood, N);
       assert.equal(c.swBad, N);
       assert.equal(
         c.pseudoGood,
-        N + SUPER,
+        N + supers,
         "the partial frames' fields hold the pseudo-header sum",
       );
-      assert.equal(c.superFrames, SUPER);
-      assert.equal(c.tso, SUPER);
+      assert.equal(c.superFrames, supers);
+      assert.equal(c.tso, supers);
       // Transmit: the partial frames and the super-frames went out with their requests.
-      assert.equal(p1.txPackets, 3 * N + SUPER);
-      assert.equal(p1.txOffloaded, N + SUPER);
+      assert.equal(p1.txPackets, 3 * N + supers);
+      assert.equal(p1.txOffloaded, N + supers);
       assert.equal(p1.dropsTxOffload, 0);
       // The host: checksums completed where asked, wrong ones left wrong, and each
       // super-frame cut into segments of the script's MSS, every checksum valid, the payload
@@ -169,13 +176,24 @@ Deno.test("offloads: receive checksum states as sent, large receive, TSO asked b
       assert.equal(seen.tcp.ipBad, 0);
       assert.equal(seen.tcp.payloadBad, 0);
       assert.equal(seen.tcp.maxFrame, 14 + 20 + 20 + MSS);
+      assert.deepEqual(seen.tcp6, {
+        segments: SEGMENTS6,
+        csumOk: SEGMENTS6,
+        csumBad: 0,
+        ipBad: 0,
+        sizes: { [MSS]: SEGMENTS6 },
+        payloadBad: 0,
+        maxFrame: 14 + 40 + 20 + MSS,
+      });
     });
 
     await t.step(
       "receive offloads off: the host completes and segments, frames come plain",
       async () => {
-        // The host kernel segments each super-frame at the host's MSS (1,448) before the tap.
-        const segments = SUPER * Math.ceil(64000 / 1448), want = 3 * N + segments;
+        // The host kernel segments each super-frame at the host's MSS (1,448 for IPv4, 1,428
+        // for IPv6) before the tap.
+        const segments = SUPER * Math.ceil(64000 / 1448);
+        const segments6 = SUPER6 * Math.ceil(64000 / 1428), want = 3 * N + segments + segments6;
         const { seen, s, counters: c, p0, p1 } = await forward(bed, want, [
           "--rx-csum",
           "off",
@@ -185,12 +203,13 @@ Deno.test("offloads: receive checksum states as sent, large receive, TSO asked b
         for (const p of s.ports) {
           assert.ok(!p.features?.includes("VIRTIO_NET_F_GUEST_CSUM"));
           assert.ok(!p.features?.includes("VIRTIO_NET_F_GUEST_TSO4"));
+          assert.ok(!p.features?.includes("VIRTIO_NET_F_GUEST_TSO6"));
           assert.ok(p.features?.includes("VIRTIO_NET_F_HOST_TSO4"));
         }
         assert.equal(p0.rxPackets, want);
         assert.deepEqual([p0.rxCsumPartial, p0.rxCsumValid, p0.rxGso], [0, 0, 0]);
         assert.equal(c.csumNone, want);
-        assert.equal(c.swGood, N + N + segments, "checksums completed by the host's kernel");
+        assert.equal(c.swGood, N + N + segments + segments6, "checksums completed by the host");
         assert.equal(c.swBad, N);
         assert.equal(c.tso, 0, "no frame longer than 1,514 bytes");
         assert.equal(p1.txOffloaded, 0);
@@ -199,6 +218,9 @@ Deno.test("offloads: receive checksum states as sent, large receive, TSO asked b
         assert.equal(seen.tcp.segments, segments);
         assert.equal(seen.tcp.csumOk, segments);
         assert.equal(seen.tcp.payloadBad, 0);
+        assert.equal(seen.tcp6.segments, segments6);
+        assert.equal(seen.tcp6.csumOk, segments6);
+        assert.equal(seen.tcp6.payloadBad, 0);
       },
     );
   } finally {

@@ -1,17 +1,17 @@
 /**
  * l2fwd script for offloads (docs/offloads.md): reports what the receiving device said of
- * each frame's checksum, checks in software the IPv4 TCP/UDP checksums it said nothing
- * of, and asks the output device for TSO on TCP/IPv4 super-frames.
+ * each frame's checksum, checks in software the IPv4/IPv6 TCP/UDP checksums it said
+ * nothing of, and asks the output device for TSO on TCP super-frames (TSO4, TSO6).
  *
  *     deno run --allow-ffi --allow-read=examples/scripts/offload.ts examples/l2fwd.ts \
  *       --script examples/scripts/offload.ts --script-arg tso=1000 PORT0 PORT1
  *
- * Args: `tso=MSS` (a TCP/IPv4 frame longer than 1,514 bytes goes out as a TSO request
+ * Args: `tso=MSS` (a TCP frame longer than 1,514 bytes goes out as a TSO request
  * cut into segments of MSS payload bytes; default: super-frames keep their received
  * gso_size).
  *
  * Counters: "csumValid", "csumPartial", "csumNone" (frames by the device's checksum
- * state); "swGood", "swBad" (of the csumNone IPv4 TCP/UDP frames in one buffer, those
+ * state); "swGood", "swBad" (of the csumNone TCP/UDP frames in one buffer, those
  * whose checksum is right or wrong); "pseudoGood", "pseudoBad" (of the partial ones,
  * those whose checksum field holds the pseudo-header sum or not); "superFrames"
  * (received as super-frames); "tso" (sent with a TSO request).
@@ -48,7 +48,8 @@ export const counters = [
 ];
 
 // Values of src/engine/script_api.ts (a script imports nothing at run time).
-const CSUM_NONE = 0, CSUM_VALID = 1, CSUM_PARTIAL = 2, GSO_NONE = 0, GSO_TCPV4 = 1;
+const CSUM_NONE = 0, CSUM_VALID = 1, CSUM_PARTIAL = 2;
+const GSO_NONE = 0, GSO_TCPV4 = 1, GSO_TCPV6 = 4;
 let mss = 0;
 
 /**
@@ -95,13 +96,18 @@ export function handleBurst(b: Burst): void {
     const o = b.offsets[i], len = b.lens[i], cs = b.csum[i];
     c[cs === CSUM_VALID ? 0 : cs === CSUM_PARTIAL ? 1 : 2]++;
     if (b.gsoType[i] !== GSO_NONE) c[7]++;
-    // IPv4 without options' variations: version 4, its header length, TCP (6) or UDP (17).
-    if (len < 34 || d[o + 12] !== 0x08 || d[o + 13] !== 0x00 || d[o + 14] >> 4 !== 4) continue;
-    const l3 = o + 14, ihl = (d[l3] & 15) * 4, proto = d[l3 + 9], l4 = l3 + ihl;
+    // IPv4 (its header length) or IPv6 without extension headers; TCP (6) or UDP (17).
+    if (
+      len < 54 || d[o + 12] !== 0x08 && d[o + 12] !== 0x86 ||
+      d[o + 13] !== 0x00 && d[o + 13] !== 0xdd
+    ) continue;
+    const l3 = o + 14, v6 = d[o + 12] === 0x86 && d[o + 13] === 0xdd;
+    if (d[l3] >> 4 !== (v6 ? 6 : 4)) continue;
+    const ihl = v6 ? 40 : (d[l3] & 15) * 4, proto = d[l3 + (v6 ? 6 : 9)], l4 = l3 + ihl;
     if (proto !== 6 && proto !== 17) continue;
     const l4Len = len - 14 - ihl, field = l4 + (proto === 6 ? 16 : 6);
-    // Pseudo header (RFC 793 §3.1, RFC 768): addresses, protocol, L4 length.
-    const pseudo = sum16(d, l3 + 12, 8, proto + l4Len);
+    // Pseudo header (RFC 793 §3.1, RFC 768, RFC 8200 §8.1): addresses, protocol, L4 length.
+    const pseudo = sum16(d, l3 + (v6 ? 8 : 12), v6 ? 32 : 8, proto + l4Len);
     const at = (d[field] << 8) | d[field + 1];
     if (cs === CSUM_PARTIAL) {
       c[at === fold(pseudo) ? 5 : 6]++;
@@ -118,7 +124,7 @@ export function handleBurst(b: Burst): void {
     b.csum[i] = CSUM_PARTIAL;
     b.csumStart[i] = 14 + ihl;
     b.csumOffset[i] = 16;
-    b.gsoType[i] = GSO_TCPV4;
+    b.gsoType[i] = v6 ? GSO_TCPV6 : GSO_TCPV4;
     b.gsoSize[i] = mss;
     b.hdrLen[i] = 14 + ihl + (d[l4 + 12] >> 4) * 4;
     c[8]++;
