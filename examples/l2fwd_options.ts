@@ -61,12 +61,14 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
   --tso MODE          auto (take VIRTIO_NET_F_HOST_TSO4/6 when offered with CSUM: the
                       device segments TCP super-frames; default) or off
   --rx-csum MODE      auto (take VIRTIO_NET_F_GUEST_CSUM when offered: received frames
-                      may come checked or with a partial checksum; default) or off
+                      may come checked or with a partial checksum) or off (default:
+                      the device completes every checksum)
   --lro MODE          auto (take VIRTIO_NET_F_GUEST_TSO4/6 when offered with GUEST_CSUM
-                      and mergeable buffers: TCP super-frames of up to 64 KiB come in;
-                      default) or off. A frame received with a partial checksum or as a
-                      super-frame goes out as one: its output port needs --tx-csum and
-                      --tso (docs/offloads.md)
+                      and mergeable buffers: TCP super-frames of up to 64 KiB come in)
+                      or off (default). With either, a frame received with a partial
+                      checksum or as a super-frame goes out as one: its output port
+                      needs --tx-csum and --tso, or it is dropped and counted
+                      (docs/offloads.md)
   --idle-us US        sleep US microseconds when nothing arrives (default 50; 0 = spin)
   --warmup N          packets per worker before the heap figures can start, once V8
                       compiled nothing for 5 s (at 2N in any case; default 150000)
@@ -293,8 +295,8 @@ export function parseCommandLine(args: string[]): Run | "help" {
         indirect: { type: "string", default: "auto" },
         "tx-csum": { type: "string", default: "auto" },
         tso: { type: "string", default: "auto" },
-        "rx-csum": { type: "string", default: "auto" },
-        lro: { type: "string", default: "auto" },
+        "rx-csum": { type: "string", default: "off" },
+        lro: { type: "string", default: "off" },
         "idle-us": { type: "string", default: "50" },
         warmup: { type: "string", default: "150000" },
         prewarm: { type: "string", default: "200000" },

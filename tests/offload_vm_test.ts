@@ -11,8 +11,8 @@
  * for TSO (TSO4, TSO6) with MSS 1,000. NIC 1's tap passes the super-frames to the host kernel whole; a plain tap bridged with it,
  * read without offloads, makes the kernel segment and checksum them in software, so its
  * reader sees what would go on a wire: segments of 1,000 payload bytes, every checksum
- * checked there. Then the same with the receive offloads switched off (`--rx-csum off --lro
- * off`): the host kernel completes the checksums and segments before the tap, and every frame
+ * checked there (`--rx-csum auto --lro auto`). Then the same with the receive offloads off
+ * (l2fwd's default, here spelled out: `--rx-csum off --lro off`): the host kernel completes the checksums and segments before the tap, and every frame
  * arrives with no checksum state.
  *
  * Run: `deno test --allow-all tests/offload_vm_test.ts` (under the bed lock).
@@ -136,7 +136,12 @@ Deno.test("offloads: receive checksum states as sent, large receive, TSO asked b
 
     await t.step("all offloads on", async () => {
       const want = 3 * N + SEGMENTS + SEGMENTS6, supers = SUPER + SUPER6;
-      const { seen, s, counters: c, p0, p1 } = await forward(bed, want, []);
+      const { seen, s, counters: c, p0, p1 } = await forward(bed, want, [
+        "--rx-csum",
+        "auto",
+        "--lro",
+        "auto",
+      ]);
       for (const f of [...OFFLOADS, "VIRTIO_NET_F_MRG_RXBUF"]) {
         for (const p of s.ports) assert.ok(p.features?.includes(f), `port ${p.port} lacks ${f}`);
       }

@@ -47,6 +47,8 @@ export interface RxPort {
 export interface TxPort {
   /** Queues frames; returns how many were taken (the rest stay the caller's). */
   txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number;
+  /** 1 when the last txBurst stopped at a frame no ring can take (to be freed), else 0. */
+  readonly stoppedTooLong: number;
   /** Returns completed buffers to the pool; returns how many. */
   reclaim(): number;
   /** The virtqueue (for what is in flight, and how far the device got). */
@@ -431,21 +433,27 @@ export class Forwarder {
     const n = this.#txCount[to];
     if (n === 0) return;
     const b = this.#txBufs[to], lens = this.#txLens[to];
-    const sent = this.#tx[to].txBurst(b, lens, n);
-    // What the ring did not take (none, mostly) is dropped and counted with txFull "drop"
-    // (DPDK's l2fwd does the same), else kept, oldest first, for the next try (txSince
-    // stays: it is overdue). The same statements run whether or not the ring was full: a
-    // ring first fills when the device first falls behind, maybe long after V8 optimised
-    // this, and code it has never run would cost a recompile (src/engine/worker.ts).
-    const left = n - sent, drop = this.#dropWhenFull ? left : 0, keep = left - drop;
-    for (let i = 0; i < drop; i++) this.#pool.free(b[sent + i]);
+    const tx = this.#tx[to];
+    const sent = tx.txBurst(b, lens, n);
+    // A frame no ring can take (counted in dropsTooLong) is freed: kept, it would stop this
+    // direction for good. What the ring did not take (none, mostly) is dropped and counted
+    // with txFull "drop" (DPDK's l2fwd does the same), else kept, oldest first, for the
+    // next try (txSince stays: it is overdue). The same statements run whether or not the
+    // ring was full: a ring first fills when the device first falls behind, maybe long
+    // after V8 optimised this, and code it has never run would cost a recompile
+    // (src/engine/worker.ts).
+    const tooLong = tx.stoppedTooLong;
+    for (let i = 0; i < tooLong; i++) this.#pool.free(b[sent]);
+    const next = sent + tooLong;
+    const left = n - next, drop = this.#dropWhenFull ? left : 0, keep = left - drop;
+    for (let i = 0; i < drop; i++) this.#pool.free(b[next + i]);
     const c = this.#c, o = portBase(to);
     c[o + P_DROP_TX_RING_FULL] += drop;
     c[o + P_TX_RING_FULL_WAITS] += keep > 0 ? 1 : 0;
     // By hand: copyWithin is a call into the runtime even when there is nothing to move.
     for (let i = 0; i < keep; i++) {
-      b[i] = b[sent + i];
-      lens[i] = lens[sent + i];
+      b[i] = b[next + i];
+      lens[i] = lens[next + i];
     }
     this.#txCount[to] = keep;
   }

@@ -108,7 +108,10 @@ export interface Burst {
   readonly gsoType: Uint8Array;
   /** Payload bytes per segment (the MSS) of a super-frame. */
   readonly gsoSize: Uint16Array;
-  /** Bytes of headers (Ethernet to the end of TCP's) of a super-frame. */
+  /**
+   * Bytes of headers (Ethernet to the end of TCP's) of a super-frame; as a device reported
+   * it on receive, checked against the frame only, so it may run past the first buffer.
+   */
   readonly hdrLen: Uint16Array;
 }
 

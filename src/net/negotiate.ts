@@ -136,13 +136,16 @@ export interface NegotiationOptions {
    */
   tso?: boolean;
   /**
-   * Negotiate VIRTIO_NET_F_GUEST_CSUM when offered (default true): the device may then mark
-   * received frames checked (DATA_VALID) or deliver them with a partial checksum.
+   * Negotiate VIRTIO_NET_F_GUEST_CSUM when offered (default false: asked for): the device
+   * may then mark received frames checked (DATA_VALID) or deliver them with a partial
+   * checksum, which a receiver that sends them on must pass to the output port
+   * (`requestTxOffload`; the engine does). Off, the device completes every checksum.
    */
   rxChecksum?: boolean;
   /**
    * Negotiate VIRTIO_NET_F_GUEST_TSO4/6 (large receive) when offered with GUEST_CSUM and
-   * mergeable buffers (default true): a received TCP frame may then be a super-frame of up
+   * mergeable buffers (default false: asked for, like rxChecksum): a received TCP frame may
+   * then be a super-frame of up
    * to 64 KiB spanning many buffers.
    */
   lro?: boolean;
@@ -218,10 +221,10 @@ function offloadWanted(f: number, o: NegotiationOptions, taken: bigint): boolean
     case VIRTIO_NET_F_HOST_TSO6:
       return o.tso !== false && hasFeature(taken, VIRTIO_NET_F_CSUM);
     case VIRTIO_NET_F_GUEST_CSUM:
-      return o.rxChecksum !== false;
+      return o.rxChecksum === true;
     case VIRTIO_NET_F_GUEST_TSO4:
     case VIRTIO_NET_F_GUEST_TSO6:
-      return o.lro !== false && hasFeature(taken, VIRTIO_NET_F_GUEST_CSUM) &&
+      return o.lro === true && hasFeature(taken, VIRTIO_NET_F_GUEST_CSUM) &&
         hasFeature(taken, VIRTIO_NET_F_MRG_RXBUF);
   }
   return true;

@@ -54,6 +54,12 @@ export class TxQueue {
   readonly #segHi: Uint32Array;
   readonly #segLen: Uint32Array;
   #chainFull = 0;
+  /**
+   * 1 when the last {@linkcode TxQueue.txBurst} stopped at a frame no ring slot count can
+   * take (longer than its buffers, or than the ring): that frame, at the index txBurst
+   * returned, is counted in dropsTooLong and the caller should free it, not retry it.
+   */
+  stoppedTooLong = 0;
   #offloaded = 0;
 
   /** Frames handed to the device. */
@@ -114,7 +120,8 @@ export class TxQueue {
    * Sends `bufs[0..count)` whose frames (at `pool.offset(b) + headerSize`) are `lens[i]`
    * bytes long. Returns how many were queued, in order; the rest still belong to the
    * caller (retry or free them, as DPDK's rte_eth_tx_burst): the ring was full, or frame
-   * `result` is longer than a buffer can hold. A frame that spans buffers through
+   * `result` is longer than its buffers or the ring can take
+   * ({@linkcode TxQueue.stoppedTooLong}: free that one). A frame that spans buffers through
    * `pool.next` (mergeable receive buffers, every buffer but the last full) goes out as
    * one descriptor chain, or with VIRTIO_F_INDIRECT_DESC as one indirect descriptor (one
    * ring slot) naming a table of its pieces (docs/indirect.md).
@@ -161,6 +168,7 @@ export class TxQueue {
     // never run would cost a recompile (src/engine/worker.ts).
     const stoppedEarly = (n < take ? 1 : 0) * (1 - this.#chainFull);
     this.#chainFull = 0;
+    this.stoppedTooLong = stoppedEarly;
     c[o + P_DROP_TOO_LONG] += stoppedEarly;
     c[o + P_TX_REFUSED_RING_FULL] += (1 - stoppedEarly) * (count - n);
     c[o + P_TX_PACKETS] += n;

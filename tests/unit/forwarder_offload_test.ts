@@ -43,9 +43,19 @@ class FakeRx implements RxPort {
 /** A transmit port that keeps what it is given. */
 class FakeTx implements TxPort {
   sent: [buf: number, len: number][] = [];
+  stoppedTooLong = 0;
+  /** Frames longer than this stop txBurst as too long for the ring (as TxQueue does). */
+  longest = Infinity;
   readonly vq = { inFlight: 0, publishedIdx: 0, deviceUsedIdx: () => 0 };
   txBurst(bufs: Uint32Array, lens: Uint32Array, count: number): number {
-    for (let i = 0; i < count; i++) this.sent.push([bufs[i], lens[i]]);
+    this.stoppedTooLong = 0;
+    for (let i = 0; i < count; i++) {
+      if (lens[i] > this.longest) {
+        this.stoppedTooLong = 1;
+        return i;
+      }
+      this.sent.push([bufs[i], lens[i]]);
+    }
     return count;
   }
   reclaim(): number {
@@ -178,6 +188,23 @@ Deno.test("forwarder: a frame that spans buffers reaches the script by its first
     assert.deepEqual(r.tx[1].sent, [[a, big]]);
     assert.equal(r.c[portBase(0) + P_DROP_SCRIPT], 1);
     assert.notEqual(r.pool.next[a], NO_BUFFER);
+  } finally {
+    r.region.free();
+  }
+});
+
+Deno.test("forwarder: a frame no transmit ring can take is freed, and the frames after it go out", () => {
+  const r = rig(null, [0, 0], [0, 0]);
+  try {
+    r.tx[1].longest = 1500;
+    const a = r.frame(100), long = r.frame(1600), c = r.frame(200);
+    const before = r.pool.available;
+    r.fwd.poll();
+    r.fwd.drain(0);
+    // Kept, the long frame would head the pending list for good and c would never go.
+    assert.deepEqual(r.tx[1].sent, [[a, 100], [c, 200]], "the direction goes on");
+    assert.equal(r.pool.available, before + 1, "the long frame's buffer is back in the pool");
+    assert.ok(!r.tx[1].sent.some(([b]) => b === long));
   } finally {
     r.region.free();
   }
