@@ -3,8 +3,8 @@
  * (`./data_path.ts?copy=split`, `?copy=packed`): loaded from blobs (worker_loader.ts), each
  * copy has its own instances of these modules and so its own V8 type feedback, which then
  * sees one ring class, as DPDK picks its burst functions by the negotiated ring format.
- * Warming both formats in one copy made every ring call polymorphic and cost 15–40 % of
- * the packed ring's rate (docs/performance.md, "one data path per ring format").
+ * Warming both formats in one copy made every ring call polymorphic and cost 13–33 % of
+ * the packed ring's rate in A/B runs (docs/performance.md, "What each change bought").
  *
  * @example
  * ```ts

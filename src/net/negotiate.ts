@@ -145,8 +145,7 @@ export interface NegotiationOptions {
   /**
    * Negotiate VIRTIO_NET_F_GUEST_TSO4/6 (large receive) when offered with GUEST_CSUM and
    * mergeable buffers (default false: asked for, like rxChecksum): a received TCP frame may
-   * then be a super-frame of up
-   * to 64 KiB spanning many buffers.
+   * then be a super-frame of up to 64 KiB spanning many buffers.
    */
   lro?: boolean;
 }
