@@ -87,7 +87,9 @@ async function machine(): Promise<Record<string, string>> {
     kernel: await text("uname", ["-r"]),
     deno: Deno.version.deno,
     v8: Deno.version.v8,
-    dpdk: await text("dpkg-query", ["-W", "-f", "${Version}", "dpdk"]) || "unknown",
+    // The package that owns testpmd: dpdk-dev on Debian 12 without the dpdk metapackage.
+    dpdk: await text("dpkg-query", ["-W", "-f", "${Version}", "dpdk-dev"]) ||
+      await text("dpkg-query", ["-W", "-f", "${Version}", "dpdk"]) || "unknown",
   };
 }
 
