@@ -206,11 +206,12 @@ export class RxQueue {
   /** Fills every free descriptor with an empty buffer and publishes them. */
   refill(): void {
     const vq = this.vq, pool = this.pool, len = this.#len, c = this.#c, o = this.#o;
-    while (vq.freeCount > 0) {
+    // The free count once, not per buffer: a call V8 did not inline in the packed copy.
+    for (let free = vq.freeCount; free > 0; free--) {
       const b = pool.alloc();
       if (b === NO_BUFFER) {
         c[o + P_RX_REFILL_FAILURES]++;
-        c[o + P_DROP_NO_BUFFER] += vq.freeCount;
+        c[o + P_DROP_NO_BUFFER] += free;
         break;
       }
       vq.add(b, pool.iovaLo[b], pool.iovaHi[b], len, true);

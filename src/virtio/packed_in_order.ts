@@ -34,12 +34,6 @@ export interface PackedRingState {
   readonly postedLen: Uint32Array;
   /** Per buffer id: the ring slots it takes. */
   readonly chainLen: Uint8Array;
-  /** Scratch: the ids a take checked, their tokens and lengths. */
-  readonly takenId: Uint16Array;
-  /** Scratch, as takenId. */
-  readonly takenToken: Int32Array;
-  /** Scratch, as takenId. */
-  readonly takenLen: Uint32Array;
 }
 
 /**
@@ -91,7 +85,7 @@ export class PackedInOrder {
    * `max` is handed out over several calls; its slots are freed when the last of it is.
    * `lastUsed` is the queue's used position; returns the buffers taken and sets
    * {@linkcode PackedInOrder.used}, or -1 with {@linkcode PackedInOrder.error} set and
-   * nothing taken.
+   * nothing taken (entries of `tokens`/`lens` from `at` may have been written).
    */
   take(lastUsed: number, tokens: Uint32Array, lens: Uint32Array, at: number, max: number): number {
     const r = this.#r;
@@ -102,7 +96,9 @@ export class PackedInOrder {
     // `head`: where the used descriptor of the current batch lies (the driver's used
     // position); `pos`: the next buffer to hand out, the oldest in flight.
     let head = lastUsed, pos = last >= 0 ? this.batchPos : head, n = 0;
-    // Check before committing, as takeUsed(): tokens cleared as checked, put back if refused.
+    const start = pos;
+    // One pass: each buffer goes straight to `tokens`/`lens` with its token cleared (an id
+    // used twice is caught); a refused descriptor puts the tokens back from there.
     while (n < max) {
       if (last < 0) {
         // Used: both wrap bits equal the position's wrap counter (§2.8.1).
@@ -115,13 +111,19 @@ export class PackedInOrder {
         const len = id < size && r.postedLen[id] === 0 ? 0 : d32[4 * s + 2];
         if (id >= size || token[id] < 0) {
           return this.#refuse(
+            tokens,
+            at,
             n,
+            start,
             `the used descriptor at ${pos} names buffer ${id}, which is not in flight (in order, it must be the oldest buffer in flight, ${s}, or one made available after it)`,
           );
         }
         if (len > r.postedLen[id]) {
           return this.#refuse(
+            tokens,
+            at,
             n,
+            start,
             `the used descriptor at ${pos} reports ${len} bytes written into a ${
               r.postedLen[id]
             }-byte buffer`,
@@ -134,9 +136,8 @@ export class PackedInOrder {
       // The oldest buffer in flight (its id is its slot): in flight, since `last` is, and
       // no later than it.
       const id = pos & mask;
-      r.takenId[n] = id;
-      r.takenToken[n] = token[id];
-      r.takenLen[n] = id === last ? lastLen : this.fullLen[id];
+      tokens[at + n] = token[id];
+      lens[at + n] = id === last ? lastLen : this.fullLen[id];
       token[id] = -1;
       pos = (pos + r.chainLen[id]) & 0xffff;
       n++;
@@ -147,20 +148,23 @@ export class PackedInOrder {
     }
     this.used = head;
     if (n === 0) return 0;
-    for (let i = 0; i < n; i++) {
-      tokens[at + i] = r.takenToken[i];
-      lens[at + i] = r.takenLen[i];
-    }
     this.batchLast = last;
     this.batchLen = lastLen;
     this.batchPos = pos;
     return n;
   }
 
-  /** Puts back the tokens of the first `n` ids checked, records why; returns -1. */
-  #refuse(n: number, why: string): number {
+  /**
+   * Puts back the tokens of the `n` buffers a refused take had handed to `tokens` from
+   * `at`, in ring order from position `start`; records why; returns -1.
+   */
+  #refuse(tokens: Uint32Array, at: number, n: number, start: number, why: string): number {
     const r = this.#r;
-    for (let i = 0; i < n; i++) r.token[r.takenId[i]] = r.takenToken[i];
+    for (let i = 0, p = start; i < n; i++) {
+      const id = p & r.mask;
+      r.token[id] = tokens[at + i];
+      p = (p + r.chainLen[id]) & 0xffff;
+    }
     this.error = why;
     return -1;
   }

@@ -259,9 +259,6 @@ export class PackedQueue implements Virtqueue {
         token: this.#token,
         postedLen: this.#postedLen,
         chainLen: this.#chainLen,
-        takenId: this.#takenId,
-        takenToken: this.#takenToken,
-        takenLen: this.#takenLen,
       })
       : null;
     if (state) {
