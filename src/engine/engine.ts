@@ -37,6 +37,7 @@ import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerCopied, workerSources } from "./worker_sources.ts";
 import { PrewarmedWorkers, prewarmWorkers } from "./prewarmed_workers.ts";
 import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
+import type { ForwardMode } from "./fwd_modes/modes.ts";
 
 /** Synthetic frames each worker forwards to warm its code (prewarm.ts) unless told otherwise. */
 export const DEFAULT_PREWARM_FRAMES = 200_000;
@@ -47,8 +48,15 @@ export interface EngineOptions {
   burst?: number;
   /** A partial transmit burst goes out after this many µs (default 100). */
   drainUs?: number;
-  /** Rewrite MACs as DPDK's l2fwd does (default false). */
+  /** Rewrite MACs as DPDK's l2fwd does (default false; the same as mode "mac"). */
   macRewrite?: boolean;
+  /**
+   * The built-in forwarding mode, as DPDK testpmd's `set fwd` (default "io"; see
+   * fwd_modes/modes.ts): "io", "mac", "macswap", "5tswap", "rxonly" or "icmpecho". A
+   * mode other than "io" and "mac" does not go with a script (refused: a script can do
+   * what the mode does); it runs cold for its first frames (warm-up forwards as "io").
+   */
+  mode?: ForwardMode;
   /**
    * Frames a full transmit ring does not take: "wait" (default: keep them and stop
    * receiving on that direction until the ring has room) or "drop" (count them, as DPDK's
@@ -211,7 +219,7 @@ export class ForwardingEngine {
       burst: options.burst ?? 32,
       drainMs: (options.drainUs ?? 100) / 1000,
       txFull: options.txFull ?? "wait",
-      macRewrite: options.macRewrite ?? false,
+      macRewrite: options.macRewrite === true || options.mode === "mac",
     }, options.startTimeoutMs ?? 60000);
   }
 
@@ -339,6 +347,7 @@ export class ForwardingEngine {
           burst,
           drainMs: (options.drainUs ?? 100) / 1000,
           macRewrite: options.macRewrite ?? false,
+          mode: options.mode ?? "io",
           txFull: options.txFull ?? "wait",
           idleUs: options.idleUs ?? 50,
           warmupPackets: options.warmupPackets ?? 150_000,

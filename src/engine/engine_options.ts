@@ -12,6 +12,7 @@ import { MAX_QUEUE_PAIRS } from "../net/port_checks.ts";
 import type { EngineOptions } from "./engine.ts";
 import { PrewarmedWorkers } from "./prewarmed_workers.ts";
 import { shown } from "../shown.ts";
+import { FORWARD_MODES, isForwardMode } from "./fwd_modes/modes.ts";
 
 /** The longest timeout setTimeout and poll(2) hold: 2^31-1 ms (longer ones fire at once). */
 const MAX_TIMEOUT_MS = 0x7fffffff;
@@ -84,6 +85,18 @@ export function checkEngineOptions(options: EngineOptions): void {
     if (options[name] !== undefined && typeof options[name] !== "boolean") {
       bad(`${name} is ${shown(options[name])}, not true or false: give a boolean or leave it out.`);
     }
+  }
+  const mode = options.mode;
+  if (mode !== undefined && !isForwardMode(mode)) {
+    bad(`mode ${shown(mode)} is not a forwarding mode: use one of ${FORWARD_MODES.join(", ")}.`);
+  }
+  if (options.macRewrite === true && mode !== undefined && mode !== "io" && mode !== "mac") {
+    bad(`macRewrite is the "mac" mode and does not go with mode "${mode}": leave one out.`);
+  }
+  if (mode !== undefined && mode !== "io" && mode !== "mac" && options.script !== undefined) {
+    bad(
+      `mode "${mode}" and a script do not go together (a script can do what the mode does): leave one out.`,
+    );
   }
   if (options.txFull !== undefined && options.txFull !== "wait" && options.txFull !== "drop") {
     bad(`txFull ${shown(options.txFull)} is not a mode: use "wait" or "drop".`);

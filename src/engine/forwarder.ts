@@ -21,6 +21,7 @@
 
 import { positionReached } from "../virtio/virtqueue.ts";
 import {
+  P_DROP_MODE,
   P_DROP_SCRIPT,
   P_DROP_TX_OFFLOAD,
   P_DROP_TX_RING_FULL,
@@ -36,6 +37,16 @@ import { BOUNCE, DROP, type ForwardScript } from "./script_api.ts";
 import { ScriptBurst } from "./script_burst.ts";
 import { CSUM_PARTIAL, FrameOffloads } from "../net/offloads.ts";
 import { requestTxOffload } from "../net/tx_offload.ts";
+import { applyMode } from "./fwd_modes/apply_mode.ts";
+import {
+  type ForwardMode,
+  MODE_BOUNCE,
+  MODE_DROP,
+  MODE_FORWARD,
+  MODE_ICMPECHO,
+  MODE_MAC,
+  modeNumber,
+} from "./fwd_modes/modes.ts";
 
 /** What the forwarder needs of a receive queue. */
 export interface RxPort {
@@ -93,6 +104,8 @@ export interface ForwarderOptions {
   headerSizes: readonly number[];
   /** Rewrite MACs (source: the output port's; destination 02:00:00:00:00:<port>). */
   macRewrite: boolean;
+  /** The built-in forwarding mode (fwd_modes/modes.ts; default "io"); "mac" = macRewrite. */
+  mode?: ForwardMode;
   /** Each port's MAC. */
   macs: readonly Uint8Array[];
   /** Script, with its counters and table (views into the worker's counters). */
@@ -187,6 +200,8 @@ export class Forwarder {
   readonly #rxOffl: Uint8Array;
   readonly #frames: FrameOffloads;
   readonly #rxLens: Uint32Array;
+  /** The forwarding mode's number (fwd_modes/modes.ts). */
+  readonly #mode: number;
 
   /** Forwards between `rx[i]` and `tx[i ^ 1]`; counts into `counters` (counters.ts). */
   constructor(
@@ -205,7 +220,8 @@ export class Forwarder {
     this.#drainMs = opts.drainMs;
     this.#dropWhenFull = opts.txFull === "drop";
     this.#hdr = Int32Array.from(opts.headerSizes);
-    this.#rewrite = opts.macRewrite;
+    this.#mode = modeNumber(opts.mode ?? "io");
+    this.#rewrite = opts.macRewrite || this.#mode === MODE_MAC;
     this.#macs = opts.macs;
     this.#bufs = new Uint32Array(opts.burst);
     this.#lens = new Uint32Array(opts.burst);
@@ -216,7 +232,7 @@ export class Forwarder {
     this.#txCount = new Uint32Array(rx.length);
     this.#txSince = new Float64Array(rx.length);
     this.#script = opts.script?.module ?? null;
-    this.#mayBounce = this.#script === null ? 0 : 1;
+    this.#mayBounce = this.#script === null && this.#mode !== MODE_ICMPECHO ? 0 : 1;
     this.#capture = opts.capture;
     this.#clock = opts.clock;
     // The longest frame (64 KiB and a header) in the smallest pieces a buffer holds.
@@ -296,6 +312,10 @@ export class Forwarder {
     if (cap !== null && cap.rx && cap.port === inP) {
       for (let i = 0; i < n; i++) this.#record(cap, bufs[i], inP, lens[i]);
     }
+    if (this.#mode > MODE_MAC) {
+      this.#handleMode(inP, n);
+      return;
+    }
     const outP = inP ^ 1;
     const script = this.#script, f = this.#frames;
     if (script === null) {
@@ -337,6 +357,29 @@ export class Forwarder {
       }
       const to = v === BOUNCE ? inP : outP;
       if (this.#offload(to, bufs[i], len, i)) this.#enqueue(to, bufs[i], len);
+    }
+  }
+
+  /**
+   * A built-in mode (fwd_modes/apply_mode.ts) on each frame, by its first buffer (a frame
+   * that spans buffers shows its headers there): forwarded, bounced back out of `inP`,
+   * or freed, counted when unanswered (P_DROP_MODE) and not when consumed (rxonly).
+   */
+  #handleMode(inP: number, n: number): void {
+    const bufs = this.#bufs, lens = this.#lens, pool = this.#pool, d = pool.data;
+    const hdr = this.#hdr[inP], room = pool.bufferSize - hdr, mode = this.#mode;
+    const mac = this.#macs[inP], offl = this.#rxOffl[inP], c = this.#c;
+    const drops = portBase(inP) + P_DROP_MODE;
+    for (let i = 0; i < n; i++) {
+      const buf = bufs[i], len = lens[i];
+      const v = applyMode(mode, d, pool.offset(buf) + hdr, len < room ? len : room, mac);
+      if (v === MODE_FORWARD || v === MODE_BOUNCE) {
+        const to = v === MODE_BOUNCE ? inP : inP ^ 1;
+        if (offl === 0 || this.#offload(to, buf, len, i)) this.#enqueue(to, buf, len);
+        continue;
+      }
+      c[drops] += v === MODE_DROP ? 1 : 0;
+      pool.free(buf);
     }
   }
 

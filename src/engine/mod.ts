@@ -18,6 +18,7 @@
 export { type EngineOptions, type EngineStopped, ForwardingEngine } from "./engine.ts";
 export type { CaptureDirection, PrewarmParams } from "./worker_spec.ts";
 export { PrewarmedWorkers } from "./prewarmed_workers.ts";
+export { FORWARD_MODES, type ForwardMode, isForwardMode } from "./fwd_modes/modes.ts";
 export {
   asForwardScript,
   BOUNCE,

@@ -31,7 +31,7 @@ export function endSession(s: EngineSnapshot): EngineSnapshot {
     for (const [k, out] of tx.queues.entries()) {
       const inn = rx.queues[k];
       const accounted = out.txPackets + out.dropsTxRingFull + out.dropsTooLong + out.dropsReset +
-        inn.dropsScript;
+        inn.dropsScript + inn.dropsMode;
       out.dropsReset += Math.max(0, inn.rxPackets - accounted);
     }
   }

@@ -10,6 +10,7 @@ import {
   type CounterLayout,
   P_DROP_BAD_MERGE,
   P_DROP_BAD_OFFLOAD,
+  P_DROP_MODE,
   P_DROP_NO_BUFFER,
   P_DROP_RUNT,
   P_DROP_SCRIPT,
@@ -78,6 +79,8 @@ export interface QueueCounters {
   dropsNoBuffer: number;
   /** Frames received here and dropped by the script. */
   dropsScript: number;
+  /** Frames received here that the forwarding mode left unanswered (icmpecho). */
+  dropsMode: number;
   /** Buffers returned without a frame. */
   dropsRunt: number;
   /** Frames whose mergeable receive buffers broke §5.1.6.4's rules. */
@@ -232,6 +235,7 @@ function queueCounters(c: Float64Array, o: number): QueueCounters {
     txRingFullWaits: c[o + P_TX_RING_FULL_WAITS],
     dropsNoBuffer: c[o + P_DROP_NO_BUFFER],
     dropsScript: c[o + P_DROP_SCRIPT],
+    dropsMode: c[o + P_DROP_MODE],
     dropsRunt: c[o + P_DROP_RUNT],
     dropsBadMerge: c[o + P_DROP_BAD_MERGE],
     dropsTooLong: c[o + P_DROP_TOO_LONG],

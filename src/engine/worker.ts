@@ -240,6 +240,7 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     txFull: spec.txFull,
     headerSizes: spec.ports.map((port) => port.headerSize),
     macRewrite: spec.macRewrite,
+    mode: spec.mode,
     macs,
     offloads: spec.ports.map((p) => p.offloads),
     rxOffloads: spec.ports.map((p) => (p.offloads & OFFLOAD_RX_ANY) !== 0 ? 1 : 0),

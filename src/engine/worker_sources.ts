@@ -24,6 +24,12 @@ import scriptApi from "./script_api.ts" with { type: "text" };
 import scriptBurst from "./script_burst.ts" with { type: "text" };
 import steeringMailbox from "./steering_mailbox.ts" with { type: "text" };
 import worker from "./worker.ts" with { type: "text" };
+import applyMode from "./fwd_modes/apply_mode.ts" with { type: "text" };
+import fiveTupleSwap from "./fwd_modes/five_tuple_swap.ts" with { type: "text" };
+import icmpEcho from "./fwd_modes/icmp_echo.ts" with { type: "text" };
+import l2Header from "./fwd_modes/l2_header.ts" with { type: "text" };
+import macSwap from "./fwd_modes/mac_swap.ts" with { type: "text" };
+import fwdModes from "./fwd_modes/modes.ts" with { type: "text" };
 import workerSpec from "./worker_spec.ts" with { type: "text" };
 import errors from "../errors.ts" with { type: "text" };
 import eventfd from "../../ffi/eventfd.ts" with { type: "text" };
@@ -77,6 +83,12 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("./script_burst.ts"), scriptBurst],
   [at("./steering_mailbox.ts"), steeringMailbox],
   [WORKER_ENTRY, worker],
+  [at("./fwd_modes/apply_mode.ts"), applyMode],
+  [at("./fwd_modes/five_tuple_swap.ts"), fiveTupleSwap],
+  [at("./fwd_modes/icmp_echo.ts"), icmpEcho],
+  [at("./fwd_modes/l2_header.ts"), l2Header],
+  [at("./fwd_modes/mac_swap.ts"), macSwap],
+  [at("./fwd_modes/modes.ts"), fwdModes],
   [at("./worker_spec.ts"), workerSpec],
   [at("../errors.ts"), errors],
   [at("../../ffi/eventfd.ts"), eventfd],
@@ -112,13 +124,19 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
  * @example
  * ```ts
  * import { workerCopied } from "./worker_sources.ts";
- * workerCopied.size; // 5
+ * workerCopied.size; // 10
  * ```
  */
 export const workerCopied: ReadonlySet<string> = new Set([
   at("./data_path.ts"),
   at("./forwarder.ts"),
   at("./prewarm.ts"),
+  // The modes' per-frame code: each copy's type feedback of its own, as the forwarder's.
+  at("./fwd_modes/apply_mode.ts"),
+  at("./fwd_modes/five_tuple_swap.ts"),
+  at("./fwd_modes/icmp_echo.ts"),
+  at("./fwd_modes/l2_header.ts"),
+  at("./fwd_modes/mac_swap.ts"),
   at("../net/rx_queue.ts"),
   at("../net/tx_queue.ts"),
 ]);

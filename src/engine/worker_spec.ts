@@ -8,6 +8,7 @@
  */
 
 import type { Doorbell } from "../dma/doorbell.ts";
+import type { ForwardMode } from "./fwd_modes/modes.ts";
 import type { RingFormat } from "../virtio/ring_format.ts";
 import type { VirtqueueState } from "../virtio/virtqueue.ts";
 
@@ -107,6 +108,8 @@ export interface WorkerSpec {
   drainMs: number;
   /** Rewrite MACs as DPDK's l2fwd does. */
   macRewrite: boolean;
+  /** The built-in forwarding mode (engine option `mode`; default "io"). */
+  mode?: ForwardMode;
   /** Frames a full transmit ring does not take: wait (backpressure) or drop. */
   txFull: "wait" | "drop";
   /** Sleep this long (µs) when nothing arrived for a while (0: poll without pause). */

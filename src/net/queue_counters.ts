@@ -69,5 +69,10 @@ export const P_RX_CSUM_PARTIAL = 22;
 export const P_RX_GSO = 23;
 /** Frames sent with an offload request (partial checksum, TSO). */
 export const P_TX_OFFLOADED = 24;
+/**
+ * Frames received here that the engine's forwarding mode left unanswered and freed
+ * (icmpecho: neither an ARP request nor an ICMPv4 echo request; src/engine/fwd_modes/).
+ */
+export const P_DROP_MODE = 25;
 /** Size of a block. */
 export const PORT_SLOTS = 32;

@@ -24,6 +24,7 @@ export function counters(c: Partial<QueueCounters> = {}): QueueCounters {
     txRingFullWaits: 0,
     dropsNoBuffer: 0,
     dropsScript: 0,
+    dropsMode: 0,
     dropsRunt: 0,
     dropsBadMerge: 0,
     dropsTooLong: 0,
