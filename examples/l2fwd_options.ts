@@ -257,7 +257,7 @@ export interface Run {
 /**
  * Parses and validates l2fwd's arguments (text only: no file, no device); returns "help"
  * for --help. Throws a {@linkcode UsageError}, or a BAD_ADDRESS DriverError for a port
- * name, otherwise: both are usage (exit 2).
+ * name, otherwise: both are usage (exit 2). `program` names the program in them.
  *
  * @example
  * ```ts
@@ -266,7 +266,7 @@ export interface Run {
  * if (run !== "help") run.queues; // 2
  * ```
  */
-export function parseCommandLine(args: string[]): Run | "help" {
+export function parseCommandLine(args: string[], program = "l2fwd"): Run | "help" {
   let parsed;
   try {
     parsed = parseArgs({
@@ -315,10 +315,12 @@ export function parseCommandLine(args: string[]): Run | "help" {
   if (values.help) return "help";
   const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "table" : "json");
   const scriptArgs: Record<string, string> = {};
-  if (positionals.length !== 2) usageError(`l2fwd needs two ports, not ${positionals.length}`);
+  if (positionals.length !== 2) usageError(`${program} needs two ports, not ${positionals.length}`);
   const specs = positionals.map(parsePortSpec);
   if (specs[0].name === specs[1].name) {
-    usageError(`l2fwd was given the same port twice (${specs[0].name}); give two different ports`);
+    usageError(
+      `${program} was given the same port twice (${specs[0].name}); give two different ports`,
+    );
   }
   const queues = intOption(values.queues, "queues", 1, 64);
   for (const ps of specs) {

@@ -9,6 +9,14 @@
 import { type BufferPool, DriverError, openPort, type VirtioNetPort } from "../mod.ts";
 import type { Run } from "./l2fwd_options.ts";
 
+/** Descriptors per receive and transmit queue (testpmd's --rxd/--txd; default the device's). */
+export interface RingSizes {
+  /** Receive queue size. */
+  rxQueueSize?: number;
+  /** Transmit queue size. */
+  txQueueSize?: number;
+}
+
 /**
  * Opens `run.ports` into `ports` (pushed one by one, so that the caller closes what did
  * open when a later one fails) and sets their steering rule. `step` runs after each.
@@ -20,7 +28,7 @@ import type { Run } from "./l2fwd_options.ts";
  * ```
  */
 export async function openPorts(
-  run: Run,
+  run: Run & RingSizes,
   pool: BufferPool,
   ports: VirtioNetPort[],
   step: () => Promise<void>,
@@ -42,6 +50,8 @@ export async function openPorts(
       tso: run.tso,
       rxChecksum: run.rxChecksum,
       lro: run.lro,
+      rxQueueSize: run.rxQueueSize,
+      txQueueSize: run.txQueueSize,
     }));
     await step();
   }
@@ -88,7 +98,7 @@ export function closePorts(ports: VirtioNetPort[]): string[] {
  * ```
  */
 export async function reopenPorts(
-  run: Run,
+  run: Run & RingSizes,
   pool: BufferPool,
   ports: VirtioNetPort[],
   deadline: number,

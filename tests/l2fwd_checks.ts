@@ -88,6 +88,8 @@ export interface PortLine {
   txRingFullWaits: number;
   dropsNoBuffer: number;
   dropsScript: number;
+  /** testpmd's icmpecho: frames left unanswered. */
+  dropsMode?: number;
   dropsTooLong: number;
   dropsReset: number;
   kicks: number;

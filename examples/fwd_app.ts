@@ -1,0 +1,484 @@
+/**
+ * What examples/l2fwd.ts and examples/testpmd.ts share: start-up with signal handling,
+ * the ports and the engine, statistics, reconnection and an orderly release. Each
+ * program brings its name, usage, command line and statistics table ({@linkcode App}).
+ * l2fwd.ts's header documents the behaviour, the statistics and the exit statuses.
+ *
+ * @module
+ */
+
+// The library opens libc on first use, so importing it needs no permission: main() checks
+// --allow-ffi before anything reaches libc.
+import {
+  addSessions,
+  buildReport,
+  createSharedPool,
+  type DeviceFault,
+  DriverError,
+  endSession,
+  type EngineOptions,
+  type EngineSnapshot,
+  formatMac,
+  ForwardingEngine,
+  type ForwardMode,
+  hasFeature,
+  type PrewarmedWorkers,
+  samePortTarget,
+  type StatsReport,
+  VIRTIO_NET_F_STATUS,
+  type VirtioNetPort,
+} from "../mod.ts";
+import { checkFiles, reason, type Run, UsageError } from "./l2fwd_options.ts";
+import { closePorts, openPorts, reopenPorts } from "./l2fwd_ports.ts";
+
+/** A validated command line of an app: l2fwd's, and what testpmd adds to it. */
+export interface AppRun extends Run {
+  /** The engine's forwarding mode (l2fwd: "io", its --mac-rewrite aside). */
+  mode: ForwardMode;
+  /** Descriptors per receive queue (testpmd --rxd; default: the device's). */
+  rxQueueSize?: number;
+  /** Descriptors per transmit queue (testpmd --txd; default: the device's). */
+  txQueueSize?: number;
+  /** Seconds between statistics reports (0: only the summary at exit). */
+  statsPeriodS: number;
+}
+
+/** What makes l2fwd l2fwd and testpmd testpmd: name, usage, command line, table. */
+export interface App {
+  /** The program's name in messages ("l2fwd"). */
+  name: string;
+  /** Its --help text. */
+  usage: string;
+  /** Parses its arguments (text only), throwing a UsageError or BAD_ADDRESS DriverError. */
+  parse(args: string[]): AppRun | "help";
+  /** A statistics report as a table (--stats table). */
+  formatTable(r: StatsReport): string;
+}
+
+/** Set when closing a port failed (the exit status is then 1). */
+let closeFailed = false;
+
+/** Thrown at a start-up step when SIGINT/SIGTERM came: start-up ends and all is released. */
+class StartupInterrupted extends Error {}
+
+async function main(app: App, args: string[]): Promise<number> {
+  let run: AppRun | "help";
+  try {
+    run = app.parse(args);
+  } catch (e) {
+    if (!(e instanceof DriverError)) throw e;
+    const usage = e instanceof UsageError && e.withUsage ? `\n\n${app.usage}` : "";
+    console.error(`error: ${e.message}${usage}`);
+    return 2;
+  }
+  if (run === "help") {
+    console.log(app.usage);
+    return 0;
+  }
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    console.error(
+      `error: ${app.name} needs --allow-ffi (it reaches libc and VFIO through Deno FFI): run deno run --allow-ffi examples/${app.name}.ts ${
+        args.join(" ")
+      }.`,
+    );
+    return 1;
+  }
+  // The same socket under two names (a symlink, '..'): told apart by the file itself, so
+  // only now that libc may be used.
+  if (samePortTarget(run.ports[0], run.ports[1])) {
+    console.error(
+      `error: ${app.name} was given the same port twice (${run.ports[0]} and ${
+        run.ports[1]
+      } are one socket): give two different ports.`,
+    );
+    return 2;
+  }
+
+  // From here on a signal does not kill the process: it stops start-up at its next step,
+  // or forwarding, and everything taken is released in order (reset before DMA memory).
+  let signalled: Deno.Signal | null = null;
+  let wake: (() => void) | null = null as (() => void) | null;
+  const onSignal = (signal: Deno.Signal) => {
+    if (signalled !== null) {
+      // The user insists (a stop that hangs, e.g. on a stuck worker or device): exiting is
+      // safe, as the kernel closes the fds and VFIO's IOMMU unmaps the DMA with the container.
+      console.error(
+        `error: a second signal (${signal}) arrived while ${app.name} was stopping, so it exits at once without releasing anything itself: the kernel closes its devices and frees its memory as the process ends.`,
+      );
+      Deno.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    signalled = signal;
+    wake?.();
+  };
+  const onSigint = () => onSignal("SIGINT");
+  const onSigterm = () => onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", onSigint);
+  Deno.addSignalListener("SIGTERM", onSigterm);
+  /** Lets a pending signal's listener run (they run from the event loop), then acts on it. */
+  const step = async () => {
+    await new Promise((r) => setTimeout(r, 0));
+    if (signalled) throw new StartupInterrupted();
+  };
+  let pcapCreated = false, forwarding = false;
+  try {
+    try {
+      pcapCreated = await checkFiles(run);
+    } catch (e) {
+      if (!(e instanceof DriverError)) throw e;
+      console.error(`error: ${e.message}`);
+      // A --script-arg the script refuses is usage; a file that is not right, the machine.
+      return e instanceof UsageError ? 2 : 1;
+    }
+    return await forward(app, run, {
+      step,
+      signalled: () => signalled,
+      setWake: (fn) => wake = fn,
+      forwarding: () => forwarding = true,
+    });
+  } catch (e) {
+    if (!(e instanceof StartupInterrupted)) throw e;
+    console.error(
+      `error: ${signalled} arrived during start-up, so ${app.name} stopped before forwarding and released everything it had taken.`,
+    );
+    return signalled === "SIGINT" ? 130 : 143;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+    Deno.removeSignalListener("SIGTERM", onSigterm);
+    // The capture file this run created is removed when forwarding never began.
+    if (pcapCreated && !forwarding) {
+      try {
+        Deno.removeSync(run.pcap!);
+      } catch { /* leaving an empty file behind is harmless */ }
+    }
+  }
+}
+
+/** How forward() learns of signals: main() installed the listeners before start-up. */
+interface SignalHooks {
+  /** A start-up step boundary: throws StartupInterrupted when a signal came. */
+  step(): Promise<void>;
+  /** The first signal that came, if any. */
+  signalled(): Deno.Signal | null;
+  /** What a signal calls once forwarding runs (null: nothing). */
+  setWake(fn: (() => void) | null): void;
+  /** Start-up is over: from now on a signal is a clean stop. */
+  forwarding(): void;
+}
+
+/** Opens both ports, starts the engine, forwards until a stop, and releases everything. */
+async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<number> {
+  const { queues, burst, steering, rebalanceMs, statsMode } = run;
+
+  // Room for every ring of both ports, what the workers buffer, and slack to refill.
+  const ring = (run.rxQueueSize ?? 256) + (run.txQueueSize ?? 256);
+  const newPool = () =>
+    createSharedPool(Math.max(8192, 2 * queues * (ring + 2 * burst) + 1024), 2048, {
+      physical: run.physicalPool,
+    });
+  let pool = newPool();
+  // Set when a port did not confirm its reset: its device may still use the pool.
+  let poolUnsafe = false;
+  const ports: VirtioNetPort[] = [];
+  let engine: ForwardingEngine | null = null;
+  let warm: PrewarmedWorkers | undefined;
+  let started = false;
+  try {
+    await signals.step();
+    // Workers warm their code on synthetic frames before any port is open, so the first
+    // frames a back-end sends at link-up meet optimised code (docs/performance.md).
+    const prewarmOptions = {
+      burst,
+      drainUs: run.drainUs,
+      txFull: run.txFull,
+      macRewrite: run.macRewrite,
+      mode: run.mode,
+      prewarmFrames: run.prewarm,
+      prewarmFormats: run.packedRing ? ["split", "packed"] as const : ["split"] as const,
+    };
+    if (run.prewarm > 0) {
+      warm = await ForwardingEngine.prewarm(queues, prewarmOptions);
+      await signals.step();
+    }
+    await openPorts(run, pool, ports, signals.step);
+    const failed: DriverError[] = [];
+    /** Records an error of the control path; anything but a DriverError counts as TRANSPORT. */
+    const noteFailure = (e: unknown) =>
+      failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
+    let wake: (() => void) | null = null as (() => void) | null;
+    const engineOptions: EngineOptions = {
+      burst,
+      drainUs: run.drainUs,
+      idleUs: run.idleUs,
+      macRewrite: run.macRewrite,
+      mode: run.mode,
+      txFull: run.txFull,
+      warmupPackets: run.warmup,
+      prewarmFrames: run.prewarm,
+      heapAudit: run.heapAudit,
+      script: run.script ? { path: run.script, args: run.scriptArgs } : undefined,
+      capture: run.pcap
+        ? { path: run.pcap, port: run.pcapPort, queue: run.pcapQueue, direction: run.pcapDirection }
+        : undefined,
+      onError: (e) => {
+        failed.push(e);
+        wake?.();
+      },
+    };
+    const t0 = performance.now();
+    /** An event line: JSON on stdout with --stats json, a sentence on stderr otherwise. */
+    const event = (name: string, fields: Record<string, unknown>, text: string) => {
+      const elapsedS = +((performance.now() - t0) / 1000).toFixed(3);
+      if (statsMode === "json") console.log(JSON.stringify({ event: name, ...fields, elapsedS }));
+      else console.error(`${text} at ${elapsedS.toFixed(1)} s`);
+    };
+    // Reading the link status is also how a port that went away (a vfio-user server that
+    // died) is noticed: the first failure ends the run; later reports say "unknown".
+    let linksFailed = false;
+    const links = () =>
+      ports.map((p) => {
+        if (linksFailed || !hasFeature(p.features, VIRTIO_NET_F_STATUS)) return "unknown";
+        try {
+          return p.readConfig().linkUp ? "up" : "down";
+        } catch (e) {
+          linksFailed = true;
+          noteFailure(e);
+          wake?.();
+          return "unknown";
+        }
+      });
+    // A link that changes between two reads is reported at once, as an event line (json:
+    // stdout, else stderr), not only in the next stats line; "unknown" is no change.
+    const linksAtOpen = () =>
+      ports.map((p) =>
+        hasFeature(p.features, VIRTIO_NET_F_STATUS) ? (p.config.linkUp ? "up" : "down") : "unknown"
+      );
+    let seen = linksAtOpen();
+    const linksNow = () => {
+      const state = links();
+      for (const [i, link] of state.entries()) {
+        if (link === "unknown" || seen[i] === "unknown" || link === seen[i]) continue;
+        event("link", { port: i, name: ports[i].name, link }, `port ${i}: link ${link}`);
+      }
+      seen = seen.map((s, i) => state[i] === "unknown" ? s : state[i]);
+      return state;
+    };
+    // Counters of the sessions before a reconnect (docs/reliability.md), and the live ones.
+    let carried: EngineSnapshot | null = null;
+    const faults: DeviceFault[] = []; // reported in the stats from the first one on
+    const current = () => addSessions(carried, engine!.snapshot());
+    let last: EngineSnapshot | null = null, lastAt = t0;
+    const report = (event: "stats" | "summary", snap: EngineSnapshot, now: number) => {
+      const r = buildReport(snap, event === "summary" ? null : last, {
+        event,
+        elapsedS: (now - t0) / 1000,
+        intervalS: event === "summary" ? (now - t0) / 1000 : (now - lastAt) / 1000,
+        links: linksNow(),
+        scriptReport: engine!.scriptReport(),
+        pcapWritten: run.pcap ? engine!.pcapWritten : undefined,
+        faults,
+        portInfo: ports.map((p) => ({ ring: p.ringFormat, features: p.negotiatedFeatureNames() })),
+      });
+      if (statsMode === "json" || (event === "summary" && statsMode === "off")) {
+        console.log(JSON.stringify(r));
+      } else if (statsMode === "table") {
+        console.log(app.formatTable(r));
+      }
+      last = snap;
+      lastAt = now;
+    };
+
+    let downSince = 0, fruitless = 0;
+    for (let session = 0;; session++) {
+      try {
+        engine = await ForwardingEngine.start(ports, pool, { ...engineOptions, prewarmed: warm });
+      } catch (e) {
+        if (session === 0) throw e;
+        noteFailure(e); // after a reconnect: the counters so far still get their summary
+        report("summary", carried!, performance.now());
+        break;
+      }
+      if (downSince) {
+        const downMs = Math.round(performance.now() - downSince);
+        event("reconnected", { downMs }, `reconnected, forwarding after ${downMs} ms`);
+      }
+      if (session === 0) {
+        await signals.step();
+        started = true;
+        signals.forwarding();
+      }
+      for (const [i, p] of ports.entries()) {
+        console.error(
+          `port ${i}: ${p.name} mac ${formatMac(p.config.mac)} link ${
+            p.config.linkUp ? "up" : "down"
+          } queues ${queues} steering ${steering} ring ${p.ringFormat} features ${
+            p.negotiatedFeatureNames().join(" ")
+          }`,
+        );
+      }
+      linksFailed = false;
+      seen = linksAtOpen();
+      // Wait for the duration, a signal or a worker failure, reporting every second.
+      await new Promise<void>((resolve) => {
+        const finish = () => {
+          clearInterval(ticker);
+          clearInterval(rebalance);
+          clearTimeout(ends);
+          wake = null;
+          signals.setWake(null);
+          resolve();
+        };
+        let ticks = 0;
+        const ticker = setInterval(() => {
+          // A device that set DEVICE_NEEDS_RESET takes and completes nothing more: say so and
+          // stop rather than forward into it (the frames in flight are lost with it).
+          for (const p of ports) {
+            try {
+              p.checkHealthy();
+            } catch (e) {
+              linksFailed = true;
+              noteFailure(e);
+              finish();
+              return;
+            }
+          }
+          // Every statsPeriodS-th second (l2fwd: every second); link events in any case.
+          const due = statsMode !== "off" && run.statsPeriodS > 0 &&
+            ++ticks % run.statsPeriodS === 0;
+          if (due) report("stats", current(), performance.now());
+          else linksNow();
+        }, 1000);
+        // A new RSS table for every port every rebalanceMs, while the workers forward:
+        // queue q's buckets move to q + 1 (docs/steering.md: no flow is reordered).
+        let turn = 0;
+        const rebalance = rebalanceMs > 0
+          ? setInterval(() => {
+            turn++;
+            for (const p of ports) {
+              const length = Math.min(128, p.steering.capabilities.rssMaxIndirectionTableLength);
+              try {
+                p.steering.set({
+                  mode: "rss",
+                  pairs: queues,
+                  indirectionTable: Array.from({ length }, (_, i) => (i + turn) % queues),
+                });
+              } catch (e) {
+                noteFailure(e);
+                finish();
+                return;
+              }
+            }
+          }, rebalanceMs)
+          : undefined;
+        // main() checked that durationMs fits setTimeout (2^31-1 ms; more would fire at once).
+        const ends = Number.isFinite(run.durationMs)
+          ? setTimeout(finish, Math.max(0, run.durationMs - (performance.now() - t0)))
+          : undefined;
+        wake = finish;
+        signals.setWake(finish);
+        if (failed.length || signals.signalled()) finish();
+      });
+      // --reconnect (docs/reliability.md): a device fault (DEVICE_NEEDS_RESET, a ring the
+      // device corrupted, a server or back-end gone) resets and reopens both ports. The
+      // workers then send nothing more: what they hold is lost to the reset and counted so.
+      const fault = failed.length > 0 &&
+        failed.every((e) => e.code === "DEVICE_MISBEHAVED" || e.code === "TRANSPORT");
+      const atS = +((performance.now() - t0) / 1000).toFixed(3);
+      if (fault) faults.push(...failed.map((e) => ({ atS, reason: e.message })));
+      const reconnect = fault && run.reconnectS > 0 && !signals.signalled() && fruitless < 5;
+      const final = await engine.stop(undefined, { drain: !reconnect });
+      const ended = reconnect ? endSession(final) : final;
+      const total = addSessions(carried, ended);
+      if (!reconnect || final.unsafeToRelease) {
+        report("summary", total, performance.now());
+        break;
+      }
+      carried = total;
+      // Five reconnects in a row with nothing forwarded in between: give up.
+      fruitless = final.ports.some((p) => p.rxPackets > 0) ? 0 : fruitless + 1;
+      const lostFrames = ended.ports.reduce((n, p) => n + p.dropsReset, 0);
+      const why = failed.splice(0).map((e) => e.message).join(" ");
+      event("reconnecting", { reason: why, lostFrames }, `reconnecting (${why})`);
+      downSince = performance.now();
+      const problems = closePorts(ports);
+      if (problems.length) {
+        poolUnsafe = true; // a device that did not confirm its reset may still use the pool
+        failed.push(...problems.map((m: string) => new DriverError("DEVICE_MISBEHAVED", m)));
+        report("summary", total, performance.now());
+        break;
+      }
+      pool.region.free();
+      pool = newPool();
+      // The next workers warm while the devices are down, not while their rings fill.
+      warm = run.prewarm > 0 ? await ForwardingEngine.prewarm(queues, prewarmOptions) : undefined;
+      const deadline = Math.min(downSince + run.reconnectS * 1000, t0 + run.durationMs);
+      try {
+        await reopenPorts(run, pool, ports, deadline, () => signals.signalled() !== null);
+      } catch (e) {
+        if ((e as { closeProblem?: boolean }).closeProblem) poolUnsafe = true;
+        // A signal while reconnecting is a stop like any other, not a failure.
+        if (!signals.signalled()) noteFailure(e);
+        report("summary", total, performance.now());
+        break;
+      }
+      if (performance.now() - t0 >= run.durationMs || signals.signalled()) {
+        report("summary", total, performance.now());
+        break;
+      }
+    }
+    if (rebalanceMs > 0) {
+      console.error(
+        `steering: ${ports.map((p, i) => `port ${i} ${p.steering.switches} switches`).join(", ")}`,
+      );
+    }
+    for (const e of failed) console.error(`error: ${e.message}`);
+    return failed.length ? 1 : 0;
+  } catch (e) {
+    // A step that fails while a signal waits (a blocked call returns with an error once
+    // it gives up): the user asked to stop, so that is what is reported.
+    if (!started && !(e instanceof StartupInterrupted)) {
+      // A signal that came during a blocking call reaches its listener only after a few
+      // turns of the event loop (one zero-delay timer was seen to be too few).
+      for (let i = 0; i < 10 && !signals.signalled(); i++) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      if (signals.signalled()) throw new StartupInterrupted();
+    }
+    throw e;
+  } finally {
+    signals.setWake(null);
+    if (engine) await engine.stop();
+    warm?.terminate(); // unless the engine took them
+    const problems = closePorts(ports);
+    // Reported, not thrown: an error from try{} above must not be replaced by this one.
+    for (const m of problems) console.error(`error: ${m}`);
+    if (problems.length) closeFailed = true;
+    // A port that did not confirm its reset may still DMA into the pool: keep it mapped until
+    // the process exits rather than hand its pages back (docs/security.md).
+    if (problems.length === 0 && !poolUnsafe) pool.region.free();
+    else console.error(`error: the shared packet pool stays mapped until ${app.name} exits.`);
+  }
+}
+
+/**
+ * Runs `app` with `args` to its end and exits with its status (see l2fwd.ts's header):
+ * everything a two-port forwarding program does around the engine.
+ *
+ * @example
+ * ```ts ignore
+ * await runApp(L2FWD, Deno.args); // never returns
+ * ```
+ */
+export async function runApp(app: App, args: string[]): Promise<never> {
+  try {
+    const code = await main(app, args);
+    Deno.exit(code === 0 && closeFailed ? 1 : code);
+  } catch (e) {
+    // A DriverError is the user's to act on; anything else is a bug, still one line.
+    console.error(
+      e instanceof DriverError
+        ? `error: ${e.message}`
+        : `error: ${app.name} failed unexpectedly (${reason(e)}): please report it.`,
+    );
+    Deno.exit(1);
+  }
+}

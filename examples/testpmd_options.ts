@@ -1,0 +1,150 @@
+/**
+ * The command line of examples/testpmd.ts: DPDK testpmd's option names where they exist
+ * (`--forward-mode`, `--burst`, `--rxq`/`--txq`, `--rxd`/`--txd`, `--stats-period`), the
+ * rest as l2fwd takes them (examples/l2fwd_options.ts parses those). Nothing here reaches
+ * libc. A bad command line is one {@linkcode UsageError} sentence (exit 2).
+ *
+ * @module
+ */
+
+import { FORWARD_MODES, isForwardMode } from "../mod.ts";
+import type { AppRun } from "./fwd_app.ts";
+import { parseCommandLine, UsageError } from "./l2fwd_options.ts";
+
+/** testpmd's --help text. */
+export const TESTPMD_USAGE = `usage: deno run --allow-ffi examples/testpmd.ts [options] PORT0 PORT1
+
+Forwards between PORT0 and PORT1 on one worker per queue pair in one of DPDK testpmd's
+forwarding modes. A PORT is a PCI address (kernel VFIO, e.g. 0000:00:04.0),
+vfio-user:/path/to/socket or vhost-user:/path/to/socket[?mac=…&queues=N].
+
+  --forward-mode=MODE  io (default: frames go out of the other port as they came),
+                       mac (source MAC: the output port's, destination
+                       02:00:00:00:00:<port>), macswap (destination and source MAC
+                       swapped), 5tswap (MACs, IPv4/IPv6 addresses and TCP/UDP/SCTP
+                       ports swapped, past up to two VLAN tags), rxonly (every frame
+                       received, counted and freed: nothing is sent), icmpecho (ARP
+                       requests and ICMPv4 echo requests answered out of the port they
+                       came in on; other frames freed and counted in dropsMode)
+  --burst=N            frames per receive and transmit burst (default 32, at most 256)
+  --rxq=N --txq=N      queue pairs per port, one worker each (give both equal; default 1)
+  --rxd=N --txd=N      descriptors per receive / transmit queue (a power of two from 16
+                       to 32768; default: the device's)
+  --stats-period=S     print statistics every S seconds (default 0: only the summary at
+                       exit); as testpmd's "show port stats" on a terminal or with
+                       --stats table, JSON lines otherwise or with --stats json
+  --stats MODE         table | json | off (default: table on a terminal, json otherwise)
+  --duration S         stop after S seconds (default: run until SIGINT/SIGTERM)
+
+l2fwd's other options work the same (see examples/l2fwd.ts --help): --steering,
+--physical-pool, --script and --script-arg (with io and mac only: a script and another
+mode do not go together), --pcap, --pcap-port, --pcap-direction, --pcap-queue,
+--reconnect, --tx-drain-us, --tx-full, --ring, --in-order, --mergeable, --indirect,
+--tx-csum, --tso, --rx-csum, --lro, --idle-us, --warmup, --prewarm, --heap-audit, --bind,
+--force, --restore-driver; --queues and --mac-rewrite are --rxq/--txq and
+--forward-mode=mac here.
+  --help               this text
+
+exit status: as l2fwd's: 0 stopped cleanly, 1 the environment (a device, driver or
+worker error, a missing permission), 2 a bad command line (one sentence), 130/143 a
+signal during start-up.`;
+
+/** testpmd's own options, each taking a value (as `--name=V` or `--name V`). */
+const OWN = ["forward-mode", "rxq", "txq", "rxd", "txd", "stats-period"] as const;
+
+/** l2fwd options testpmd names otherwise: the name to use instead. */
+const RENAMED: Record<string, string> = {
+  "--queues": "--rxq=N --txq=N",
+  "--mac-rewrite": "--forward-mode=mac",
+};
+
+function usageError(message: string): never {
+  throw new UsageError(`${message}: see --help.`);
+}
+
+/** A whole number from `min` to `max`, or a usage error naming --`name`. */
+function int(value: string, name: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!(value !== "" && Number.isInteger(n) && n >= min && n <= max)) {
+    usageError(`--${name} must be an integer from ${min} to ${max}, not '${value}'`);
+  }
+  return n;
+}
+
+/** A ring size: a power of two from 16 to 32768 (virtio's split ring limit). */
+function ringSize(value: string, name: string): number {
+  const n = int(value, name, 16, 32768);
+  if ((n & (n - 1)) !== 0) usageError(`--${name} must be a power of two, not ${n}`);
+  return n;
+}
+
+/**
+ * Parses testpmd's arguments (text only: no file, no device); returns "help" for
+ * --help. Throws a {@linkcode UsageError}, or a BAD_ADDRESS DriverError for a port name:
+ * both are usage (exit 2).
+ *
+ * @example
+ * ```ts
+ * import { parseTestpmdCommandLine } from "./testpmd_options.ts";
+ * const run = parseTestpmdCommandLine(["--forward-mode=macswap", "--rxq=2", "--txq=2", "0000:00:04.0", "0000:00:05.0"]);
+ * if (run !== "help") [run.mode, run.queues]; // ["macswap", 2]
+ * ```
+ */
+export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
+  const own = new Map<string, string>();
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") {
+      rest.push(...args.slice(i));
+      break;
+    }
+    const eq = a.indexOf("=");
+    const name = a.startsWith("--") ? a.slice(2, eq < 0 ? undefined : eq) : "";
+    if (RENAMED[`--${name}`] !== undefined) {
+      usageError(`testpmd takes ${RENAMED[`--${name}`]} instead of --${name}`);
+    }
+    if (!(OWN as readonly string[]).includes(name)) {
+      rest.push(a);
+      continue;
+    }
+    if (own.has(name)) usageError(`--${name} is given twice; give it once`);
+    if (eq >= 0) {
+      own.set(name, a.slice(eq + 1));
+    } else if (i + 1 < args.length && !args[i + 1].startsWith("--")) {
+      own.set(name, args[++i]);
+    } else {
+      usageError(`--${name} needs a value`);
+    }
+  }
+  const mode = own.get("forward-mode") ?? "io";
+  if (!isForwardMode(mode)) {
+    usageError(`--forward-mode must be one of ${FORWARD_MODES.join(", ")}, not '${mode}'`);
+  }
+  const rxq = own.get("rxq"), txq = own.get("txq");
+  if (rxq !== undefined && txq !== undefined && rxq !== txq) {
+    usageError(
+      `--rxq ${rxq} and --txq ${txq} differ, but each worker drives one queue pair; give them equal`,
+    );
+  }
+  const queues = rxq ?? txq;
+  if (queues !== undefined) int(queues, rxq !== undefined ? "rxq" : "txq", 1, 64);
+  const l2fwdArgs = queues !== undefined ? ["--queues", queues, ...rest] : rest;
+  if (mode === "mac") l2fwdArgs.unshift("--mac-rewrite");
+  // l2fwd's parser, named testpmd; testpmd's own usage goes below its errors (main()).
+  const run = parseCommandLine(l2fwdArgs, "testpmd");
+  if (run === "help") return run;
+  if (run.script !== undefined && mode !== "io" && mode !== "mac") {
+    usageError(
+      `--forward-mode=${mode} and --script do not go together (a script can do what the mode does); leave one out`,
+    );
+  }
+  const period = own.get("stats-period");
+  return {
+    ...run,
+    mode,
+    rxQueueSize: own.has("rxd") ? ringSize(own.get("rxd")!, "rxd") : undefined,
+    txQueueSize: own.has("txd") ? ringSize(own.get("txd")!, "txd") : undefined,
+    statsPeriodS: period === undefined ? 0 : int(period, "stats-period", 0, 86400),
+  };
+}
