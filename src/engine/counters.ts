@@ -10,7 +10,8 @@
  *
  * Layout: a worker block of {@linkcode WORKER_SLOTS}, then one block of
  * {@linkcode PORT_SLOTS} per port (this worker's queue pair of that port), then the
- * script's named counters, then the script's table.
+ * script's named counters, then the script's table, then (only in the engine's generating
+ * modes, txonly and flowgen) the generator's block of {@linkcode GEN_SLOTS}.
  *
  * @module
  */
@@ -103,6 +104,25 @@ export const STATE_FAILED = 4;
 // the layout the receive and transmit queues count into (src/net/queue_counters.ts).
 export * from "../net/queue_counters.ts";
 import { PORT_SLOTS } from "../net/queue_counters.ts";
+import { LATENCY_SLOTS } from "./latency.ts";
+
+// Generator block (generator.ts), from CounterLayout.genBase.
+/** Frames received that carry the generator's magic (their latency is recorded). */
+export const G_RX_GEN = 0;
+/** Frames received without it (counted and freed). */
+export const G_RX_OTHER = 1;
+/** Generated frames of another worker's streams (latency recorded, sequence not checked). */
+export const G_RX_FOREIGN = 2;
+/** Frames missing by sequence number: a flow's number jumped ahead by that many. */
+export const G_SEQ_GAPS = 3;
+/** Frames that came after a later one of their flow (reordered or duplicated). */
+export const G_SEQ_LATE = 4;
+/** Frames not generated because the worker's pool partition had no free buffer. */
+export const G_ALLOC_FAILS = 5;
+/** First slot of the latency block (latency.ts's layout). */
+export const G_LATENCY = 8;
+/** Size of the generator block. */
+export const GEN_SLOTS: number = G_LATENCY + LATENCY_SLOTS;
 
 /** Where things are in one worker's counter array. */
 export interface CounterLayout {
@@ -116,13 +136,15 @@ export interface CounterLayout {
   scriptBase: number;
   /** First slot of the script table. */
   tableBase: number;
+  /** First slot of the generator block, -1 when there is none (io forwarding). */
+  genBase: number;
   /** Slots in all. */
   length: number;
 }
 
 /**
  * The layout for `ports` ports and a script with `scriptCounters` counters and a table of
- * `tableSize` numbers.
+ * `tableSize` numbers, with the generator's block when `generator`.
  *
  * @example
  * ```ts
@@ -136,16 +158,19 @@ export function counterLayout(
   ports: number,
   scriptCounters: number,
   tableSize: number,
+  generator = false,
 ): CounterLayout {
   const scriptBase = WORKER_SLOTS + ports * PORT_SLOTS;
   const tableBase = scriptBase + scriptCounters;
+  const end = tableBase + tableSize;
   return {
     ports,
     scriptCounters,
     tableSize,
     scriptBase,
     tableBase,
-    length: tableBase + tableSize,
+    genBase: generator ? end : -1,
+    length: end + (generator ? GEN_SLOTS : 0),
   };
 }
 

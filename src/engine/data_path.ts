@@ -16,6 +16,7 @@
  */
 
 export { Forwarder } from "./forwarder.ts";
+export { Generator } from "./generator.ts";
 export { prewarm } from "./prewarm.ts";
 export { RxQueue } from "../net/rx_queue.ts";
 export { TxQueue } from "../net/tx_queue.ts";

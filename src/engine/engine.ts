@@ -37,13 +37,16 @@ import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerCopied, workerSources } from "./worker_sources.ts";
 import { PrewarmedWorkers, prewarmWorkers } from "./prewarmed_workers.ts";
 import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
-import type { ForwardMode } from "./fwd_modes/modes.ts";
+import type { EngineMode } from "./fwd_modes/modes.ts";
+import { type GeneratorOptions, generatorSpec, isGeneratingMode } from "./generator_spec.ts";
 
 /** Synthetic frames each worker forwards to warm its code (prewarm.ts) unless told otherwise. */
 export const DEFAULT_PREWARM_FRAMES = 200_000;
 
 /** Options of {@linkcode ForwardingEngine.start}. */
 export interface EngineOptions {
+  /** What txonly and flowgen send (only with those modes). */
+  generator?: GeneratorOptions;
   /** Frames per receive and transmit burst (default 32). */
   burst?: number;
   /** A partial transmit burst goes out after this many µs (default 100). */
@@ -51,12 +54,15 @@ export interface EngineOptions {
   /** Rewrite MACs as DPDK's l2fwd does (default false; the same as mode "mac"). */
   macRewrite?: boolean;
   /**
-   * The built-in forwarding mode, as DPDK testpmd's `set fwd` (default "io"; see
-   * fwd_modes/modes.ts): "io", "mac", "macswap", "5tswap", "rxonly" or "icmpecho". A
-   * mode other than "io" and "mac" does not go with a script (refused: a script can do
-   * what the mode does); it runs cold for its first frames (warm-up forwards as "io").
+   * What the workers do, as DPDK testpmd's `set fwd` (default "io"; see
+   * fwd_modes/modes.ts): "io", "mac", "macswap", "5tswap", "rxonly" or "icmpecho" forward;
+   * "txonly" and "flowgen" generate UDP/IPv4 frames on both ports (one flow, or
+   * `generator.flows`) and receive on both, recording the latency of the frames that come
+   * back (src/engine/generator.ts, as testpmd's `--latencystats`). A mode other than "io"
+   * and "mac" does not go with a script (refused: a script can do what the mode does); it
+   * runs cold for its first frames (warm-up forwards as "io").
    */
-  mode?: ForwardMode;
+  mode?: EngineMode;
   /**
    * Frames a full transmit ring does not take: "wait" (default: keep them and stop
    * receiving on that direction until the ring has room) or "drop" (count them, as DPDK's
@@ -127,7 +133,7 @@ export interface EngineOptions {
   onError?: (error: DriverError) => void;
 }
 
-export type { EngineStopped };
+export type { EngineStopped, GeneratorOptions };
 
 /**
  * Forwarding between two ports on one worker per queue pair.
@@ -295,7 +301,8 @@ export class ForwardingEngine {
       script = { ...s, args };
     }
     const names = script?.module.counters ?? [];
-    const layout = counterLayout(2, names.length, script?.module.tableSize ?? 0);
+    const gen = generatorSpec(options, ports, queues);
+    const layout = counterLayout(2, names.length, script?.module.tableSize ?? 0, gen !== null);
 
     // Describe every data queue, then split the pool (this takes the free buffers). A
     // frame the port's own queue was still assembling goes back first: a worker could not
@@ -347,7 +354,8 @@ export class ForwardingEngine {
           burst,
           drainMs: (options.drainUs ?? 100) / 1000,
           macRewrite: options.macRewrite ?? false,
-          mode: options.mode ?? "io",
+          // A generating mode runs the worker's generator (spec.generator), not a forwarder.
+          mode: isGeneratingMode(options.mode) ? "io" : options.mode ?? "io",
           txFull: options.txFull ?? "wait",
           idleUs: options.idleUs ?? 50,
           warmupPackets: options.warmupPackets ?? 150_000,
@@ -373,6 +381,7 @@ export class ForwardingEngine {
           capture: capRings[k]
             ? { port: cap!.port, direction: cap!.direction ?? "rx", ring: capRings[k]! }
             : null,
+          generator: gen,
         };
         const w = warmWorkers?.[k] ??
           startBlobWorker(WORKER_ENTRY, workerSources, `forwarding queue pair ${k}`, workerCopied);

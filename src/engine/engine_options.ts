@@ -11,8 +11,9 @@ import { DriverError } from "../errors.ts";
 import { MAX_QUEUE_PAIRS } from "../net/port_checks.ts";
 import type { EngineOptions } from "./engine.ts";
 import { PrewarmedWorkers } from "./prewarmed_workers.ts";
+import { checkGeneratorOptions } from "./generator_spec.ts";
 import { shown } from "../shown.ts";
-import { FORWARD_MODES, isForwardMode } from "./fwd_modes/modes.ts";
+import { ENGINE_MODES, isEngineMode } from "./fwd_modes/modes.ts";
 
 /** The longest timeout setTimeout and poll(2) hold: 2^31-1 ms (longer ones fire at once). */
 const MAX_TIMEOUT_MS = 0x7fffffff;
@@ -87,8 +88,8 @@ export function checkEngineOptions(options: EngineOptions): void {
     }
   }
   const mode = options.mode;
-  if (mode !== undefined && !isForwardMode(mode)) {
-    bad(`mode ${shown(mode)} is not a forwarding mode: use one of ${FORWARD_MODES.join(", ")}.`);
+  if (mode !== undefined && !isEngineMode(mode)) {
+    bad(`mode ${shown(mode)} is not a mode of the engine: use one of ${ENGINE_MODES.join(", ")}.`);
   }
   if (options.macRewrite === true && mode !== undefined && mode !== "io" && mode !== "mac") {
     bad(`macRewrite is the "mac" mode and does not go with mode "${mode}": leave one out.`);
@@ -104,6 +105,7 @@ export function checkEngineOptions(options: EngineOptions): void {
   if (options.onError !== undefined && typeof options.onError !== "function") {
     bad(`onError is ${shown(options.onError)}, not a function: give one or leave it out.`);
   }
+  checkGeneratorOptions(options);
   if (options.prewarmed !== undefined && !(options.prewarmed instanceof PrewarmedWorkers)) {
     bad(`prewarmed is ${shown(options.prewarmed)}: give what ForwardingEngine.prewarm() returned.`);
   }

@@ -15,10 +15,23 @@
  * @module
  */
 
-export { type EngineOptions, type EngineStopped, ForwardingEngine } from "./engine.ts";
+export {
+  type EngineOptions,
+  type EngineStopped,
+  ForwardingEngine,
+  type GeneratorOptions,
+} from "./engine.ts";
+export type { LatencySummary } from "./latency.ts";
 export type { CaptureDirection, PrewarmParams } from "./worker_spec.ts";
 export { PrewarmedWorkers } from "./prewarmed_workers.ts";
-export { FORWARD_MODES, type ForwardMode, isForwardMode } from "./fwd_modes/modes.ts";
+export {
+  ENGINE_MODES,
+  type EngineMode,
+  FORWARD_MODES,
+  type ForwardMode,
+  isEngineMode,
+  isForwardMode,
+} from "./fwd_modes/modes.ts";
 export {
   asForwardScript,
   BOUNCE,
@@ -31,6 +44,7 @@ export {
 } from "./script_api.ts";
 export type {
   EngineSnapshot,
+  GeneratorStats,
   PortStats,
   QueueCounters,
   QueueStats,

@@ -6,8 +6,16 @@
  * @module
  */
 
+import { type LatencySummary, mergeLatency } from "./latency.ts";
 import {
   type CounterLayout,
+  G_ALLOC_FAILS,
+  G_LATENCY,
+  G_RX_FOREIGN,
+  G_RX_GEN,
+  G_RX_OTHER,
+  G_SEQ_GAPS,
+  G_SEQ_LATE,
   P_DROP_BAD_MERGE,
   P_DROP_BAD_OFFLOAD,
   P_DROP_MODE,
@@ -208,6 +216,26 @@ export interface WorkerStats {
   pcapDropped: number;
 }
 
+/** The generating modes' figures (txonly, flowgen), summed over workers. */
+export interface GeneratorStats {
+  /** Frames generated and handed to the devices, both ports (the ports' txPackets). */
+  txFrames: number;
+  /** Frames received that carry the generator's magic (their latency is recorded). */
+  rxFrames: number;
+  /** Frames received without it. */
+  rxOther: number;
+  /** Generated frames of another worker's streams (received by this one). */
+  rxForeign: number;
+  /** Frames missing by sequence number (a flow's number jumped ahead). */
+  seqGaps: number;
+  /** Frames that came after a later one of their flow. */
+  seqLate: number;
+  /** Frames not generated for want of a free buffer. */
+  allocFails: number;
+  /** Latency of the frames that came back (null: none yet). */
+  latency: LatencySummary | null;
+}
+
 /** Everything the counters say at one moment. */
 export interface EngineSnapshot {
   /** Per port. */
@@ -216,6 +244,8 @@ export interface EngineSnapshot {
   workers: WorkerStats[];
   /** The script's counters summed over workers (by name), if a script runs. */
   scriptCounters: Record<string, number> | null;
+  /** The generator's figures, in the modes txonly and flowgen only. */
+  generator?: GeneratorStats;
 }
 
 const STATE_NAMES: Record<number, string> = {
@@ -317,5 +347,26 @@ export function readSnapshot(
       scriptCounters[name] = sum;
     }
   }
-  return { ports, workers, scriptCounters };
+  const snap: EngineSnapshot = { ports, workers, scriptCounters };
+  if (layout.genBase >= 0) snap.generator = generatorStats(counters, layout.genBase, ports);
+  return snap;
+}
+
+/** The generator blocks at `g` of every worker's counters, merged. */
+function generatorStats(
+  counters: readonly Float64Array[],
+  g: number,
+  ports: readonly PortStats[],
+): GeneratorStats {
+  const sum = (slot: number) => counters.reduce((s, c) => s + c[g + slot], 0);
+  return {
+    txFrames: ports.reduce((s, p) => s + p.txPackets, 0),
+    rxFrames: sum(G_RX_GEN),
+    rxOther: sum(G_RX_OTHER),
+    rxForeign: sum(G_RX_FOREIGN),
+    seqGaps: sum(G_SEQ_GAPS),
+    seqLate: sum(G_SEQ_LATE),
+    allocFails: sum(G_ALLOC_FAILS),
+    latency: mergeLatency(counters, g + G_LATENCY),
+  };
 }

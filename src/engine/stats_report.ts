@@ -6,7 +6,13 @@
  * @module
  */
 
-import type { EngineSnapshot, PortStats, QueueStats, WorkerStats } from "./snapshot.ts";
+import type {
+  EngineSnapshot,
+  GeneratorStats,
+  PortStats,
+  QueueStats,
+  WorkerStats,
+} from "./snapshot.ts";
 
 /** One port in a report. */
 export interface PortReport extends Omit<PortStats, "queues"> {
@@ -48,6 +54,8 @@ export interface StatsReport {
   pcap?: { captured: number; dropped: number; written: number };
   /** Device faults so far (a broken ring, DEVICE_NEEDS_RESET, a back-end gone), if any. */
   faults?: DeviceFault[];
+  /** The generator's figures and latency (engine modes txonly and flowgen). */
+  generator?: GeneratorStats;
 }
 
 /** A device fault the run met: when (seconds since the start) and the driver's sentence. */
@@ -131,6 +139,7 @@ export function buildReport(
     r.pcap = { captured, dropped, written: ctx.pcapWritten };
   }
   if (ctx.faults?.length) r.faults = [...ctx.faults];
+  if (now.generator) r.generator = now.generator;
   return r;
 }
 
@@ -188,6 +197,17 @@ export function formatTable(r: StatsReport): string {
   );
   lines.push(`workers: ${heap.join("; ")}`);
   if (r.script) lines.push(`script: ${JSON.stringify(r.script)}`);
+  const g = r.generator, l = g?.latency;
+  if (g) {
+    lines.push(
+      `generator: ${n(g.txFrames)} sent, ${n(g.rxFrames)} back (${n(g.seqGaps)} missing, ${
+        n(g.seqLate)
+      } late)` +
+        (l
+          ? `; latency µs min ${l.minUs} mean ${l.meanUs} p50 ${l.p50Us} p99 ${l.p99Us} p99.9 ${l.p999Us} max ${l.maxUs} jitter ${l.jitterUs}`
+          : ""),
+    );
+  }
   if (r.pcap) {
     lines.push(
       `pcap: ${n(r.pcap.written)} written, ${n(r.pcap.dropped)} not captured (side buffer full)`,

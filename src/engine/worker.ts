@@ -55,6 +55,7 @@ import {
 } from "./counters.ts";
 import { MailboxReader } from "./steering_mailbox.ts";
 import type { Forwarder } from "./forwarder.ts";
+import type { Generator } from "./generator.ts";
 // The data path once per ring format, each copy with its own V8 type feedback (data_path.ts).
 import * as splitPath from "./data_path.ts?copy=split";
 import * as packedPath from "./data_path.ts?copy=packed";
@@ -175,7 +176,8 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     script = asForwardScript(await import(spec.script.url), spec.script.url);
   }
   const names = script?.counters ?? [];
-  const layout = counterLayout(spec.ports.length, names.length, script?.tableSize ?? 0);
+  const gen = spec.generator ?? null;
+  const layout = counterLayout(spec.ports.length, names.length, script?.tableSize ?? 0, !!gen);
   const c = new Float64Array(spec.counters);
   if (c.length !== layout.length) {
     throw new RangeError(
@@ -232,30 +234,42 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     macs,
     args: spec.script?.args ?? {},
   });
-  const fwd = new dp.Forwarder(rx, tx, pool, c, {
-    clock: clock.ms,
-    queue: spec.queue,
-    burst: spec.burst,
-    drainMs: spec.drainMs,
-    txFull: spec.txFull,
-    headerSizes: spec.ports.map((port) => port.headerSize),
-    macRewrite: spec.macRewrite,
-    mode: spec.mode,
-    macs,
-    offloads: spec.ports.map((p) => p.offloads),
-    rxOffloads: spec.ports.map((p) => (p.offloads & OFFLOAD_RX_ANY) !== 0 ? 1 : 0),
-    frames,
-    script: script ? { module: script, counters: scriptCounters, table } : null,
-    capture: spec.capture
-      ? {
-        port: spec.capture.port,
-        rx: spec.capture.direction !== "tx",
-        tx: spec.capture.direction !== "rx",
-        ring: new PcapRingWriter(spec.capture.ring),
-        epochOffsetMs: Date.now() - clock.nowMs(),
-      }
-      : null,
-  });
+  // txonly and flowgen: a generator in the forwarder's place (generator.ts).
+  const fwd: Forwarder | Generator = gen !== null
+    ? new dp.Generator(rx, tx, pool, c, {
+      ...gen,
+      queue: spec.queue,
+      burst: spec.burst,
+      headerSizes: spec.ports.map((port) => port.headerSize),
+      macs,
+      clock: clock.ms,
+      tick: () => clock.tick(),
+      genBase: layout.genBase,
+    })
+    : new dp.Forwarder(rx, tx, pool, c, {
+      clock: clock.ms,
+      queue: spec.queue,
+      burst: spec.burst,
+      drainMs: spec.drainMs,
+      txFull: spec.txFull,
+      headerSizes: spec.ports.map((port) => port.headerSize),
+      macRewrite: spec.macRewrite,
+      mode: spec.mode,
+      macs,
+      offloads: spec.ports.map((p) => p.offloads),
+      rxOffloads: spec.ports.map((p) => (p.offloads & OFFLOAD_RX_ANY) !== 0 ? 1 : 0),
+      frames,
+      script: script ? { module: script, counters: scriptCounters, table } : null,
+      capture: spec.capture
+        ? {
+          port: spec.capture.port,
+          rx: spec.capture.direction !== "tx",
+          tx: spec.capture.direction !== "rx",
+          ring: new PcapRingWriter(spec.capture.ring),
+          epochOffsetMs: Date.now() - clock.nowMs(),
+        }
+        : null,
+    });
   // A steering switch's gate opens only once the frames forwarded under the old rule left.
   rx.forEach((q, p) => q.arrivalGuard = () => fwd.txSettled(p));
   // Buffers that arrived before this worker took over are forwarded like any others; the
@@ -400,7 +414,7 @@ function noCollection(): void {}
  */
 function run(
   spec: WorkerSpec,
-  fwd: Forwarder,
+  fwd: Forwarder | Generator,
   mailbox: MailboxReader,
   c: Float64Array,
   ctl: Int32Array,

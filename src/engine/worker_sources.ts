@@ -13,6 +13,9 @@
 
 import dataPath from "./data_path.ts" with { type: "text" };
 import forwarder from "./forwarder.ts" with { type: "text" };
+import generator from "./generator.ts" with { type: "text" };
+import genFrame from "./gen_frame.ts" with { type: "text" };
+import latency from "./latency.ts" with { type: "text" };
 import clock from "./clock.ts" with { type: "text" };
 import control from "./control.ts" with { type: "text" };
 import counters from "./counters.ts" with { type: "text" };
@@ -72,6 +75,9 @@ export const WORKER_ENTRY: string = at("./worker.ts");
 export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("./data_path.ts"), dataPath],
   [at("./forwarder.ts"), forwarder],
+  [at("./generator.ts"), generator],
+  [at("./gen_frame.ts"), genFrame],
+  [at("./latency.ts"), latency],
   [at("./clock.ts"), clock],
   [at("./control.ts"), control],
   [at("./counters.ts"), counters],
@@ -124,12 +130,13 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
  * @example
  * ```ts
  * import { workerCopied } from "./worker_sources.ts";
- * workerCopied.size; // 10
+ * workerCopied.size; // 11
  * ```
  */
 export const workerCopied: ReadonlySet<string> = new Set([
   at("./data_path.ts"),
   at("./forwarder.ts"),
+  at("./generator.ts"),
   at("./prewarm.ts"),
   // The modes' per-frame code: each copy's type feedback of its own, as the forwarder's.
   at("./fwd_modes/apply_mode.ts"),

@@ -96,6 +96,18 @@ export interface CaptureSpec {
   ring: SharedArrayBuffer;
 }
 
+/** What a worker generates in the engine's txonly and flowgen modes (generator.ts). */
+export interface GeneratorSpec {
+  /** "txonly" (one flow) or "flowgen" (`flows` flows). */
+  mode: "txonly" | "flowgen";
+  /** Bytes per frame. */
+  frameSize: number;
+  /** Flows per port. */
+  flows: number;
+  /** Frames per second this worker sends over both ports (0: as fast as the rings take). */
+  ratePps: number;
+}
+
 /** Everything one worker gets. */
 export interface WorkerSpec {
   /** The queue pair this worker drives (0-based). */
@@ -144,6 +156,8 @@ export interface WorkerSpec {
   script: ScriptSpec | null;
   /** The capture, if this worker captures. */
   capture: CaptureSpec | null;
+  /** Generate instead of forwarding (engine modes txonly and flowgen); null or absent: io. */
+  generator?: GeneratorSpec | null;
 }
 
 /** What a worker warms with: the forwarder options that shape its code. */

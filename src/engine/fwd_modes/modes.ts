@@ -33,6 +33,42 @@ export const FORWARD_MODES = ["io", "mac", "macswap", "5tswap", "rxonly", "icmpe
  */
 export type ForwardMode = typeof FORWARD_MODES[number];
 
+/**
+ * Every mode of the engine (EngineOptions.mode): the forwarding modes, then the two that
+ * generate frames instead (txonly, flowgen: src/engine/generator.ts).
+ *
+ * @example
+ * ```ts
+ * import { ENGINE_MODES } from "./modes.ts";
+ * ENGINE_MODES.includes("flowgen"); // true
+ * ```
+ */
+export const ENGINE_MODES = [...FORWARD_MODES, "txonly", "flowgen"] as const;
+
+/**
+ * One of {@linkcode ENGINE_MODES}.
+ *
+ * @example
+ * ```ts
+ * import type { EngineMode } from "./modes.ts";
+ * const m: EngineMode = "txonly";
+ * ```
+ */
+export type EngineMode = typeof ENGINE_MODES[number];
+
+/**
+ * True when `v` is the name of one of the engine's modes.
+ *
+ * @example
+ * ```ts
+ * import { isEngineMode } from "./modes.ts";
+ * isEngineMode("txonly"); // true
+ * ```
+ */
+export function isEngineMode(v: unknown): v is EngineMode {
+  return typeof v === "string" && (ENGINE_MODES as readonly string[]).includes(v);
+}
+
 /** Mode number of "io": frames go out as they came. */
 export const MODE_IO = 0;
 /** Mode number of "mac": the forwarder's MAC rewrite (as DPDK l2fwd). */
