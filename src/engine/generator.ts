@@ -87,8 +87,12 @@ export interface GeneratorParams {
 
 /** How long the drain at the stop waits for frames still coming back (ms). */
 const DRAIN_QUIET_MS = 50;
-/** A token bucket holds at most this many ms of its rate (or a burst, if more). */
-const BUCKET_MS = 4;
+/**
+ * A token bucket holds at most this many ms of its rate (or a burst, if more): a worker
+ * the OS held up that long catches up (the rate stays exact on a busy machine), one held
+ * up longer loses the rest rather than sending a flood.
+ */
+const BUCKET_MS = 20;
 const TWO_32 = 4294967296;
 
 /**

@@ -4,8 +4,8 @@
  *
  * `deno run --allow-ffi tests/bed/gen_run.ts CONFIG_JSON PORT_A PORT_B`
  *
- * CONFIG_JSON: `{ mode, frameSize, flows?, ratePps?, warmS, measureS }`. It opens both
- * ports on one shared pool, writes "open" on stderr, waits for a line on stdin (the back-end
+ * CONFIG_JSON: `{ mode, frameSize, flows?, ratePps?, queues?, warmS, measureS }`. It opens
+ * both ports (`queues` queue pairs each, default 1: one worker per pair) on one shared pool, writes "open" on stderr, waits for a line on stdin (the back-end
  * forwards by then), starts the engine, takes a snapshot after `warmS` and another
  * `measureS` later (each with the main thread's time in ms), stops the engine (its workers
  * drain: what is in flight comes back and is counted), closes the ports and writes one
@@ -22,6 +22,7 @@ interface Config {
   frameSize: number;
   flows?: number;
   ratePps?: number;
+  queues?: number;
   warmS: number;
   measureS: number;
 }
@@ -32,7 +33,8 @@ async function main(): Promise<void> {
   const [json, a, b] = Deno.args;
   const cfg = JSON.parse(json) as Config;
   const pool = createSharedPool(8192, 2048);
-  const ports = [a, b].map((name) => openPort(name, { pool, queuePairs: 1, hashReport: false }));
+  const queuePairs = cfg.queues ?? 1;
+  const ports = [a, b].map((name) => openPort(name, { pool, queuePairs, hashReport: false }));
   try {
     console.error("open");
     // One line on stdin: the back-end forwards now.
