@@ -23,7 +23,7 @@ const BARS = "▁▂▃▄▅▆▇█";
  */
 export function portDrops(p: PortReport): number {
   return p.dropsTxRingFull + p.dropsNoBuffer + p.dropsScript + p.dropsRunt + p.dropsBadMerge +
-    p.dropsTooLong + p.dropsBadOffload + p.dropsTxOffload + p.dropsReset;
+    p.dropsTooLong + p.dropsBadOffload + p.dropsTxOffload + p.dropsReset + p.dropsMode;
 }
 
 /**

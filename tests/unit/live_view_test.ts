@@ -31,6 +31,7 @@ function port(port: number, rxPps: number, drops = 0): PortReport {
     kicksSuppressed: 0,
     rxSiblingWakes: 0,
     dropsReset: 0,
+    dropsMode: 0,
     queues: [],
     name: `port ${port}`,
     kicks: 0,
