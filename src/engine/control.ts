@@ -37,6 +37,13 @@ export const STOP_DRAIN = 1;
  * fault, l2fwd --reconnect), so what is held is lost and counted as such (sessions.ts).
  */
 export const STOP_NOW = 2;
+/**
+ * Index of the halt word: 1 while forwarding is halted (testpmd's `stop` in an interactive
+ * session): workers poll no receive queue and generate nothing, but still send what they
+ * buffered; 0 forwards. Read with Atomics.load every 64 polls, so a change takes effect
+ * within microseconds; the ports stay open and their rings fill, as testpmd's do.
+ */
+export const CTL_HALT = 1;
 /** Words before the workers' presence words. */
 export const CTL_WORDS = 4;
 /** Presence: the worker has not touched shared memory (nor will, once stop is raised). */

@@ -18,7 +18,7 @@ import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
 import type { RingFormat } from "../virtio/ring_format.ts";
-import { CTL_STOP, requestStop, sharedControl, STOP_DRAIN, STOP_NOW } from "./control.ts";
+import { CTL_HALT, CTL_STOP, requestStop, sharedControl, STOP_DRAIN, STOP_NOW } from "./control.ts";
 import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
@@ -107,6 +107,11 @@ export interface EngineOptions {
    * once a second, garbage included (`heapLive: false`).
    */
   heapAudit?: boolean;
+  /**
+   * Start halted (default false): the workers take their queues but poll nothing until
+   * {@linkcode ForwardingEngine.resume}, as an interactive testpmd waits for `start`.
+   */
+  halted?: boolean;
   /** A script module (path or file: URL; importing it needs read permission). */
   script?: { path: string; args?: Record<string, string> };
   /**
@@ -333,6 +338,7 @@ export class ForwardingEngine {
     );
 
     const control = sharedControl(queues);
+    if (options.halted === true) Atomics.store(control, CTL_HALT, 1);
     const mailbox = steeringMailbox(ports.length, queues);
     const counters = described.map(() => sharedCounters(layout));
     const capRings = described.map((_, k) =>
@@ -455,6 +461,34 @@ export class ForwardingEngine {
   /** The first error a worker met, if any (the engine then stopped forwarding). */
   get error(): DriverError | null {
     return this.#error;
+  }
+
+  /**
+   * Halts forwarding (testpmd's interactive `stop`): within microseconds every worker stops
+   * polling its receive queues and generating, and sends only what it had buffered; the
+   * ports stay open and their receive rings fill. {@linkcode ForwardingEngine.resume}
+   * goes on. Not a stop: the workers keep their queues.
+   *
+   * @example
+   * ```ts ignore
+   * engine.halt();
+   * console.log(engine.snapshot()); // counters stay as they are
+   * engine.resume();
+   * ```
+   */
+  halt(): void {
+    Atomics.store(this.#control, CTL_HALT, 1);
+  }
+
+  /** Ends a {@linkcode ForwardingEngine.halt} (or a start with `halted`): forwarding goes on. */
+  resume(): void {
+    Atomics.store(this.#control, CTL_HALT, 0);
+    Atomics.notify(this.#control, CTL_STOP); // idle workers look again at once
+  }
+
+  /** True while halted. */
+  get halted(): boolean {
+    return Atomics.load(this.#control, CTL_HALT) !== 0;
   }
 
   /** True once {@linkcode ForwardingEngine.stop} was called or a worker failed. */

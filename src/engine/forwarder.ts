@@ -188,6 +188,8 @@ export class Forwarder {
    * (steering_mailbox.ts). Frames wait in the ring meanwhile.
    */
   readonly paused: Uint8Array = new Uint8Array(2);
+  /** [0] 1 while the engine is halted (control.ts CTL_HALT): no port is polled. */
+  readonly halted: Uint8Array = new Uint8Array(1);
   // txSettled per receive port: 0 idle, 1 flushing, 2 waiting for the device; the marks.
   readonly #settle = new Uint8Array(2);
   readonly #settleMark = new Int32Array(4);
@@ -268,7 +270,7 @@ export class Forwarder {
    */
   poll(): number {
     let got = 0;
-    const burst = this.#burst, paused = this.paused;
+    const burst = this.#burst, paused = this.paused, halted = this.halted[0];
     for (let p = 0; p < 2; p++) {
       // Backpressure: while more than a burst waits for port p ^ 1's ring (or for p's own,
       // when a script may bounce frames back to p), frames stay in port p's receive ring;
@@ -279,7 +281,7 @@ export class Forwarder {
       // (No flush here: code first run when a ring first fills, maybe long after warm-up,
       // would cost a recompile; see the comment below.)
       if (
-        (paused[p] | (this.#txCount[p ^ 1] > burst ? 1 : 0) |
+        (paused[p] | halted | (this.#txCount[p ^ 1] > burst ? 1 : 0) |
           (this.#txCount[p] > burst ? this.#mayBounce : 0)) !== 0
       ) {
         continue;

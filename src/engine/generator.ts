@@ -145,6 +145,8 @@ export class Generator {
   #unseenDrops = 0;
   /** 1 while port p is not to be polled (steering_mailbox.ts). */
   readonly paused: Uint8Array = new Uint8Array(2);
+  /** [0] 1 while the engine is halted (control.ts CTL_HALT): nothing received or made. */
+  readonly halted: Uint8Array = new Uint8Array(1);
 
   /** Generates on `tx[0]`, `tx[1]`, receives on `rx[0]`, `rx[1]`; counts into `counters`. */
   constructor(
@@ -205,9 +207,9 @@ export class Generator {
     this.#tick();
     const now = this.#clock[0];
     let done = 0;
-    const burst = this.#burst, paused = this.paused;
+    const burst = this.#burst, paused = this.paused, halted = this.halted[0];
     for (let p = 0; p < 2; p++) {
-      if (paused[p] !== 0) continue;
+      if ((paused[p] | halted) !== 0) continue;
       const n = this.#rx[p].rxBurst(this.#bufs, this.#lens, burst);
       if (n > 0) {
         this.#receive(p, n);
@@ -222,7 +224,7 @@ export class Generator {
       const t = tokens[p] + add;
       const have = t < depth && this.#limited === 1 ? t : depth;
       const room = burst - this.#txCount[p];
-      const whole = Math.floor(have);
+      const whole = Math.floor(have) * (1 - halted); // halted: the bucket only fills
       const made = this.#make(p, room < whole ? room : whole);
       tokens[p] = have - made;
       done += made;

@@ -26,7 +26,14 @@
 import { createVirtqueue, type RingFormat } from "../virtio/ring_format.ts";
 import type { Virtqueue } from "../virtio/virtqueue.ts";
 import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
-import { CTL_STOP, enterShared, leaveShared, STOP_NOW, WORKER_DRAIN_MS } from "./control.ts";
+import {
+  CTL_HALT,
+  CTL_STOP,
+  enterShared,
+  leaveShared,
+  STOP_NOW,
+  WORKER_DRAIN_MS,
+} from "./control.ts";
 import {
   counterLayout,
   portBase,
@@ -451,6 +458,7 @@ function run(
     if ((++loops & 63) === 0) {
       c[W_LOOPS] = loops;
       mailbox.check(fwd.paused);
+      fwd.halted[0] = Atomics.load(ctl, CTL_HALT);
       const stop = Atomics.load(ctl, CTL_STOP) !== 0;
       if (stop || now >= nextSample) {
         nextSample = now + 1000;
