@@ -16,12 +16,14 @@ import {
   type DeviceFault,
   DriverError,
   endSession,
+  type EngineMode,
   type EngineOptions,
   type EngineSnapshot,
   formatMac,
   ForwardingEngine,
-  type ForwardMode,
+  type GeneratorOptions,
   hasFeature,
+  LiveView,
   type PrewarmedWorkers,
   samePortTarget,
   type StatsReport,
@@ -30,11 +32,19 @@ import {
 } from "../mod.ts";
 import { checkFiles, reason, type Run, UsageError } from "./l2fwd_options.ts";
 import { closePorts, openPorts, reopenPorts } from "./l2fwd_ports.ts";
+import { commandLoop, linesOf } from "./testpmd_commands.ts";
+import { type ConsoleHost, testpmdConsole } from "./testpmd_console.ts";
 
 /** A validated command line of an app: l2fwd's, and what testpmd adds to it. */
 export interface AppRun extends Run {
-  /** The engine's forwarding mode (l2fwd: "io", its --mac-rewrite aside). */
-  mode: ForwardMode;
+  /** The engine's mode (l2fwd: "io", its --mac-rewrite aside). */
+  mode: EngineMode;
+  /** txonly/flowgen: what to generate (testpmd --txpkts, --flowgen-flows, --tx-rate). */
+  generator?: GeneratorOptions;
+  /** Commands from stdin, forwarding waiting for `start` (testpmd -i). */
+  interactive?: boolean;
+  /** Commands to run first (testpmd --cmdline-file). */
+  cmdlineFile?: string;
   /** Descriptors per receive queue (testpmd --rxd; default: the device's). */
   rxQueueSize?: number;
   /** Descriptors per transmit queue (testpmd --txd; default: the device's). */
@@ -53,6 +63,8 @@ export interface App {
   parse(args: string[]): AppRun | "help";
   /** A statistics report as a table (--stats table). */
   formatTable(r: StatsReport): string;
+  /** Extended statistics of port `port` (or all) of `snap` (testpmd's show port xstats). */
+  formatXstats?(snap: EngineSnapshot, port: number | "all"): string;
 }
 
 /** Set when closing a port failed (the exit status is then 1). */
@@ -205,12 +217,16 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
     const noteFailure = (e: unknown) =>
       failed.push(e instanceof DriverError ? e : new DriverError("TRANSPORT", String(e)));
     let wake: (() => void) | null = null as (() => void) | null;
-    const engineOptions: EngineOptions = {
+    const interactive = run.interactive === true || run.cmdlineFile !== undefined;
+    let engineOptions: EngineOptions = {
       burst,
       drainUs: run.drainUs,
       idleUs: run.idleUs,
       macRewrite: run.macRewrite,
       mode: run.mode,
+      generator: run.generator,
+      // testpmd -i: forwarding waits for the command start.
+      halted: run.interactive === true,
       txFull: run.txFull,
       warmupPackets: run.warmup,
       prewarmFrames: run.prewarm,
@@ -280,13 +296,25 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       });
       if (statsMode === "json" || (event === "summary" && statsMode === "off")) {
         console.log(JSON.stringify(r));
-      } else if (statsMode === "table") {
+      } else if (statsMode === "live" && event === "stats" && !interactive) {
+        Deno.stdout.writeSync(new TextEncoder().encode(live.render(r)));
+      } else if (statsMode !== "off") {
         console.log(app.formatTable(r));
       }
       last = snap;
       lastAt = now;
     };
 
+    const live = new LiveView(
+      app.name,
+      60,
+      Deno.stdout.isTerminal() ? Deno.consoleSize().columns : 120,
+    );
+    // testpmd's set fwd (testpmd_console.ts): the options of the next session, and who waits.
+    let restartWith = null as EngineOptions | null;
+    let restarted = null as (() => void) | null;
+    let consoleRuns = false, quitAsked = false;
+    let failedRestart = null as ((e: Error) => void) | null;
     let downSince = 0, fruitless = 0;
     for (let session = 0;; session++) {
       try {
@@ -317,6 +345,41 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       }
       linksFailed = false;
       seen = linksAtOpen();
+      restarted?.();
+      restarted = failedRestart = null;
+      if (interactive && !consoleRuns) {
+        consoleRuns = true;
+        runConsole(run, {
+          ports: ports.length,
+          options: () => engineOptions,
+          snapshot: current,
+          report: (snap, prev, intervalS) =>
+            buildReport(snap, prev, {
+              event: "stats",
+              elapsedS: (performance.now() - t0) / 1000,
+              intervalS,
+              links: linksNow(),
+              portInfo: ports.map((p) => ({
+                ring: p.ringFormat,
+                features: p.negotiatedFeatureNames(),
+              })),
+            }),
+          formatTable: app.formatTable,
+          formatXstats: (snap, port) => app.formatXstats?.(snap, port) ?? "xstats are not offered",
+          halt: (on) => on ? engine!.halt() : engine!.resume(),
+          halted: () => engine!.halted,
+          restart: (options) =>
+            new Promise<void>((resolve, reject) => {
+              restartWith = options;
+              restarted = resolve;
+              failedRestart = reject;
+              wake?.();
+            }),
+        }, () => {
+          quitAsked = true;
+          wake?.();
+        });
+      }
       // Wait for the duration, a signal or a worker failure, reporting every second.
       await new Promise<void>((resolve) => {
         const finish = () => {
@@ -375,7 +438,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
           : undefined;
         wake = finish;
         signals.setWake(finish);
-        if (failed.length || signals.signalled()) finish();
+        if (failed.length || signals.signalled() || quitAsked || restartWith) finish();
       });
       // --reconnect (docs/reliability.md): a device fault (DEVICE_NEEDS_RESET, a ring the
       // device corrupted, a server or back-end gone) resets and reopens both ports. The
@@ -384,8 +447,12 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
         failed.every((e) => e.code === "DEVICE_MISBEHAVED" || e.code === "TRANSPORT");
       const atS = +((performance.now() - t0) / 1000).toFixed(3);
       if (fault) faults.push(...failed.map((e) => ({ atS, reason: e.message })));
-      const reconnect = fault && run.reconnectS > 0 && !signals.signalled() && fruitless < 5;
-      const final = await engine.stop(undefined, { drain: !reconnect });
+      // set fwd (testpmd_console.ts): a new session in the new mode, the ports reopened.
+      const switching = restartWith !== null && failed.length === 0 && !signals.signalled() &&
+        !quitAsked;
+      const reconnect = switching ||
+        (fault && run.reconnectS > 0 && !signals.signalled() && fruitless < 5);
+      const final = await engine.stop(undefined, { drain: switching || !reconnect });
       const ended = reconnect ? endSession(final) : final;
       const total = addSessions(carried, ended);
       if (!reconnect || final.unsafeToRelease) {
@@ -393,12 +460,19 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
         break;
       }
       carried = total;
-      // Five reconnects in a row with nothing forwarded in between: give up.
-      fruitless = final.ports.some((p) => p.rxPackets > 0) ? 0 : fruitless + 1;
-      const lostFrames = ended.ports.reduce((n, p) => n + p.dropsReset, 0);
-      const why = failed.splice(0).map((e) => e.message).join(" ");
-      event("reconnecting", { reason: why, lostFrames }, `reconnecting (${why})`);
-      downSince = performance.now();
+      let reopenBy = performance.now() + 30_000;
+      if (switching) {
+        engineOptions = restartWith!;
+        restartWith = null;
+      } else {
+        // Five reconnects in a row with nothing forwarded in between: give up.
+        fruitless = final.ports.some((p) => p.rxPackets > 0) ? 0 : fruitless + 1;
+        const lostFrames = ended.ports.reduce((n, p) => n + p.dropsReset, 0);
+        const why = failed.splice(0).map((e) => e.message).join(" ");
+        event("reconnecting", { reason: why, lostFrames }, `reconnecting (${why})`);
+        downSince = performance.now();
+        reopenBy = downSince + run.reconnectS * 1000;
+      }
       const problems = closePorts(ports);
       if (problems.length) {
         poolUnsafe = true; // a device that did not confirm its reset may still use the pool
@@ -409,8 +483,10 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       pool.region.free();
       pool = newPool();
       // The next workers warm while the devices are down, not while their rings fill.
-      warm = run.prewarm > 0 ? await ForwardingEngine.prewarm(queues, prewarmOptions) : undefined;
-      const deadline = Math.min(downSince + run.reconnectS * 1000, t0 + run.durationMs);
+      warm = run.prewarm > 0
+        ? await ForwardingEngine.prewarm(queues, { ...prewarmOptions, mode: engineOptions.mode })
+        : undefined;
+      const deadline = Math.min(reopenBy, t0 + run.durationMs);
       try {
         await reopenPorts(run, pool, ports, deadline, () => signals.signalled() !== null);
       } catch (e) {
@@ -425,6 +501,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
         break;
       }
     }
+    failedRestart?.(new Error("the new mode could not start: see the error below"));
     if (rebalanceMs > 0) {
       console.error(
         `steering: ${ports.map((p, i) => `port ${i} ${p.steering.switches} switches`).join(", ")}`,
@@ -481,4 +558,28 @@ export async function runApp(app: App, args: string[]): Promise<never> {
     );
     Deno.exit(1);
   }
+}
+
+/**
+ * testpmd's commands (testpmd_commands.ts): those of --cmdline-file first, then, with -i,
+ * those on stdin (a prompt on a terminal) until quit or the input ends; `onQuit` ends the
+ * run. Without -i the run goes on forwarding after the file.
+ */
+function runConsole(run: AppRun, host: ConsoleHost, onQuit: () => void): void {
+  const target = testpmdConsole(host);
+  const encoder = new TextEncoder();
+  const print = (t: string) => void Deno.stdout.writeSync(encoder.encode(t));
+  (async () => {
+    if (run.cmdlineFile !== undefined) {
+      const text = await Deno.readTextFile(run.cmdlineFile);
+      if (await commandLoop(linesOf(new Blob([text]).stream()), target, print)) return onQuit();
+    }
+    if (!run.interactive) return;
+    const prompt = Deno.stdin.isTerminal() ? "testpmd> " : "";
+    await commandLoop(linesOf(Deno.stdin.readable), target, print, prompt);
+    onQuit();
+  })().catch((e) => {
+    console.error(`error: the commands stopped: ${reason(e)}.`);
+    onQuit();
+  });
 }

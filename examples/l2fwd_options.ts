@@ -36,7 +36,9 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
   --pcap-direction D  rx (frames it received; default), tx (frames sent out of it, as
                       they leave) or both
   --pcap-queue Q      queue pair to capture, or all (default all)
-  --stats MODE        table | json | off (default: table on a terminal, json otherwise)
+  --stats MODE        live | table | json | off (default: live on a terminal, json
+                      otherwise); live redraws one view in place (rates, drops, a
+                      sparkline per port), table prints a table each time
   --duration S        stop after S seconds, at most 2147483 (default: run until
                       SIGINT/SIGTERM)
   --reconnect S       when a port fails (the device needs a reset, a ring broke, its
@@ -313,7 +315,7 @@ export function parseCommandLine(args: string[], program = "l2fwd"): Run | "help
   }
   const { values, positionals } = parsed;
   if (values.help) return "help";
-  const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "table" : "json");
+  const statsMode = values.stats ?? (Deno.stdout.isTerminal() ? "live" : "json");
   const scriptArgs: Record<string, string> = {};
   if (positionals.length !== 2) usageError(`${program} needs two ports, not ${positionals.length}`);
   const specs = positionals.map(parsePortSpec);
@@ -357,8 +359,8 @@ export function parseCommandLine(args: string[], program = "l2fwd"): Run | "help
   if (!["auto", "off"].includes(values.indirect)) {
     usageError(`--indirect must be auto or off, not '${values.indirect}'`);
   }
-  if (!["table", "json", "off"].includes(statsMode)) {
-    usageError(`--stats must be table, json or off, not '${statsMode}'`);
+  if (!["live", "table", "json", "off"].includes(statsMode)) {
+    usageError(`--stats must be live, table, json or off, not '${statsMode}'`);
   }
   const seconds = values.duration === undefined ? Infinity : Number(values.duration);
   if (values.duration !== undefined && !(seconds > 0 && seconds <= MAX_DURATION_S)) {

@@ -171,7 +171,7 @@ export async function runCommand(
 
 /**
  * Reads commands line by line from `lines` and carries them out until `quit` or the end
- * of the input, writing each result with `write`. `prompt` (testpmd's "testpmd> ") is
+ * of the input, writing each result with `write`; returns true when it ended at `quit`. `prompt` (testpmd's "testpmd> ") is
  * written before each line when the input is a terminal.
  *
  * @example
@@ -184,14 +184,15 @@ export async function commandLoop(
   target: ConsoleTarget,
   write: (text: string) => void,
   prompt = "",
-): Promise<void> {
+): Promise<boolean> {
   if (prompt !== "") write(prompt);
   for await (const line of lines) {
     const { output, quit } = await runCommand(parseCommand(line, target.ports), target);
     if (output !== "") write(output.endsWith("\n") ? output : output + "\n");
-    if (quit) return;
+    if (quit) return true;
     if (prompt !== "") write(prompt);
   }
+  return false;
 }
 
 /**

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { FORWARD_MODES, isForwardMode } from "../mod.ts";
+import { ENGINE_MODES, isEngineMode } from "../mod.ts";
 import type { AppRun } from "./fwd_app.ts";
 import { parseCommandLine, UsageError } from "./l2fwd_options.ts";
 
@@ -25,7 +25,21 @@ vfio-user:/path/to/socket or vhost-user:/path/to/socket[?mac=…&queues=N].
                        ports swapped, past up to two VLAN tags), rxonly (every frame
                        received, counted and freed: nothing is sent), icmpecho (ARP
                        requests and ICMPv4 echo requests answered out of the port they
-                       came in on; other frames freed and counted in dropsMode)
+                       came in on; other frames freed and counted in dropsMode),
+                       txonly (UDP/IPv4 frames of --txpkts bytes generated on both
+                       ports, frames coming back counted and their latency measured),
+                       flowgen (the same over --flowgen-flows flows)
+  --txpkts=N           txonly/flowgen: bytes per generated frame, Ethernet header
+                       included (default 64)
+  --flowgen-flows=N    flowgen: flows per port (default 1; at most 65536)
+  --tx-rate=PPS        txonly/flowgen: frames per second over all ports and workers
+                       (default: as fast as the rings take them)
+  -i, --interactive    read testpmd's commands (start, stop, set fwd MODE, show port
+                       stats all, show port xstats all, clear port stats all, quit; help
+                       lists them) from stdin, with a prompt on a terminal; forwarding
+                       waits for start
+  --cmdline-file=FILE  run the commands in FILE first (needs --allow-read=FILE), then
+                       read stdin with -i, or go on forwarding without it
   --burst=N            frames per receive and transmit burst (default 32, at most 256)
   --rxq=N --txq=N      queue pairs per port, one worker each (give both equal; default 1)
   --rxd=N --txd=N      descriptors per receive / transmit queue (a power of two from 16
@@ -33,7 +47,9 @@ vfio-user:/path/to/socket or vhost-user:/path/to/socket[?mac=…&queues=N].
   --stats-period=S     print statistics every S seconds (default 0: only the summary at
                        exit); as testpmd's "show port stats" on a terminal or with
                        --stats table, JSON lines otherwise or with --stats json
-  --stats MODE         table | json | off (default: table on a terminal, json otherwise)
+  --stats MODE         live | table | json | off (default: live on a terminal, json
+                       otherwise; live redraws one view in place, table prints testpmd's
+                       "show port stats" each time)
   --duration S         stop after S seconds (default: run until SIGINT/SIGTERM)
 
 l2fwd's other options work the same (see examples/l2fwd.ts --help): --steering,
@@ -50,7 +66,18 @@ worker error, a missing permission), 2 a bad command line (one sentence), 130/14
 signal during start-up.`;
 
 /** testpmd's own options, each taking a value (as `--name=V` or `--name V`). */
-const OWN = ["forward-mode", "rxq", "txq", "rxd", "txd", "stats-period"] as const;
+const OWN = [
+  "forward-mode",
+  "rxq",
+  "txq",
+  "rxd",
+  "txd",
+  "stats-period",
+  "txpkts",
+  "flowgen-flows",
+  "tx-rate",
+  "cmdline-file",
+] as const;
 
 /** l2fwd options testpmd names otherwise: the name to use instead. */
 const RENAMED: Record<string, string> = {
@@ -92,9 +119,14 @@ function ringSize(value: string, name: string): number {
  */
 export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
   const own = new Map<string, string>();
+  let interactive = false;
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
+    if (a === "-i" || a === "--interactive") {
+      interactive = true;
+      continue;
+    }
     if (a === "--") {
       rest.push(...args.slice(i));
       break;
@@ -118,9 +150,31 @@ export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
     }
   }
   const mode = own.get("forward-mode") ?? "io";
-  if (!isForwardMode(mode)) {
-    usageError(`--forward-mode must be one of ${FORWARD_MODES.join(", ")}, not '${mode}'`);
+  if (!isEngineMode(mode)) {
+    usageError(`--forward-mode must be one of ${ENGINE_MODES.join(", ")}, not '${mode}'`);
   }
+  const generating = mode === "txonly" || mode === "flowgen";
+  for (const name of ["txpkts", "flowgen-flows", "tx-rate"]) {
+    if (own.has(name) && !generating) {
+      usageError(`--${name} is for --forward-mode=txonly or flowgen, not ${mode}`);
+    }
+  }
+  if (own.has("flowgen-flows") && mode !== "flowgen") {
+    usageError(`--flowgen-flows is for --forward-mode=flowgen; txonly sends one flow`);
+  }
+  const rate = own.get("tx-rate");
+  if (rate !== undefined && !(Number(rate) > 0 && Number(rate) <= 1e9)) {
+    usageError(`--tx-rate must be frames per second above 0 and at most 1e9, not '${rate}'`);
+  }
+  const generator = generating
+    ? {
+      frameSize: own.has("txpkts") ? int(own.get("txpkts")!, "txpkts", 64, 9230) : undefined,
+      flows: own.has("flowgen-flows")
+        ? int(own.get("flowgen-flows")!, "flowgen-flows", 1, 65536)
+        : undefined,
+      ratePps: rate === undefined ? undefined : Number(rate),
+    }
+    : undefined;
   const rxq = own.get("rxq"), txq = own.get("txq");
   if (rxq !== undefined && txq !== undefined && rxq !== txq) {
     usageError(
@@ -134,6 +188,9 @@ export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
   // l2fwd's parser, named testpmd; testpmd's own usage goes below its errors (main()).
   const run = parseCommandLine(l2fwdArgs, "testpmd");
   if (run === "help") return run;
+  if (generating && (run.pcap !== undefined)) {
+    usageError(`--pcap captures forwarded frames, not those --forward-mode=${mode} makes`);
+  }
   if (run.script !== undefined && mode !== "io" && mode !== "mac") {
     usageError(
       `--forward-mode=${mode} and --script do not go together (a script can do what the mode does); leave one out`,
@@ -146,5 +203,8 @@ export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
     rxQueueSize: own.has("rxd") ? ringSize(own.get("rxd")!, "rxd") : undefined,
     txQueueSize: own.has("txd") ? ringSize(own.get("txd")!, "txd") : undefined,
     statsPeriodS: period === undefined ? 0 : int(period, "stats-period", 0, 86400),
+    generator,
+    interactive,
+    cmdlineFile: own.get("cmdline-file"),
   };
 }

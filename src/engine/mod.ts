@@ -22,6 +22,8 @@ export {
   type GeneratorOptions,
 } from "./engine.ts";
 export type { LatencySummary } from "./latency.ts";
+export { checkEngineOptions } from "./engine_options.ts";
+export { LiveView } from "./live_view.ts";
 export type { CaptureDirection, PrewarmParams } from "./worker_spec.ts";
 export { PrewarmedWorkers } from "./prewarmed_workers.ts";
 export {
@@ -50,7 +52,7 @@ export type {
   QueueStats,
   WorkerStats,
 } from "./snapshot.ts";
-export { addSessions, endSession } from "./sessions.ts";
+export { addSessions, endSession, sinceSnapshot } from "./sessions.ts";
 export {
   buildReport,
   type DeviceFault,

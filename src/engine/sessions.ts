@@ -78,3 +78,30 @@ export function addSessions(earlier: EngineSnapshot | null, now: EngineSnapshot)
   }
   return { ports, workers: now.workers, scriptCounters };
 }
+
+/**
+ * `now` less what `base` had counted (port and queue counters, script counters): the
+ * counts since `base` was taken, as testpmd's `clear port stats` gives them. `base` null:
+ * `now` as it is.
+ *
+ * @example
+ * ```ts ignore
+ * const cleared = engine.snapshot(); // … later:
+ * report(sinceSnapshot(engine.snapshot(), cleared));
+ * ```
+ */
+export function sinceSnapshot(now: EngineSnapshot, base: EngineSnapshot | null): EngineSnapshot {
+  if (!base) return now;
+  const negate = <T extends object>(o: T): T => {
+    const r = { ...o } as Record<string, unknown>;
+    for (const [k, v] of Object.entries(r)) if (typeof v === "number") r[k] = -v;
+    return r as T;
+  };
+  const scriptCounters = base.scriptCounters ? negate(base.scriptCounters) : null;
+  const negative: EngineSnapshot = {
+    ports: base.ports.map((p) => ({ ...negate(p), queues: p.queues.map((q) => negate(q)) })),
+    workers: base.workers,
+    scriptCounters,
+  };
+  return { ...addSessions(negative, now), generator: now.generator };
+}
