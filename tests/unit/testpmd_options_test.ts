@@ -49,12 +49,32 @@ Deno.test("testpmd options: defaults, and testpmd's names in both spellings", ()
     assert.equal(parsed(`--forward-mode=${mode}`).mode, mode);
   }
   assert.equal(parsed("--script", "s.ts", "--forward-mode=io").script, "s.ts");
+  const gen = parsed(
+    "--forward-mode=flowgen",
+    "--txpkts=128",
+    "--flowgen-flows=64",
+    "--tx-rate=2e4",
+  );
+  assert.deepEqual(gen.generator, { frameSize: 128, flows: 64, ratePps: 20000 });
+  assert.equal(parsed("-i").interactive, true);
+  assert.equal(parsed("--interactive", "--cmdline-file=cmds").cmdlineFile, "cmds");
+  assert.equal(parsed().interactive, false);
   assert.equal(parseTestpmdCommandLine(["--help"]), "help");
 });
 
 Deno.test("testpmd options: each bad command line is one usage sentence", () => {
   const bad: [string[], RegExp][] = [
-    [["--forward-mode=txonly"], /--forward-mode must be one of io, mac, macswap.*not 'txonly'/],
+    [
+      ["--forward-mode=txgen"],
+      /--forward-mode must be one of io, mac, macswap.*flowgen, not 'txgen'/,
+    ],
+    [["--txpkts=128"], /--txpkts is for --forward-mode=txonly or flowgen, not io/],
+    [
+      ["--forward-mode=txonly", "--flowgen-flows=4"],
+      /--flowgen-flows is for --forward-mode=flowgen/,
+    ],
+    [["--forward-mode=txonly", "--txpkts=63"], /--txpkts must be an integer from 64/],
+    [["--forward-mode=flowgen", "--tx-rate=0"], /--tx-rate must be frames per second above 0/],
     [["--rxq=2", "--txq=1"], /--rxq 2 and --txq 1 differ/],
     [["--rxq=0"], /--rxq must be an integer from 1 to 64/],
     [["--rxd=100"], /--rxd must be a power of two, not 100/],
