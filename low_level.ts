@@ -61,3 +61,4 @@ export * from "./src/steering/toeplitz.ts";
 export * from "./src/steering/hash_types.ts";
 export * from "./src/steering/rss_config.ts";
 export * from "./src/net/rx_offload.ts";
+export * from "./src/net/frame_class.ts";

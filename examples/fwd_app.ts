@@ -20,6 +20,7 @@ import {
   type EngineOptions,
   type EngineSnapshot,
   formatMac,
+  formatPrometheus,
   ForwardingEngine,
   type GeneratorOptions,
   hasFeature,
@@ -29,6 +30,8 @@ import {
   type StatsReport,
   VIRTIO_NET_F_STATUS,
   type VirtioNetPort,
+  writeFileAtomic,
+  xstatsFamilies,
 } from "../mod.ts";
 import { checkFiles, reason, type Run, UsageError } from "./l2fwd_options.ts";
 import { closePorts, openPorts, reopenPorts } from "./l2fwd_ports.ts";
@@ -283,6 +286,22 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
     const faults: DeviceFault[] = []; // reported in the stats from the first one on
     const current = () => addSessions(carried, engine!.snapshot());
     let last: EngineSnapshot | null = null, lastAt = t0;
+    // --prometheus: the extended statistics, rewritten whole at each report (a reader sees
+    // one complete file or the next); a failed write is said once and forwarding goes on.
+    let promFailed = false;
+    const writeProm = (snap: EngineSnapshot) => {
+      if (run.prometheus === undefined || promFailed) return;
+      try {
+        writeFileAtomic(run.prometheus, formatPrometheus(xstatsFamilies(snap.ports)));
+      } catch (e) {
+        promFailed = true;
+        console.error(
+          `error: --prometheus ${run.prometheus} cannot be written (${
+            reason(e)
+          }): forwarding goes on without it.`,
+        );
+      }
+    };
     const report = (event: "stats" | "summary", snap: EngineSnapshot, now: number) => {
       const r = buildReport(snap, event === "summary" ? null : last, {
         event,
@@ -294,6 +313,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
         faults,
         portInfo: ports.map((p) => ({ ring: p.ringFormat, features: p.negotiatedFeatureNames() })),
       });
+      writeProm(snap);
       if (statsMode === "json" || (event === "summary" && statsMode === "off")) {
         console.log(JSON.stringify(r));
       } else if (statsMode === "live" && event === "stats" && !interactive) {
@@ -408,7 +428,10 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
           const due = statsMode !== "off" && run.statsPeriodS > 0 &&
             ++ticks % run.statsPeriodS === 0;
           if (due) report("stats", current(), performance.now());
-          else linksNow();
+          else {
+            linksNow(); // link events even without statistics
+            writeProm(current());
+          }
         }, 1000);
         // A new RSS table for every port every rebalanceMs, while the workers forward:
         // queue q's buckets move to q + 1 (docs/steering.md: no flow is reordered).

@@ -7,7 +7,8 @@
  *
  *     deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
  *
- * `--script FILE` also needs `--allow-read=FILE`, `--pcap FILE` `--allow-write=FILE`.
+ * `--script FILE` also needs `--allow-read=FILE`, `--pcap FILE` `--allow-write=FILE`,
+ * `--prometheus FILE` `--allow-write=FILE,FILE.tmp`.
  *
  * Statistics: every second, and a summary at exit. On a terminal (or `--stats table`) a
  * table; otherwise (or `--stats json`) one JSON object per line:
@@ -20,6 +21,8 @@
  *                "dropsTxOffload","rxCsumValid","rxCsumPartial","rxGso","txOffloaded",
  *                "rxBursts","rxKicks","txKicks","kicksSuppressed","kicks",
  *                "queues":[{"queue":0, …the same counters and rates for that pair}],
+ *                "xstats":{"rx_q0_good_packets":N, …},  (DPDK virtio's names, then ours:
+ *                                                       src/engine/xstats.ts)
  *                "features":[NAME, …]}],       (in the summary: the negotiated features)
  *      "workers":[{"queue","state","loops","idleWaits","prewarmFrames","prewarmMs",
  *                  "heapWarm","heapLast","heapGrowth",

@@ -39,6 +39,9 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
   --stats MODE        live | table | json | off (default: live on a terminal, json
                       otherwise); live redraws one view in place (rates, drops, a
                       sparkline per port), table prints a table each time
+  --prometheus FILE   write the ports' extended statistics (DPDK's names) to FILE in
+                      Prometheus text format every second, atomically (FILE.tmp then
+                      renamed; needs --allow-write=FILE,FILE.tmp)
   --duration S        stop after S seconds, at most 2147483 (default: run until
                       SIGINT/SIGTERM)
   --reconnect S       when a port fails (the device needs a reset, a ring broke, its
@@ -216,6 +219,8 @@ export interface Run {
   pcapQueue: number | undefined;
   /** Which frames to capture (--pcap-direction). */
   pcapDirection: "rx" | "tx" | "both";
+  /** The Prometheus text file rewritten every second (--prometheus). */
+  prometheus: string | undefined;
   /** table, json or off (--stats). */
   statsMode: string;
   /** Partial transmit burst delay in µs (--tx-drain-us). */
@@ -287,6 +292,7 @@ export function parseCommandLine(args: string[], program = "l2fwd"): Run | "help
         "pcap-direction": { type: "string" },
         "pcap-queue": { type: "string" },
         stats: { type: "string" },
+        prometheus: { type: "string" },
         duration: { type: "string" },
         reconnect: { type: "string", default: "0" },
         "tx-drain-us": { type: "string", default: "100" },
@@ -426,6 +432,7 @@ export function parseCommandLine(args: string[], program = "l2fwd"): Run | "help
     pcapPort,
     pcapQueue,
     pcapDirection: pcapDirection as "rx" | "tx" | "both",
+    prometheus: values.prometheus,
     statsMode,
     drainUs,
     idleUs,
@@ -449,8 +456,8 @@ export function parseCommandLine(args: string[], program = "l2fwd"): Run | "help
 }
 
 /**
- * Checks --script and --pcap before any device is touched: the permissions deno needs for
- * them, that the script loads, is a script and takes its --script-arg options (its `init`
+ * Checks --script, --pcap and --prometheus before any device is touched: the permissions
+ * deno needs for them, that the script loads, is a script and takes its --script-arg options (its `init`
  * is called once, as worker 0, with the MACs all zero), and that the capture file can be
  * created. Returns whether it created the file. Throws one sentence naming the file: a
  * {@linkcode UsageError} when `init` refuses the arguments (exit 2), a DriverError for the
@@ -464,18 +471,22 @@ export function parseCommandLine(args: string[], program = "l2fwd"): Run | "help
  * ```
  */
 export async function checkFiles(
-  run: Pick<Run, "script" | "scriptArgs" | "queues" | "pcap">,
+  run: Pick<Run, "script" | "scriptArgs" | "queues" | "pcap"> & { prometheus?: string },
 ): Promise<boolean> {
-  const { script, pcap } = run;
-  const need: [string | undefined, "read" | "write", string][] = [
-    [script, "read", "--script"],
-    [pcap, "write", "--pcap"],
+  const { script, pcap, prometheus } = run;
+  // --prometheus writes FILE.tmp, then renames it over FILE (prometheus.ts).
+  const both = `${prometheus},${prometheus}.tmp`;
+  const need: [string | undefined, "read" | "write", string, string][] = [
+    [script, "read", "--script", script ?? ""],
+    [pcap, "write", "--pcap", pcap ?? ""],
+    [prometheus, "write", "--prometheus", both],
+    [prometheus === undefined ? undefined : `${prometheus}.tmp`, "write", "--prometheus", both],
   ];
-  for (const [path, name, opt] of need) {
+  for (const [path, name, opt, grant] of need) {
     if (path !== undefined && Deno.permissions.querySync({ name, path }).state !== "granted") {
       environment(
         "PERMISSION",
-        `${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${path}.`,
+        `${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${grant}.`,
       );
     }
   }

@@ -104,6 +104,8 @@ export interface PortLine {
   ring?: string;
   /** Negotiated features (the summary only). */
   features?: string[];
+  /** Extended statistics by DPDK's names, then ours (src/engine/xstats.ts). */
+  xstats?: Record<string, number>;
   queues: {
     queue: number;
     rxPackets: number;

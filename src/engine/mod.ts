@@ -62,3 +62,20 @@ export {
   type ReportContext,
   type StatsReport,
 } from "./stats_report.ts";
+export {
+  addXstats,
+  DPDK_VIRTIO_QUEUE_STATS,
+  OWN_RXQ_STATS,
+  OWN_TXQ_STATS,
+  portXstats,
+  type QueueBlock,
+  XSTAT_HELP,
+} from "./xstats.ts";
+export {
+  formatPrometheus,
+  type PortXstats,
+  type PromFamily,
+  type PromSample,
+  writeFileAtomic,
+  xstatsFamilies,
+} from "./prometheus.ts";

@@ -8,6 +8,7 @@
  */
 
 import type { EngineSnapshot, PortStats, QueueCounters } from "./snapshot.ts";
+import { addXstats } from "./xstats.ts";
 
 type Counter = keyof QueueCounters;
 
@@ -67,6 +68,7 @@ export function addSessions(earlier: EngineSnapshot | null, now: EngineSnapshot)
       name: p.name,
       kicks: p.kicks + (e?.kicks ?? 0),
       queues: p.queues.map((q, k) => ({ ...sum(q, e?.queues[k]), queue: q.queue })),
+      xstats: addXstats(p.xstats, e?.xstats),
     };
   });
   let scriptCounters = now.scriptCounters;

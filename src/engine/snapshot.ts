@@ -68,6 +68,7 @@ import {
   W_WARM_AT_MS,
   W_WARM_PACKETS,
 } from "./counters.ts";
+import { portXstats } from "./xstats.ts";
 
 /** Counters of one queue pair of one port (or their sums over a port's pairs). */
 export interface QueueCounters {
@@ -140,6 +141,11 @@ export interface PortStats extends QueueCounters {
   kicks: number;
   /** Each queue pair. */
   queues: QueueStats[];
+  /**
+   * Extended statistics named as DPDK's virtio PMD names them (`rx_q0_good_packets`, …),
+   * then ours in the same style (xstats.ts); queue N is queue pair N (worker N).
+   */
+  xstats: Record<string, number>;
 }
 
 /** One worker. */
@@ -308,7 +314,8 @@ export function readSnapshot(
     for (const q of queues) {
       for (const key of Object.keys(total) as (keyof QueueCounters)[]) total[key] += q[key];
     }
-    return { port: p, name, ...total, kicks: total.rxKicks + total.txKicks, queues };
+    const xstats = portXstats(counters.map((c) => ({ counters: c, base: portBase(p) })));
+    return { port: p, name, ...total, kicks: total.rxKicks + total.txKicks, queues, xstats };
   });
   const workers: WorkerStats[] = counters.map((c, k) => {
     const growth = c[W_HEAP_WARM] > 0 ? c[W_HEAP_LAST] - c[W_HEAP_WARM] : 0;

@@ -74,5 +74,25 @@ export const P_TX_OFFLOADED = 24;
  * (icmpecho: neither an ARP request nor an ICMPv4 echo request; src/engine/fwd_modes/).
  */
 export const P_DROP_MODE = 25;
+// Extended statistics as DPDK's virtio PMD keeps them per queue (struct virtnet_stats:
+// multicast, broadcast, size_bins[8]; src/net/frame_class.ts classifies, src/engine/xstats.ts
+// names them). From slot 32 on, so slots 25–31 stay free for other per-queue counters.
+/** Frames received with a group destination address other than broadcast (DPDK `multicast`). */
+export const P_RX_MULTICAST = 32;
+/** Frames received to ff:ff:ff:ff:ff:ff (DPDK `broadcast`). */
+export const P_RX_BROADCAST = 33;
+/**
+ * First of 8 slots: frames received by length (header excluded), DPDK's `size_bins`:
+ * <64, 64, 65–127, 128–255, 256–511, 512–1023, 1024–1518, ≥1519 (frame_class.ts).
+ */
+export const P_RX_SIZE_BINS = 34;
+/** Frames transmitted with a group destination address other than broadcast. */
+export const P_TX_MULTICAST = 42;
+/** Frames transmitted to ff:ff:ff:ff:ff:ff. */
+export const P_TX_BROADCAST = 43;
+/** First of 8 slots: frames transmitted by length, as {@linkcode P_RX_SIZE_BINS}. */
+export const P_TX_SIZE_BINS = 44;
+/** Number of size bins (DPDK's `size_bins[8]`). */
+export const SIZE_BINS = 8;
 /** Size of a block. */
-export const PORT_SLOTS = 32;
+export const PORT_SLOTS = 64;

@@ -24,6 +24,7 @@ import {
   P_RX_BYTES,
   P_RX_KICKS,
   P_RX_KICKS_SUPPRESSED,
+  P_RX_MULTICAST,
   P_RX_PACKETS,
   P_RX_REFILL_FAILURES,
   P_RX_SIBLING_WAKES,
@@ -32,6 +33,7 @@ import {
 import { HDR_HASH_REPORT, HDR_HASH_VALUE, HDR_NUM_BUFFERS } from "./header.ts";
 import type { FrameOffloads } from "./offloads.ts";
 import { takeRxOffloads } from "./rx_offload.ts";
+import { classifyFrames } from "./frame_class.ts";
 import {
   positionAdd,
   positionDistance,
@@ -88,6 +90,19 @@ export class RxQueue {
   // Receive offloads negotiated (docs/offloads.md): where each frame's validated fields go.
   #offl: FrameOffloads | null = null;
   #offlMask = 0;
+
+  /**
+   * The counter block this queue counts into (queue_counters.ts), from
+   * {@linkcode RxQueue.counterBase}: for src/engine/xstats.ts's portXstats.
+   */
+  get counters(): Float64Array {
+    return this.#c;
+  }
+
+  /** First slot of this queue's block in {@linkcode RxQueue.counters}. */
+  get counterBase(): number {
+    return this.#o;
+  }
 
   /** Frames delivered to the application. */
   get packets(): number {
@@ -354,6 +369,8 @@ export class RxQueue {
       n++;
     }
     if (this.#offl !== null) n = this.#takeOffloads(bufs, lens, n);
+    // DPDK's extended statistics: each frame delivered, once, by its whole length.
+    classifyFrames(c, o + P_RX_MULTICAST, pool, hdr, bufs, lens, n);
     c[o + P_RX_PACKETS] += n;
     c[o + P_RX_BYTES] += bytes;
     c[o + P_RX_BURSTS]++;
@@ -420,6 +437,8 @@ export class RxQueue {
       this.#partBad = len !== full; // the first buffer must be full too
     }
     if (this.#offl !== null) n = this.#takeOffloads(bufs, lens, n);
+    // DPDK's extended statistics: each frame delivered, once, by its whole length.
+    classifyFrames(c, o + P_RX_MULTICAST, pool, hdr, bufs, lens, n);
     c[o + P_RX_PACKETS] += n;
     c[o + P_RX_BYTES] += bytes;
     c[o + P_RX_BURSTS]++;

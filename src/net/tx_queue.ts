@@ -21,11 +21,13 @@ import {
   P_TX_BYTES,
   P_TX_KICKS,
   P_TX_KICKS_SUPPRESSED,
+  P_TX_MULTICAST,
   P_TX_OFFLOADED,
   P_TX_PACKETS,
   P_TX_REFUSED_RING_FULL,
   PORT_SLOTS,
 } from "./queue_counters.ts";
+import { classifyFrames } from "./frame_class.ts";
 
 /**
  * The driver side of one transmit queue.
@@ -61,6 +63,19 @@ export class TxQueue {
    */
   stoppedTooLong = 0;
   #offloaded = 0;
+
+  /**
+   * The counter block this queue counts into (queue_counters.ts), from
+   * {@linkcode TxQueue.counterBase}: for src/engine/xstats.ts's portXstats.
+   */
+  get counters(): Float64Array {
+    return this.#c;
+  }
+
+  /** First slot of this queue's block in {@linkcode TxQueue.counters}. */
+  get counterBase(): number {
+    return this.#o;
+  }
 
   /** Frames handed to the device. */
   get packets(): number {
@@ -163,6 +178,8 @@ export class TxQueue {
       bytes += len;
     }
     vq.publish();
+    // DPDK's extended statistics: each frame queued (bufs[0..n)), once, by its whole length.
+    classifyFrames(c, o + P_TX_MULTICAST, pool, hdr, bufs, lens, n);
     // Counted by arithmetic, not in branches of their own: a full ring first happens when
     // the device first falls behind, maybe long after V8 optimised this, and code it has
     // never run would cost a recompile (src/engine/worker.ts).

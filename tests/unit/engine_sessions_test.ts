@@ -16,6 +16,7 @@ function snapshot(a: Partial<QueueCounters>, b: Partial<QueueCounters>): EngineS
     ...c,
     kicks: c.rxKicks + c.txKicks,
     queues: [{ queue: 0, ...c }],
+    xstats: { rx_q0_good_packets: c.rxPackets },
   });
   return {
     ports: [port(0, counters(a)), port(1, counters(b))],
@@ -48,6 +49,7 @@ Deno.test("addSessions() adds every counter of the sessions before, and keeps th
   assert.equal(sum.ports[1].dropsReset, 2);
   assert.equal(sum.ports[0].kicks, 2);
   assert.equal(sum.ports[0].queues[0].rxPackets, 10);
+  assert.equal(sum.ports[0].xstats.rx_q0_good_packets, 10, "extended statistics add up too");
   assert.equal(sum.ports[0].port, 0);
   assert.equal(sum.ports[1].name, "p1");
   assert.deepEqual(sum.scriptCounters, { seen: 2 });

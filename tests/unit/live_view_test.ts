@@ -32,6 +32,7 @@ function port(port: number, rxPps: number, drops = 0): PortReport {
     rxSiblingWakes: 0,
     dropsReset: 0,
     dropsMode: 0,
+    xstats: {},
     queues: [],
     name: `port ${port}`,
     kicks: 0,

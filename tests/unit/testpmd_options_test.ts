@@ -105,6 +105,7 @@ Deno.test("testpmd's table is testpmd's 'show port stats' per port", () => {
     ...counters({ rxPackets: 10, rxBytes: 640, txPackets: 7, dropsNoBuffer: 2, dropsMode: 3 }),
     kicks: 0,
     queues: [],
+    xstats: {},
   });
   const r = buildReport({ ports: [port(0), port(1)], workers: [], scriptCounters: null }, null, {
     event: "stats",
