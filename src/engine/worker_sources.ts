@@ -49,6 +49,7 @@ import indirectTable from "../virtio/indirect_table.ts" with { type: "text" };
 import packedInOrder from "../virtio/packed_in_order.ts" with { type: "text" };
 import netOffloads from "../net/offloads.ts" with { type: "text" };
 import rxOffload from "../net/rx_offload.ts" with { type: "text" };
+import frameClass from "../net/frame_class.ts" with { type: "text" };
 import txOffload from "../net/tx_offload.ts" with { type: "text" };
 import packedQueue from "../virtio/packed_queue.ts" with { type: "text" };
 import packedRingMath from "../virtio/packed_ring_math.ts" with { type: "text" };
@@ -111,6 +112,7 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("../virtio/packed_in_order.ts"), packedInOrder],
   [at("../net/offloads.ts"), netOffloads],
   [at("../net/rx_offload.ts"), rxOffload],
+  [at("../net/frame_class.ts"), frameClass],
   [at("../net/tx_offload.ts"), txOffload],
   [at("../virtio/packed_queue.ts"), packedQueue],
   [at("../virtio/packed_ring_math.ts"), packedRingMath],
@@ -124,13 +126,13 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
 /**
  * The modules whose code forwards frames: the worker imports them once per ring format
  * (`./data_path.ts?copy=FORMAT`, see worker_loader.ts), each copy with its own type
- * feedback. The ring classes stay shared: a copy sees the same class in warm-up and
+ * feedback (frame_class.ts too: the queues' per-frame statistics). The ring classes stay shared: a copy sees the same class in warm-up and
  * traffic.
  *
  * @example
  * ```ts
  * import { workerCopied } from "./worker_sources.ts";
- * workerCopied.size; // 11
+ * workerCopied.size; // 12
  * ```
  */
 export const workerCopied: ReadonlySet<string> = new Set([
@@ -146,4 +148,5 @@ export const workerCopied: ReadonlySet<string> = new Set([
   at("./fwd_modes/mac_swap.ts"),
   at("../net/rx_queue.ts"),
   at("../net/tx_queue.ts"),
+  at("../net/frame_class.ts"),
 ]);
