@@ -7,8 +7,8 @@
  *
  *     deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
  *
- * `--script FILE` also needs `--allow-read=FILE`, `--pcap FILE` `--allow-write=FILE`,
- * `--prometheus FILE` `--allow-write=FILE,FILE.tmp`.
+ * `--script FILE` also needs `--allow-read=FILE`, `--pcap FILE` `--allow-write=FILE`
+ * (`--prometheus FILE` goes through libc: nothing more).
  *
  * Statistics: every second, and a summary at exit. On a terminal (or `--stats table`) a
  * table; otherwise (or `--stats json`) one JSON object per line:

@@ -11,7 +11,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { asForwardScript, DriverError, parsePortSpec, type ScriptInit } from "../mod.ts";
+import {
+  asForwardScript,
+  DriverError,
+  parsePortSpec,
+  type ScriptInit,
+  writeFileAtomic,
+} from "../mod.ts";
 
 /** l2fwd's --help text. */
 export const USAGE = `usage: deno run --allow-ffi examples/l2fwd.ts [options] PORT0 PORT1
@@ -40,8 +46,8 @@ vhost-user:/path/to/socket[?mac=02:00:00:00:00:01&queues=N].
                       otherwise); live redraws one view in place (rates, drops, a
                       sparkline per port), table prints a table each time
   --prometheus FILE   write the ports' extended statistics (DPDK's names) to FILE in
-                      Prometheus text format every second, atomically (FILE.tmp then
-                      renamed; needs --allow-write=FILE,FILE.tmp)
+                      Prometheus text format every second and at exit, atomically
+                      (written to FILE.tmp, then renamed over FILE)
   --duration S        stop after S seconds, at most 2147483 (default: run until
                       SIGINT/SIGTERM)
   --reconnect S       when a port fails (the device needs a reset, a ring broke, its
@@ -474,19 +480,28 @@ export async function checkFiles(
   run: Pick<Run, "script" | "scriptArgs" | "queues" | "pcap"> & { prometheus?: string },
 ): Promise<boolean> {
   const { script, pcap, prometheus } = run;
-  // --prometheus writes FILE.tmp, then renames it over FILE (prometheus.ts).
-  const both = `${prometheus},${prometheus}.tmp`;
-  const need: [string | undefined, "read" | "write", string, string][] = [
-    [script, "read", "--script", script ?? ""],
-    [pcap, "write", "--pcap", pcap ?? ""],
-    [prometheus, "write", "--prometheus", both],
-    [prometheus === undefined ? undefined : `${prometheus}.tmp`, "write", "--prometheus", both],
+  const need: [string | undefined, "read" | "write", string][] = [
+    [script, "read", "--script"],
+    [pcap, "write", "--pcap"],
   ];
-  for (const [path, name, opt, grant] of need) {
+  for (const [path, name, opt] of need) {
     if (path !== undefined && Deno.permissions.querySync({ name, path }).state !== "granted") {
       environment(
         "PERMISSION",
-        `${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${grant}.`,
+        `${opt} ${path} needs ${name} permission for that file: run deno with --allow-${name}=${path}.`,
+      );
+    }
+  }
+  // --prometheus goes through libc (--allow-ffi): an empty exposition is a valid one.
+  if (prometheus !== undefined) {
+    try {
+      writeFileAtomic(prometheus, "");
+    } catch (e) {
+      environment(
+        "BAD_ARGUMENT",
+        `--prometheus ${prometheus} cannot be written (${
+          reason(e)
+        }): give a file in a directory that exists and that you may write.`,
       );
     }
   }

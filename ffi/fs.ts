@@ -208,3 +208,17 @@ export function writeBytes(path: string, data: Uint8Array, mode = 0o644): void {
     libc.close(fd);
   }
 }
+
+/**
+ * Renames `from` to `to` with rename(2): atomic within a file system, replacing `to`.
+ *
+ * @example
+ * ```ts ignore
+ * import { renamePath, writeBytes } from "./fs.ts";
+ * writeBytes("/tmp/x.tmp", new Uint8Array([1]));
+ * renamePath("/tmp/x.tmp", "/tmp/x"); // readers of /tmp/x see the old file or the new one
+ * ```
+ */
+export function renamePath(from: string, to: string): void {
+  check(libc.rename(cstr(from), cstr(to)), "rename", `${from} to ${to}`);
+}

@@ -35,6 +35,7 @@ export const libc = lazyLibrary("libc.so.6", {
   /** fcntl with an integer argument (F_ADD_SEALS, F_GET_SEALS). */
   fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
   access: { parameters: ["buffer", "i32"], result: "i32" },
+  rename: { parameters: ["buffer", "buffer"], result: "i32" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },

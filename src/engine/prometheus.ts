@@ -8,6 +8,7 @@
  * @module
  */
 
+import { renamePath, writeBytes } from "../../ffi/fs.ts";
 import { XSTAT_HELP } from "./xstats.ts";
 
 /** One sample: its labels (in order) and value. */
@@ -134,7 +135,7 @@ export function xstatsFamilies(
 /**
  * Writes `text` to `path` so that a reader sees the old file or the new one, never part:
  * into `path + ".tmp"` first, then renamed over `path` (rename(2) is atomic within a file
- * system). Needs write permission for both names (`--allow-write=FILE,FILE.tmp`).
+ * system). Through libc (ffi/fs.ts), so `--allow-ffi` is all it needs, as the driver.
  *
  * @example
  * ```ts ignore
@@ -143,6 +144,6 @@ export function xstatsFamilies(
  */
 export function writeFileAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp`;
-  Deno.writeTextFileSync(tmp, text);
-  Deno.renameSync(tmp, path);
+  writeBytes(tmp, new TextEncoder().encode(text));
+  renamePath(tmp, path);
 }
