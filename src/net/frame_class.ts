@@ -12,7 +12,11 @@
  * Hot path: {@linkcode classifyFrames} runs once per burst in RxQueue.rxBurst and
  * TxQueue.txBurst over the frames they deliver or send, allocates nothing, and takes no
  * branch of its own per frame (selects, not ifs: code first reached late costs V8 a
- * recompile, src/engine/worker.ts).
+ * recompile, src/engine/worker.ts). Measured (bench/micro/forwarding_bench.ts, 64-byte
+ * frames, each classified on receive and on send): ~12 ns more per forwarded frame, about
+ * 7 of them the size bins (one float increment a frame), 3 the address, 2 the calls;
+ * reading the address as two words, or counting bins in two integer histograms first,
+ * measured no better.
  *
  * @module
  */
