@@ -23,7 +23,7 @@
 
 import { type App, runApp } from "./fwd_app.ts";
 import { parseTestpmdCommandLine, TESTPMD_USAGE } from "./testpmd_options.ts";
-import { formatPortStats } from "./testpmd_stats.ts";
+import { formatPortStats, formatXstats } from "./testpmd_stats.ts";
 
 /** testpmd: the shared forwarding program with testpmd's command line and table. */
 const TESTPMD: App = {
@@ -31,6 +31,7 @@ const TESTPMD: App = {
   usage: TESTPMD_USAGE,
   parse: parseTestpmdCommandLine,
   formatTable: formatPortStats,
+  formatXstats,
 };
 
 if (import.meta.main) await runApp(TESTPMD, Deno.args);

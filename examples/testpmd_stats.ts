@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { PortReport, StatsReport } from "../mod.ts";
+import type { EngineSnapshot, PortReport, StatsReport } from "../mod.ts";
 
 const n = (v: number) => String(Math.round(v));
 
@@ -50,5 +50,24 @@ export function formatPortStats(r: StatsReport): string {
   const lines = r.ports.flatMap((p) => ["", ...portBlock(p)]);
   if (r.event === "summary") lines.unshift(`summary after ${r.elapsedS.toFixed(1)} s:`);
   if (r.script) lines.push(`script: ${JSON.stringify(r.script)}`);
+  return lines.join("\n");
+}
+
+/**
+ * The counters of `snap` as testpmd's `show port xstats` (port `port`, or all): every
+ * extended statistic by DPDK's virtio names, then ours (src/engine/xstats.ts).
+ *
+ * @example
+ * ```ts ignore
+ * console.log(formatXstats(engine.snapshot(), "all")); // "###### NIC extended statistics for port 0 …"
+ * ```
+ */
+export function formatXstats(snap: EngineSnapshot, port: number | "all"): string {
+  const lines: string[] = [];
+  for (const p of snap.ports) {
+    if (port !== "all" && p.port !== port) continue;
+    lines.push(`###### NIC extended statistics for port ${p.port}`);
+    for (const [name, v] of Object.entries(p.xstats)) lines.push(`${name}: ${Math.round(v)}`);
+  }
   return lines.join("\n");
 }
