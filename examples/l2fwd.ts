@@ -10,8 +10,10 @@
  * `--script FILE` also needs `--allow-read=FILE`, `--pcap FILE` `--allow-write=FILE`
  * (`--prometheus FILE` goes through libc: nothing more).
  *
- * Statistics: every second, and a summary at exit. On a terminal (or `--stats table`) a
- * table; otherwise (or `--stats json`) one JSON object per line:
+ * Statistics: every second, and a summary at exit. On a terminal a live view redrawn in
+ * place (`--stats live`: rates, drops, a sparkline per port; the summary as a table), or
+ * with `--stats table` a table each time; otherwise (or `--stats json`) one JSON object
+ * per line:
  *
  *     {"event":"stats"|"summary","elapsedS":S,
  *      "ports":[{"port":0,"name":N,"ring":"split"|"packed","link":"up"|"down"|"unknown",

@@ -227,7 +227,7 @@ export interface Run {
   pcapDirection: "rx" | "tx" | "both";
   /** The Prometheus text file rewritten every second (--prometheus). */
   prometheus: string | undefined;
-  /** table, json or off (--stats). */
+  /** live, table, json or off (--stats). */
   statsMode: string;
   /** Partial transmit burst delay in µs (--tx-drain-us). */
   drainUs: number;

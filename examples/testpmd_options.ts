@@ -45,8 +45,7 @@ vfio-user:/path/to/socket or vhost-user:/path/to/socket[?mac=…&queues=N].
   --rxd=N --txd=N      descriptors per receive / transmit queue (a power of two from 16
                        to 32768; default: the device's)
   --stats-period=S     print statistics every S seconds (default 0: only the summary at
-                       exit); as testpmd's "show port stats" on a terminal or with
-                       --stats table, JSON lines otherwise or with --stats json
+                       exit), as --stats says
   --stats MODE         live | table | json | off (default: live on a terminal, json
                        otherwise; live redraws one view in place, table prints testpmd's
                        "show port stats" each time)

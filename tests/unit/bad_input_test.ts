@@ -189,7 +189,12 @@ const CASES: CliCase[] = [
     2,
     /--tx-full must be wait or drop, not 'later'/,
   ),
-  l2fwd("refuses --stats xml", ["--stats", "xml", ...T], 2, /--stats must be table, json or off/),
+  l2fwd(
+    "refuses --stats xml",
+    ["--stats", "xml", ...T],
+    2,
+    /--stats must be live, table, json or off/,
+  ),
   l2fwd("refuses --queues without a value", [...T, "--queues"], 2, /--queues needs a value/, {
     usage: true,
   }),
