@@ -279,6 +279,8 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
     });
   // A steering switch's gate opens only once the frames forwarded under the old rule left.
   rx.forEach((q, p) => q.arrivalGuard = () => fwd.txSettled(p));
+  // An engine started halted polls nothing from the first pass (the loop reads it every 64).
+  fwd.halted[0] = Atomics.load(ctl, CTL_HALT);
   // Buffers that arrived before this worker took over are forwarded like any others; the
   // receive rings are already full (the main thread refilled them at open).
   c[W_STATE] = STATE_RUNNING;
