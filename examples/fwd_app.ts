@@ -228,8 +228,8 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       macRewrite: run.macRewrite,
       mode: run.mode,
       generator: run.generator,
-      // testpmd -i: forwarding waits for the command start.
-      halted: run.interactive === true,
+      // testpmd -i: forwarding waits for the command start; --cmdline-file runs first.
+      halted: run.interactive === true || run.cmdlineFile !== undefined,
       txFull: run.txFull,
       warmupPackets: run.warmup,
       prewarmFrames: run.prewarm,
@@ -333,7 +333,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
     // testpmd's set fwd (testpmd_console.ts): the options of the next session, and who waits.
     let restartWith = null as EngineOptions | null;
     let restarted = null as (() => void) | null;
-    let consoleRuns = false, quitAsked = false;
+    let consoleRuns = false, quitAsked = false, switched = false;
     let failedRestart = null as ((e: Error) => void) | null;
     let downSince = 0, fruitless = 0;
     for (let session = 0;; session++) {
@@ -365,8 +365,11 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       }
       linksFailed = false;
       seen = linksAtOpen();
-      restarted?.();
-      restarted = failedRestart = null;
+      if (switched) {
+        restarted?.();
+        restarted = failedRestart = null;
+        switched = false;
+      }
       if (interactive && !consoleRuns) {
         consoleRuns = true;
         runConsole(run, {
@@ -395,7 +398,8 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
               failedRestart = reject;
               wake?.();
             }),
-        }, () => {
+        }, (error) => {
+          if (error) failed.push(new DriverError("BAD_ARGUMENT", error));
           quitAsked = true;
           wake?.();
         });
@@ -476,8 +480,10 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       const reconnect = switching ||
         (fault && run.reconnectS > 0 && !signals.signalled() && fruitless < 5);
       const final = await engine.stop(undefined, { drain: switching || !reconnect });
-      const ended = reconnect ? endSession(final) : final;
+      // A set fwd stop drained the workers: nothing was lost to the reset that follows.
+      const ended = reconnect && !switching ? endSession(final) : final;
       const total = addSessions(carried, ended);
+      if (final.unsafeToRelease) poolUnsafe = true; // a worker may still touch the pool
       if (!reconnect || final.unsafeToRelease) {
         report("summary", total, performance.now());
         break;
@@ -487,6 +493,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       if (switching) {
         engineOptions = restartWith!;
         restartWith = null;
+        switched = true;
       } else {
         // Five reconnects in a row with nothing forwarded in between: give up.
         fruitless = final.ports.some((p) => p.rxPackets > 0) ? 0 : fruitless + 1;
@@ -588,21 +595,33 @@ export async function runApp(app: App, args: string[]): Promise<never> {
  * those on stdin (a prompt on a terminal) until quit or the input ends; `onQuit` ends the
  * run. Without -i the run goes on forwarding after the file.
  */
-function runConsole(run: AppRun, host: ConsoleHost, onQuit: () => void): void {
+function runConsole(
+  run: AppRun,
+  host: ConsoleHost,
+  onQuit: (error?: string) => void,
+): void {
   const target = testpmdConsole(host);
   const encoder = new TextEncoder();
   const print = (t: string) => void Deno.stdout.writeSync(encoder.encode(t));
   (async () => {
     if (run.cmdlineFile !== undefined) {
-      const text = await Deno.readTextFile(run.cmdlineFile);
+      let text: string;
+      try {
+        text = await Deno.readTextFile(run.cmdlineFile);
+      } catch (e) {
+        return onQuit(
+          `--cmdline-file ${run.cmdlineFile} cannot be read (${
+            reason(e)
+          }): give a readable file and --allow-read for it.`,
+        );
+      }
       if (await commandLoop(linesOf(new Blob([text]).stream()), target, print)) return onQuit();
+      // Without -i, forwarding starts once the file has run (unless it started it).
+      if (!run.interactive && host.halted()) host.halt(false);
     }
     if (!run.interactive) return;
     const prompt = Deno.stdin.isTerminal() ? "testpmd> " : "";
     await commandLoop(linesOf(Deno.stdin.readable), target, print, prompt);
     onQuit();
-  })().catch((e) => {
-    console.error(`error: the commands stopped: ${reason(e)}.`);
-    onQuit();
-  });
+  })().catch((e) => onQuit(`the commands stopped: ${reason(e)}.`));
 }

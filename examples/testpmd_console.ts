@@ -120,7 +120,8 @@ export function testpmdConsole(host: ConsoleHost): ConsoleTarget {
         );
       }
       if (!host.halted()) throw new Error("Please stop forwarding first");
-      const options = { ...host.options(), mode, halted: true };
+      // The mode says it all: "mac" is the MAC rewrite, which no other mode keeps.
+      const options = { ...host.options(), mode, halted: true, macRewrite: false };
       if (mode !== "flowgen" && options.generator) {
         options.generator = { ...options.generator, flows: undefined };
       }

@@ -260,7 +260,7 @@ export class Generator {
     const pool = this.#pool, words = pool.words, data = pool.data, next = pool.next;
     const bufs = this.#bufs, lens = this.#lens, padded = this.#padded;
     const c = this.#c, g = this.#g, lat = this.#lat, hdr = this.#hdr[p];
-    const flows = this.#flows, expect = this.#expect, own = this.#queueTag;
+    const flows = this.#flows, expect = this.#expect, own = this.#queueTag, sent = this.#seq;
     const nowNs = this.#clock[0] * 1e6;
     let gen = 0, other = 0, foreign = 0, gaps = 0, late = 0;
     for (let i = 0; i < n; i++) {
@@ -275,11 +275,14 @@ export class Generator {
         c[lat + L_SAMPLE] = nowNs - (words[w + W_TS_HI] * TWO_32 + words[w + W_TS_LO]);
         recordSample(c, lat);
         const tag = m & 0xff, flow = (data[off + 42] << 8) | data[off + 43];
-        const mine = (tag >>> 1) === own && flow < flows ? 1 : 0;
+        const k = flow < flows ? (tag & 1) * flows + flow : 0;
+        const seq = words[w + W_SEQ_HI] * TWO_32 + words[w + W_SEQ_LO];
+        // Device-written: a sequence number this generator has not sent on that stream yet
+        // (a frame of an earlier session, or a corrupted one) is not ours either.
+        const mine = (tag >>> 1) === own && flow < flows && seq < sent[k] ? 1 : 0;
         foreign += 1 - mine;
         if (mine === 1) {
-          const k = (tag & 1) * flows + flow, exp = expect[k];
-          const seq = words[w + W_SEQ_HI] * TWO_32 + words[w + W_SEQ_LO];
+          const exp = expect[k];
           gaps += seq > exp ? seq - exp : 0;
           late += seq < exp ? 1 : 0;
           expect[k] = seq < exp ? exp : seq + 1;

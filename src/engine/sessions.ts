@@ -78,7 +78,8 @@ export function addSessions(earlier: EngineSnapshot | null, now: EngineSnapshot)
       scriptCounters[k] = (scriptCounters[k] ?? 0) + v;
     }
   }
-  return { ports, workers: now.workers, scriptCounters };
+  // The generator's figures are the live session's (its latency histogram does not add).
+  return { ports, workers: now.workers, scriptCounters, generator: now.generator };
 }
 
 /**
@@ -101,7 +102,11 @@ export function sinceSnapshot(now: EngineSnapshot, base: EngineSnapshot | null):
   };
   const scriptCounters = base.scriptCounters ? negate(base.scriptCounters) : null;
   const negative: EngineSnapshot = {
-    ports: base.ports.map((p) => ({ ...negate(p), queues: p.queues.map((q) => negate(q)) })),
+    ports: base.ports.map((p) => ({
+      ...negate(p),
+      xstats: negate(p.xstats),
+      queues: p.queues.map((q) => negate(q)),
+    })),
     workers: base.workers,
     scriptCounters,
   };

@@ -30,6 +30,7 @@
 import {
   P_DROP_BAD_MERGE,
   P_DROP_BAD_OFFLOAD,
+  P_DROP_MODE,
   P_DROP_NO_BUFFER,
   P_DROP_RUNT,
   P_DROP_SCRIPT,
@@ -95,6 +96,7 @@ export const OWN_RXQ_STATS: readonly string[] = [
   "dropped_bad_merge",
   "dropped_bad_offload",
   "dropped_script",
+  "dropped_mode",
   "kicks",
   "kicks_suppressed",
   "sibling_wakes",
@@ -172,6 +174,7 @@ export const XSTAT_HELP: Readonly<Record<string, string>> = (() => {
   h.rx_dropped_bad_merge = "Frames whose mergeable receive buffers broke virtio 1.x 5.1.6.4.";
   h.rx_dropped_bad_offload = "Frames whose offload fields broke virtio 1.x 5.1.6.4.1.";
   h.rx_dropped_script = "Frames received here that the forwarding script dropped.";
+  h.rx_dropped_mode = "Frames received here that the forwarding mode left unanswered (icmpecho).";
   h.rx_sibling_wakes = "Notifications to the port's other receive queues after this one ran dry.";
   h.tx_dropped_ring_full = "Frames dropped because the transmit ring was full.";
   h.tx_dropped_too_long = "Frames longer than their buffers or the ring can take.";
@@ -245,6 +248,7 @@ export function portXstats(
     P_DROP_BAD_MERGE,
     P_DROP_BAD_OFFLOAD,
     P_DROP_SCRIPT,
+    P_DROP_MODE,
     P_RX_KICKS,
     P_RX_KICKS_SUPPRESSED,
     P_RX_SIBLING_WAKES,

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { addSessions, endSession } from "../../src/engine/sessions.ts";
+import { addSessions, endSession, sinceSnapshot } from "../../src/engine/sessions.ts";
 import type { EngineSnapshot, QueueCounters } from "../../src/engine/snapshot.ts";
 import { counters } from "./queue_counters_fixture.ts";
 
@@ -55,4 +55,28 @@ Deno.test("addSessions() adds every counter of the sessions before, and keeps th
   assert.deepEqual(sum.scriptCounters, { seen: 2 });
   assert.equal(sum.workers, now.workers);
   assert.equal(addSessions(null, now), now);
+});
+
+Deno.test("sinceSnapshot() gives the counts since the base, xstats and script counters included", () => {
+  const base = snapshot({ rxPackets: 60, txPackets: 6, rxKicks: 2 }, { rxPackets: 5 });
+  const now = snapshot({ rxPackets: 100, txPackets: 10, rxKicks: 3 }, { rxPackets: 5 });
+  const s = sinceSnapshot(now, base);
+  assert.equal(s.ports[0].rxPackets, 40);
+  assert.equal(s.ports[0].queues[0].rxPackets, 40);
+  assert.equal(s.ports[0].txPackets, 4);
+  assert.equal(s.ports[0].kicks, 1);
+  assert.equal(s.ports[0].xstats.rx_q0_good_packets, 40);
+  assert.equal(s.ports[1].rxPackets, 0);
+  assert.equal(s.ports[0].port, 0);
+  assert.equal(s.ports[1].name, "p1");
+  assert.equal(s.scriptCounters!.seen, 0);
+  assert.equal(sinceSnapshot(now, null), now);
+});
+
+Deno.test("addSessions() and sinceSnapshot() keep the live session's generator figures", () => {
+  const generator = { txFrames: 7 } as unknown as EngineSnapshot["generator"];
+  const now = { ...snapshot({ rxPackets: 1 }, {}), generator };
+  const earlier = snapshot({ rxPackets: 1 }, {});
+  assert.equal(addSessions(earlier, now).generator, generator);
+  assert.equal(sinceSnapshot(now, earlier).generator, generator);
 });
