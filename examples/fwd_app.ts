@@ -207,6 +207,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       txFull: run.txFull,
       macRewrite: run.macRewrite,
       mode: run.mode,
+      xstats: run.xstats,
       prewarmFrames: run.prewarm,
       prewarmFormats: run.packedRing ? ["split", "packed"] as const : ["split"] as const,
     };
@@ -227,6 +228,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       idleUs: run.idleUs,
       macRewrite: run.macRewrite,
       mode: run.mode,
+      xstats: run.xstats,
       generator: run.generator,
       // testpmd -i: forwarding waits for the command start; --cmdline-file runs first.
       halted: run.interactive === true || run.cmdlineFile !== undefined,

@@ -54,7 +54,7 @@ vfio-user:/path/to/socket or vhost-user:/path/to/socket[?mac=…&queues=N].
 l2fwd's other options work the same (see examples/l2fwd.ts --help): --steering,
 --physical-pool, --script and --script-arg (with io and mac only: a script and another
 mode do not go together), --pcap, --pcap-port, --pcap-direction, --pcap-queue,
---reconnect, --tx-drain-us, --tx-full, --ring, --in-order, --mergeable, --indirect,
+--reconnect, --tx-drain-us, --tx-full, --xstats, --ring, --in-order, --mergeable, --indirect,
 --tx-csum, --tso, --rx-csum, --lro, --idle-us, --warmup, --prewarm, --heap-audit, --bind,
 --force, --restore-driver; --queues and --mac-rewrite are --rxq/--txq and
 --forward-mode=mac here.

@@ -82,7 +82,7 @@ export function checkEngineOptions(options: EngineOptions): void {
       );
     }
   }
-  for (const name of ["macRewrite", "heapAudit", "halted"] as const) {
+  for (const name of ["macRewrite", "heapAudit", "halted", "xstats"] as const) {
     if (options[name] !== undefined && typeof options[name] !== "boolean") {
       bad(`${name} is ${shown(options[name])}, not true or false: give a boolean or leave it out.`);
     }

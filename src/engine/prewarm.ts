@@ -56,6 +56,8 @@ export interface PrewarmOptions {
   txFull: "wait" | "drop";
   /** As the worker's forwarder. */
   macRewrite: boolean;
+  /** As the worker's queues: count the extended statistics per frame (default true). */
+  xstats?: boolean;
   /** virtio-net header bytes of each port. */
   headerSizes: readonly number[];
   /** Each port's MAC. */
@@ -296,6 +298,7 @@ export class InMemoryLoopback {
         makeQueue(format, rings, at, RING_SIZE, notifiers[n++ % notifiers.length], `${what}${p}`);
       rx.push(new RxQueue(q(rxAt, "loopback rx"), pool, hdr, c, portBase(p)));
       tx.push(new TxQueue(q(txAt, "loopback tx"), pool, hdr, c, portBase(p)));
+      rx[p].classify = tx[p].classify = opts.xstats !== false;
       rx[p].refill();
       this.#wires.push(new LoopbackWire(format, rings, txAt, rxAt, hdr));
     }

@@ -223,14 +223,17 @@ async function forward(spec: WorkerSpec, ctl: Int32Array): Promise<number> {
       port.mergeable,
     );
     if ((port.offloads & OFFLOAD_RX_ANY) !== 0) q.enableOffloads(frames, port.offloads);
+    q.classify = spec.xstats !== false;
     q.siblings = port.rxSiblings.map((n) =>
       makeNotifier(n, `a receive queue of ${port.name}`, notify)
     );
     return q;
   });
-  const tx = spec.ports.map((port, i) =>
-    new dp.TxQueue(adopt(port.tx, notify), pool, port.headerSize, c, portBase(i))
-  );
+  const tx = spec.ports.map((port, i) => {
+    const q = new dp.TxQueue(adopt(port.tx, notify), pool, port.headerSize, c, portBase(i));
+    q.classify = spec.xstats !== false;
+    return q;
+  });
   const mailbox = new MailboxReader(spec.steering, spec.queue, spec.workers, rx);
   const scriptCounters = new Float64Array(spec.counters, 8 * layout.scriptBase, names.length);
   const table = new Float64Array(spec.counters, 8 * layout.tableBase, layout.tableSize);

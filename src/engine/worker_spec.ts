@@ -120,6 +120,8 @@ export interface WorkerSpec {
   drainMs: number;
   /** Rewrite MACs as DPDK's l2fwd does. */
   macRewrite: boolean;
+  /** Count the extended statistics per frame (engine option `xstats`; default true). */
+  xstats?: boolean;
   /** The built-in forwarding mode (engine option `mode`; default "io"). */
   mode?: ForwardMode;
   /** Frames a full transmit ring does not take: wait (backpressure) or drop. */
@@ -174,4 +176,6 @@ export interface PrewarmParams {
   txFull: "wait" | "drop";
   /** As the engine will use. */
   macRewrite: boolean;
+  /** The extended statistics' per-frame classification, as the engine will use (default true). */
+  xstats?: boolean;
 }

@@ -123,6 +123,9 @@ export class TxQueue {
     this.#segLen = new Uint32Array(vq.size);
   }
 
+  /** As RxQueue.classify: count the extended statistics' size bins, multicast, broadcast. */
+  classify = true;
+
   /** Returns every buffer the device has finished with to the pool; returns how many. */
   reclaim(): number {
     const n = this.vq.takeUsed(this.#doneTokens, this.#doneLens, 0, this.vq.size);
@@ -179,7 +182,7 @@ export class TxQueue {
     }
     vq.publish();
     // DPDK's extended statistics: each frame queued (bufs[0..n)), once, by its whole length.
-    classifyFrames(c, o + P_TX_MULTICAST, pool, hdr, bufs, lens, n);
+    if (this.classify) classifyFrames(c, o + P_TX_MULTICAST, pool, hdr, bufs, lens, n);
     // Counted by arithmetic, not in branches of their own: a full ring first happens when
     // the device first falls behind, maybe long after V8 optimised this, and code it has
     // never run would cost a recompile (src/engine/worker.ts).
