@@ -195,6 +195,7 @@ const CASES: CliCase[] = [
     2,
     /--stats must be live, table, json or off/,
   ),
+  l2fwd("refuses --xstats maybe", ["--xstats", "maybe", ...T], 2, /--xstats must be on or off/),
   l2fwd("refuses --queues without a value", [...T, "--queues"], 2, /--queues needs a value/, {
     usage: true,
   }),
