@@ -12,6 +12,8 @@ APT_PACKAGES=(
 # DPDK 22.11: dpdk-testpmd (in dpdk-dev) with its virtio PMD, run inside the VM bed's guest
 # as the reference forwarder of tests/mixed_traffic_vm_test.ts.
 APT_PACKAGES+=(dpdk-dev librte-net-virtio23 librte-mempool-ring23)
+# A real terminal for testpmd.ts's interactive session (tests/testpmd_vhost_user_test.ts).
+APT_PACKAGES+=(tmux)
 # The vhost-user test bed (tests/bed/vhost_user_bed.ts): testpmd on the host as the vhost-user
 # back-end (net_vhost PMD) with pcap-fed ports (net_pcap PMD, pulls libpcap0.8); its test's
 # front-end is DPDK's virtio-user (in librte-net-virtio23 above).
