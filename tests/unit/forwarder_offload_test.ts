@@ -14,7 +14,7 @@ import {
   portBase,
   WORKER_SLOTS,
 } from "../../src/engine/counters.ts";
-import { Forwarder, type RxPort, type TxPort } from "../../src/engine/forwarder.ts";
+import { Forwarder, type TxPort } from "../../src/engine/forwarder.ts";
 import type { Burst } from "../../src/engine/script_api.ts";
 import { PORT_SLOTS } from "../../src/net/queue_counters.ts";
 import {
@@ -23,22 +23,9 @@ import {
   OFFLOAD_TSO4,
   OFFLOAD_TX_CSUM,
 } from "../../src/net/offloads.ts";
+import { FakeRx } from "./fake_rx_port.ts";
 
 const HDR = 12;
-
-/** A receive port that hands out the frames queued on it, once. */
-class FakeRx implements RxPort {
-  bufs: number[] = [];
-  lens: number[] = [];
-  rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
-    const n = Math.min(max, this.bufs.length);
-    for (let i = 0; i < n; i++) {
-      bufs[i] = this.bufs.shift()!;
-      lens[i] = this.lens.shift()!;
-    }
-    return n;
-  }
-}
 
 /** A transmit port that keeps what it is given. */
 class FakeTx implements TxPort {

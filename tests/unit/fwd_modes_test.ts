@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { BufferPool } from "../../src/dma/buffer_pool.ts";
 import { DmaRegion } from "../../src/dma/memory.ts";
 import { P_DROP_MODE, portBase, WORKER_SLOTS } from "../../src/engine/counters.ts";
-import { Forwarder, type RxPort, type TxPort } from "../../src/engine/forwarder.ts";
+import { Forwarder, type TxPort } from "../../src/engine/forwarder.ts";
 import { applyMode } from "../../src/engine/fwd_modes/apply_mode.ts";
 import { fiveTupleSwap } from "../../src/engine/fwd_modes/five_tuple_swap.ts";
 import { icmpEcho } from "../../src/engine/fwd_modes/icmp_echo.ts";
@@ -35,6 +35,7 @@ import {
   ipv6,
   ipv6ChecksumValid,
 } from "./fwd_modes_frames.ts";
+import { FakeRx } from "./fake_rx_port.ts";
 
 const HDR = 12, BUF = 2048;
 const A = [0x02, 0, 0, 0, 0, 0xaa], B = [0x02, 0, 0, 0, 0, 0xbb];
@@ -252,20 +253,6 @@ Deno.test("fwd modes: icmpecho leaves everything else unanswered and unchanged",
     r.region.free();
   }
 });
-
-/** A receive port that hands out the frames queued on it, once. */
-class FakeRx implements RxPort {
-  bufs: number[] = [];
-  lens: number[] = [];
-  rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
-    const n = Math.min(max, this.bufs.length);
-    for (let i = 0; i < n; i++) {
-      bufs[i] = this.bufs.shift()!;
-      lens[i] = this.lens.shift()!;
-    }
-    return n;
-  }
-}
 
 /** A transmit port that keeps what it is given. */
 class FakeTx implements TxPort {

@@ -29,23 +29,10 @@ import type { RxPort, TxPort } from "../../src/engine/forwarder.ts";
 import { ipv4Checksum, parseGenFrame } from "../../src/engine/gen_frame.ts";
 import { Generator } from "../../src/engine/generator.ts";
 import { mergeLatency, recordLatency } from "../../src/engine/latency.ts";
+import { FakeRx } from "./fake_rx_port.ts";
 
 const HDR = 12;
 const MACS = [Uint8Array.of(2, 0xaa, 0, 0, 0, 1), Uint8Array.of(2, 0xbb, 0, 0, 0, 2)];
-
-/** A receive port that hands out the frames queued on it, once. */
-class FakeRx implements RxPort {
-  bufs: number[] = [];
-  lens: number[] = [];
-  rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
-    const n = Math.min(max, this.bufs.length);
-    for (let i = 0; i < n; i++) {
-      bufs[i] = this.bufs.shift()!;
-      lens[i] = this.lens.shift()!;
-    }
-    return n;
-  }
-}
 
 /**
  * A transmit port that keeps what it is given, at most `room` frames at a time; with

@@ -1,42 +1,20 @@
 import assert from "node:assert/strict";
 import { LiveView, portDrops, sparkline } from "../../src/engine/live_view.ts";
 import type { PortReport, StatsReport } from "../../src/engine/stats_report.ts";
+import { counters } from "./queue_counters_fixture.ts";
 
 function port(port: number, rxPps: number, drops = 0): PortReport {
   return {
     port,
+    name: `port ${port}`,
     link: "up",
     rxPps,
     txPps: rxPps / 2,
-    rxPackets: 1_234_567,
-    rxBytes: 0,
-    txPackets: 0,
-    txBytes: 0,
-    dropsTxRingFull: drops,
-    txRingFullWaits: 0,
-    dropsNoBuffer: 1,
-    dropsScript: 0,
-    dropsRunt: 0,
-    dropsBadMerge: 0,
-    dropsTooLong: 0,
-    dropsBadOffload: 0,
-    dropsTxOffload: 0,
-    rxCsumValid: 0,
-    rxCsumPartial: 0,
-    rxGso: 0,
-    txOffloaded: 0,
-    rxBursts: 0,
-    rxKicks: 0,
-    txKicks: 0,
-    kicksSuppressed: 0,
-    rxSiblingWakes: 0,
-    dropsReset: 0,
-    dropsMode: 0,
-    xstats: {},
-    queues: [],
-    name: `port ${port}`,
+    ...counters({ rxPackets: 1_234_567, dropsTxRingFull: drops, dropsNoBuffer: 1 }),
     kicks: 0,
-  } as PortReport;
+    queues: [],
+    xstats: {},
+  };
 }
 
 function report(elapsedS: number, pps: number[]): StatsReport {
