@@ -52,7 +52,7 @@ export function formatMac(b: Uint8Array): string {
 }
 
 /** mulberry32: a small, fast, deterministic 32-bit PRNG. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

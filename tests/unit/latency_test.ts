@@ -19,17 +19,12 @@ import {
   percentileNs,
   recordLatency,
 } from "../../src/engine/latency.ts";
+import { prng } from "../bed/frames.ts";
 
-/** A small deterministic PRNG (mulberry32). */
+/** A deterministic PRNG of numbers in [0, 1) (frames.ts's mulberry32). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = prng(seed);
+  return () => next() / 4294967296;
 }
 
 /** The exact percentile as the histogram defines it: the ⌈p·n⌉-th smallest. */
