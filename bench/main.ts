@@ -22,6 +22,7 @@
  * @module
  */
 
+import { measureModes } from "./modes.ts";
 import { parseArgs } from "node:util";
 import { type FrontEnd, measureLoopback } from "./loopback.ts";
 import { measureScaling } from "./scaling.ts";
@@ -50,6 +51,7 @@ const USAGE = `usage: deno task bench [options]
   --vm-trial-seconds S seconds per trial of the VM and vfio-user beds' searches (default 5)
   --no-vm              skip the VM bed
   --no-vfio-user       skip the vfio-user bed
+  --no-modes           skip the txonly/rxonly runs (64-byte frames, DPDK, ours, DPDK each)
   --no-micro           skip the micro-benchmarks and the scaling run
   --no-readme          do not update README.md
   --out DIR            where latest.json and latest.svg go (default bench/results)
@@ -123,6 +125,7 @@ async function main(): Promise<void> {
       "no-micro": { type: "boolean", default: false },
       "no-vm": { type: "boolean", default: false },
       "no-vfio-user": { type: "boolean", default: false },
+      "no-modes": { type: "boolean", default: false },
       "vm-trial-seconds": { type: "string", default: "5" },
       "no-readme": { type: "boolean", default: false },
       out: { type: "string", default: `${ROOT}/bench/results` },
@@ -173,6 +176,10 @@ async function main(): Promise<void> {
     txFirstBursts: txFirst,
     log,
   });
+  const modes = values["no-modes"]
+    ? undefined
+    : (log("txonly and rxonly: DPDK, ours, DPDK"),
+      await measureModes({ frameSize: 64, rounds: 1, seconds, warmupSeconds, log }));
   const vm = values["no-vm"]
     ? undefined
     : (log("VM bed: DPDK testpmd (io, io retry), then our l2fwd; 1 queue pair, then 2"),
@@ -197,6 +204,7 @@ async function main(): Promise<void> {
     micro: microResults,
     vm,
     vfioUser,
+    modes,
     scaling,
   };
   const md = renderMarkdown(record);

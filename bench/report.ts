@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ModeRun } from "./modes.ts";
 import type { LoopbackRun } from "./loopback.ts";
 import type { Latency } from "./tap_trials.ts";
 import type { ScalingRun } from "./scaling.ts";
@@ -60,6 +61,8 @@ export interface BenchRecord {
   vm?: VmBedResult[];
   /** The vfio-user bed's figures (absent when skipped). */
   vfioUser?: VfioUserBedResult;
+  /** txonly and rxonly front-ends in the native loopback (absent when skipped). */
+  modes?: ModeRun[];
   /** Forwarding workers without a device: one, then one per CPU (absent when skipped). */
   scaling?: ScalingRun[];
 }
@@ -182,7 +185,7 @@ export function renderMarkdown(r: BenchRecord): string {
         `poll of both ports (at most 64: a busy worker; fewer: it waited for the back-end): ${perPoll}.`,
     );
   }
-  lines.push(...renderVm(r), ...renderVfioUser(r), ...renderScaling(r));
+  lines.push(...renderModes(r), ...renderVm(r), ...renderVfioUser(r), ...renderScaling(r));
   if (r.micro.length) {
     lines.push(
       "",
@@ -209,6 +212,41 @@ export function renderMarkdown(r: BenchRecord): string {
 const us = (x: number | undefined) => x === undefined ? "–" : x.toFixed(0);
 const percentiles = (l: Latency | undefined) =>
   l ? `${us(l.p50Us)} / ${us(l.p99Us)} / ${us(l.p999Us)}` : "–";
+
+/** The txonly/rxonly table: each mode's DPDK and our runs, our median over DPDK's mean. */
+function renderModes(r: BenchRecord): string[] {
+  if (!r.modes?.length) return [];
+  const lines = [
+    "",
+    "Generating and receiving (the same back-end; a front-end in testpmd's txonly mode, the " +
+    "back-end looping its ports in io so that ours gets its frames back and times them, or in " +
+    "rxonly mode, the back-end generating; rate = frames the back-end received from, or sent " +
+    "to, the front-end; ours is examples/testpmd.ts):",
+    "",
+    "| mode | frame | DPDK virtio-user (M frames/s) | ours (M frames/s) | ratio | ours' latency p50 / p99 / p99.9 (µs) |",
+    "| :--- | ----: | ----------------------------: | ----------------: | ----: | :----------------------------------- |",
+  ];
+  for (const mode of ["txonly", "rxonly"]) {
+    const runs = r.modes.filter((m) => m.mode === mode);
+    if (!runs.length) continue;
+    const dpdk = runs.filter((m) => m.frontEnd === "dpdk").map((m) => m.rate);
+    const ours = runs.filter((m) => m.frontEnd === "ours");
+    const mean = dpdk.reduce((a, b) => a + b, 0) / dpdk.length;
+    const lat = ours.map((m) =>
+      m.latency
+        ? `${m.latency.p50Us.toFixed(0)} / ${m.latency.p99Us.toFixed(0)} / ${
+          m.latency.p999Us.toFixed(0)
+        }`
+        : "–"
+    );
+    lines.push(
+      `| ${mode} | ${runs[0].frameSize} B | ${dpdk.map(mfps).join(", ")} | ${
+        ours.map((m) => mfps(m.rate)).join(", ")
+      } | **${(median(ours.map((m) => m.rate)) / mean).toFixed(2)}×** | ${lat.join("; ")} |`,
+    );
+  }
+  return lines;
+}
 
 /** The VM bed's tables, one per queue-pair count, with our ratios to each DPDK mode. */
 function renderVm(r: BenchRecord): string[] {

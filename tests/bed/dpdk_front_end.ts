@@ -18,7 +18,9 @@ export interface DpdkFrontEndOptions {
    * already waits in the receive rings is forwarded) or "io" (as testpmd's default, the
    * benchmark). Default "io retry".
    */
-  mode?: "io" | "io retry";
+  mode?: "io" | "io retry" | "txonly" | "rxonly";
+  /** txonly: bytes per frame (`set txpkts`; default 64). */
+  txpkts?: number;
   /** Packed virtqueues (virtio-user's `packed_vq=1`; default false: split). */
   packed?: boolean;
 }
@@ -73,10 +75,11 @@ export async function startDpdkFrontEnd(
       await fe.command("set fwd io retry");
       await fe.command("set burst tx delay 10 retry 100000");
     } else {
-      await fe.command("set fwd io");
+      await fe.command(`set fwd ${opts.mode ?? "io"}`);
+      if (opts.mode === "txonly") await fe.command(`set txpkts ${opts.txpkts ?? 64}`);
     }
     const a = await fe.command("start");
-    if (!/io packet forwarding/.test(a)) throw new Error(`DPDK front-end: "start" answered: ${a}`);
+    if (!/packet forwarding/.test(a)) throw new Error(`DPDK front-end: "start" answered: ${a}`);
   } catch (e) {
     await fe.kill();
     throw e;
