@@ -57,11 +57,18 @@ export async function startHostL2fwd(
   v8 = "",
   env: Record<string, string> = {},
 ): Promise<L2fwdRun> {
-  const child = new Deno.Command(Deno.execPath(), {
+  // With V8 flags (--trace-gc), through `stdbuf -oL`: V8 prints through C stdio, which a
+  // pipe makes fully buffered, so its lines were flushed in 4 KiB pieces that split
+  // l2fwd's JSON lines (a summary was lost so, once); line buffered, each is one write.
+  const deno = [
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    ...(v8 ? [`--v8-flags=${v8}`] : []),
+  ];
+  const child = new Deno.Command(v8 ? "stdbuf" : deno[0], {
     args: [
-      "run",
-      "--quiet",
-      ...(v8 ? [`--v8-flags=${v8}`] : []),
+      ...(v8 ? ["-oL", ...deno] : deno.slice(1)),
       "--allow-ffi",
       ...perms,
       `${ROOT}/examples/l2fwd.ts`,
