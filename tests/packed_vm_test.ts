@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import { testFrames } from "./bed/frames.ts";
-import { assertExchanged, exchangeFrames, switchingRun } from "./bed/guest_run.ts";
+import { assertExchanged, exchangeFrames, MIN_SWITCHES, switchingRun } from "./bed/guest_run.ts";
 import { assertFramesAccounted } from "./bed/kernel_drops.ts";
 import { l2fwdCmd, startL2fwd } from "./bed/l2fwd_guest.ts";
 import { VmBed } from "./bed/vm.ts";
@@ -84,7 +84,7 @@ Deno.test("packed rings in a QEMU guest: byte-exact frames, l2fwd 2 × 2, steeri
         assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
         assert.equal(done.ring, "packed");
         assert.equal(done.reorders, 0);
-        assert.ok((done.switches as number) >= 40, `only ${done.switches} switches`);
+        assert.ok((done.switches as number) >= MIN_SWITCHES, `only ${done.switches} switches`);
         assert.equal(purged, 0, "no queue detached, none purged");
         assertFramesAccounted("packed switching", sent, done.received as number, purged);
       },

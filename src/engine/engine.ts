@@ -32,7 +32,12 @@ import { PcapSink } from "./pcap_sink.ts";
 import { type LoadedScript, loadScript } from "./script_loader.ts";
 import { awaitMessage, workerError } from "./worker_messages.ts";
 import { type EngineSnapshot, readSnapshot } from "./snapshot.ts";
-import { type EngineStopped, STOP_TIMEOUT_MS, stopWorkers } from "./stopping.ts";
+import {
+  type EngineStopped,
+  HEAP_AUDIT_STOP_MS,
+  STOP_TIMEOUT_MS,
+  stopWorkers,
+} from "./stopping.ts";
 import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerCopied, workerSources } from "./worker_sources.ts";
 import { PrewarmedWorkers, prewarmWorkers } from "./prewarmed_workers.ts";
@@ -177,6 +182,7 @@ export class ForwardingEngine {
   readonly #script: LoadedScript | null;
   readonly #pcap: PcapSink | null;
   readonly #pool: BufferPool;
+  readonly #stopTimeoutMs: number;
   #finished: Promise<unknown>[] = [];
   #stopped: Promise<EngineStopped> | null = null;
   #stuck: number[] = [];
@@ -191,9 +197,11 @@ export class ForwardingEngine {
     script: LoadedScript | null,
     pcap: PcapSink | null,
     pool: BufferPool,
+    stopTimeoutMs: number,
   ) {
     this.ports = ports;
     this.#pool = pool;
+    this.#stopTimeoutMs = stopTimeoutMs;
     this.queues = workers.length;
     this.#layout = layout;
     this.#workers = workers;
@@ -424,6 +432,7 @@ export class ForwardingEngine {
       script,
       pcap,
       pool,
+      STOP_TIMEOUT_MS + (options.heapAudit ? HEAP_AUDIT_STOP_MS : 0),
     );
     // From here on a steering switch on a port goes through the workers (see Steering).
     ports.forEach((p, i) =>
@@ -545,7 +554,8 @@ export class ForwardingEngine {
 
   /**
    * Stops forwarding: raises the stop flag and waits (at most `timeoutMs`, default
-   * 1500 ms: a worker needs at most its drain and one notify poll slice) until every
+   * 1500 ms: a worker needs at most its drain and one notify poll slice; 10 s more with
+   * `heapAudit`, whose workers force a full GC as they stop) until every
    * worker has sent what it buffered and confirmed, through its presence word
    * (control.ts), that it will not touch shared memory again; then terminates the
    * workers, writes the rest of the capture, and returns the final counters. Once it
@@ -557,7 +567,7 @@ export class ForwardingEngine {
    * hold stays counted as received only (sessions.ts counts it as lost to the reset).
    */
   stop(
-    timeoutMs: number = STOP_TIMEOUT_MS,
+    timeoutMs: number = this.#stopTimeoutMs,
     options: { drain?: boolean } = {},
   ): Promise<EngineStopped> {
     this.#stopped ??= (async () => {

@@ -22,6 +22,13 @@ import type { EngineSnapshot } from "./snapshot.ts";
  */
 export const STOP_TIMEOUT_MS = 1500;
 
+/**
+ * What the engine adds to {@linkcode STOP_TIMEOUT_MS} with its `heapAudit` option (ms):
+ * each worker forces a full GC as it stops, 0.3–0.6 s under TCG emulation and several
+ * times that on a loaded machine.
+ */
+export const HEAP_AUDIT_STOP_MS = 10_000;
+
 /** What {@linkcode ForwardingEngine.stop} resolves with: the final counters, and whether the memory can go. */
 export interface EngineStopped extends EngineSnapshot {
   /**

@@ -144,6 +144,14 @@ export function lastJson(out: string): Record<string, unknown> {
   return JSON.parse(out.trim().split("\n").at(-1)!);
 }
 
+/**
+ * The fewest steering switches a switching test accepts. The programs ask for one every
+ * 100 ms (40–80 over their traffic on a quiet machine), but each waits for the device's
+ * answer, and a loaded host stretches that: the count is not a rate the product promises.
+ * 15 switches under traffic still exercise every pair count and many tables.
+ */
+export const MIN_SWITCHES = 15;
+
 /** What {@linkcode switchingRun} saw. */
 export interface SwitchingRun {
   /** The guest program's exit. */
