@@ -53,6 +53,7 @@ export function benchLoopback(
       macs: [mac, mac],
       clock,
       tick,
+      steady: true,
     },
     (format, memory, offset, size, notify, name) =>
       createVirtqueue(format, memory, offset, { index: 0, size, eventIdx: true, notify, name }),

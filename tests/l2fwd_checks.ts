@@ -254,7 +254,11 @@ export function assertHeapFlat(s: Summary): void {
     if (!w.heapLive || w.state !== "done") {
       throw new Error(`worker ${w.queue} (${w.state}) has no live-heap figures (no full GC)`);
     }
-    if (w.heapDrops !== 0) throw new Error(`worker ${w.queue} collected garbage after warm-up`);
+    if (w.heapDrops !== 0) {
+      throw new Error(
+        `worker ${w.queue} collected garbage after warm-up (${w.heapDrops} heap drops; warm at ${w.warmPackets} packets, ${w.heapSteps} compile steps after it of ${w.heapStepBytes} B, the last at ${w.lastStepPackets} packets; ${w.heapCreep} B of garbage in the other seconds; ${w.packets} packets in all)`,
+      );
+    }
     if (!(w.packets - w.warmPackets >= 150000)) {
       throw new Error(
         `worker ${w.queue} forwarded only ${

@@ -76,6 +76,12 @@ export interface PrewarmOptions {
    * split only): those the worker's queues may have.
    */
   formats?: readonly RingFormat[];
+  /**
+   * True: the device takes every frame at once and returns 64-byte unicast frames (the
+   * benchmarks' steady state). Default false: warm-up's mix of sizes, destinations and a
+   * slow device (see LoopbackWire).
+   */
+  steady?: boolean;
 }
 
 /** What {@linkcode prewarm} did. */
@@ -87,23 +93,43 @@ export interface PrewarmResult {
 }
 
 const RING_SIZE = 256;
-const BUFFER_SIZE = 256; // a 64-byte frame and its header; 256 KiB in all
-const FRAME_BYTES = 64;
+const BUFFER_SIZE = 2048; // the longest warm-up frame and its header; 2 MiB in all
 const PAGE = 4096;
+/** The pool's first IOVA: a descriptor's address less this is the buffer's offset. */
+const POOL_IOVA = 0x1000_0000;
+/**
+ * Frame lengths the device delivers in turn: every size bin of the extended statistics
+ * (DPDK's, from undersize to over 1,518 bytes), so that traffic of any size meets code
+ * that has seen it (V8 deoptimises code at a comparison it never made).
+ */
+const FRAME_LENS = [64, 60, 100, 200, 400, 800, 1200, 1518, 1600, 64, 64, 64];
+/** Destination MAC first bytes in turn: unicast, multicast (01:00:5e) and broadcast. */
+const DESTINATIONS = [[0x02, 0x00], [0x01, 0x00], [0xff, 0xff], [0x02, 0x00]];
+/** In every 1,024 device steps, the first 256 play a slow device (see LoopbackWire.step). */
+const SLOW_STEPS = 256;
 
 /** Does nothing: the warm-up rings' device needs no notifications. */
 const NO_NOTIFY: QueueNotifier = { notify() {} };
 
 /**
  * The device end of one port looped back to itself: every frame the driver makes
- * available on the transmit queue is returned used and arrives, 64 bytes long, in the next
- * buffer of the receive queue (dropped when there is none, as a NIC would).
+ * available on the transmit queue is returned used and arrives in the next buffer of the
+ * receive queue (dropped when there is none, as a NIC would), with the next length of
+ * {@linkcode FRAME_LENS} and destination of {@linkcode DESTINATIONS}. For the first
+ * {@linkcode SLOW_STEPS} of every 1,024 steps it plays a slow device that takes one frame
+ * in 32 steps and meanwhile receives 32 new ones: transmit buffers then leave part-full
+ * on the drain time, rings fill and the pool runs short, as on a real link, so that
+ * warm-up runs those statements too.
  */
 class LoopbackWire {
   readonly #tx: RingView;
   readonly #rx: RingView;
-  readonly #frameLen: number;
+  readonly #data: Uint8Array;
+  readonly #headerSize: number;
+  readonly #lens: readonly number[];
+  readonly #slowSteps: number;
   #steps = 0;
+  #frames = 0;
 
   constructor(
     format: RingFormat,
@@ -111,40 +137,62 @@ class LoopbackWire {
     txOffset: number,
     rxOffset: number,
     headerSize: number,
+    pool: ArrayBuffer,
+    steady: boolean,
   ) {
     const view = (at: number) =>
       format === "packed" ? new PackedRingView(memory, at) : new SplitRingView(memory, at);
     this.#tx = view(txOffset);
     this.#rx = view(rxOffset);
-    this.#frameLen = headerSize + FRAME_BYTES;
+    this.#data = new Uint8Array(pool);
+    this.#headerSize = headerSize;
+    this.#lens = steady ? [64] : FRAME_LENS;
+    this.#slowSteps = steady ? 0 : SLOW_STEPS;
   }
 
   /** Delivers `n` frames into the receive queue without anything sent (the first burst). */
   inject(n: number): void {
-    for (let i = 0; i < n && this.#rx.hasAvail(); i++) {
-      this.#rx.use(this.#rx.nextAvail(), this.#frameLen);
-    }
+    for (let i = 0; i < n && this.#rx.hasAvail(); i++) this.#deliver();
     this.#rx.publishUsed();
   }
 
   /**
-   * Moves everything sent so far to the receive side. Every 8th time, asks to be notified
-   * of the next buffers on both rings (as a device that went idle does), so that warm-up
-   * runs the driver's notification path too.
+   * Moves everything sent so far to the receive side (a slow device: one frame, and 32
+   * new ones, every 32nd step). Every 8th time, asks to be notified of the next buffers
+   * on both rings (as a device that went idle does), so that warm-up runs the driver's
+   * notification path too.
    */
   step(): void {
     const tx = this.#tx, rx = this.#rx;
-    if (!tx.hasAvail()) return;
-    while (tx.hasAvail()) {
+    const s = ++this.#steps;
+    const slow = (s & 1023) < this.#slowSteps;
+    if (slow && (s & 31) !== 0) return;
+    let moved = 0;
+    while (tx.hasAvail() && (!slow || moved < 1)) {
       tx.use(tx.nextAvail(), 0);
-      if (rx.hasAvail()) rx.use(rx.nextAvail(), this.#frameLen);
+      if (rx.hasAvail()) this.#deliver();
+      moved++;
     }
+    if (slow) { for (let i = 0; i < 32 && rx.hasAvail(); i++) this.#deliver(); }
     tx.publishUsed();
     rx.publishUsed();
-    if ((++this.#steps & 7) === 0) {
+    if ((s & 7) === 0) {
       tx.askNotify();
       rx.askNotify();
     }
+  }
+
+  /** Fills the next receive buffer with a frame (its destination MAC) and uses it. */
+  #deliver(): void {
+    const rx = this.#rx, k = this.#frames++;
+    const id = rx.nextAvail();
+    if (this.#slowSteps !== 0) { // steady: the buffers' zeros, a unicast address
+      const at = rx.lastAddress - POOL_IOVA + this.#headerSize;
+      const dst = DESTINATIONS[k & 3];
+      this.#data.fill(dst[1], at + 1, at + 6);
+      this.#data[at] = dst[0];
+    }
+    rx.use(id, this.#headerSize + this.#lens[k % this.#lens.length]);
   }
 }
 
@@ -154,6 +202,8 @@ interface RingView {
   hasAvail(): boolean;
   /** Takes the next available buffer: its id. */
   nextAvail(): number;
+  /** The low 32 bits of the address of the buffer {@linkcode RingView.nextAvail} took. */
+  readonly lastAddress: number;
   /** Returns buffer `id` used with `len` bytes written. */
   use(id: number, len: number): void;
   /** Makes the used buffers visible (split: used->idx). */
@@ -164,14 +214,17 @@ interface RingView {
 
 /** A device's view of one split ring (§2.7). */
 class SplitRingView implements RingView {
+  readonly #desc: Uint32Array;
   readonly #avail: Uint16Array;
   readonly #used16: Uint16Array;
   readonly #used32: Uint32Array;
   #lastAvail = 0;
   #usedIdx = 0;
+  lastAddress = 0;
 
   constructor(memory: ArrayBuffer, offset: number) {
     const l = splitRingLayout(RING_SIZE);
+    this.#desc = new Uint32Array(memory, offset, 4 * RING_SIZE);
     this.#avail = new Uint16Array(memory, offset + l.availOffset, 3 + RING_SIZE);
     this.#used16 = new Uint16Array(memory, offset + l.usedOffset, 3 + 4 * RING_SIZE);
     this.#used32 = new Uint32Array(memory, offset + l.usedOffset, 1 + 2 * RING_SIZE);
@@ -184,6 +237,7 @@ class SplitRingView implements RingView {
   nextAvail(): number {
     const id = this.#avail[2 + (this.#lastAvail & (RING_SIZE - 1))];
     this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
+    this.lastAddress = this.#desc[4 * id];
     return id;
   }
 
@@ -211,6 +265,7 @@ class PackedRingView implements RingView {
   readonly #event: Uint16Array;
   #avail = 0;
   #used = 0;
+  lastAddress = 0;
 
   constructor(memory: ArrayBuffer, offset: number) {
     const l = packedRingLayout(RING_SIZE);
@@ -227,9 +282,10 @@ class PackedRingView implements RingView {
   }
 
   nextAvail(): number {
-    const id = this.#d16[8 * (this.#avail & (RING_SIZE - 1)) + 6];
+    const slot = this.#avail & (RING_SIZE - 1);
+    this.lastAddress = this.#d32[4 * slot];
     this.#avail = (this.#avail + 1) & 0xffff;
-    return id;
+    return this.#d16[8 * slot + 6];
   }
 
   use(id: number, len: number): void {
@@ -279,9 +335,10 @@ export class InMemoryLoopback {
     const ringBytes = Math.ceil(layoutBytes / PAGE) * PAGE;
     const rings = new ArrayBuffer(4 * ringBytes);
     const count = 4 * RING_SIZE;
+    const poolMemory = new ArrayBuffer(count * BUFFER_SIZE);
     const pool = new PartitionPool(
-      new ArrayBuffer(count * BUFFER_SIZE),
-      0x1000_0000,
+      poolMemory,
+      POOL_IOVA,
       count,
       BUFFER_SIZE,
       Array.from({ length: count }, (_, i) => i),
@@ -300,7 +357,9 @@ export class InMemoryLoopback {
       tx.push(new TxQueue(q(txAt, "loopback tx"), pool, hdr, c, portBase(p)));
       rx[p].classify = tx[p].classify = opts.xstats !== false;
       rx[p].refill();
-      this.#wires.push(new LoopbackWire(format, rings, txAt, rxAt, hdr));
+      this.#wires.push(
+        new LoopbackWire(format, rings, txAt, rxAt, hdr, poolMemory, opts.steady ?? false),
+      );
     }
     this.#fwd = new Forwarder(rx, tx, pool, c, {
       queue: 0,
