@@ -48,6 +48,8 @@ export interface AppRun extends Run {
   interactive?: boolean;
   /** Commands to run first (testpmd --cmdline-file). */
   cmdlineFile?: string;
+  /** Bursts sent out of each port before forwarding, at each start (testpmd --tx-first). */
+  txFirst?: number;
   /** Descriptors per receive queue (testpmd --rxd; default: the device's). */
   rxQueueSize?: number;
   /** Descriptors per transmit queue (testpmd --txd; default: the device's). */
@@ -232,6 +234,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
       generator: run.generator,
       // testpmd -i: forwarding waits for the command start; --cmdline-file runs first.
       halted: run.interactive === true || run.cmdlineFile !== undefined,
+      txFirst: run.txFirst,
       txFull: run.txFull,
       warmupPackets: run.warmup,
       prewarmFrames: run.prewarm,
@@ -392,6 +395,7 @@ async function forward(app: App, run: AppRun, signals: SignalHooks): Promise<num
           formatTable: app.formatTable,
           formatXstats: (snap, port) => app.formatXstats?.(snap, port) ?? "xstats are not offered",
           halt: (on) => on ? engine!.halt() : engine!.resume(),
+          txFirst: (bursts) => engine!.txFirst(bursts),
           halted: () => engine!.halted,
           restart: (options) =>
             new Promise<void>((resolve, reject) => {

@@ -15,8 +15,8 @@
  * and reconnection as l2fwd (examples/l2fwd.ts). A script (`--script`) runs with the io
  * and mac modes only.
  *
- * Room is left for testpmd's generator options (`--txpkts`, `--tx-first`): they come
- * with the generator modes.
+ * `--tx-first` (and `start tx_first` with `-i`) sends a burst of 64-byte UDP frames out
+ * of each port before forwarding (src/engine/tx_first.ts).
  *
  * @module
  */

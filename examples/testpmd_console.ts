@@ -35,6 +35,8 @@ export interface ConsoleHost {
   formatXstats(snap: EngineSnapshot, port: number | "all"): string;
   /** Halts (true) or resumes (false) the engine. */
   halt(on: boolean): void;
+  /** Asks the engine to send `bursts` bursts out of each port (ForwardingEngine.txFirst). */
+  txFirst(bursts: number): void;
   /** True while halted. */
   halted(): boolean;
   /** Ends this session and starts another, halted, with `options` (ports reset and reopened). */
@@ -89,18 +91,18 @@ export function testpmdConsole(host: ConsoleHost): ConsoleTarget {
     port === "all" ? r : { ...r, ports: r.ports.filter((p) => p.port === port) };
   return {
     ports: host.ports,
-    start(_txFirst: number) {
-      if (_txFirst > 0) {
+    start(txFirst: number) {
+      if (!host.halted()) return Promise.resolve("Packet forwarding already started");
+      const mode = host.options().mode ?? "io";
+      if (txFirst > 0 && (mode === "txonly" || mode === "flowgen")) {
         return Promise.reject(
-          new Error(
-            "start tx_first is not offered: use start, with frames from the peer, or set fwd txonly.",
-          ),
+          new Error(`start tx_first is for forwarding modes: ${mode} sends on its own; use start.`),
         );
       }
-      if (!host.halted()) return Promise.resolve("Packet forwarding already started");
       started = host.snapshot();
+      if (txFirst > 0) host.txFirst(txFirst);
       host.halt(false);
-      return Promise.resolve(`${host.options().mode ?? "io"} packet forwarding started`);
+      return Promise.resolve(`${mode} packet forwarding started`);
     },
     stop() {
       if (host.halted()) return Promise.resolve("Packet forwarding not started");

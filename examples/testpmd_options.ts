@@ -34,6 +34,9 @@ vfio-user:/path/to/socket or vhost-user:/path/to/socket[?mac=…&queues=N].
   --flowgen-flows=N    flowgen: flows per port (default 1; at most 65536)
   --tx-rate=PPS        txonly/flowgen: frames per second over all ports and workers
                        (default: as fast as the rings take them)
+  --tx-first           send a burst of 64-byte UDP frames out of each port first, then
+                       forward (sets traffic going between forwarders that only
+                       forward); not with -i or --cmdline-file (use start tx_first)
   -i, --interactive    read testpmd's commands (start, stop, set fwd MODE, show port
                        stats all, show port xstats all, clear port stats all, quit; help
                        lists them) from stdin, with a prompt on a terminal; forwarding
@@ -118,12 +121,16 @@ function ringSize(value: string, name: string): number {
  */
 export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
   const own = new Map<string, string>();
-  let interactive = false;
+  let interactive = false, txFirst = false;
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "-i" || a === "--interactive") {
       interactive = true;
+      continue;
+    }
+    if (a === "--tx-first") {
+      txFirst = true;
       continue;
     }
     if (a === "--") {
@@ -160,6 +167,12 @@ export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
   }
   if (own.has("flowgen-flows") && mode !== "flowgen") {
     usageError(`--flowgen-flows is for --forward-mode=flowgen; txonly sends one flow`);
+  }
+  if (txFirst && generating) {
+    usageError(`--tx-first is for forwarding modes: --forward-mode=${mode} sends on its own`);
+  }
+  if (txFirst && (interactive || own.has("cmdline-file"))) {
+    usageError(`--tx-first starts forwarding at once; in commands use start tx_first`);
   }
   const rate = own.get("tx-rate");
   if (rate !== undefined && !(Number(rate) > 0 && Number(rate) <= 1e9)) {
@@ -205,5 +218,6 @@ export function parseTestpmdCommandLine(args: string[]): AppRun | "help" {
     generator,
     interactive,
     cmdlineFile: own.get("cmdline-file"),
+    txFirst: txFirst ? 1 : undefined,
   };
 }

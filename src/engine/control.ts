@@ -44,6 +44,15 @@ export const STOP_NOW = 2;
  * within microseconds; the ports stay open and their rings fill, as testpmd's do.
  */
 export const CTL_HALT = 1;
+/**
+ * Index of the tx_first request count (testpmd's `start tx_first`, tx_first.ts): the
+ * engine adds 1 per request after it wrote {@linkcode CTL_TX_FIRST_BURSTS}; a worker that
+ * sees the count change sends that many bursts out of each of its ports. Read with the
+ * halt word.
+ */
+export const CTL_TX_FIRST_ASKED = 2;
+/** Index of the bursts the last tx_first request asked for. */
+export const CTL_TX_FIRST_BURSTS = 3;
 /** Words before the workers' presence words. */
 export const CTL_WORDS = 4;
 /** Presence: the worker has not touched shared memory (nor will, once stop is raised). */

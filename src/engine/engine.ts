@@ -18,13 +18,23 @@ import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
 import type { RingFormat } from "../virtio/ring_format.ts";
-import { CTL_HALT, CTL_STOP, requestStop, sharedControl, STOP_DRAIN, STOP_NOW } from "./control.ts";
+import {
+  CTL_HALT,
+  CTL_STOP,
+  CTL_TX_FIRST_ASKED,
+  CTL_TX_FIRST_BURSTS,
+  requestStop,
+  sharedControl,
+  STOP_DRAIN,
+  STOP_NOW,
+} from "./control.ts";
 import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
 import { NOTIFY_SEND_TIMEOUT_MS } from "./notifier.ts";
 import { checkCaptureFile, checkEngineOptions } from "./engine_options.ts";
 import { shown } from "../shown.ts";
+import { TX_FIRST_MOST_BURSTS } from "./tx_first.ts";
 import { MAX_QUEUE_PAIRS } from "../net/port_checks.ts";
 import { offloadsOf } from "../net/offload_features.ts";
 import { createPcapRing } from "./pcap_ring.ts";
@@ -123,6 +133,12 @@ export interface EngineOptions {
    * {@linkcode ForwardingEngine.resume}, as an interactive testpmd waits for `start`.
    */
   halted?: boolean;
+  /**
+   * Bursts each worker sends out of each of its ports before it forwards (testpmd's
+   * `--tx-first`; default 0, at most 1,024): 64-byte UDP frames (tx_first.ts) that start
+   * traffic between forwarders that only forward. Nothing in a generating mode.
+   */
+  txFirst?: number;
   /** A script module (path or file: URL; importing it needs read permission). */
   script?: { path: string; args?: Record<string, string> };
   /**
@@ -354,6 +370,7 @@ export class ForwardingEngine {
 
     const control = sharedControl(queues);
     if (options.halted === true) Atomics.store(control, CTL_HALT, 1);
+    if ((options.txFirst ?? 0) > 0) askTxFirst(control, options.txFirst!);
     const mailbox = steeringMailbox(ports.length, queues);
     const counters = described.map(() => sharedCounters(layout));
     const capRings = described.map((_, k) =>
@@ -503,6 +520,27 @@ export class ForwardingEngine {
     Atomics.notify(this.#control, CTL_STOP); // idle workers look again at once
   }
 
+  /**
+   * Asks every worker to send `bursts` bursts (1 to 1,024) of 64-byte UDP frames out of
+   * each of its ports now (testpmd's `start tx_first`, tx_first.ts), through its transmit
+   * buffers, before what it forwards next; a generating mode sends nothing more.
+   *
+   * @example
+   * ```ts ignore
+   * engine.txFirst(8); // then resume(), when halted
+   * ```
+   */
+  txFirst(bursts: number): void {
+    if (!(Number.isInteger(bursts) && bursts >= 1 && bursts <= TX_FIRST_MOST_BURSTS)) {
+      throw new DriverError(
+        "BAD_ARGUMENT",
+        `tx_first of ${shown(bursts)} bursts is not possible: give 1 to ${TX_FIRST_MOST_BURSTS}.`,
+      );
+    }
+    askTxFirst(this.#control, bursts);
+    Atomics.notify(this.#control, CTL_STOP); // idle workers look at once
+  }
+
   /** True while halted. */
   get halted(): boolean {
     return Atomics.load(this.#control, CTL_HALT) !== 0;
@@ -590,4 +628,10 @@ export class ForwardingEngine {
     })();
     return this.#stopped;
   }
+}
+
+/** Writes a tx_first request for the workers (control.ts): the bursts, then the count. */
+function askTxFirst(control: Int32Array, bursts: number): void {
+  Atomics.store(control, CTL_TX_FIRST_BURSTS, bursts);
+  Atomics.add(control, CTL_TX_FIRST_ASKED, 1);
 }

@@ -13,6 +13,7 @@ import type { EngineOptions } from "./engine.ts";
 import { PrewarmedWorkers } from "./prewarmed_workers.ts";
 import { checkGeneratorOptions } from "./generator_spec.ts";
 import { shown } from "../shown.ts";
+import { TX_FIRST_MOST_BURSTS } from "./tx_first.ts";
 import { ENGINE_MODES, isEngineMode } from "./fwd_modes/modes.ts";
 
 /** The longest timeout setTimeout and poll(2) hold: 2^31-1 ms (longer ones fire at once). */
@@ -60,6 +61,7 @@ export function checkEngineOptions(options: EngineOptions): void {
   number("idleUs", options.idleUs, 0, MAX_OPTION_NUMBER, false);
   number("warmupPackets", options.warmupPackets, 0, Number.MAX_SAFE_INTEGER, true);
   number("prewarmFrames", options.prewarmFrames, 0, MAX_OPTION_NUMBER, true);
+  number("txFirst", options.txFirst, 0, TX_FIRST_MOST_BURSTS, true);
   const formats = options.prewarmFormats;
   if (
     formats !== undefined &&

@@ -33,6 +33,7 @@ import {
 } from "./counters.ts";
 import type { PcapRingWriter } from "./pcap_ring.ts";
 import { NO_BUFFER } from "../dma/packet_buffers.ts";
+import { TX_FIRST_FRAME, txFirstFrame } from "./tx_first.ts";
 import { BOUNCE, DROP, type ForwardScript } from "./script_api.ts";
 import { ScriptBurst } from "./script_burst.ts";
 import { CSUM_PARTIAL, FrameOffloads } from "../net/offloads.ts";
@@ -88,6 +89,8 @@ export interface PoolLike {
   offset(i: number): number;
   /** Returns buffer `i`. */
   free(i: number): void;
+  /** Takes a free buffer; NO_BUFFER when none is. */
+  alloc(): number;
 }
 
 /** Options of a {@linkcode Forwarder}. */
@@ -305,6 +308,32 @@ export class Forwarder {
     }
     this.#c[W_POOL_AVAILABLE] = this.#pool.available;
     return got;
+  }
+
+  /**
+   * Sends `bursts` bursts of {@linkcode TX_FIRST_FRAME}-byte UDP frames out of each port
+   * (testpmd's `tx_first`, tx_first.ts) through the transmit buffers forwarded frames go
+   * through; a port gets fewer when the pool runs dry. Returns the frames queued. The
+   * worker calls it when the engine asks (control.ts CTL_TX_FIRST), never per packet.
+   */
+  txFirst(bursts: number): number {
+    let queued = 0;
+    for (let p = 0; p < 2 && bursts > 0; p++) {
+      const frame = txFirstFrame(p, this.#macs[p]);
+      for (let b = 0; b < bursts; b++) {
+        this.#flush(p);
+        const n = Math.min(this.#burst, 2 * this.#burst - this.#txCount[p]);
+        for (let i = 0; i < n; i++) {
+          const buf = this.#pool.alloc();
+          if (buf === NO_BUFFER) break;
+          this.#pool.data.set(frame, this.#pool.offset(buf) + this.#hdr[p]);
+          this.#enqueue(p, buf, TX_FIRST_FRAME);
+          queued++;
+        }
+        this.#flush(p);
+      }
+    }
+    return queued;
   }
 
   #handle(inP: number, n: number): void {

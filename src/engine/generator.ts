@@ -57,8 +57,6 @@ import { L_SAMPLE, recordSample } from "./latency.ts";
 export interface GenPool extends PoolLike {
   /** Buffers in the whole pool (indices below it). */
   readonly count: number;
-  /** Takes a free buffer; NO_BUFFER when none is. */
-  alloc(): number;
 }
 
 /** Options of a {@linkcode Generator}. */
@@ -196,6 +194,11 @@ export class Generator {
     this.#padded = new Uint8Array(pool.count);
     opts.tick();
     this.#lastMs[0] = opts.clock[0];
+  }
+
+  /** testpmd's tx_first asks nothing of a generating mode: it sends on its own. */
+  txFirst(_bursts: number): number {
+    return 0;
   }
 
   /**

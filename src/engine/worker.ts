@@ -29,6 +29,8 @@ import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
 import {
   CTL_HALT,
   CTL_STOP,
+  CTL_TX_FIRST_ASKED,
+  CTL_TX_FIRST_BURSTS,
   enterShared,
   leaveShared,
   STOP_NOW,
@@ -440,6 +442,7 @@ function run(
   const quietSeconds = spec.warmupQuietSeconds;
   const collect = [noCollection, gc ?? noCollection];
   let loops = 0, idle = 0, received = 0, samples = 0, quiet = 0, nextSample = t0;
+  let txFirstSeen = 0;
   let lastHeap = heapUsed();
   const time = clock.ms;
   for (;;) {
@@ -464,6 +467,10 @@ function run(
       c[W_LOOPS] = loops;
       mailbox.check(fwd.paused);
       fwd.halted[0] = Atomics.load(ctl, CTL_HALT);
+      // testpmd's tx_first (control.ts), the same statements whether one was asked or not.
+      const asked = Atomics.load(ctl, CTL_TX_FIRST_ASKED);
+      fwd.txFirst(asked === txFirstSeen ? 0 : Atomics.load(ctl, CTL_TX_FIRST_BURSTS));
+      txFirstSeen = asked;
       const stop = Atomics.load(ctl, CTL_STOP) !== 0;
       if (stop || now >= nextSample) {
         nextSample = now + 1000;

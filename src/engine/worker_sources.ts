@@ -15,6 +15,7 @@ import dataPath from "./data_path.ts" with { type: "text" };
 import forwarder from "./forwarder.ts" with { type: "text" };
 import generator from "./generator.ts" with { type: "text" };
 import genFrame from "./gen_frame.ts" with { type: "text" };
+import txFirst from "./tx_first.ts" with { type: "text" };
 import latency from "./latency.ts" with { type: "text" };
 import clock from "./clock.ts" with { type: "text" };
 import control from "./control.ts" with { type: "text" };
@@ -78,6 +79,7 @@ export const workerSources: ReadonlyMap<string, string> = new Map([
   [at("./forwarder.ts"), forwarder],
   [at("./generator.ts"), generator],
   [at("./gen_frame.ts"), genFrame],
+  [at("./tx_first.ts"), txFirst],
   [at("./latency.ts"), latency],
   [at("./clock.ts"), clock],
   [at("./control.ts"), control],

@@ -284,6 +284,12 @@ const CASES: ApiCase[] = [
     () => start({ prewarmFrames: 1e9 + 1 }),
   ),
   refuses(
+    "ForwardingEngine.start refuses txFirst 1025 bursts, one beyond tx_first's most",
+    BAD,
+    /txFirst 1025 .* from 0 to 1024/,
+    () => start({ txFirst: 1025 }),
+  ),
+  refuses(
     "ForwardingEngine.start refuses startTimeoutMs 2^31",
     BAD,
     /startTimeoutMs 2147483648/,

@@ -36,6 +36,8 @@ import {
   ipv6ChecksumValid,
 } from "./fwd_modes_frames.ts";
 import { FakeRx } from "./fake_rx_port.ts";
+import { TX_FIRST_FRAME } from "../../src/engine/tx_first.ts";
+import { ipv4Checksum } from "../../src/engine/gen_frame.ts";
 
 const HDR = 12, BUF = 2048;
 const A = [0x02, 0, 0, 0, 0, 0xaa], B = [0x02, 0, 0, 0, 0, 0xbb];
@@ -352,4 +354,29 @@ Deno.test("fwd modes: the forwarder in macswap and 5tswap forwards to the other 
     }
   }
   assert.equal(modeNumber("io"), 0);
+});
+
+Deno.test("tx_first: the forwarder sends the asked bursts of 64-byte UDP frames out of each port, fewer when the pool runs dry", () => {
+  const r = rig("io");
+  try {
+    assert.equal(r.fwd.txFirst(0), 0);
+    assert.equal(r.fwd.txFirst(3), 2 * 3 * 8);
+    const macs = [PM, B];
+    for (const p of [0, 1]) {
+      assert.equal(r.tx[p].sent.length, 3 * 8);
+      for (const [buf, len] of r.tx[p].sent) {
+        assert.equal(len, TX_FIRST_FRAME);
+        const f = r.pool.data.subarray(r.pool.offset(buf) + HDR, r.pool.offset(buf) + HDR + len);
+        assert.deepEqual([...f.subarray(0, 12)], [2, 0, 0, 0, 0, p, ...macs[p]], `port ${p}`);
+        assert.deepEqual([f[12], f[13], f[14], f[23]], [0x08, 0x00, 0x45, 17], "UDP/IPv4");
+        assert.equal(ipv4Checksum(f, 14), (f[24] << 8) | f[25], "the IPv4 header checksum");
+        assert.ok(f.subarray(42 + 2).every((x) => x === 0), "a zero payload after the flow");
+      }
+    }
+    // 48 of the 64 buffers are held by the fake transmit queues: 16 more go out, no more.
+    assert.equal(r.fwd.txFirst(2), 16);
+    assert.equal(r.pool.available, 0);
+  } finally {
+    r.region.free();
+  }
 });

@@ -7,6 +7,7 @@ function host(options: EngineOptions) {
   let halted = true;
   let rx = 0;
   const restarts: EngineOptions[] = [];
+  const calls: string[] = [];
   const snap = (): EngineSnapshot =>
     ({
       ports: [0, 1].map((port) => ({
@@ -28,12 +29,13 @@ function host(options: EngineOptions) {
     report: (s: EngineSnapshot) => ({ event: "stats", elapsedS: 0, ports: s.ports, workers: [] }),
     formatTable: (r: { ports: { rxPackets: number }[] }) => `RX ${r.ports[0].rxPackets}`,
     formatXstats: (s: EngineSnapshot) => `x ${s.ports[0].xstats.rx_q0_good_packets}`,
-    halt: (on: boolean) => halted = on,
+    halt: (on: boolean) => (calls.push(on ? "halt" : "resume"), halted = on),
+    txFirst: (bursts: number) => calls.push(`txFirst ${bursts}`),
     halted: () => halted,
     restart: (o: EngineOptions) => (restarts.push(o), Promise.resolve()),
   };
   // deno-lint-ignore no-explicit-any
-  return { h: h as any, restarts, setRx: (n: number) => rx = n };
+  return { h: h as any, restarts, calls, setRx: (n: number) => rx = n };
 }
 
 Deno.test("testpmd console: start and stop halt and resume, set fwd only while stopped", async () => {
@@ -66,4 +68,16 @@ Deno.test("testpmd console: clear port stats makes stats and xstats count from z
   setRx(130);
   assert.equal(t.portStats("all"), "RX 30");
   assert.equal(t.portXstats("all"), "x 30");
+});
+
+Deno.test("testpmd console: start tx_first asks for the bursts before forwarding resumes; not in txonly", async () => {
+  const { h, calls } = host({ mode: "io" });
+  const t = testpmdConsole(h);
+  assert.match(await t.start(8), /io packet forwarding started/);
+  assert.deepEqual(calls, ["txFirst 8", "resume"]);
+  assert.match(await t.start(1), /already started/);
+  assert.deepEqual(calls, ["txFirst 8", "resume"], "nothing sent while forwarding");
+  const gen = host({ mode: "txonly" });
+  await assert.rejects(() => testpmdConsole(gen.h).start(1), /for forwarding modes: txonly sends/);
+  assert.deepEqual(gen.calls, []);
 });

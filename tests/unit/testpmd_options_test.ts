@@ -59,6 +59,8 @@ Deno.test("testpmd options: defaults, and testpmd's names in both spellings", ()
   assert.equal(parsed("-i").interactive, true);
   assert.equal(parsed("--interactive", "--cmdline-file=cmds").cmdlineFile, "cmds");
   assert.equal(parsed().interactive, false);
+  assert.equal(parsed("--tx-first").txFirst, 1);
+  assert.equal(parsed().txFirst, undefined);
   assert.equal(parseTestpmdCommandLine(["--help"]), "help");
 });
 
@@ -85,6 +87,8 @@ Deno.test("testpmd options: each bad command line is one usage sentence", () => 
     [["--mac-rewrite"], /testpmd takes --forward-mode=mac instead of --mac-rewrite/],
     [["--forward-mode=icmpecho", "--script", "s.ts"], /do not go together/],
     [["--rxq=1", "--rxq=1"], /--rxq is given twice/],
+    [["--forward-mode=txonly", "--tx-first"], /--tx-first is for forwarding modes/],
+    [["-i", "--tx-first"], /in commands use start tx_first/],
   ];
   for (const [args, match] of bad) {
     assert.throws(() => parseTestpmdCommandLine([...args, ...PORTS]), (e) => {
