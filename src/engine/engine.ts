@@ -17,7 +17,6 @@
 import type { BufferPool } from "../dma/buffer_pool.ts";
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
-import type { RingFormat } from "../virtio/ring_format.ts";
 import {
   CTL_HALT,
   CTL_STOP,
@@ -32,7 +31,7 @@ import { MailboxEpochs, steeringMailbox } from "./steering_mailbox.ts";
 import { type CounterLayout, counterLayout, sharedCounters } from "./counters.ts";
 import { addressOfBuffer, buffersInRing, describeRing, partitionPool } from "./handoff.ts";
 import { NOTIFY_SEND_TIMEOUT_MS } from "./notifier.ts";
-import { checkCaptureFile, checkEngineOptions } from "./engine_options.ts";
+import { checkCaptureFile, checkEngineOptions, type EngineOptions } from "./engine_options.ts";
 import { shown } from "../shown.ts";
 import { TX_FIRST_MOST_BURSTS } from "./tx_first.ts";
 import { MAX_QUEUE_PAIRS } from "../net/port_checks.ts";
@@ -51,121 +50,13 @@ import {
 import { startBlobWorker } from "./worker_loader.ts";
 import { WORKER_ENTRY, workerCopied, workerSources } from "./worker_sources.ts";
 import { PrewarmedWorkers, prewarmWorkers } from "./prewarmed_workers.ts";
-import type { CaptureDirection, PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
-import type { EngineMode } from "./fwd_modes/modes.ts";
+import type { PortQueuesSpec, WorkerSpec } from "./worker_spec.ts";
 import { type GeneratorOptions, generatorSpec, isGeneratingMode } from "./generator_spec.ts";
 
 /** Synthetic frames each worker forwards to warm its code (prewarm.ts) unless told otherwise. */
 export const DEFAULT_PREWARM_FRAMES = 200_000;
 
-/** Options of {@linkcode ForwardingEngine.start}. */
-export interface EngineOptions {
-  /** What txonly and flowgen send (only with those modes). */
-  generator?: GeneratorOptions;
-  /** Frames per receive and transmit burst (default 32). */
-  burst?: number;
-  /** A partial transmit burst goes out after this many µs (default 100). */
-  drainUs?: number;
-  /** Rewrite MACs as DPDK's l2fwd does (default false; the same as mode "mac"). */
-  macRewrite?: boolean;
-  /**
-   * What the workers do, as DPDK testpmd's `set fwd` (default "io"; see
-   * fwd_modes/modes.ts): "io", "mac", "macswap", "5tswap", "rxonly" or "icmpecho" forward;
-   * "txonly" and "flowgen" generate UDP/IPv4 frames on both ports (one flow, or
-   * `generator.flows`) and receive on both, recording the latency of the frames that come
-   * back (src/engine/generator.ts, as testpmd's `--latencystats`). A mode other than "io"
-   * and "mac" does not go with a script (refused: a script can do what the mode does); it
-   * runs cold for its first frames (warm-up forwards as "io").
-   */
-  mode?: EngineMode;
-  /**
-   * Frames a full transmit ring does not take: "wait" (default: keep them and stop
-   * receiving on that direction until the ring has room) or "drop" (count them, as DPDK's
-   * l2fwd does).
-   */
-  txFull?: "wait" | "drop";
-  /** Sleep this many µs when nothing arrives (default 50; 0: poll without pause). */
-  idleUs?: number;
-  /**
-   * Packets a worker receives before its warm-up can end (default 150,000): it ends at the
-   * first once-a-second sample after them that follows `warmupQuietSeconds` in which V8
-   * compiled nothing, or after twice them; the heap figures count from there (counters.ts,
-   * W_HEAP_WARM).
-   */
-  warmupPackets?: number;
-  /**
-   * Synthetic frames each worker forwards between in-memory rings to warm its code before
-   * it adopts the device's queues (prewarm.ts; default 200,000, at most 3 s; 0: none).
-   */
-  prewarmFrames?: number;
-  /**
-   * The ring formats {@linkcode ForwardingEngine.prewarm} warms, before the ports are open
-   * (default both, "split" then "packed": a port takes packed rings when its device offers
-   * them). Warm-up at start() covers the formats of the ports' queues.
-   */
-  prewarmFormats?: readonly RingFormat[];
-  /**
-   * Workers warmed before the ports opened ({@linkcode ForwardingEngine.prewarm}), one per
-   * queue pair: start() takes them over instead of starting new ones.
-   */
-  prewarmed?: PrewarmedWorkers;
-  /**
-   * Seconds in a row without a compile step that warm-up waits for once the warm-up
-   * packets arrived (default 5: V8 tiers the loop's functions up seconds apart).
-   */
-  warmupQuietSeconds?: number;
-  /**
-   * Heap audit (default false): each worker forces a full GC at its first sample, at the
-   * end of warm-up and at the stop, so that the heap figures are live memory
-   * (`heapLive: true`). Each GC pauses forwarding (0.3–0.6 s under TCG emulation, enough to
-   * lose frames), so by default none is forced and the figures are the heap as sampled
-   * once a second, garbage included (`heapLive: false`).
-   */
-  heapAudit?: boolean;
-  /**
-   * Count each frame's size bin, multicast and broadcast for the extended statistics
-   * (default true, as DPDK's virtio PMD). False leaves those xstats at 0 and forwards
-   * faster: the classification costs 15–30 % at 64 bytes (docs/performance.md).
-   */
-  xstats?: boolean;
-  /**
-   * Start halted (default false): the workers take their queues but poll nothing until
-   * {@linkcode ForwardingEngine.resume}, as an interactive testpmd waits for `start`.
-   */
-  halted?: boolean;
-  /**
-   * Bursts each worker sends out of each of its ports before it forwards (testpmd's
-   * `--tx-first`; default 0, at most 1,024): 64-byte UDP frames (tx_first.ts) that start
-   * traffic between forwarders that only forward. Nothing in a generating mode.
-   */
-  txFirst?: number;
-  /** A script module (path or file: URL; importing it needs read permission). */
-  script?: { path: string; args?: Record<string, string> };
-  /**
-   * Capture frames of `port` (queue `queue`, or all) into the pcap file `path`: received
-   * ones (as they arrived), sent ones (as they leave, after MAC rewrite and script), or
-   * both (`direction`, default "rx").
-   */
-  capture?: {
-    path: string;
-    port: number;
-    queue?: number;
-    direction?: CaptureDirection;
-    ringBytes?: number;
-  };
-  /**
-   * How long a worker's vfio-user queue notification waits for room on a server's full
-   * socket before the worker fails (ms, default 5000, the vfio-user client's own timeout).
-   * A stop request ends such a wait at once (within 10 ms).
-   */
-  notifyTimeoutMs?: number;
-  /** How long workers may take to start (default 60 s: slow under TCG). */
-  startTimeoutMs?: number;
-  /** Called once if a worker fails while running (the engine stops forwarding). */
-  onError?: (error: DriverError) => void;
-}
-
-export type { EngineStopped, GeneratorOptions };
+export type { EngineOptions, EngineStopped, GeneratorOptions };
 
 /**
  * Forwarding between two ports on one worker per queue pair.

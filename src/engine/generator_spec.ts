@@ -9,7 +9,7 @@
 import { DriverError } from "../errors.ts";
 import type { VirtioNetPort } from "../net/port.ts";
 import { shown } from "../shown.ts";
-import type { EngineOptions } from "./engine.ts";
+import type { EngineOptions } from "./engine_options.ts";
 import { GEN_MAX_FLOWS, GEN_MIN_FRAME } from "./gen_frame.ts";
 import type { GeneratorSpec } from "./worker_spec.ts";
 
