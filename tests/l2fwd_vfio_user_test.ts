@@ -1,8 +1,8 @@
 /**
  * l2fwd on the forwarding engine in the vfio-user bed (QEMU's vfio-user server, driver on
- * the host): two ports with two queue pairs each, 400,000 UDP frames of 1,024 flows each
+ * the host): two ports with two queue pairs each, 100,000 UDP frames of 1,024 flows each
  * way with MAC rewrite, everything captured equal to what was sent; per-queue counters
- * adding up; heap and GCs reported; each example script; a capture read back with
+ * adding up; each example script; a capture read back with
  * `tcpdump -r`; SIGINT mid-traffic ending l2fwd with status 0 within 2 s and the servers
  * released. Also measures what a queue notification costs a worker here (a posted
  * VFIO_USER_REGION_WRITE it sends itself) against an acknowledged one.
@@ -26,19 +26,22 @@ import { VfioUserBed } from "./bed/vfio_user_bed.ts";
 import { startHostL2fwd } from "./bed/host_l2fwd.ts";
 import {
   assertCaptured,
-  assertHeapFlat,
   assertQueuesAddUp,
   assertSameFramesPerFlow,
   checkMacSwapTxPcap,
   checkRebalancing,
   framesOf,
-  heapReport,
   rewritten,
   summaryOf,
 } from "./l2fwd_checks.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const FRAMES = 400_000;
+/**
+ * Frames each way. The engine's heap is audited in the VM bed (400,000 frames there:
+ * l2fwd_vm_test.ts); here, the vfio-user server taking 5,000 frames/s, a shorter run
+ * checks forwarding, and overload_vfio_user_test.ts that no GC comes after warm-up.
+ */
+const FRAMES = 100_000;
 const FLOWS = 1024;
 /** Frames per second offered on each port: what QEMU's vfio-user server takes in full. */
 const RATE = 5000;
@@ -71,12 +74,7 @@ Deno.test({
     await t.step(
       `${FRAMES} frames of ${FLOWS} flows each way with MAC rewrite: the host captures what it sent`,
       async () => {
-        const run = await startHostL2fwd(
-          bed,
-          ["--queues", "2", "--mac-rewrite", "--heap-audit"],
-          [],
-          "--trace-gc",
-        );
+        const run = await startHostL2fwd(bed, ["--queues", "2", "--mac-rewrite"], []);
         const a = udpFrames({ seed: 31, count: FRAMES, flows: FLOWS });
         const b = udpFrames({ seed: 32, count: FRAMES, flows: FLOWS });
         const timeoutMs = (FRAMES / RATE) * 1000 + 30000;
@@ -106,8 +104,6 @@ Deno.test({
             }`,
           );
         }
-        console.log(heapReport(s, r.stdout));
-        // Reported, not asserted: the stop includes each worker's full GC (--heap-audit).
         console.log(`stopped ${r.stopMs.toFixed(0)} ms after SIGINT`);
         assertCaptured(
           [["port 1", out1.length], ["port 0", out0.length]],
@@ -140,7 +136,6 @@ Deno.test({
           assert.equal(p.dropsTxRingFull + p.dropsNoBuffer, 0);
           for (const q of p.queues) assert.ok(q.rxPackets > FRAMES / 10, "both queues in use");
         }
-        assertHeapFlat(s);
       },
     );
 

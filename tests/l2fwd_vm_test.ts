@@ -295,7 +295,7 @@ Deno.test("l2fwd in the VM bed: 2 NICs × 2 queue pairs, one worker each, kernel
         const hp = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
         const before = (await bed.exec(`cat ${hp}`)).stdout.trim();
         const run = await startL2fwd(bed, l2fwdCmd(bed, ["--queues", "2"]));
-        const sending = sendFrames(bed, 0, udpFrames({ seed: 23, count: 20000, flows: FLOWS }), {
+        const sending = sendFrames(bed, 0, udpFrames({ seed: 23, count: 10000, flows: FLOWS }), {
           rate: RATE,
         });
         await new Promise((r) => setTimeout(r, 1500));

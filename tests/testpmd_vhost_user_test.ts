@@ -217,6 +217,11 @@ Deno.test({
         const rx = field(going, "RX-packets", p);
         assert.ok(rx > 2 * 32, `port ${p} received ${rx} after tx_first 2`);
       }
+      console.log(
+        `io: start moved ${field(idle, "RX-packets", 0)} frames in 1 s, start tx_first 2 ${
+          field(going, "RX-packets", 0)
+        } + ${field(going, "RX-packets", 1)}`,
+      );
       const from = pane.text().length;
       pane.type("quit");
       await pane.waitFor(/EXIT=0/, from, 30_000, "testpmd.ts's exit status 0");

@@ -314,7 +314,7 @@ export class Forwarder {
    * Sends `bursts` bursts of {@linkcode TX_FIRST_FRAME}-byte UDP frames out of each port
    * (testpmd's `tx_first`, tx_first.ts) through the transmit buffers forwarded frames go
    * through; a port gets fewer when the pool runs dry. Returns the frames queued. The
-   * worker calls it when the engine asks (control.ts CTL_TX_FIRST), never per packet.
+   * worker calls it when the engine asks (control.ts CTL_TX_FIRST_ASKED), never per packet.
    */
   txFirst(bursts: number): number {
     let queued = 0;

@@ -40,6 +40,9 @@ export function sizeBin(len: number): number {
   return len >= 1024 ? (len > 1518 ? 7 : 6) : len <= 64 ? len >> 6 : 27 - Math.clz32(len);
 }
 
+/** A burst's size bins, counted in integers and added to the counters once a burst. */
+const KEPT = new Int32Array(8);
+
 /**
  * Counts `n` frames into `c` from slot `at`: multicast at `at`, broadcast at `at + 1`, the
  * 8 size bins from `at + 2` (queue_counters.ts: P_RX_MULTICAST or P_TX_MULTICAST). Frame
@@ -67,18 +70,26 @@ export function classifyFrames(
   lens: Uint32Array,
   n: number,
 ): void {
-  const d = pool.data, bins = at + 2;
+  const d = pool.data, bins = at + 2, k = KEPT;
   let mc = 0, bc = 0;
   for (let i = 0; i < n; i++) {
-    const len = lens[i], off = pool.offset(bufs[i]) + hdr;
-    c[bins + sizeBin(len)]++;
-    // I/G bit of the destination address; broadcast when all 48 bits are set.
-    const group = d[off] & (len >= 6 ? 1 : 0);
-    const ones = d[off] & d[off + 1] & d[off + 2] & d[off + 3] & d[off + 4] & d[off + 5];
-    const b = group & (ones === 0xff ? 1 : 0);
-    mc += group - b;
-    bc += b;
+    const len = lens[i];
+    k[sizeBin(len)]++;
+    // I/G bit of the destination address; broadcast when all 48 bits are set. Unicast,
+    // the common case, reads one byte.
+    const off = pool.offset(bufs[i]) + hdr, first = d[off];
+    if ((first & 1) !== 0 && len >= 6) {
+      const b = (first & d[off + 1] & d[off + 2] & d[off + 3] & d[off + 4] & d[off + 5]) === 0xff
+        ? 1
+        : 0;
+      mc += 1 - b;
+      bc += b;
+    }
   }
   c[at] += mc;
   c[at + 1] += bc;
+  for (let b = 0; b < 8; b++) {
+    c[bins + b] += k[b];
+    k[b] = 0;
+  }
 }
