@@ -45,14 +45,12 @@ export const STOP_NOW = 2;
  */
 export const CTL_HALT = 1;
 /**
- * Index of the tx_first request count (testpmd's `start tx_first`, tx_first.ts): the
- * engine adds 1 per request after it wrote {@linkcode CTL_TX_FIRST_BURSTS}; a worker that
- * sees the count change sends that many bursts out of each of its ports. Read with the
+ * Index of the bursts tx_first asked for so far (testpmd's `start tx_first`, tx_first.ts):
+ * the engine adds each request's bursts; a worker sends what the total grew by since it
+ * last looked, out of each of its ports, so requests close together add up. Read with the
  * halt word.
  */
-export const CTL_TX_FIRST_ASKED = 2;
-/** Index of the bursts the last tx_first request asked for. */
-export const CTL_TX_FIRST_BURSTS = 3;
+export const CTL_TX_FIRST_BURSTS = 2;
 /** Words before the workers' presence words. */
 export const CTL_WORDS = 4;
 /** Presence: the worker has not touched shared memory (nor will, once stop is raised). */

@@ -20,7 +20,6 @@ import type { VirtioNetPort } from "../net/port.ts";
 import {
   CTL_HALT,
   CTL_STOP,
-  CTL_TX_FIRST_ASKED,
   CTL_TX_FIRST_BURSTS,
   requestStop,
   sharedControl,
@@ -414,7 +413,9 @@ export class ForwardingEngine {
   /**
    * Asks every worker to send `bursts` bursts (1 to 1,024) of 64-byte UDP frames out of
    * each of its ports now (testpmd's `start tx_first`, tx_first.ts), through its transmit
-   * buffers, before what it forwards next; a generating mode sends nothing more.
+   * buffers, before what it forwards next; requests close together add up. A port gets
+   * fewer when its transmit ring and buffers are full or the pool runs dry (counted as
+   * sent only when sent); a generating mode sends nothing more.
    *
    * @example
    * ```ts ignore
@@ -521,8 +522,7 @@ export class ForwardingEngine {
   }
 }
 
-/** Writes a tx_first request for the workers (control.ts): the bursts, then the count. */
+/** Adds a tx_first request's bursts to what the workers were asked for (control.ts). */
 function askTxFirst(control: Int32Array, bursts: number): void {
-  Atomics.store(control, CTL_TX_FIRST_BURSTS, bursts);
-  Atomics.add(control, CTL_TX_FIRST_ASKED, 1);
+  Atomics.add(control, CTL_TX_FIRST_BURSTS, bursts);
 }

@@ -97,7 +97,8 @@ export interface EngineOptions {
   /**
    * Bursts each worker sends out of each of its ports before it forwards (testpmd's
    * `--tx-first`; default 0, at most 1,024): 64-byte UDP frames (tx_first.ts) that start
-   * traffic between forwarders that only forward. Nothing in a generating mode.
+   * traffic between forwarders that only forward; fewer when a ring or the pool is full.
+   * Nothing in a generating mode.
    */
   txFirst?: number;
   /** A script module (path or file: URL; importing it needs read permission). */

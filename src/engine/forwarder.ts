@@ -207,6 +207,8 @@ export class Forwarder {
   readonly #rxLens: Uint32Array;
   /** The forwarding mode's number (fwd_modes/modes.ts). */
   readonly #mode: number;
+  /** Per port, the frame tx_first sends (tx_first.ts), made once. */
+  readonly #txFirstFrames: readonly Uint8Array[];
 
   /** Forwards between `rx[i]` and `tx[i ^ 1]`; counts into `counters` (counters.ts). */
   constructor(
@@ -228,6 +230,7 @@ export class Forwarder {
     this.#mode = modeNumber(opts.mode ?? "io");
     this.#rewrite = opts.macRewrite || this.#mode === MODE_MAC;
     this.#macs = opts.macs;
+    this.#txFirstFrames = opts.macs.map((mac, p) => txFirstFrame(p, mac));
     this.#bufs = new Uint32Array(opts.burst);
     this.#lens = new Uint32Array(opts.burst);
     // Room for at most a burst (poll() receives only while the buffers its frames may go
@@ -313,13 +316,14 @@ export class Forwarder {
   /**
    * Sends `bursts` bursts of {@linkcode TX_FIRST_FRAME}-byte UDP frames out of each port
    * (testpmd's `tx_first`, tx_first.ts) through the transmit buffers forwarded frames go
-   * through; a port gets fewer when the pool runs dry. Returns the frames queued. The
-   * worker calls it when the engine asks (control.ts CTL_TX_FIRST_ASKED), never per packet.
+   * through, in one go: a port gets fewer when its ring and buffers are full or the pool
+   * runs dry. Returns the frames queued. The worker calls it with 0 every 64 polls and
+   * with the bursts the engine asked for (control.ts CTL_TX_FIRST_BURSTS).
    */
   txFirst(bursts: number): number {
     let queued = 0;
     for (let p = 0; p < 2 && bursts > 0; p++) {
-      const frame = txFirstFrame(p, this.#macs[p]);
+      const frame = this.#txFirstFrames[p];
       for (let b = 0; b < bursts; b++) {
         this.#flush(p);
         const n = Math.min(this.#burst, 2 * this.#burst - this.#txCount[p]);

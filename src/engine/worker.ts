@@ -29,7 +29,6 @@ import { CLOCK_MONOTONIC, FfiClock } from "./clock.ts";
 import {
   CTL_HALT,
   CTL_STOP,
-  CTL_TX_FIRST_ASKED,
   CTL_TX_FIRST_BURSTS,
   enterShared,
   leaveShared,
@@ -468,8 +467,8 @@ function run(
       mailbox.check(fwd.paused);
       fwd.halted[0] = Atomics.load(ctl, CTL_HALT);
       // testpmd's tx_first (control.ts), the same statements whether one was asked or not.
-      const asked = Atomics.load(ctl, CTL_TX_FIRST_ASKED);
-      fwd.txFirst(asked === txFirstSeen ? 0 : Atomics.load(ctl, CTL_TX_FIRST_BURSTS));
+      const asked = Atomics.load(ctl, CTL_TX_FIRST_BURSTS);
+      fwd.txFirst(asked - txFirstSeen);
       txFirstSeen = asked;
       const stop = Atomics.load(ctl, CTL_STOP) !== 0;
       if (stop || now >= nextSample) {

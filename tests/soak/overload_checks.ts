@@ -88,8 +88,8 @@ export function assertForwardedOrDropped(s: Summary, inn: number, out: number): 
 }
 
 /**
- * Checks that l2fwd kept its memory through the overload: no garbage collection in any
- * worker, heap creep under 32 KiB, RSS within 16 MiB (a leak of one 64-byte object per
+ * Checks that l2fwd kept its memory through the overload: every worker past its warm-up
+ * and forwarding for a second after it, then no garbage collection, heap creep under 32 KiB, RSS within 16 MiB (a leak of one 64-byte object per
  * frame would be hundreds of MiB).
  *
  * @example
@@ -99,6 +99,15 @@ export function assertForwardedOrDropped(s: Summary, inn: number, out: number): 
  */
 export function assertMemoryHeld(s: Summary, rssBefore: number, rssAfter: number): void {
   for (const w of s.workers) {
+    // Both figures count from warm-up: without one, or nothing forwarded after it, they
+    // would say nothing.
+    assert.ok(w.heapWarm > 0, `worker ${w.queue} never got past its warm-up`);
+    assert.ok(
+      w.packets > w.warmPackets && w.nowMs - w.warmAtMs >= 1000,
+      `worker ${w.queue} forwarded ${w.packets - w.warmPackets} packets in ${
+        w.nowMs - w.warmAtMs
+      } ms after warm-up: too short a run to tell`,
+    );
     assert.equal(w.heapDrops, 0, `worker ${w.queue} collected garbage`);
     assert.ok(w.heapCreep < 32768, `worker ${w.queue}'s heap crept by ${w.heapCreep} B`);
   }
