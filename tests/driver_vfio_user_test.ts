@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { DriverError, openPort, splitRingLayout } from "../low_level.ts";
 import { encodePcap, readPcapFrames } from "../src/pcap/pcap.ts";
 import { TEST_ETHERTYPE, testFrames, udpFrames } from "./bed/frames.ts";
+import { KernelDropTrace } from "./bed/kernel_drops.ts";
 import { sendFrames, startCapture } from "./bed/traffic.ts";
 import { HostProgram } from "./bed/host_program.ts";
 import { VfioUserBed } from "./bed/vfio_user_bed.ts";
@@ -50,6 +51,7 @@ Deno.test({
   async fn() {
     await using bed = await VfioUserBed.start({ ports: 1, queues: 1 });
     const dir = await Deno.makeTempDir({ prefix: "vdrxtx-" });
+    let trace: KernelDropTrace | null = null;
     try {
       const toDriver = testFrames({ seed: 31, count: FRAMES });
       const fromDriver = testFrames({ seed: 32, count: FRAMES });
@@ -72,6 +74,8 @@ Deno.test({
         timeoutMs: 120000,
         ethertype: TEST_ETHERTYPE,
       });
+      // Where the host lost what the driver sent, should the capture come up short.
+      trace = KernelDropTrace.start(["CPU_BACKLOG", "SOCKET_RCVBUFF", "FULL_RING"]);
       const sent = await sendFrames(bed, 0, toDriver);
       assert.equal(sent.sent, FRAMES);
       const doneLine = await prog.waitForLine(/"event":"done"/);
@@ -82,8 +86,11 @@ Deno.test({
       const received = readPcapFrames(await Deno.readFile(`${dir}/rx.pcap`));
       assert.equal(received.length, FRAMES);
       for (let i = 0; i < FRAMES; i++) assert.deepEqual(received[i], toDriver[i], `rx ${i}`);
-      const captured = await capture.done();
-      assert.equal(captured.length, FRAMES);
+      const t = trace;
+      const captured = await capture.done().catch((e) => {
+        throw new Error(`${e.message}; host drops: ${JSON.stringify(t.stop().drops)}`);
+      });
+      assert.equal(captured.length, FRAMES, `host drops: ${JSON.stringify(t.stop().drops)}`);
       for (let i = 0; i < FRAMES; i++) assert.deepEqual(captured[i], fromDriver[i], `tx ${i}`);
       const kicks = done.txKicks + done.rxKicks;
       console.log(
@@ -93,6 +100,7 @@ Deno.test({
       );
       assert.ok(kicks < 2 * FRAMES / 10, "notification suppression keeps kicks rare");
     } finally {
+      trace?.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -197,6 +197,25 @@ export function bridgeRefuses(frame: Uint8Array): string | null {
   return null;
 }
 
+/** The CPU backlog the beds want (frames; Linux's default is 1,000). */
+export const BED_BACKLOG = 100_000;
+
+/**
+ * Raises the host's `net.core.netdev_max_backlog` (global, not per namespace) to
+ * {@linkcode BED_BACKLOG}, never lowers it. Every frame QEMU writes into a tap waits in
+ * CPU 0's backlog (the namespace steers them there); a device that sends 10,000 frames at
+ * once overflows the default 1,000 when CPU 0 is busy, and the host drops them (reason
+ * CPU_BACKLOG) before a capture sees them (the likely loss in a fresh-clone CI run).
+ */
+async function raiseBacklog(): Promise<void> {
+  const f = "/proc/sys/net/core/netdev_max_backlog";
+  try {
+    if (Number((await Deno.readTextFile(f)).trim()) < BED_BACKLOG) {
+      await Deno.writeTextFile(f, `${BED_BACKLOG}\n`);
+    }
+  } catch { /* not root: the bed fails later, saying so */ }
+}
+
 /** Options of {@linkcode Netns.create}. */
 export interface NetnsOptions {
   /** Queues per tap (one entry per tap). */
@@ -256,6 +275,7 @@ export class Netns {
     if (taps.some((t) => t.length > 15)) throw new Error(`tap name too long: ${taps.at(-1)}`);
     const ns = new Netns(name, taps, opts.inject ?? "bridge");
     try {
+      await raiseBacklog();
       destroyNetnsSync(name);
       await mustRun("ip", ["netns", "add", name]);
       await ns.exec([
